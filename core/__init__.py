@@ -1,0 +1,1 @@
+"""Pure-PyTorch core of the CNN Architecture Explorer (never imports streamlit)."""

@@ -1,0 +1,83 @@
+"""The one interface every model of the zoo implements.
+
+Pages, the trainer, Grad-CAM and the layer analysis talk to models only through
+this surface (modelled on timm's), so none of them ever branches on the
+architecture's name.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from core.errors import InvalidArgumentError
+
+
+class ModelOutput(NamedTuple):
+    """What a model with auxiliary classifiers returns in training mode."""
+
+    logits: torch.Tensor
+    aux_logits: torch.Tensor
+
+
+def check_positive(value: int, what: str) -> int:
+    """Return ``value`` if it is an integer ≥ 1, else raise InvalidArgumentError."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidArgumentError(f"{what} must be a whole number ≥ 1, got {value!r}.")
+    return value
+
+
+class ExplorerModel(nn.Module):
+    """Base class: ``forward = forward_head(forward_features(x))``.
+
+    Subclasses set:
+      * ``classifier_name``: dotted name of the final ``nn.Linear``;
+      * ``auxiliary_classifier_names``: dotted names of auxiliary ``nn.Linear`` heads;
+      * ``stages``: ``(label, last module name)`` pairs that split the network into
+        the stages a fine-tuner can unfreeze and a chart can group by;
+      * ``num_features``: channels of the map ``forward_features`` returns;
+      * ``aux_loss_weight``: weight of the auxiliary losses in training.
+    """
+
+    classifier_name: str = "fc"
+    auxiliary_classifier_names: tuple[str, ...] = ()
+    stages: tuple[tuple[str, str], ...] = ()
+    num_features: int = 0
+    aux_loss_weight: float = 0.0
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Return the last feature map, before global pooling (N × C × H × W)."""
+        raise NotImplementedError
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Map features to logits, or to the vector fed to the classifier if ``pre_logits``."""
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Return the logits (N × num_classes)."""
+        return self.forward_head(self.forward_features(x))
+
+    def get_classifier(self) -> nn.Linear:
+        """Return the final linear layer."""
+        return self.get_submodule(self.classifier_name)
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes the classifier predicts."""
+        return self.get_classifier().out_features
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replace the final (and any auxiliary) classifier with fresh ones of ``num_classes`` outputs."""
+        check_positive(num_classes, "num_classes")
+        for name in (self.classifier_name, *self.auxiliary_classifier_names):
+            old = self.get_submodule(name)
+            new = nn.Linear(old.in_features, num_classes, device=old.weight.device, dtype=old.weight.dtype)
+            self.set_submodule(name, new)
+
+    def split_output(self, output: torch.Tensor | ModelOutput) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Split what ``forward`` returned into main logits and a list of auxiliary logits."""
+        if isinstance(output, ModelOutput):
+            return output.logits, [output.aux_logits]
+        return output, []
