@@ -13,8 +13,9 @@ from __future__ import annotations
 import copy
 import functools
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 from torch import nn
@@ -177,6 +178,14 @@ def layer_kind(type_name: str) -> str:
     if "Norm" in type_name:
         return "normalisation"
     return "other"
+
+
+def format_count(value: float) -> str:
+    """416520 → "416.5 K", 1.135e9 → "1.135 G"."""
+    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "K")):
+        if value >= scale:
+            return f"{value / scale:.{3 if suffix == 'G' else 1}f} {suffix}"
+    return f"{value:g}"
 
 
 def format_shape(shape: tuple[int, ...]) -> str:
@@ -362,7 +371,7 @@ def analyse(model: models.ExplorerModel, input_shape: tuple[int, int, int], name
             jump=(row["field"].jump_h, row["field"].jump_w),
             weight_layer=row["weight_layer"], depth=row["field"].depth,
         )
-        for i, (row, stage) in enumerate(zip(raw_rows, stages), start=1)
+        for i, (row, stage) in enumerate(zip(raw_rows, stages, strict=True), start=1)
     )
     unused = tuple(
         (module_name, sum(p.numel() for p in module.parameters()))

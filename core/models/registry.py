@@ -10,8 +10,8 @@ app can show them beside the computed ones.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 
@@ -261,7 +261,7 @@ def _accepts(model: ExplorerModel, in_channels: int, size: int) -> bool:
         return False
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def input_size_range(name: str) -> tuple[int, int | None]:
     """Return the smallest and largest square input (px) the model accepts; largest is None if unbounded.
 

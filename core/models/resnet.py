@@ -34,10 +34,9 @@ class BasicBlock(nn.Module):
         self.downsample = downsample
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
-        out += identity  # y = F(x) + x
+        out += x if self.downsample is None else self.downsample(x)  # y = F(x) + x
         return self.relu(out)
 
 
@@ -62,11 +61,10 @@ class Bottleneck(nn.Module):
         self.downsample = downsample
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
-        out += identity  # y = F(x) + x
+        out += x if self.downsample is None else self.downsample(x)  # y = F(x) + x
         return self.relu(out)
 
 

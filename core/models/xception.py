@@ -55,9 +55,8 @@ class Block(nn.Module):
         self.rep = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        skip = x if self.skip is None else self.skipbn(self.skip(x))
         out = self.rep(x)
-        out += skip
+        out += x if self.skip is None else self.skipbn(self.skip(x))
         return out
 
 
@@ -100,7 +99,7 @@ class Xception(ExplorerModel):
         self.bn2 = nn.BatchNorm2d(64)
         self.act2 = nn.ReLU(inplace=True)
         self.block_names = [f"block{i}" for i in range(1, len(BLOCKS) + 1)]
-        for name, plan in zip(self.block_names, BLOCKS):
+        for name, plan in zip(self.block_names, BLOCKS, strict=True):
             self.add_module(name, Block(*plan))
         self.conv3 = SeparableConv2d(1024, 1536)  # N x 1536 x 10 x 10
         self.bn3 = nn.BatchNorm2d(1536)

@@ -1,0 +1,50 @@
+"""Pick the compute device: CUDA, then Apple MPS, then CPU."""
+
+from __future__ import annotations
+
+import os
+import platform
+
+import torch
+
+from core.errors import InvalidArgumentError
+
+CHOICES = ("auto", "cuda", "mps", "cpu")
+
+
+def _mps_available() -> bool:
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend and backend.is_available())
+
+
+def available() -> list[str]:
+    """The device types usable on this machine, best first."""
+    found = ["cuda"] if torch.cuda.is_available() else []
+    if _mps_available():
+        found.append("mps")
+    return [*found, "cpu"]
+
+
+def pick_device(preference: str = "auto") -> torch.device:
+    """Return the device for ``preference``: "auto" takes CUDA, then MPS, then CPU.
+
+    Asking for a device this machine lacks raises InvalidArgumentError.
+    """
+    if preference not in CHOICES:
+        raise InvalidArgumentError(f"Unknown device {preference!r}; choose one of {', '.join(CHOICES)}.")
+    usable = available()
+    if preference == "auto":
+        return torch.device(usable[0])
+    if preference not in usable:
+        raise InvalidArgumentError(f"No {preference.upper()} device on this machine; available: {', '.join(usable)}.")
+    return torch.device(preference)
+
+
+def describe(device: torch.device) -> str:
+    """A human-readable name, e.g. "CUDA · NVIDIA H100 80GB HBM3" or "CPU · x86_64, 2 threads"."""
+    if device.type == "cuda":
+        return f"CUDA · {torch.cuda.get_device_name(device)}"
+    if device.type == "mps":
+        return f"Apple MPS · {platform.machine()}"
+    cpu = platform.processor() or platform.machine()
+    return f"CPU · {cpu}, {torch.get_num_threads()} threads of {os.cpu_count()} cores"

@@ -1,0 +1,27 @@
+"""Entry script: ``python -m streamlit run explorer/app.py`` from the repository root."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # `streamlit run` puts only explorer/ on the path
+    sys.path.insert(0, str(ROOT))
+
+import streamlit as st  # noqa: E402
+
+from explorer import bridge  # noqa: E402
+
+st.set_page_config(page_title="CNN Architecture Explorer", page_icon="🧠", layout="wide")
+
+PAGES = [
+    st.Page("../pages/home.py", title="Home", icon=":material/home:", url_path="home", default=True),
+    st.Page("../pages/architectures.py", title="Architectures", icon=":material/account_tree:", url_path="architectures"),
+    st.Page("../pages/compare.py", title="Compare", icon=":material/compare_arrows:", url_path="compare"),
+]
+
+navigation = st.navigation(PAGES)
+with st.sidebar:
+    st.caption(f"Device: {bridge.device_name()}")
+navigation.run()

@@ -1,0 +1,94 @@
+"""The one bridge between Streamlit state and core.
+
+Pages never call core directly for anything that can fail or is slow: they call
+these functions, which turn core's typed errors into messages on the page and
+keep per-session choices (the selected model) in ``st.session_state`` and the URL.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import streamlit as st
+import torch
+
+from core import analysis, devices, fidelity, latency, models, structure
+from core.errors import ExplorerError
+
+MODEL_PARAM = "model"
+
+
+@st.cache_resource(show_spinner=False)
+def device() -> torch.device:
+    """The device this server computes on (CUDA, then MPS, then CPU); shared by all sessions."""
+    return devices.pick_device()
+
+
+def device_name() -> str:
+    """Human-readable name of :func:`device`."""
+    return devices.describe(device())
+
+
+def show_error(error: Exception) -> None:
+    """A clear message on the page for a core error; never a traceback."""
+    st.error(str(error), icon=":material/error:")
+
+
+def summary(name: str, input_size: int | None = None, num_classes: int | None = None,
+            in_channels: int | None = None) -> analysis.ModelSummary | None:
+    """The layer analysis (cached in core), or None after showing why it cannot be made."""
+    try:
+        return analysis.summarize(name, input_size, num_classes, in_channels)
+    except ExplorerError as error:
+        show_error(error)
+        return None
+
+
+def fidelity_rows(name: str) -> list[fidelity.FidelityRow]:
+    """The course notes' figures beside the live ones."""
+    return fidelity.compare(name)
+
+
+def blocks_diagram(name: str) -> str:
+    """Graphviz DOT of the model's blocks."""
+    return structure.diagram(name)
+
+
+def model_source(name: str) -> str:
+    """Source code of the core module defining the model."""
+    return structure.source(name)
+
+
+def traits(name: str) -> structure.Traits:
+    """Kernel sizes, skip connections, normalisation, dropout."""
+    return structure.traits(name)
+
+
+def input_range(name: str) -> tuple[int, int | None]:
+    """Smallest and largest accepted input size."""
+    return models.input_size_range(name)
+
+
+def url_model(default: str) -> str:
+    """The model named in the URL (``?model=``), or ``default`` with a warning if it is unknown."""
+    requested = st.query_params.get(MODEL_PARAM)
+    if requested is None:
+        return default
+    try:
+        return models.spec(requested).name
+    except ExplorerError as error:
+        st.warning(f"The link asks for a model this app does not have. {error} Showing {default}.")
+        return default
+
+
+def set_url_model(name: str) -> None:
+    """Write the selected model into the URL, so the page can be linked from a slide."""
+    st.query_params[MODEL_PARAM] = name
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def measure_latency(name: str, batch_size: int, device_type: str) -> dict[str, Any]:
+    """Forward latency of ``name`` at ``batch_size`` on ``device_type``; cached per server."""
+    result = latency.measure(name, batch_size, torch.device(device_type), repeats=3, warmup=1)
+    return {"model": name, "batch": batch_size, "device": device_type,
+            "median ms": round(result.median_ms, 2), "images/s": round(result.images_per_second, 1)}

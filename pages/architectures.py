@@ -1,0 +1,43 @@
+"""Architectures: one model at a time, from the paper to the layer table to the source."""
+
+import streamlit as st
+
+from core import models
+from explorer import bridge, components
+
+st.title("Architectures")
+name = components.model_picker()
+spec = models.spec(name)
+components.paper_card(name)
+
+minimum, maximum = bridge.input_range(name)
+left, right = st.columns(2)
+size = left.number_input(
+    "Input size (px)", min_value=1, max_value=2048, value=spec.input_size, step=1, key=f"size-{name}",
+    help=f"{spec.display_name} takes {minimum} px and up" + (f" to {maximum} px" if maximum else "")
+    + f"; it was designed for {spec.input_size} px. MACs and shapes follow the size you choose.",
+)
+classes = right.number_input("Classes", min_value=1, max_value=100_000, value=spec.num_classes, step=1,
+                             key=f"classes-{name}")
+summary = bridge.summary(name, int(size), int(classes))
+if summary is None:
+    st.stop()
+
+components.summary_metrics(summary)
+st.caption(components.MACS_NOTE)
+
+tabs = st.tabs(["Layer table", "Charts", "Block diagram", "Fidelity to the course notes", "Source code"])
+with tabs[0]:
+    components.layer_table(summary)
+with tabs[1]:
+    components.layer_charts(summary)
+with tabs[2]:
+    st.caption("Blocks in execution order; runs of identical blocks are merged. Orange blocks add a skip connection.")
+    st.graphviz_chart(bridge.blocks_diagram(name))
+with tabs[3]:
+    st.caption("Figures at the model's native input size; accuracies cannot be computed from an architecture, "
+               "so they are checked against the published references.")
+    components.fidelity_table(bridge.fidelity_rows(name))
+with tabs[4]:
+    st.caption(f"`{spec.builder.__module__.replace('.', '/')}.py`: the code that built the model above.")
+    st.code(bridge.model_source(name), language="python", line_numbers=True)

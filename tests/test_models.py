@@ -1,0 +1,167 @@
+"""The model zoo: registry, parameter counts, forward and backward, the uniform interface, bad input."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from core import models
+from core.errors import ExplorerError, InputSizeError, InvalidArgumentError, UnknownModelError
+from core.models.inception import Inception3
+from tests.conftest import NAMES
+
+# The issue's table (1000 classes; LeNet-5: 10).
+EXPECTED_PARAMS = {
+    "lenet5": 61_706,
+    "alexnet": 62_378_344,
+    "vgg16": 138_357_544,
+    "vgg19": 143_667_240,
+    "inception_v3": 27_161_264,
+    "xception": 22_855_952,
+    "resnet18": 11_689_512,
+    "resnet34": 21_797_672,
+    "resnet50": 25_557_032,
+    "resnet101": 44_549_160,
+    "resnet152": 60_192_808,
+}
+
+
+def count(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def test_names_are_exactly_the_eleven_architectures() -> None:
+    assert models.names() == list(EXPECTED_PARAMS)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_parameter_count(name: str) -> None:
+    with torch.device("meta"):
+        assert count(models.build(name)) == EXPECTED_PARAMS[name]
+
+
+def test_inception_without_auxiliary_classifier() -> None:
+    with torch.device("meta"):
+        model = Inception3(aux_logits=False)
+    assert count(model) == 23_834_568
+    assert model.auxiliary_classifier_names == ()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_registry_facts_are_complete(name: str) -> None:
+    spec = models.spec(name)
+    assert spec.display_name and spec.authors and spec.paper_title and spec.paper_url.startswith("http")
+    assert 1990 < spec.year < 2030
+    assert len(spec.mean) == len(spec.std) == spec.in_channels
+    assert all(ref.source and ref.value > 0 for ref in spec.references)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_forward_shape_at_native_size(name: str) -> None:
+    spec = models.spec(name)
+    model = models.build(name, num_classes=7).eval()
+    with torch.no_grad():
+        out = model(torch.randn(2, spec.in_channels, spec.input_size, spec.input_size))
+    assert out.shape == (2, 7)
+    assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_backward_pass_reaches_every_parameter(name: str) -> None:
+    spec = models.spec(name)
+    model = models.build(name, num_classes=5).train()
+    # Inception's auxiliary head needs a 17×17 grid, i.e. the native size; the others train on small inputs.
+    size = spec.input_size if model.auxiliary_classifier_names else max(models.input_size_range(name)[0], 64)
+    size = min(size, models.input_size_range(name)[1] or size)
+    output = model(torch.randn(2, spec.in_channels, size, size))
+    logits, auxiliary = model.split_output(output)
+    loss = nn.functional.cross_entropy(logits, torch.tensor([0, 1]))
+    loss = loss + sum(model.aux_loss_weight * nn.functional.cross_entropy(a, torch.tensor([0, 1])) for a in auxiliary)
+    loss.backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None]
+    assert not missing
+    assert len(auxiliary) == len(model.auxiliary_classifier_names)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_uniform_interface(name: str) -> None:
+    spec = models.spec(name)
+    model = models.build(name).eval()
+    x = torch.randn(1, spec.in_channels, spec.input_size, spec.input_size)
+    with torch.no_grad():
+        features = model.forward_features(x)
+        assert features.dim() == 4 and features.shape[1] == model.num_features
+        assert torch.equal(model.forward_head(features), model(x))
+        pre_logits = model.forward_head(features, pre_logits=True)
+    assert pre_logits.shape == (1, model.get_classifier().in_features)
+    assert isinstance(model.get_classifier(), nn.Linear)
+    assert model.num_classes == spec.num_classes
+    module_names = {n for n, _ in model.named_modules()}
+    assert model.stages and all(last in module_names for _, last in model.stages)
+    model.reset_classifier(3)
+    assert model.num_classes == 3
+    assert all(model.get_submodule(n).out_features == 3 for n in model.auxiliary_classifier_names)
+    with torch.no_grad():
+        assert model(x).shape == (1, 3)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_in_channels_adapts_the_first_layer(name: str) -> None:
+    spec = models.spec(name)
+    channels = 1 if spec.in_channels == 3 else 3
+    model = models.build(name, num_classes=4, in_channels=channels).eval()
+    with torch.no_grad():
+        assert model(torch.randn(1, channels, spec.input_size, spec.input_size)).shape == (1, 4)
+
+
+def test_unknown_name_lists_the_valid_names() -> None:
+    with pytest.raises(ValueError, match="resnet50") as caught:
+        models.build("resnet51")
+    assert isinstance(caught.value, UnknownModelError)
+    assert all(name in str(caught.value) for name in NAMES)
+
+
+@pytest.mark.parametrize("bad", [0, -3, 2.5, True, "10"])
+def test_num_classes_must_be_a_positive_integer(bad: object) -> None:
+    with pytest.raises(InvalidArgumentError, match="num_classes"):
+        models.build("lenet5", num_classes=bad)  # type: ignore[arg-type]
+
+
+def test_in_channels_must_be_positive() -> None:
+    with pytest.raises(InvalidArgumentError, match="in_channels"):
+        models.build("resnet18", in_channels=0)
+
+
+def test_errors_are_value_errors() -> None:
+    assert issubclass(ExplorerError, ValueError)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_minimum_input_size_is_the_real_boundary(name: str) -> None:
+    spec = models.spec(name)
+    minimum, maximum = models.input_size_range(name)
+    assert minimum <= spec.input_size and (maximum is None or maximum >= spec.input_size)
+    model = models.build(name).eval()
+    with torch.no_grad():
+        model(torch.zeros(1, spec.in_channels, minimum, minimum))  # the minimum works on real tensors
+        if minimum > 1:  # one pixel less fails on real tensors, and the core says so first
+            with pytest.raises(RuntimeError):
+                model(torch.zeros(1, spec.in_channels, minimum - 1, minimum - 1))
+            with pytest.raises(InputSizeError):
+                models.check_input_size(name, minimum - 1)
+    if maximum is not None:
+        with pytest.raises(InputSizeError):
+            models.check_input_size(name, maximum + 1)
+    with pytest.raises(InvalidArgumentError):
+        models.check_input_size(name, 0)
+
+
+def test_known_input_limits() -> None:
+    assert models.input_size_range("inception_v3")[0] == 75
+    assert models.input_size_range("lenet5") == (28, 31)
+    with pytest.raises(InputSizeError, match="75"):
+        models.check_input_size("inception_v3", 74)
+    with pytest.raises(InputSizeError, match="largest"):
+        models.check_input_size("lenet5", 32)
+    assert models.check_input_size("inception_v3", 75) == 75
