@@ -45,12 +45,19 @@ class FidelityRow:
     where: str
 
 
+def _layer_label(module: str, where: str) -> str:
+    """ "Conv1 (features.0)" when the notes name the layer in parentheses in ``where``, else the module name."""
+    return f"{where[where.index('(') + 1:-1]} ({module})" if where.endswith(")") else module
+
+
 def _params(module: str, count: int, where: str, reason: str = "") -> NotesFigure:
-    return NotesFigure(f"{module} parameters", f"{count:,}", f"layer_params:{module}", count, 1, where, reason)
+    return NotesFigure(f"{_layer_label(module, where)} parameters", f"{count:,}", f"layer_params:{module}", count,
+                       1, where, reason)
 
 
 def _output(module: str, shape: str, where: str, reason: str = "") -> NotesFigure:
-    return NotesFigure(f"{module} output", shape, f"layer_output:{module}", shape, 0, where, reason)
+    return NotesFigure(f"{_layer_label(module, where)} output", shape, f"layer_output:{module}", shape, 0, where,
+                       reason)
 
 
 _LENET_SHAPES = (
@@ -98,7 +105,8 @@ _FIGURES: dict[str, list[NotesFigure]] = {
         _params("features.4", 614_400, "AlexNet layer table (Conv2)", _BIASES),
         _output("features.7", "13×13×256", "AlexNet layer table (Pool2)"),
         _output("features.8", "13×13×384", "AlexNet layer table (Conv3)"),
-        NotesFigure("features.8 output", "27×27×384", "layer_output:features.8", "27×27×384", 0, "AlexNet diagram",
+        NotesFigure("Conv3 (features.8) output, in the diagram", "27×27×384", "layer_output:features.8", "27×27×384", 0,
+                    "AlexNet diagram",
                     reason="The diagram's 27×27 is conv2's resolution: pool2 halves the map before conv3, "
                            "as the layer table (13×13×384) has it."),
         _params("features.8", 884_992, "AlexNet layer table (Conv3)",
@@ -132,21 +140,21 @@ _FIGURES: dict[str, list[NotesFigure]] = {
         NotesFigure("Total parameters", "~138 million", "params", 138e6, 1e6, "VGG-16 layer details"),
         *[
             figure
-            for module, shape, count in [
-                ("features.0", "224×224×64", 1_792), ("features.2", "224×224×64", 36_928),
-                ("features.4", "112×112×64", 0), ("features.5", "112×112×128", 73_856),
-                ("features.7", "112×112×128", 147_584), ("features.9", "56×56×128", 0),
-                ("features.10", "56×56×256", 295_168), ("features.12", "56×56×256", 590_080),
-                ("features.14", "56×56×256", 590_080), ("features.16", "28×28×256", 0),
-                ("features.17", "28×28×512", 1_180_160), ("features.19", "28×28×512", 2_359_808),
-                ("features.21", "28×28×512", 2_359_808), ("features.23", "14×14×512", 0),
-                ("features.24", "14×14×512", 2_359_808), ("features.26", "14×14×512", 2_359_808),
-                ("features.28", "14×14×512", 2_359_808), ("features.30", "7×7×512", 0),
-                ("classifier.0", "4096", 102_764_544), ("classifier.3", "4096", 16_781_312),
-                ("classifier.6", "1000", 4_097_000),
+            for layer, module, shape, count in [
+                ("conv1_1", "features.0", "224×224×64", 1_792), ("conv1_2", "features.2", "224×224×64", 36_928),
+                ("pool1", "features.4", "112×112×64", 0), ("conv2_1", "features.5", "112×112×128", 73_856),
+                ("conv2_2", "features.7", "112×112×128", 147_584), ("pool2", "features.9", "56×56×128", 0),
+                ("conv3_1", "features.10", "56×56×256", 295_168), ("conv3_2", "features.12", "56×56×256", 590_080),
+                ("conv3_3", "features.14", "56×56×256", 590_080), ("pool3", "features.16", "28×28×256", 0),
+                ("conv4_1", "features.17", "28×28×512", 1_180_160), ("conv4_2", "features.19", "28×28×512", 2_359_808),
+                ("conv4_3", "features.21", "28×28×512", 2_359_808), ("pool4", "features.23", "14×14×512", 0),
+                ("conv5_1", "features.24", "14×14×512", 2_359_808), ("conv5_2", "features.26", "14×14×512", 2_359_808),
+                ("conv5_3", "features.28", "14×14×512", 2_359_808), ("pool5", "features.30", "7×7×512", 0),
+                ("fc6", "classifier.0", "4096", 102_764_544), ("fc7", "classifier.3", "4096", 16_781_312),
+                ("fc8", "classifier.6", "1000", 4_097_000),
             ]
-            for figure in (_output(module, shape, "VGG-16 layer table"),
-                           *([_params(module, count, "VGG-16 layer table")] if count else []))
+            for figure in (_output(module, shape, f"VGG-16 layer table ({layer})"),
+                           *([_params(module, count, f"VGG-16 layer table ({layer})")] if count else []))
         ],
         NotesFigure("Depth", "16 layers", "depth", 16, 1, "VGG-16 vs VGG-19"),
         NotesFigure("Convolutional layers", "13", "conv_layers", 13, 1, "VGG-16 vs VGG-19"),

@@ -27,6 +27,7 @@ st.dataframe(
         for spec in (models.spec(name) for name in models.names())
     ],
     hide_index=True,
+    height=36 * (len(models.names()) + 1) + 3,  # every model, no inner scrolling
     column_config={"paper": st.column_config.LinkColumn(display_text="paper")},
 )
 st.caption("Link a slide straight to a model: add `?model=resnet50` (or any name) to the Architectures page's address.")

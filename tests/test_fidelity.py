@@ -22,25 +22,25 @@ def test_every_model_with_figures_in_the_notes_has_a_panel() -> None:
 
 
 def test_vgg16_layer_table_of_the_notes_is_right() -> None:
-    rows = [r for r in fidelity.compare("vgg16") if r.label.startswith(("features", "classifier"))]
+    rows = [r for r in fidelity.compare("vgg16") if "(features." in r.label or "(classifier." in r.label]
     assert len(rows) == 21 + 16
     assert all(r.agrees for r in rows)
 
 
 def test_lenet_shapes_in_the_notes_are_inconsistent() -> None:
     rows = {r.label: r for r in fidelity.compare("lenet5")}
-    assert not rows["features.0 output"].agrees
-    assert rows["features.0 output"].live == "28×28×6"
-    assert rows["features.6 output"].agrees and rows["features.6 output"].live == "1×1×120"
-    assert "5×5" in rows["features.0 output"].explanation
+    assert not rows["Conv1 (features.0) output"].agrees
+    assert rows["Conv1 (features.0) output"].live == "28×28×6"
+    assert rows["Conv3 (features.6) output"].agrees and rows["Conv3 (features.6) output"].live == "1×1×120"
+    assert "5×5" in rows["Conv1 (features.0) output"].explanation
 
 
 def test_alexnet_table_counts_weights_without_biases() -> None:
     rows = {r.label: r for r in fidelity.compare("alexnet")}
-    conv1 = rows["features.0 parameters"]
+    conv1 = rows["Conv1 (features.0) parameters"]
     assert not conv1.agrees and conv1.live == "34,944" and "96 biases" in conv1.explanation
-    assert rows["features.12 parameters"].agrees  # conv5's line includes its biases
-    assert rows["classifier.6 parameters"].agrees
+    assert rows["Conv5 (features.12) parameters"].agrees  # conv5's line includes its biases
+    assert rows["Dense3 (classifier.6) parameters"].agrees
 
 
 def test_xception_figures() -> None:

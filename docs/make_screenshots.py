@@ -1,0 +1,46 @@
+"""Regenerate docs/screenshots/*.png from the running app (needs Debian's chromium).
+
+    python docs/make_screenshots.py
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from playwright.sync_api import sync_playwright  # noqa: E402
+
+from tests.browser import CHROMIUM_FLAGS, chromium_path, running_app, wait_until_idle  # noqa: E402
+
+SHOTS = [  # file name, path, tab to open (or None)
+    ("home", "/", None),
+    ("architectures", "/architectures?model=resnet50", None),
+    ("architectures-diagram", "/architectures?model=xception", "Block diagram"),
+    ("architectures-fidelity", "/architectures?model=alexnet", "Fidelity to the course notes"),
+    ("compare", "/compare", None),
+]
+
+
+def main() -> None:
+    out = ROOT / "docs" / "screenshots"
+    out.mkdir(parents=True, exist_ok=True)
+    with running_app() as url, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1600})
+        for name, path, tab in SHOTS:
+            page.goto(url + path)
+            wait_until_idle(page)
+            if tab:
+                page.get_by_role("tab", name=tab).click()
+                page.wait_for_timeout(1500)
+            page.wait_for_timeout(1000)
+            page.screenshot(path=str(out / f"{name}.png"))
+            print("wrote", out / f"{name}.png")
+        browser.close()
+
+
+if __name__ == "__main__":
+    main()

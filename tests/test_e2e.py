@@ -1,0 +1,85 @@
+"""End to end: the real server, a real browser, every page."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from tests.browser import CHROMIUM_FLAGS, chromium_path, running_app, wait_until_idle
+
+pytestmark = pytest.mark.e2e
+
+if chromium_path() is None:
+    if os.environ.get("CI"):
+        raise RuntimeError("CI must run the browser tests: install Debian's chromium (see .ci/run)")
+    pytest.skip("no chromium on this machine: `apt-get install chromium` to run the browser tests",
+                allow_module_level=True)
+
+from playwright.sync_api import Page, expect, sync_playwright  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def app_url() -> Iterator[str]:
+    with running_app() as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_FLAGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    yield page
+    context.close()
+
+
+def open_page(page: Page, url: str) -> None:
+    page.goto(url)
+    wait_until_idle(page)
+    expect(page.locator('[data-testid="stException"]')).to_have_count(0)
+
+
+@pytest.mark.parametrize(("path", "heading"), [
+    ("/", "CNN Architecture Explorer"),
+    ("/architectures", "Architectures"),
+    ("/compare", "Compare"),
+])
+def test_every_page_opens_without_an_exception(page: Page, app_url: str, path: str, heading: str) -> None:
+    open_page(page, app_url + path)
+    expect(page.get_by_role("heading", name=heading)).to_be_visible()
+    expect(page.get_by_text("Traceback")).to_have_count(0)
+
+
+def test_resnet50_layer_table_shows_its_parameters(page: Page, app_url: str) -> None:
+    open_page(page, f"{app_url}/architectures?model=resnet50")
+    expect(page.get_by_text("Total: 25,557,032 parameters")).to_be_visible()
+    expect(page.locator('[data-testid="stMetricValue"]').first).to_have_text("25,557,032")
+    expect(page.locator('[data-testid="stDataFrame"]').first).to_be_visible()
+
+
+def test_navigation_and_block_diagram(page: Page, app_url: str) -> None:
+    open_page(page, app_url)
+    page.get_by_role("link", name="Architectures").first.click()
+    wait_until_idle(page)
+    page.get_by_role("tab", name="Block diagram").click()
+    expect(page.locator('[data-testid="stGraphVizChart"] svg')).to_be_visible(timeout=30_000)
+    expect(page.locator('[data-testid="stException"]')).to_have_count(0)
+
+
+def test_too_small_an_input_is_a_message(page: Page, app_url: str) -> None:
+    open_page(page, f"{app_url}/architectures?model=inception_v3")
+    field = page.get_by_role("spinbutton", name="Input size (px)")
+    field.fill("60")
+    field.press("Enter")
+    wait_until_idle(page)
+    expect(page.get_by_text("smallest input it accepts, 75×75 px")).to_be_visible()
+    expect(page.locator('[data-testid="stException"]')).to_have_count(0)

@@ -1,0 +1,114 @@
+"""Every page through Streamlit's AppTest: rendered, no exception, bad input answered with a message."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from core import models
+
+APP = str(Path(__file__).resolve().parents[1] / "explorer" / "app.py")
+TIMEOUT = 120  # importing torch alone exceeds AppTest's 3 s default
+
+
+def open_page(page: str | None = None, **query: str) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    for key, value in query.items():
+        at.query_params[key] = value
+    at.run()
+    if page:
+        at.switch_page(f"../pages/{page}.py")
+        at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def texts(at: AppTest) -> str:
+    return "\n".join(str(e.value) for e in [*at.markdown, *at.caption, *at.info, *at.warning, *at.error])
+
+
+def test_home() -> None:
+    at = open_page()
+    assert at.title[0].value.endswith("CNN Architecture Explorer")
+    assert "Computing on:" in texts(at) and "CPU" in texts(at)
+    assert len(at.dataframe[0].value) == 11
+    assert not at.error
+
+
+def test_architectures_defaults_to_resnet50() -> None:
+    at = open_page("architectures")
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Parameters"] == "25,557,032"
+    assert metrics["MACs / image"] == "4.089 G"
+    assert metrics["Depth"] == "50 layers"
+    assert "Total: 25,557,032 parameters" in texts(at)
+    table = at.dataframe[0].value
+    assert int(table["params"].sum()) == 25_557_032
+    assert "multiply-accumulates" in texts(at)
+    assert "class ResNet" in at.code[0].value
+    assert "resnet50" in str(at.query_params["model"])
+
+
+def test_architectures_follows_the_url() -> None:
+    at = open_page("architectures", model="xception")
+    assert {m.label: m.value for m in at.metric}["Parameters"] == "22,855,952"
+    fidelity = at.dataframe[1].value
+    assert "71 layers" in set(fidelity["course notes"])
+    assert "54,528" in texts(at) or "54,528" in " ".join(fidelity["why"])
+
+
+def test_unknown_model_in_the_url_is_a_warning_not_a_traceback() -> None:
+    at = open_page("architectures", model="googlenet")
+    assert any("googlenet" in w.value for w in at.warning)
+    assert {m.label: m.value for m in at.metric}["Parameters"] == "25,557,032"
+
+
+def test_picking_a_model_updates_the_url() -> None:
+    at = open_page("architectures")
+    at.selectbox(key="model").set_value("lenet5").run()
+    assert not at.exception
+    assert {m.label: m.value for m in at.metric}["Parameters"] == "61,706"
+    assert "lenet5" in str(at.query_params["model"])
+
+
+@pytest.mark.parametrize(("model", "size", "message"), [
+    ("inception_v3", 60, "smallest input it accepts, 75×75"),
+    ("lenet5", 40, "largest input it accepts, 31×31"),
+])
+def test_bad_input_size_gets_a_clear_message(model: str, size: int, message: str) -> None:
+    at = open_page("architectures", model=model)
+    at.number_input(key=f"size-{model}").set_value(size).run()
+    assert not at.exception
+    assert any(message in e.value for e in at.error)
+    at.number_input(key=f"size-{model}").set_value(models.spec(model).input_size).run()
+    assert not at.error and at.metric  # the page recovers for the next value
+
+
+def test_compare_rebuilds_the_tables_from_live_models() -> None:
+    at = open_page("compare")
+    table = at.dataframe[0].value
+    assert len(table) == 11
+    rows = table.set_index("model")
+    assert rows.loc["ResNet-50", "parameters"] == 25_557_032
+    assert rows.loc["VGG-16", "MACs"] == 15_470_264_320
+    assert rows.loc["Xception", "skip connections"] == 12
+    assert "LeNet-5" in texts(at)  # named as having no ImageNet accuracy
+
+
+def test_compare_measures_latency_on_request() -> None:
+    at = open_page("compare")
+    at.multiselect(key="latency-models").set_value(["lenet5"])
+    at.multiselect(key="latency-batches").set_value([1])
+    at.button[0].click().run()
+    assert not at.exception
+    results = at.dataframe[-1].value
+    assert list(results["model"]) == ["LeNet-5"] and results["median ms"].iloc[0] > 0
+
+
+def test_compare_with_no_model_says_so() -> None:
+    at = open_page("compare")
+    at.multiselect[0].set_value([]).run()
+    assert not at.exception
+    assert any("at least one model" in i.value for i in at.info)
