@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from core.models.base import ExplorerModel, check_positive
+from core.models.base import ExplorerModel, check_model_args, dense_classifier
 
 
 def _lrn() -> nn.LocalResponseNorm:
@@ -27,8 +27,7 @@ class AlexNet(ExplorerModel):
 
     def __init__(self, num_classes: int = 1000, in_channels: int = 3, dropout: float = 0.5) -> None:
         super().__init__()
-        check_positive(num_classes, "num_classes")
-        check_positive(in_channels, "in_channels")
+        check_model_args(num_classes, in_channels)
         self.features = nn.Sequential(
             nn.Conv2d(in_channels, 96, kernel_size=11, stride=4),  # N x 96 x 55 x 55
             nn.ReLU(inplace=True),
@@ -48,15 +47,7 @@ class AlexNet(ExplorerModel):
         )
         # Not in the paper: a no-op at 227×227 that lets other sizes reach the dense layers.
         self.avgpool = nn.AdaptiveAvgPool2d((6, 6))
-        self.classifier = nn.Sequential(
-            nn.Linear(256 * 6 * 6, 4096),
-            nn.ReLU(inplace=True),
-            nn.Dropout(dropout),
-            nn.Linear(4096, 4096),
-            nn.ReLU(inplace=True),
-            nn.Dropout(dropout),
-            nn.Linear(4096, num_classes),
-        )
+        self.classifier = dense_classifier(256 * 6 * 6, num_classes, dropout=dropout)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Return the N × 256 × 6 × 6 map after pool5."""

@@ -29,6 +29,35 @@ def check_positive(value: int, what: str) -> int:
     return value
 
 
+def check_model_args(num_classes: int, in_channels: int) -> None:
+    """Raise InvalidArgumentError unless both are integers ≥ 1."""
+    check_positive(num_classes, "num_classes")
+    check_positive(in_channels, "in_channels")
+
+
+def dense_classifier(in_features: int, num_classes: int, hidden: int = 4096, dropout: float = 0.5) -> nn.Sequential:
+    """AlexNet's and VGG's head: two hidden dense layers with ReLU and dropout, then the classifier."""
+    return nn.Sequential(
+        nn.Linear(in_features, hidden),
+        nn.ReLU(inplace=True),
+        nn.Dropout(dropout),
+        nn.Linear(hidden, hidden),
+        nn.ReLU(inplace=True),
+        nn.Dropout(dropout),
+        nn.Linear(hidden, num_classes),
+    )
+
+
+def init_conv_batchnorm(model: nn.Module) -> None:
+    """He initialisation for convolutions (fan-out, ReLU); batch norm starts as the identity."""
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(module, nn.BatchNorm2d):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+
 class ExplorerModel(nn.Module):
     """Base class: ``forward = forward_head(forward_features(x))``.
 

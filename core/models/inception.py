@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from core.models.base import ExplorerModel, ModelOutput, check_positive
+from core.models.base import ExplorerModel, ModelOutput, check_model_args
 
 
 class BasicConv2d(nn.Module):
@@ -170,8 +170,7 @@ class Inception3(ExplorerModel):
     def __init__(self, num_classes: int = 1000, in_channels: int = 3, aux_logits: bool = True,
                  transform_input: bool = False, dropout: float = 0.5) -> None:
         super().__init__()
-        check_positive(num_classes, "num_classes")
-        check_positive(in_channels, "in_channels")
+        check_model_args(num_classes, in_channels)
         # Google's ImageNet weights expect inputs in [-1, 1]; ``transform_input`` maps
         # ImageNet-normalised inputs there, as torchvision does for those weights.
         self.transform_input = transform_input

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from core.models.base import ExplorerModel, check_positive
+from core.models.base import ExplorerModel, check_model_args
 
 
 class LeNet5(ExplorerModel):
@@ -21,8 +21,7 @@ class LeNet5(ExplorerModel):
 
     def __init__(self, num_classes: int = 10, in_channels: int = 1) -> None:
         super().__init__()
-        check_positive(num_classes, "num_classes")
-        check_positive(in_channels, "in_channels")
+        check_model_args(num_classes, in_channels)
         self.features = nn.Sequential(
             nn.Conv2d(in_channels, 6, kernel_size=5, padding=2),  # N x 6 x 28 x 28
             nn.ReLU(inplace=True),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from core.models.base import ExplorerModel, check_positive
+from core.models.base import ExplorerModel, check_model_args, init_conv_batchnorm
 
 
 def conv3x3(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
@@ -87,8 +87,7 @@ class ResNet(ExplorerModel):
     def __init__(self, block: type[BasicBlock] | type[Bottleneck], blocks_per_stage: list[int],
                  num_classes: int = 1000, in_channels: int = 3):
         super().__init__()
-        check_positive(num_classes, "num_classes")
-        check_positive(in_channels, "in_channels")
+        check_model_args(num_classes, in_channels)
         self.in_channels = 64
         self.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)  # N x 64 x 112 x 112
         self.bn1 = nn.BatchNorm2d(64)
@@ -101,12 +100,7 @@ class ResNet(ExplorerModel):
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.num_features = 512 * block.expansion
         self.fc = nn.Linear(self.num_features, num_classes)
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(module, nn.BatchNorm2d):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
+        init_conv_batchnorm(self)
 
     def _make_stage(self, block: type[BasicBlock] | type[Bottleneck], width: int, count: int, stride: int) -> nn.Sequential:
         """``count`` blocks; the first changes resolution/width and gets a projection shortcut if needed."""

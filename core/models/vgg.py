@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from core.models.base import ExplorerModel, check_positive
+from core.models.base import ExplorerModel, check_model_args, dense_classifier
 
 # Numbers are 3×3 convolutions (output channels), "M" a 2×2 max-pool of stride 2.
 CONFIGS: dict[str, list[int | str]] = {
@@ -44,20 +44,11 @@ class VGG(ExplorerModel):
 
     def __init__(self, config: list[int | str], num_classes: int = 1000, in_channels: int = 3, dropout: float = 0.5):
         super().__init__()
-        check_positive(num_classes, "num_classes")
-        check_positive(in_channels, "in_channels")
+        check_model_args(num_classes, in_channels)
         self.stages = _stages(config)
         self.features = make_layers(config, in_channels)  # N x 512 x 7 x 7 at 224×224
         self.avgpool = nn.AdaptiveAvgPool2d((7, 7))  # a no-op at 224×224, as in torchvision
-        self.classifier = nn.Sequential(
-            nn.Linear(512 * 7 * 7, 4096),
-            nn.ReLU(inplace=True),
-            nn.Dropout(dropout),
-            nn.Linear(4096, 4096),
-            nn.ReLU(inplace=True),
-            nn.Dropout(dropout),
-            nn.Linear(4096, num_classes),
-        )
+        self.classifier = dense_classifier(512 * 7 * 7, num_classes, dropout=dropout)
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")

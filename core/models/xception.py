@@ -12,7 +12,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from core.models.base import ExplorerModel, check_positive
+from core.models.base import ExplorerModel, check_model_args, init_conv_batchnorm
 
 
 class SeparableConv2d(nn.Module):
@@ -90,8 +90,7 @@ class Xception(ExplorerModel):
 
     def __init__(self, num_classes: int = 1000, in_channels: int = 3) -> None:
         super().__init__()
-        check_positive(num_classes, "num_classes")
-        check_positive(in_channels, "in_channels")
+        check_model_args(num_classes, in_channels)
         self.conv1 = nn.Conv2d(in_channels, 32, 3, stride=2, bias=False)  # N x 32 x 149 x 149
         self.bn1 = nn.BatchNorm2d(32)
         self.act1 = nn.ReLU(inplace=True)
@@ -109,12 +108,7 @@ class Xception(ExplorerModel):
         self.act4 = nn.ReLU(inplace=True)
         self.global_pool = nn.AdaptiveAvgPool2d((1, 1))
         self.fc = nn.Linear(2048, num_classes)
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(module, nn.BatchNorm2d):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
+        init_conv_batchnorm(self)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Return the N × 2048 × 10 × 10 map (at 299×299) after the exit flow."""
