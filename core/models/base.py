@@ -97,6 +97,11 @@ class ExplorerModel(nn.Module):
         """Number of classes the classifier predicts."""
         return self.get_classifier().out_features
 
+    @property
+    def in_channels(self) -> int:
+        """Channels of the input images (those of the first convolution)."""
+        return next(m for m in self.modules() if isinstance(m, nn.Conv2d)).in_channels
+
     def reset_classifier(self, num_classes: int) -> None:
         """Replace the final (and any auxiliary) classifier with fresh ones of ``num_classes`` outputs."""
         check_positive(num_classes, "num_classes")

@@ -1,0 +1,169 @@
+"""Data sets for training: small ones held in memory as uint8 tensors, image folders streamed.
+
+* ``digits``: scikit-learn's bundled 8×8 handwritten digits upsampled to 28×28 — always offline.
+* ``mnist``, ``fashion_mnist``, ``cifar10``: torchvision's, from a local copy in torchvision's
+  layout (the official ``.gz`` files are accepted too) or downloaded when online.
+* image folders: one sub-folder per class (see :func:`image_folder`).
+
+In-memory sets are split once, with a seed, into train / validation / test.
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from core.errors import ExplorerError
+
+IN_MEMORY = ("digits", "mnist", "fashion_mnist", "cifar10")
+
+
+class DatasetUnavailableError(ExplorerError):
+    """The data set is not on disk and cannot be downloaded (offline)."""
+
+
+@dataclass(frozen=True)
+class Split:
+    """Images as uint8 N × C × H × W and int64 labels."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclass(frozen=True)
+class InMemoryData:
+    """A data set small enough to live in (device) memory, already split."""
+
+    name: str
+    classes: tuple[str, ...]
+    train: Split
+    val: Split
+    test: Split
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    @property
+    def channels(self) -> int:
+        """Image channels (1 for digits, 3 for CIFAR-10)."""
+        return int(self.train.images.shape[1])
+
+    @property
+    def size(self) -> int:
+        """Image height (= width)."""
+        return int(self.train.images.shape[-1])
+
+
+def data_dir() -> Path:
+    """Where data sets live: ``$CNN_EXPLORER_DATA``, else ``<state dir>/data``."""
+    from core.runs import state_dir
+
+    return Path(os.environ.get("CNN_EXPLORER_DATA", state_dir() / "data"))
+
+
+def _stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std of uint8 images, on the 0–1 scale."""
+    scaled = images.float().div_(255)
+    return tuple(scaled.mean(dim=(0, 2, 3)).tolist()), tuple(scaled.std(dim=(0, 2, 3)).tolist())
+
+
+def _split(images: torch.Tensor, labels: torch.Tensor, fractions: tuple[float, float], seed: int) -> tuple[Split, ...]:
+    """Shuffle once with ``seed`` and cut into len(fractions) + 1 parts."""
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
+    images, labels = images[order], labels[order]
+    cuts, start, parts = [], 0, []
+    for fraction in fractions:
+        start += round(fraction * len(labels))
+        cuts.append(start)
+    for begin, end in zip([0, *cuts], [*cuts, len(labels)], strict=True):
+        parts.append(Split(images[begin:end].contiguous(), labels[begin:end].contiguous()))
+    return tuple(parts)
+
+
+def digits(seed: int = 0) -> InMemoryData:
+    """scikit-learn's 1,797 handwritten digits (8×8, 0–16) upsampled to 28×28 uint8; 70/15/15 split."""
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    small = torch.as_tensor(bunch.images, dtype=torch.float32).unsqueeze(1) / 16.0  # N x 1 x 8 x 8
+    # 8×8 → 20×20 and centred in 28×28, as MNIST digits are.
+    large = F.interpolate(small, size=(20, 20), mode="bilinear", align_corners=False)
+    images = (F.pad(large, (4, 4, 4, 4)).clamp(0, 1) * 255).round().to(torch.uint8)
+    labels = torch.as_tensor(bunch.target, dtype=torch.int64)
+    train, val, test = _split(images, labels, (0.7, 0.15), seed)
+    mean, std = _stats(train.images)
+    return InMemoryData("digits", tuple(str(i) for i in range(10)), train, val, test, mean, std)
+
+
+_TORCHVISION = {
+    "mnist": ("MNIST", "MNIST"),
+    "fashion_mnist": ("FashionMNIST", "FashionMNIST"),
+    "cifar10": ("CIFAR10", "cifar-10-batches-py"),
+}
+
+
+def _gunzip_raw(raw: Path) -> None:
+    """Unpack ``*.gz`` idx files torchvision would otherwise try to download again (it checks archive checksums)."""
+    if not raw.is_dir():
+        return
+    for archive in raw.glob("*-ubyte.gz"):
+        target = archive.with_suffix("")
+        if not target.exists():
+            partial = target.with_name(target.name + ".part")
+            with gzip.open(archive, "rb") as source, open(partial, "wb") as sink:
+                shutil.copyfileobj(source, sink)
+            partial.replace(target)  # atomic: a half-written file never looks complete
+
+
+def torchvision_set(name: str, root: Path | None = None, download: bool = True, seed: int = 0,
+                    val_fraction: float = 1 / 12) -> InMemoryData:
+    """MNIST, Fashion-MNIST or CIFAR-10 from ``root`` (downloading if allowed and needed).
+
+    The official training set is split into train and validation; the official test set is the test set.
+    Raises DatasetUnavailableError with the expected location when the files are missing offline.
+    """
+    import torchvision
+
+    if name not in _TORCHVISION:
+        raise ExplorerError(f"Unknown data set {name!r}; choose one of {', '.join(IN_MEMORY)}.")
+    root = Path(root) if root is not None else data_dir()
+    class_name, folder = _TORCHVISION[name]
+    factory = getattr(torchvision.datasets, class_name)
+    _gunzip_raw(root / folder / "raw")
+    try:
+        train_set = factory(str(root), train=True, download=download)
+        test_set = factory(str(root), train=False, download=download)
+    except (OSError, RuntimeError) as error:  # URLError is an OSError; a missing file without download is a RuntimeError
+        raise DatasetUnavailableError(
+            f"{name} is not in {root / folder} and could not be downloaded ({error}). Put the official files "
+            f"there (for MNIST: the four idx files, .gz or not, in {root / folder / 'raw'}) or use the bundled "
+            "'digits' data set, which always works offline."
+        ) from None
+
+    def tensors(dataset) -> tuple[torch.Tensor, torch.Tensor]:
+        data = torch.as_tensor(dataset.data)
+        images = data.unsqueeze(1) if data.dim() == 3 else data.permute(0, 3, 1, 2)  # N x C x H x W
+        return images.to(torch.uint8).contiguous(), torch.as_tensor(dataset.targets, dtype=torch.int64)
+
+    images, labels = tensors(train_set)
+    train, val = _split(images, labels, (1 - val_fraction,), seed)
+    test = Split(*tensors(test_set))
+    mean, std = _stats(train.images)
+    return InMemoryData(name, tuple(str(c) for c in train_set.classes), train, val, test, mean, std)
+
+
+@functools.lru_cache(maxsize=4)
+def load(name: str, root: Path | None = None, download: bool = True, seed: int = 0) -> InMemoryData:
+    """Load an in-memory data set by name: ``digits``, ``mnist``, ``fashion_mnist`` or ``cifar10``. Cached."""
+    if name == "digits":
+        return digits(seed)
+    return torchvision_set(name, root, download, seed)

@@ -1,0 +1,268 @@
+"""The run store: SQLite (WAL) for runs and metrics, safetensors + JSON sidecars for checkpoints.
+
+Everything lives under one state directory: ``$CNN_EXPLORER_STATE``, else ``./state``.
+Files are written atomically (a temporary file, then a rename), so a crash never
+leaves a half-written checkpoint where a good one was.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sqlite3
+import tempfile
+import time
+import uuid
+from contextlib import closing
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from core import models
+from core.errors import ExplorerError
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY,
+    created REAL NOT NULL,
+    updated REAL NOT NULL,
+    status TEXT NOT NULL,          -- queued | running | completed | stopped | failed
+    arch TEXT NOT NULL,
+    dataset TEXT NOT NULL,
+    config TEXT NOT NULL,          -- JSON of TrainConfig
+    device TEXT,
+    versions TEXT,                 -- JSON: python, torch, torchvision
+    message TEXT,
+    elapsed REAL,
+    best_val_acc REAL,
+    test TEXT                      -- JSON: accuracy, loss, confusion, per_class, classes, misclassified
+);
+CREATE TABLE IF NOT EXISTS metrics (
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    kind TEXT NOT NULL,            -- step | epoch
+    epoch INTEGER NOT NULL,
+    step INTEGER NOT NULL,
+    elapsed REAL NOT NULL,
+    values_json TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS metrics_run ON metrics(run_id, kind, step);
+"""
+
+
+class CheckpointError(ExplorerError):
+    """A checkpoint that is missing, corrupt, or does not fit the architecture it claims."""
+
+
+class RunNotFoundError(ExplorerError):
+    """No run with that id in the store."""
+
+
+def state_dir() -> Path:
+    """The one configurable state directory (``$CNN_EXPLORER_STATE``, default ``./state``)."""
+    return Path(os.environ.get("CNN_EXPLORER_STATE", "state")).resolve()
+
+
+def versions() -> dict[str, str]:
+    """Library versions recorded with each run."""
+    import torchvision
+
+    return {"python": platform.python_version(), "torch": torch.__version__, "torchvision": torchvision.__version__}
+
+
+def _atomic_write(path: Path, write) -> None:
+    """Call ``write(temp_path)``, then rename the temporary file over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    try:
+        write(Path(temp))
+        os.replace(temp, path)
+    finally:
+        if os.path.exists(temp):
+            os.unlink(temp)
+
+
+class RunStore:
+    """Runs, their metrics and their checkpoints under ``root``. Safe to use from several threads and processes."""
+
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = Path(root) if root is not None else state_dir()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.db_path = self.root / "runs.sqlite"
+        with closing(self._connect()) as db:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.executescript(SCHEMA)
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.db_path, timeout=30, isolation_level=None)  # autocommit; one per call
+        db.row_factory = sqlite3.Row
+        return db
+
+    def _execute(self, sql: str, parameters: tuple = ()) -> list[sqlite3.Row]:
+        with closing(self._connect()) as db:
+            return db.execute(sql, parameters).fetchall()
+
+    # Runs -----------------------------------------------------------------------------------------
+
+    def create_run(self, config: Any, status: str = "queued") -> str:
+        """Record a new run of ``config`` (a TrainConfig); return its id."""
+        run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+        now = time.time()
+        self._execute(
+            "INSERT INTO runs (id, created, updated, status, arch, dataset, config, versions) VALUES (?,?,?,?,?,?,?,?)",
+            (run_id, now, now, status, config.arch, config.dataset, json.dumps(asdict(config)), json.dumps(versions())),
+        )
+        return run_id
+
+    def update_run(self, run_id: str, **fields: Any) -> None:
+        """Set columns of a run (dicts and lists are stored as JSON)."""
+        allowed = {"status", "device", "message", "elapsed", "best_val_acc", "test"}
+        unknown = set(fields) - allowed
+        if unknown:
+            raise ValueError(f"unknown run fields: {sorted(unknown)}")
+        values = [json.dumps(v) if isinstance(v, (dict, list)) else v for v in fields.values()]
+        assignments = ", ".join(f"{name} = ?" for name in fields)
+        self._execute(f"UPDATE runs SET {assignments}, updated = ? WHERE id = ?", (*values, time.time(), run_id))
+
+    def run(self, run_id: str) -> dict[str, Any]:
+        """One run as a dict (config and test decoded)."""
+        rows = self._execute("SELECT * FROM runs WHERE id = ?", (run_id,))
+        if not rows:
+            raise RunNotFoundError(f"No run {run_id!r} in {self.db_path}.")
+        return self._decode(rows[0])
+
+    def runs(self, limit: int = 100) -> list[dict[str, Any]]:
+        """The latest runs, newest first."""
+        return [self._decode(r) for r in self._execute("SELECT * FROM runs ORDER BY created DESC LIMIT ?", (limit,))]
+
+    @staticmethod
+    def _decode(row: sqlite3.Row) -> dict[str, Any]:
+        run = dict(row)
+        for key in ("config", "versions", "test"):
+            run[key] = json.loads(run[key]) if run[key] else None
+        return run
+
+    def mark_interrupted(self) -> int:
+        """Runs left 'running' or 'queued' by a process that died are failed; returns how many."""
+        rows = self._execute("SELECT id FROM runs WHERE status IN ('running', 'queued')")
+        for row in rows:
+            self.update_run(row["id"], status="failed", message="The app stopped while this run was active.")
+        return len(rows)
+
+    # Metrics --------------------------------------------------------------------------------------
+
+    def log(self, run_id: str, kind: str, epoch: int, step: int, elapsed: float, values: dict[str, float]) -> None:
+        """Append one row of metrics (kind "step" or "epoch")."""
+        self._execute("INSERT INTO metrics VALUES (?,?,?,?,?,?)",
+                      (run_id, kind, epoch, step, elapsed, json.dumps(values)))
+
+    def metrics(self, run_id: str, kind: str = "epoch") -> list[dict[str, float]]:
+        """All metrics rows of a run, in order, flattened to dicts."""
+        rows = self._execute("SELECT epoch, step, elapsed, values_json FROM metrics WHERE run_id = ? AND kind = ? "
+                             "ORDER BY step, rowid", (run_id, kind))
+        return [{"epoch": r["epoch"], "step": r["step"], "elapsed": r["elapsed"], **json.loads(r["values_json"])}
+                for r in rows]
+
+    # Checkpoints ----------------------------------------------------------------------------------
+
+    def checkpoint_path(self, run_id: str, which: str = "best") -> Path:
+        """Where a run's ``best`` or ``last`` checkpoint lives (the sidecar is beside it, ``.json``)."""
+        return self.root / "checkpoints" / run_id / f"{which}.safetensors"
+
+
+def save_checkpoint(model: nn.Module, path: Path, sidecar: dict[str, Any]) -> None:
+    """Write ``model``'s weights as safetensors and ``sidecar`` as JSON beside it, each atomically."""
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    _atomic_write(path, lambda temp: save_file(tensors, str(temp)))
+    text = json.dumps(sidecar, indent=2)
+    _atomic_write(path.with_suffix(".json"), lambda temp: temp.write_text(text))
+
+
+def read_sidecar(path: Path) -> dict[str, Any]:
+    """The JSON sidecar of a checkpoint."""
+    sidecar_path = Path(path).with_suffix(".json")
+    try:
+        sidecar = json.loads(sidecar_path.read_text())
+    except FileNotFoundError:
+        raise CheckpointError(f"No sidecar {sidecar_path.name} beside {Path(path).name}.") from None
+    except json.JSONDecodeError as error:
+        raise CheckpointError(f"The sidecar {sidecar_path.name} is not valid JSON ({error}).") from None
+    for key in ("arch", "classes", "in_channels", "input_size", "mean", "std"):
+        if key not in sidecar:
+            raise CheckpointError(f"The sidecar {sidecar_path.name} lacks {key!r}.")
+    return sidecar
+
+
+def load_checkpoint(path: Path, expected_arch: str | None = None) -> tuple[nn.Module, dict[str, Any]]:
+    """Build the sidecar's architecture and load the weights; every mismatch is a CheckpointError saying what."""
+    path = Path(path)
+    sidecar = read_sidecar(path)
+    if expected_arch is not None and sidecar["arch"] != expected_arch:
+        raise CheckpointError(f"This checkpoint is a {sidecar['arch']}, not a {expected_arch}.")
+    try:
+        model = models.build(sidecar["arch"], num_classes=len(sidecar["classes"]), in_channels=sidecar["in_channels"])
+    except ExplorerError as error:
+        raise CheckpointError(f"The sidecar describes a model this app cannot build: {error}") from None
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as error:
+        raise CheckpointError(f"{path.name} is not a readable safetensors file ({error}).") from None
+    expected = model.state_dict()
+    problems = [f"missing {k}" for k in expected if k not in tensors]
+    problems += [f"unexpected {k}" for k in tensors if k not in expected]
+    problems += [f"{k}: file {tuple(tensors[k].shape)} vs model {tuple(v.shape)}"
+                 for k, v in expected.items() if k in tensors and tensors[k].shape != v.shape]
+    if problems:
+        shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
+        raise CheckpointError(f"{path.name} does not fit {sidecar['arch']} ({len(problems)} problems): {shown}.")
+    model.load_state_dict(tensors)
+    return model.eval(), sidecar
+
+
+class StoreCallback:
+    """Engine subscriber that writes metrics, checkpoints and status into the run store."""
+
+    def __init__(self, store: RunStore, run_id: str, dataset_mean: tuple[float, ...], dataset_std: tuple[float, ...]):
+        self.store = store
+        self.run_id = run_id
+        self.mean = dataset_mean
+        self.std = dataset_std
+
+    def _sidecar(self, state, metrics: dict[str, float]) -> dict[str, Any]:
+        model = state.model
+        return {"arch": state.config.arch, "classes": list(state.classes), "in_channels": model.in_channels,
+                "input_size": state.input_size, "mean": list(self.mean), "std": list(self.std),
+                "run_id": self.run_id, "dataset": state.config.dataset, "epoch": state.epoch, "metrics": metrics}
+
+    def on_fit_start(self, state) -> None:
+        self.store.update_run(self.run_id, status="running", device=state.device)
+
+    def on_batch_end(self, state) -> None:
+        self.store.log(self.run_id, "step", state.epoch, state.step, state.elapsed,
+                       {"train_loss": state.train_loss, "train_acc": state.train_acc, "lr": state.lr})
+
+    def on_epoch_end(self, state) -> None:
+        epoch = state.history[-1]
+        self.store.log(self.run_id, "epoch", state.epoch, state.step, state.elapsed,
+                       {k: v for k, v in epoch.items() if k not in ("epoch", "elapsed")})
+        save_checkpoint(state.model, self.store.checkpoint_path(self.run_id, "last"), self._sidecar(state, epoch))
+        if state.best_epoch == state.epoch:
+            save_checkpoint(state.model, self.store.checkpoint_path(self.run_id, "best"), self._sidecar(state, epoch))
+        best = max(h["val_acc"] for h in state.history)
+        self.store.update_run(self.run_id, best_val_acc=best, elapsed=state.elapsed)
+
+    def on_fit_end(self, state) -> None:
+        test = None
+        if state.test is not None:
+            wrong = [i for i, p in enumerate(state.test.predictions) if p != state.test_labels[i]][:64]
+            test = {"accuracy": state.test.accuracy, "loss": state.test.loss, "confusion": state.test.confusion,
+                    "per_class": state.test.per_class(), "classes": list(state.classes), "misclassified": wrong,
+                    "predicted": [state.test.predictions[i] for i in wrong]}
+        self.store.update_run(self.run_id, status=state.status, message=" ".join(state.messages) or None,
+                              elapsed=state.elapsed, test=test)

@@ -1,0 +1,134 @@
+"""Train from the command line, headless, into the same run store the app uses.
+
+    python -m core.train --arch lenet5 --dataset mnist --epochs 8
+    python -m core.train --preset Fast --dataset digits
+    torchrun --standalone --nproc-per-node 2 -m core.train --arch lenet5 --dataset digits --epochs 2
+
+Under torchrun every process trains on its share of each epoch (DistributedDataParallel:
+NCCL on GPUs, gloo on CPUs); only rank 0 writes to the run store and prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from core import data as datasets
+from core import engine, models
+from core.errors import ExplorerError
+from core.runs import RunStore, StoreCallback
+
+
+class ProgressBar:
+    """A one-line console progress bar (engine subscriber)."""
+
+    def __init__(self, stream=sys.stderr, width: int = 30) -> None:
+        self.stream = stream
+        self.width = width
+
+    def on_fit_start(self, state: engine.TrainState) -> None:
+        print(f"training {state.config.arch} on {state.config.dataset} ({len(state.classes)} classes, "
+              f"{state.input_size}×{state.input_size}) on {state.device}", file=self.stream)
+        for message in state.messages:
+            print(f"note: {message}", file=self.stream)
+
+    def on_batch_end(self, state: engine.TrainState) -> None:
+        done = state.step / state.total_steps if state.total_steps else 0
+        bar = "=" * int(done * self.width)
+        eta = f"{state.eta_seconds:5.0f}s" if state.eta_seconds == state.eta_seconds else "    ?"
+        print(f"\repoch {state.epoch}/{state.config.epochs} [{bar:<{self.width}}] {done:4.0%} "
+              f"loss {state.train_loss:.4f} acc {state.train_acc:6.2%} {state.images_per_second:7.0f} img/s "
+              f"ETA {eta}", end="", file=self.stream, flush=True)
+
+    def on_epoch_end(self, state: engine.TrainState) -> None:
+        last = state.history[-1]
+        print(f"\repoch {state.epoch}/{state.config.epochs}: train loss {last['train_loss']:.4f} "
+              f"acc {last['train_acc']:.2%} · val loss {last['val_loss']:.4f} acc {last['val_acc']:.2%} · "
+              f"{state.elapsed:.1f} s" + " " * 20, file=self.stream)
+
+    def on_fit_end(self, state: engine.TrainState) -> None:
+        for message in state.messages:
+            print(f"note: {message}", file=self.stream)
+        test = f", test accuracy {state.test.accuracy:.2%}" if state.test else ""
+        print(f"{state.status} in {state.elapsed:.1f} s{test}", file=self.stream)
+
+
+def parse(argv: list[str] | None = None) -> tuple[argparse.Namespace, engine.TrainConfig]:
+    """Command-line arguments → (namespace, validated TrainConfig)."""
+    parser = argparse.ArgumentParser(prog="python -m core.train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", choices=list(engine.PRESETS), help="start from a preset; flags override it")
+    parser.add_argument("--arch", choices=models.names())
+    parser.add_argument("--dataset", choices=datasets.IN_MEMORY)
+    for config_field in dataclasses.fields(engine.TrainConfig):
+        if config_field.name in ("arch", "dataset"):
+            continue
+        flag = "--" + config_field.name.replace("_", "-")
+        if config_field.type in ("bool", bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
+        else:
+            kind = {"int": int, "float": float}.get(str(config_field.type), str)
+            parser.add_argument(flag, type=kind, default=None)
+    parser.add_argument("--data-root", type=Path, help="where data sets live (default: the state directory's data/)")
+    parser.add_argument("--state-dir", type=Path, help="run store location (default: $CNN_EXPLORER_STATE or ./state)")
+    parser.add_argument("--no-download", action="store_true", help="never try to download a data set")
+    args = parser.parse_args(argv)
+    overrides = {k: v for k, v in vars(args).items()
+                 if k in {f.name for f in dataclasses.fields(engine.TrainConfig)} and v is not None}
+    base = dict(engine.PRESETS[args.preset]) if args.preset else {}
+    try:
+        config = engine.TrainConfig(**{**base, **overrides}).validate()
+    except ExplorerError as error:
+        parser.error(str(error))
+    return args, config
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Train once; return the exit status (0 completed or stopped, 1 failed, 2 bad input)."""
+    args, config = parse(argv)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    wrap = None
+    if world > 1:
+        cuda = torch.cuda.is_available()
+        if cuda:
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group(backend="nccl" if cuda else "gloo")
+
+        def wrap(model: torch.nn.Module) -> torch.nn.Module:
+            local = [torch.cuda.current_device()] if cuda else None
+            return torch.nn.parallel.DistributedDataParallel(model, device_ids=local)
+
+    try:
+        data = datasets.load(config.dataset, args.data_root, not args.no_download, config.seed)
+    except ExplorerError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    callbacks: list = []
+    store = run_id = None
+    if rank == 0:
+        store = RunStore(args.state_dir) if args.state_dir else RunStore()
+        run_id = store.create_run(config, status="running")
+        callbacks = [StoreCallback(store, run_id, data.mean, data.std), ProgressBar()]
+    try:
+        result = engine.fit(config, data, callbacks, shard=(rank, world), wrap=wrap)
+    except KeyboardInterrupt:
+        if store is not None:
+            store.update_run(run_id, status="stopped", message="Interrupted from the keyboard.")
+        return 130
+    finally:
+        if world > 1:
+            dist.destroy_process_group()
+    if rank == 0:
+        print(f"run {run_id} in {store.root}", file=sys.stderr)
+    return 1 if result.state.status == "failed" else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
