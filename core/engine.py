@@ -91,9 +91,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     # ResNet: SGD 0.9, lr 0.1 divided by 10 every 30 epochs, weight decay 1e-4, batch 256.
     "ResNet (course notes)": dict(optimizer="sgd", lr=0.1, momentum=0.9, batch_size=256, weight_decay=1e-4,
                                   schedule="step", step_size=30, gamma=0.1, epochs=90),
-    # Fast: one-cycle SGD with Nesterov momentum and large batches: few epochs to a good accuracy.
-    "Fast": dict(optimizer="sgd", lr=0.1, momentum=0.9, nesterov=True, batch_size=256, weight_decay=5e-4,
-                 schedule="onecycle", label_smoothing=0.0, epochs=8),
+    # Fast: Adam with a one-cycle schedule; few epochs to a good accuracy on digits and MNIST.
+    "Fast": dict(optimizer="adam", lr=3e-3, batch_size=64, weight_decay=0.0, schedule="onecycle", epochs=8),
 }
 
 

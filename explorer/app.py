@@ -19,6 +19,7 @@ PAGES = [
     st.Page("../pages/home.py", title="Home", icon=":material/home:", url_path="home", default=True),
     st.Page("../pages/architectures.py", title="Architectures", icon=":material/account_tree:", url_path="architectures"),
     st.Page("../pages/compare.py", title="Compare", icon=":material/compare_arrows:", url_path="compare"),
+    st.Page("../pages/training.py", title="Training", icon=":material/monitoring:", url_path="training"),
 ]
 
 navigation = st.navigation(PAGES)

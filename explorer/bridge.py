@@ -12,10 +12,13 @@ from typing import Any
 import streamlit as st
 import torch
 
-from core import analysis, devices, fidelity, latency, models, structure
+from core import analysis, data, devices, engine, fidelity, latency, models, structure
 from core.errors import ExplorerError
+from core.jobs import JobManager
+from core.runs import RunStore
 
 MODEL_PARAM = "model"
+RUN_PARAM = "run"
 
 
 @st.cache_resource(show_spinner=False)
@@ -92,3 +95,69 @@ def measure_latency(name: str, batch_size: int, device_type: str) -> dict[str, A
     result = latency.measure(name, batch_size, torch.device(device_type), repeats=3, warmup=1)
     return {"model": name, "batch": batch_size, "device": device_type,
             "median ms": round(result.median_ms, 2), "images/s": round(result.images_per_second, 1)}
+
+
+# Training ---------------------------------------------------------------------------------------
+
+
+@st.cache_resource(show_spinner=False)
+def job_manager() -> JobManager:
+    """The one job manager of this server, shared by every browser session and tab."""
+    store = RunStore()
+    store.mark_interrupted()  # runs a previous server left active can no longer finish
+    return JobManager(store)
+
+
+def run_store() -> RunStore:
+    """The run store the job manager writes to."""
+    return job_manager().store
+
+
+def submit(config: engine.TrainConfig) -> str | None:
+    """Queue a training run; None after showing why the config is invalid."""
+    try:
+        return job_manager().submit(config)
+    except ExplorerError as error:
+        show_error(error)
+        return None
+
+
+def dataset_on_disk(name: str) -> bool:
+    """True if the data set can be loaded without a download."""
+    try:
+        data.load(name, download=False)
+        return True
+    except ExplorerError:
+        return False
+
+
+def test_images(dataset: str, indices: list[int]) -> list[tuple[Any, int]]:
+    """(image as an H × W or H × W × 3 uint8 array, true label) of test-split images, for a grid."""
+    test = data.load(dataset).test
+    return [(test.images[i].permute(1, 2, 0).squeeze(-1).numpy(), int(test.labels[i])) for i in indices]
+
+
+def available_devices() -> list[str]:
+    """Device types usable here, best first."""
+    return devices.available()
+
+
+def run_url(run_id: str | None) -> None:
+    """Keep the followed run in the URL, so a refresh or a second tab reattaches to it."""
+    if run_id:
+        st.query_params[RUN_PARAM] = run_id
+    elif RUN_PARAM in st.query_params:
+        del st.query_params[RUN_PARAM]
+
+
+def url_run() -> str | None:
+    """The run named in the URL, if it exists."""
+    run_id = st.query_params.get(RUN_PARAM)
+    if not run_id:
+        return None
+    try:
+        run_store().run(run_id)
+        return run_id
+    except ExplorerError:
+        st.warning(f"The link names run {run_id!r}, which is not in this app's run store.")
+        return None

@@ -18,6 +18,8 @@ st.page_link("../pages/architectures.py", label="Architectures — layer tables,
              "a block diagram, the source code and the fidelity panel", icon=":material/account_tree:")
 st.page_link("../pages/compare.py", label="Compare — the comparison tables rebuilt from the live models, "
              "MACs vs accuracy, where the parameters live, measured latency", icon=":material/compare_arrows:")
+st.page_link("../pages/training.py", label="Training — train a model on digits, MNIST, Fashion-MNIST or CIFAR-10 "
+             "and watch the curves live; confusion matrix, per-class scores, mistakes", icon=":material/monitoring:")
 
 st.subheader("The models")
 st.dataframe(

@@ -1,0 +1,58 @@
+"""Training: pick a model, a data set and a recipe; watch the curves live; inspect the result."""
+
+import streamlit as st
+
+from core import data, engine, models
+from explorer import bridge, components, training_view
+
+st.title("Training")
+manager = bridge.job_manager()
+followed = st.session_state.get("run") or bridge.url_run()
+
+with st.form("train"):
+    left, middle, right = st.columns(3)
+    arch = left.selectbox("Model", models.names(), format_func=components.display_name, key="train-arch")
+    dataset = middle.selectbox("Data set", data.IN_MEMORY, key="train-dataset",
+                               help="digits: scikit-learn's bundled 8×8 digits, upsampled; always available offline.")
+    preset_name = right.selectbox("Preset", list(engine.PRESETS), index=list(engine.PRESETS).index("Fast"),
+                                  key="train-preset")
+    recipe = engine.TrainConfig(**engine.PRESETS[preset_name])
+    with st.expander("Hyperparameters (the preset's values; change any)"):
+        columns = st.columns(4)
+        epochs = columns[0].number_input("Epochs", 1, 500, recipe.epochs)
+        batch_size = columns[1].number_input("Batch size", 1, 4096, recipe.batch_size)
+        optimizer = columns[2].selectbox("Optimizer", engine.OPTIMIZERS, index=engine.OPTIMIZERS.index(recipe.optimizer))
+        lr = columns[3].number_input("Learning rate", 1e-6, 10.0, recipe.lr, format="%.5f")
+        momentum = columns[0].number_input("Momentum (SGD)", 0.0, 0.999, recipe.momentum)
+        nesterov = columns[1].checkbox("Nesterov (SGD)", recipe.nesterov)
+        weight_decay = columns[2].number_input("Weight decay", 0.0, 1.0, recipe.weight_decay, format="%.5f")
+        schedule = columns[3].selectbox("Schedule", engine.SCHEDULES, index=engine.SCHEDULES.index(recipe.schedule))
+        label_smoothing = columns[0].number_input("Label smoothing", 0.0, 0.9, recipe.label_smoothing)
+        grad_clip = columns[1].number_input("Gradient clipping (0 = off)", 0.0, 100.0, recipe.grad_clip)
+        patience = columns[2].number_input("Early stopping patience (0 = off)", 0, 100, recipe.patience)
+        seed = columns[3].number_input("Seed", 0, 2**31 - 1, recipe.seed)
+        augment = columns[0].checkbox("Augment (random shifts)", recipe.augment)
+        device = columns[1].selectbox("Device", ["auto", *bridge.available_devices()])
+    started = st.form_submit_button("Start training", type="primary")
+
+if dataset != "digits" and not bridge.dataset_on_disk(dataset):
+    st.info(f"{dataset} is not on this machine yet: starting will download it (internet needed). Offline, "
+            "use the bundled **digits** data set, which always works.", icon=":material/cloud_download:")
+
+if started:
+    config = engine.TrainConfig(
+        arch=arch, dataset=dataset, epochs=int(epochs), batch_size=int(batch_size), optimizer=optimizer, lr=float(lr),
+        momentum=float(momentum), nesterov=bool(nesterov), weight_decay=float(weight_decay), schedule=schedule,
+        label_smoothing=float(label_smoothing), grad_clip=float(grad_clip), patience=int(patience),
+        augment=bool(augment), seed=int(seed), device=device,
+    )
+    run_id = bridge.submit(config)
+    if run_id:
+        followed = st.session_state["run"] = run_id
+        bridge.run_url(run_id)
+
+if followed:
+    training_view.follow(followed)
+
+st.divider()
+training_view.history()
