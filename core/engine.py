@@ -231,9 +231,15 @@ class Batches:
                  else torch.arange(count, device=self.device))
         rank, world = shard
         order = order[rank::world]
-        for start in range(0, len(order), batch_size):
+        for start in range(0, self.steps(batch_size, shard, training=shuffle) * batch_size, batch_size):
             index = order[start:start + batch_size]
             yield self.prepare(self.images[index], augment, generator), self.labels[index]
+
+    def steps(self, batch_size: int, shard: tuple[int, int] = (0, 1), training: bool = True) -> int:
+        """Batches per epoch. Training drops a last batch of one image: batch norm cannot train on it."""
+        count = len(range(shard[0], len(self.labels), shard[1]))
+        full, rest = divmod(count, batch_size)
+        return full + (1 if rest >= 2 or (rest == 1 and not training) or (rest and not full) else 0)
 
 
 def _random_shift(x: torch.Tensor, max_shift: float, flip: bool, generator: torch.Generator | None) -> torch.Tensor:
@@ -327,7 +333,7 @@ def _emit(callbacks: list[Any], hook: str, state: TrainState) -> None:
 
 def training_input_size(arch: str, data_size: int) -> int:
     """The size images are fed at: the data's own, or the model's minimum if the images are smaller."""
-    minimum, maximum = models.input_size_range(arch)
+    minimum, maximum = models.input_size_range(arch, training=True)
     if maximum is not None and data_size > maximum:
         return maximum
     return max(data_size, minimum)
@@ -364,7 +370,7 @@ def fit(config: TrainConfig, data: InMemoryData, callbacks: list[Any] | tuple = 
     val = Batches(data.val, data, device, size, base.in_channels, channels_last)
     trained = wrap(model) if wrap else model
     optimizer = _optimizer(model, config)
-    steps_per_epoch = math.ceil(len(train) / shard[1] / state.batch_size)
+    steps_per_epoch = train.steps(state.batch_size, shard)
     scheduler = _scheduler(optimizer, config, steps_per_epoch)
     state.steps_per_epoch = steps_per_epoch
     state.started = time.perf_counter()
@@ -383,7 +389,7 @@ def fit(config: TrainConfig, data: InMemoryData, callbacks: list[Any] | tuple = 
                     raise
                 _recover_memory(device)
                 state.batch_size //= 2
-                state.steps_per_epoch = math.ceil(len(train) / shard[1] / state.batch_size)
+                state.steps_per_epoch = train.steps(state.batch_size, shard)
                 state.say(f"Out of memory at batch size {state.batch_size * 2}: retrying epoch {epoch} "
                           f"with batch size {state.batch_size}.")
                 continue

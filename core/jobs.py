@@ -164,7 +164,7 @@ class JobManager:
             live.status = result.state.status
 
     def _finish(self, live: Live, status: str, message: str) -> None:
+        self.store.update_run(live.run_id, status=status, message=message)  # the store first: pollers trust it then
         with self.lock:
             live.status = status
             live.messages.append(message)
-        self.store.update_run(live.run_id, status=status, message=message)

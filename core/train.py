@@ -28,9 +28,14 @@ from core.runs import RunStore, StoreCallback
 class ProgressBar:
     """A one-line console progress bar (engine subscriber)."""
 
-    def __init__(self, stream=sys.stderr, width: int = 30) -> None:
-        self.stream = stream
+    def __init__(self, stream=None, width: int = 30) -> None:
+        self._stream = stream
         self.width = width
+
+    @property
+    def stream(self):
+        """The output stream (standard error unless given), looked up when printing."""
+        return self._stream or sys.stderr
 
     def on_fit_start(self, state: engine.TrainState) -> None:
         print(f"training {state.config.arch} on {state.config.dataset} ({len(state.classes)} classes, "

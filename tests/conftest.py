@@ -13,3 +13,11 @@ NAMES = models.names()
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _state_dir(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Runs, checkpoints and data sets of the whole test session go to a temporary state directory."""
+    import os
+
+    os.environ["CNN_EXPLORER_STATE"] = str(tmp_path_factory.mktemp("state"))

@@ -252,25 +252,29 @@ def build(name: str, num_classes: int | None = None, in_channels: int | None = N
 
 
 def _accepts(model: ExplorerModel, in_channels: int, size: int) -> bool:
-    """True if a size×size input goes through ``model`` (shapes only, on the meta device)."""
+    """True if a size×size input goes through ``model`` (shapes only, on the meta device).
+
+    Two images, because batch norm in training mode needs more than one value per channel.
+    """
     try:
         with torch.no_grad():
-            model(torch.empty(1, in_channels, size, size, device="meta"))
+            model(torch.empty(2, in_channels, size, size, device="meta"))
         return True
-    except RuntimeError:
+    except (RuntimeError, ValueError):
         return False
 
 
 @functools.cache
-def input_size_range(name: str) -> tuple[int, int | None]:
+def input_size_range(name: str, training: bool = False) -> tuple[int, int | None]:
     """Return the smallest and largest square input (px) the model accepts; largest is None if unbounded.
 
     Found by probing forward passes on the meta device (no arithmetic), so the limits
-    are computed from the architecture, never typed in.
+    are computed from the architecture, never typed in. ``training`` probes training mode,
+    where auxiliary heads (Inception-v3's) also run and need a larger input.
     """
     model_spec = spec(name)
     with torch.device("meta"):
-        model = build(name).eval()
+        model = build(name).train(training)
     native = model_spec.input_size
     low, high = 1, native  # the native size works; find the smallest that does
     while low < high:

@@ -88,7 +88,7 @@ class ResNet(ExplorerModel):
                  num_classes: int = 1000, in_channels: int = 3):
         super().__init__()
         check_model_args(num_classes, in_channels)
-        self.in_channels = 64
+        self._width_in = 64  # channels entering the next stage, while building
         self.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)  # N x 64 x 112 x 112
         self.bn1 = nn.BatchNorm2d(64)
         self.relu = nn.ReLU(inplace=True)
@@ -105,14 +105,14 @@ class ResNet(ExplorerModel):
     def _make_stage(self, block: type[BasicBlock] | type[Bottleneck], width: int, count: int, stride: int) -> nn.Sequential:
         """``count`` blocks; the first changes resolution/width and gets a projection shortcut if needed."""
         downsample = None
-        if stride != 1 or self.in_channels != width * block.expansion:
+        if stride != 1 or self._width_in != width * block.expansion:
             downsample = nn.Sequential(
-                conv1x1(self.in_channels, width * block.expansion, stride),
+                conv1x1(self._width_in, width * block.expansion, stride),
                 nn.BatchNorm2d(width * block.expansion),
             )
-        blocks = [block(self.in_channels, width, stride, downsample)]
-        self.in_channels = width * block.expansion
-        blocks += [block(self.in_channels, width) for _ in range(1, count)]
+        blocks = [block(self._width_in, width, stride, downsample)]
+        self._width_in = width * block.expansion
+        blocks += [block(self._width_in, width) for _ in range(1, count)]
         return nn.Sequential(*blocks)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
