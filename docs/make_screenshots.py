@@ -22,6 +22,7 @@ SHOTS = [  # file name, path, tab to open (or None)
     ("architectures-fidelity", "/architectures?model=alexnet", "Fidelity to the course notes"),
     ("compare", "/compare", None),
 ]
+TRAINING = "training"  # started, then captured once the run has finished
 
 
 def main() -> None:
@@ -39,6 +40,15 @@ def main() -> None:
             page.wait_for_timeout(1000)
             page.screenshot(path=str(out / f"{name}.png"))
             print("wrote", out / f"{name}.png")
+        page.goto(url + "/training")
+        wait_until_idle(page)
+        page.get_by_role("button", name="Start training").click()
+        page.get_by_text("Test accuracy").wait_for(timeout=120_000)
+        wait_until_idle(page)
+        page.wait_for_timeout(1500)
+        page.set_viewport_size({"width": 1400, "height": 2300})
+        page.screenshot(path=str(out / f"{TRAINING}.png"))
+        print("wrote", out / f"{TRAINING}.png")
         browser.close()
 
 

@@ -9,14 +9,18 @@ st.title("Training")
 manager = bridge.job_manager()
 followed = st.session_state.get("run") or bridge.url_run()
 
-with st.form("train"):
-    left, middle, right = st.columns(3)
-    arch = left.selectbox("Model", models.names(), format_func=components.display_name, key="train-arch")
-    dataset = middle.selectbox("Data set", data.IN_MEMORY, key="train-dataset",
-                               help="digits: scikit-learn's bundled 8×8 digits, upsampled; always available offline.")
-    preset_name = right.selectbox("Preset", list(engine.PRESETS), index=list(engine.PRESETS).index("Fast"),
-                                  key="train-preset")
-    recipe = engine.TrainConfig(**engine.PRESETS[preset_name])
+left, middle, right = st.columns(3)
+arch = left.selectbox("Model", models.names(), format_func=components.display_name, key="train-arch")
+dataset = middle.selectbox("Data set", data.IN_MEMORY, key="train-dataset",
+                           help="digits: scikit-learn's bundled 8×8 digits, upsampled; always available offline.")
+preset_name = right.selectbox("Preset", list(engine.PRESETS), index=list(engine.PRESETS).index("Fast"),
+                              key="train-preset", help="The course notes' recipes as written, or one tuned for speed.")
+recipe = engine.TrainConfig(**engine.PRESETS[preset_name])
+if dataset != "digits" and not bridge.dataset_on_disk(dataset):
+    st.info(f"{dataset} is not on this machine yet: starting will download it (internet needed). Offline, "
+            "use the bundled **digits** data set, which always works.", icon=":material/cloud_download:")
+
+with st.form(f"train-{preset_name}"):  # a new preset gives a fresh form with its values
     with st.expander("Hyperparameters (the preset's values; change any)"):
         columns = st.columns(4)
         epochs = columns[0].number_input("Epochs", 1, 500, recipe.epochs)
@@ -34,10 +38,6 @@ with st.form("train"):
         augment = columns[0].checkbox("Augment (random shifts)", recipe.augment)
         device = columns[1].selectbox("Device", ["auto", *bridge.available_devices()])
     started = st.form_submit_button("Start training", type="primary")
-
-if dataset != "digits" and not bridge.dataset_on_disk(dataset):
-    st.info(f"{dataset} is not on this machine yet: starting will download it (internet needed). Offline, "
-            "use the bundled **digits** data set, which always works.", icon=":material/cloud_download:")
 
 if started:
     config = engine.TrainConfig(

@@ -8,6 +8,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -33,14 +34,18 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_app(timeout: float = 90) -> Iterator[str]:
-    """Run ``streamlit run explorer/app.py`` on a free local port; yield its base URL."""
+def running_app(timeout: float = 90, state_dir: str | None = None) -> Iterator[str]:
+    """Run ``streamlit run explorer/app.py`` on a free local port; yield its base URL.
+
+    The app keeps its runs in ``state_dir`` (default: a new temporary directory).
+    """
     port = _free_port()
     command = [sys.executable, "-m", "streamlit", "run", "explorer/app.py", "--server.port", str(port),
                "--server.address", "127.0.0.1", "--server.headless", "true"]
     log = open(ROOT / ".streamlit-e2e.log", "w")  # noqa: SIM115 (closed below)
+    state = state_dir or tempfile.mkdtemp(prefix="cnn-explorer-e2e-")
     process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                               env={**os.environ, "PYTHONUNBUFFERED": "1", "CNN_EXPLORER_STATE": state})
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + timeout

@@ -52,6 +52,7 @@ def open_page(page: Page, url: str) -> None:
     ("/", "CNN Architecture Explorer"),
     ("/architectures", "Architectures"),
     ("/compare", "Compare"),
+    ("/training", "Training"),
 ])
 def test_every_page_opens_without_an_exception(page: Page, app_url: str, path: str, heading: str) -> None:
     open_page(page, app_url + path)
@@ -83,3 +84,34 @@ def test_too_small_an_input_is_a_message(page: Page, app_url: str) -> None:
     wait_until_idle(page)
     expect(page.get_by_text("smallest input it accepts, 75×75 px")).to_be_visible()
     expect(page.locator('[data-testid="stException"]')).to_have_count(0)
+
+
+def test_training_run_streams_survives_a_refresh_and_stops(page: Page, app_url: str) -> None:
+    open_page(page, f"{app_url}/training")
+    page.get_by_text("Hyperparameters").click()
+    epochs = page.get_by_role("spinbutton", name="Epochs")
+    epochs.fill("400")
+    epochs.press("Tab")
+    page.get_by_role("button", name="Start training").click()
+    progress = page.get_by_text("images/s")
+    expect(progress).to_be_visible(timeout=60_000)
+    expect(page.locator('[data-testid="stPlotlyChart"]').first).to_be_visible()
+    assert "run=" in page.url
+    first = _epoch(progress.inner_text())
+    page.wait_for_function(
+        "e => [...document.querySelectorAll('[data-testid=\"stProgress\"]')].some("
+        "p => (parseInt((p.innerText.match(/Epoch (\\d+)/) || [0, 0])[1]) > e))", arg=first, timeout=60_000)
+    page.reload()  # a refresh reattaches to the running job through the URL
+    wait_until_idle(page)
+    expect(page.get_by_text("images/s")).to_be_visible(timeout=30_000)
+    page.get_by_role("button", name="Stop").click()
+    expect(page.get_by_text("Stopped by the user")).to_be_visible(timeout=60_000)
+    expect(page.get_by_text("Test accuracy")).to_be_visible()
+    expect(page.locator('[data-testid="stException"]')).to_have_count(0)
+
+
+def _epoch(text: str) -> int:
+    import re
+
+    match = re.search(r"Epoch (\d+)", text)
+    return int(match.group(1)) if match else 0
