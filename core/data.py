@@ -39,6 +39,10 @@ class Split:
     def __len__(self) -> int:
         return len(self.labels)
 
+    def image(self, index: int) -> torch.Tensor:
+        """One image, uint8 C × H × W."""
+        return self.images[index]
+
 
 @dataclass(frozen=True)
 class InMemoryData:
@@ -162,8 +166,105 @@ def torchvision_set(name: str, root: Path | None = None, download: bool = True, 
 
 
 @functools.lru_cache(maxsize=4)
-def load(name: str, root: Path | None = None, download: bool = True, seed: int = 0) -> InMemoryData:
-    """Load an in-memory data set by name: ``digits``, ``mnist``, ``fashion_mnist`` or ``cifar10``. Cached."""
+def load(name: str, root: Path | None = None, download: bool = True, seed: int = 0) -> InMemoryData | FolderData:
+    """Load a data set by name: ``digits``, ``mnist``, ``fashion_mnist``, ``cifar10`` or ``folder:PATH``. Cached."""
+    if name.startswith(FOLDER_PREFIX):
+        return image_folder(Path(name.removeprefix(FOLDER_PREFIX)), seed=seed)
     if name == "digits":
         return digits(seed)
     return torchvision_set(name, root, download, seed)
+
+
+# Image folders: the DataLoader path ------------------------------------------------------------------
+
+FOLDER_PREFIX = "folder:"
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
+MIN_IMAGES_PER_CLASS = 3  # one each for train, validation and test
+
+
+@dataclass(frozen=True)
+class FolderSplit:
+    """Image files and their labels; images are decoded when read."""
+
+    paths: tuple[Path, ...]
+    labels: torch.Tensor
+    size: int
+    channels: int
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def image(self, index: int) -> torch.Tensor:
+        """Decode, convert and resize one image to uint8 C × size × size."""
+        from PIL import Image
+
+        with Image.open(self.paths[index]) as handle:
+            picture = handle.convert("RGB" if self.channels == 3 else "L").resize((self.size, self.size))
+        array = torch.frombuffer(bytearray(picture.tobytes()), dtype=torch.uint8)
+        return array.view(self.size, self.size, self.channels).permute(2, 0, 1).contiguous()
+
+
+@dataclass(frozen=True)
+class FolderData:
+    """A folder with one sub-folder of images per class, split once with a seed."""
+
+    name: str
+    classes: tuple[str, ...]
+    train: FolderSplit
+    val: FolderSplit
+    test: FolderSplit
+    mean: tuple[float, ...] = (0.485, 0.456, 0.406)  # ImageNet's: these sets meet pretrained backbones
+    std: tuple[float, ...] = (0.229, 0.224, 0.225)
+    skipped: int = 0  # hidden and non-image files left out
+
+    @property
+    def channels(self) -> int:
+        """Image channels after conversion (3: RGB)."""
+        return self.train.channels
+
+    @property
+    def size(self) -> int:
+        """Images are resized to size × size."""
+        return self.train.size
+
+
+def image_folder(root: Path, size: int = 224, seed: int = 0, fractions: tuple[float, float] = (0.7, 0.15)) -> FolderData:
+    """Scan ``root``/CLASS/*.{png,jpg,…}; split each class 70/15/15 with ``seed``.
+
+    Hidden files, ``__MACOSX`` and non-images are skipped and counted. Fewer than two classes, or a class
+    with fewer than three images, is an ExplorerError that says which.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise ExplorerError(f"{root} is not a folder.")
+    class_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith((".", "__MACOSX")))
+    skipped = 0
+    per_class: list[list[Path]] = []
+    for folder in class_dirs:
+        files = sorted(f for f in folder.rglob("*") if f.is_file())
+        images = [f for f in files if f.suffix.lower() in IMAGE_EXTENSIONS and not f.name.startswith(".")]
+        skipped += len(files) - len(images)
+        per_class.append(images)
+    if len(class_dirs) < 2:
+        raise ExplorerError(f"{root} needs at least two class folders (one sub-folder of images per class); "
+                            f"found {len(class_dirs)}.")
+    small = [d.name for d, images in zip(class_dirs, per_class, strict=True) if len(images) < MIN_IMAGES_PER_CLASS]
+    if small:
+        raise ExplorerError(f"Each class needs at least {MIN_IMAGES_PER_CLASS} images; too few in: {', '.join(small)}.")
+    generator = torch.Generator().manual_seed(seed)
+    parts: list[list[tuple[Path, int]]] = [[], [], []]
+    for label, images in enumerate(per_class):
+        order = torch.randperm(len(images), generator=generator).tolist()
+        n_val = max(1, round(fractions[1] * len(images)))
+        n_test = max(1, round((1 - fractions[0] - fractions[1]) * len(images)))
+        n_train = len(images) - n_val - n_test
+        for part, chosen in zip(parts, (order[:n_train], order[n_train:n_train + n_val], order[n_train + n_val:]),
+                                strict=True):
+            part.extend((images[i], label) for i in chosen)
+
+    def split(items: list[tuple[Path, int]]) -> FolderSplit:
+        return FolderSplit(tuple(p for p, _ in items), torch.tensor([lab for _, lab in items], dtype=torch.int64),
+                           size, 3)
+
+    return FolderData(FOLDER_PREFIX + str(root), tuple(d.name for d in class_dirs), *map(split, parts),
+                      skipped=skipped)

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from core import devices, models
-from core.data import IN_MEMORY, InMemoryData, Split
+from core.data import FOLDER_PREFIX, IN_MEMORY, FolderData, FolderSplit, InMemoryData, Split
 from core.errors import InvalidArgumentError
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -60,7 +60,8 @@ class TrainConfig:
         """Return self, or raise InvalidArgumentError naming the first bad field."""
         models.spec(self.arch)
         checks = [
-            (self.dataset in IN_MEMORY, f"data set must be one of {', '.join(IN_MEMORY)}"),
+            (self.dataset in IN_MEMORY or self.dataset.startswith(FOLDER_PREFIX),
+             f"data set must be one of {', '.join(IN_MEMORY)}, or {FOLDER_PREFIX}PATH"),
             (self.epochs >= 1, "epochs must be ≥ 1"),
             (self.batch_size >= 1, "batch size must be ≥ 1"),
             (self.lr > 0 and math.isfinite(self.lr), "learning rate must be a positive number"),
@@ -242,6 +243,57 @@ class Batches:
         return full + (1 if rest >= 2 or (rest == 1 and not training) or (rest and not full) else 0)
 
 
+class _FolderImages(torch.utils.data.Dataset):
+    """Decodes one image file per item (in DataLoader workers)."""
+
+    def __init__(self, split: FolderSplit) -> None:
+        self.split = split
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        return self.split.image(index), int(self.split.labels[index])
+
+
+class LoaderBatches(Batches):
+    """The DataLoader path for image folders: workers decode, pinned memory feeds the device."""
+
+    def __init__(self, split: FolderSplit, data: FolderData, device: torch.device, size: int, channels: int,
+                 channels_last: bool = False, workers: int = 2) -> None:
+        self.split = split
+        self.labels = split.labels
+        self.device = device
+        self.size = size
+        self.channels = channels
+        self.channels_last = channels_last
+        self.workers = workers
+        self.mean = torch.tensor(data.mean, device=device).view(1, -1, 1, 1)
+        self.std = torch.tensor(data.std, device=device).view(1, -1, 1, 1)
+        self.flip = True  # photos
+
+    def epoch(self, batch_size: int, shuffle: bool, augment: bool = False, generator: torch.Generator | None = None,
+              shard: tuple[int, int] = (0, 1)):
+        """Yield (inputs, labels) batches decoded by DataLoader workers."""
+        count = len(self.split)
+        order = torch.randperm(count) if shuffle else torch.arange(count)  # the CPU generator, seeded by fit()
+        order = order[shard[0]::shard[1]][:self.steps(batch_size, shard, training=shuffle) * batch_size]
+        loader = torch.utils.data.DataLoader(
+            torch.utils.data.Subset(_FolderImages(self.split), order.tolist()), batch_size=batch_size,
+            num_workers=self.workers, pin_memory=self.device.type == "cuda", persistent_workers=False)
+        for images, labels in loader:
+            images = images.to(self.device, non_blocking=True)
+            yield self.prepare(images, augment, generator), labels.to(self.device, non_blocking=True)
+
+
+def make_batches(split: Split | FolderSplit, data: InMemoryData | FolderData, device: torch.device, size: int,
+                 channels: int, channels_last: bool = False) -> Batches:
+    """The fast path for in-memory data, the DataLoader path for image folders."""
+    if isinstance(split, FolderSplit):
+        return LoaderBatches(split, data, device, size, channels, channels_last)
+    return Batches(split, data, device, size, channels, channels_last)
+
+
 def _random_shift(x: torch.Tensor, max_shift: float, flip: bool, generator: torch.Generator | None) -> torch.Tensor:
     """Shift each image by up to ``max_shift`` of its size (and mirror half of them if ``flip``), on the device."""
     n = x.shape[0]
@@ -339,7 +391,7 @@ def training_input_size(arch: str, data_size: int) -> int:
     return max(data_size, minimum)
 
 
-def fit(config: TrainConfig, data: InMemoryData, callbacks: list[Any] | tuple = (),
+def fit(config: TrainConfig, data: InMemoryData | FolderData, callbacks: list[Any] | tuple = (),
         stop: threading.Event | None = None, model: nn.Module | None = None,
         shard: tuple[int, int] = (0, 1), wrap: Any = None) -> FitResult:
     """Train ``config.arch`` on ``data``; evaluate on validation each epoch and on test at the end.
@@ -366,8 +418,8 @@ def fit(config: TrainConfig, data: InMemoryData, callbacks: list[Any] | tuple = 
         state.say(f"{models.spec(config.arch).display_name} needs at least {size}×{size} px: the "
                   f"{data.size}×{data.size} images are resized to {size}×{size}.")
     base = getattr(model, "module", model)
-    train = Batches(data.train, data, device, size, base.in_channels, channels_last)
-    val = Batches(data.val, data, device, size, base.in_channels, channels_last)
+    train = make_batches(data.train, data, device, size, base.in_channels, channels_last)
+    val = make_batches(data.val, data, device, size, base.in_channels, channels_last)
     trained = wrap(model) if wrap else model
     optimizer = _optimizer(model, config)
     steps_per_epoch = train.steps(state.batch_size, shard)
@@ -424,7 +476,7 @@ def fit(config: TrainConfig, data: InMemoryData, callbacks: list[Any] | tuple = 
     state.elapsed = time.perf_counter() - state.started
     test = None
     if state.status in ("completed", "stopped") and len(data.test):
-        test = evaluate(base, Batches(data.test, data, device, size, base.in_channels, channels_last),
+        test = evaluate(base, make_batches(data.test, data, device, size, base.in_channels, channels_last),
                         num_classes=len(data.classes))
         state.test, state.test_labels = test, data.test.labels.tolist()
     _emit(callbacks, "on_fit_end", state)

@@ -134,7 +134,7 @@ def dataset_on_disk(name: str) -> bool:
 def test_images(dataset: str, indices: list[int]) -> list[tuple[Any, int]]:
     """(image as an H × W or H × W × 3 uint8 array, true label) of test-split images, for a grid."""
     test = data.load(dataset).test
-    return [(test.images[i].permute(1, 2, 0).squeeze(-1).numpy(), int(test.labels[i])) for i in indices]
+    return [(test.image(i).permute(1, 2, 0).squeeze(-1).numpy(), int(test.labels[i])) for i in indices]
 
 
 def available_devices() -> list[str]:

@@ -192,3 +192,45 @@ def test_mnist_from_a_local_copy_of_the_official_gz_files(tmp_path) -> None:
 def test_missing_data_set_offline_is_a_clear_error(tmp_path) -> None:
     with pytest.raises(data.DatasetUnavailableError, match="digits"):
         data.torchvision_set("fashion_mnist", tmp_path, download=False)
+
+
+def make_image_folder(root, classes=("circle", "square"), per_class: int = 6):
+    """A tiny generated image folder: one sub-folder per class, plus files that are not images."""
+    from PIL import Image, ImageDraw
+
+    for label, name in enumerate(classes):
+        folder = root / name
+        folder.mkdir(parents=True)
+        for i in range(per_class):
+            picture = Image.new("RGB", (40 + i, 36), "white")
+            draw = ImageDraw.Draw(picture)
+            box = (8, 8, 30, 28)
+            (draw.ellipse if label == 0 else draw.rectangle)(box, fill=(200, 30 * i, 40))
+            picture.save(folder / f"{i}.{'png' if i % 2 else 'jpg'}")
+        (folder / "notes.txt").write_text("not an image")
+        (folder / ".DS_Store").write_bytes(b"\0")
+    (root / "__MACOSX").mkdir()
+    return root
+
+
+def test_image_folder_trains_through_the_dataloader_path(tmp_path) -> None:
+    folder = make_image_folder(tmp_path / "shapes")
+    loaded = data.image_folder(folder, size=32)
+    assert loaded.classes == ("circle", "square") and loaded.skipped == 4
+    assert len(loaded.train) + len(loaded.val) + len(loaded.test) == 12
+    assert loaded.train.image(0).shape == (3, 32, 32)
+    config = engine.TrainConfig(arch="lenet5", dataset=f"folder:{folder}", epochs=2, **FAST)
+    result = engine.fit(config, data.image_folder(folder, size=28))
+    assert result.state.status == "completed" and result.model.in_channels == 3
+    assert result.test is not None and len(result.test.predictions) == len(loaded.test)
+
+
+def test_bad_image_folders_say_what_is_wrong(tmp_path) -> None:
+    with pytest.raises(ValueError, match="not a folder"):
+        data.image_folder(tmp_path / "missing")
+    (tmp_path / "one").mkdir()
+    with pytest.raises(ValueError, match="at least two class folders"):
+        data.image_folder(tmp_path)
+    make_image_folder(tmp_path / "few", per_class=2)
+    with pytest.raises(ValueError, match="too few in: circle, square"):
+        data.image_folder(tmp_path / "few")
