@@ -119,7 +119,8 @@ def _finished(run: dict[str, Any], messages: list[str]) -> None:
     heatmap = go.Figure(go.Heatmap(z=test["confusion"], x=classes, y=classes, colorscale="Blues",
                                    text=test["confusion"], texttemplate="%{text}"))
     heatmap.update_layout(title="Confusion matrix (test set)", xaxis_title="predicted", yaxis_title="true",
-                          yaxis_autorange="reversed", height=420, margin=dict(t=40))
+                          yaxis_autorange="reversed", height=420, margin=dict(t=40),
+                          xaxis=dict(type="category"), yaxis=dict(type="category"))  # every class labelled
     left.plotly_chart(heatmap, width="stretch", key=f"confusion-{run['id']}")
     per_class = pd.DataFrame(test["per_class"], index=classes).rename_axis("class").reset_index()
     right.dataframe(per_class, hide_index=True, column_config={
