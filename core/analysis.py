@@ -321,7 +321,7 @@ def analyse(model: models.ExplorerModel, input_shape: tuple[int, int, int], name
 
     Runs in eval mode: layers used only in training (auxiliary heads) are listed in ``unused``.
     """
-    meta = _to_meta(model).eval()
+    meta = to_meta(model).eval()
     leaves = {module: module_name for module_name, module in meta.named_modules() if not list(module.children())}
     tracker = _FieldTracker()
     raw_rows: list[dict[str, Any]] = []
@@ -400,7 +400,7 @@ def _group_unused(unused: tuple[tuple[str, int], ...]) -> tuple[tuple[str, int],
     return tuple(totals.items())
 
 
-def _to_meta(model: nn.Module) -> nn.Module:
+def to_meta(model: nn.Module) -> nn.Module:
     """A shape-only copy of ``model`` on the meta device; the original and its weights are untouched."""
     memo: dict[int, Any] = {
         id(p): nn.Parameter(torch.empty_like(p, device="meta"), requires_grad=p.requires_grad)

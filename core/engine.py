@@ -53,6 +53,7 @@ class TrainConfig:
     grad_clip: float = 0.0  # max gradient norm; 0 = off
     patience: int = 0  # early stopping: epochs without a better validation loss; 0 = off
     augment: bool = False  # random shifts (and flips for photos) on the device
+    feature_cache: bool = True  # with a frozen backbone and no augmentation, compute its features once
     seed: int = 0
     device: str = "auto"  # auto | cuda | mps | cpu
 
@@ -286,6 +287,47 @@ class LoaderBatches(Batches):
             yield self.prepare(images, augment, generator), labels.to(self.device, non_blocking=True)
 
 
+class FeatureBatches(Batches):
+    """The feature cache: a frozen backbone's pooled features (N × C × 1 × 1), computed once, on the device."""
+
+    def __init__(self, features: torch.Tensor, labels: torch.Tensor) -> None:
+        self.images = features
+        self.labels = labels
+        self.device = features.device
+
+    @classmethod
+    @torch.no_grad()
+    def of(cls, model: nn.Module, batches: Batches, batch_size: int = 256) -> FeatureBatches:
+        """Run ``model.forward_features`` and pooling once over every image of ``batches``."""
+        was_training = model.training
+        model.eval()
+        features, labels = [], []
+        with _autocast(batches.device):
+            for x, y in batches.epoch(batch_size, shuffle=False):
+                features.append(F.adaptive_avg_pool2d(model.forward_features(x), 1).float())
+                labels.append(y)
+        model.train(was_training)
+        return cls(torch.cat(features), torch.cat(labels))
+
+    def prepare(self, images: torch.Tensor, augment: bool, generator: torch.Generator | None) -> torch.Tensor:
+        """Cached features are ready as they are."""
+        return images
+
+
+class HeadView(nn.Module):
+    """Runs only ``forward_head`` of a model: what trains on cached features."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.model.forward_head(features)
+
+    def split_output(self, output):
+        return self.model.split_output(output)
+
+
 def make_batches(split: Split | FolderSplit, data: InMemoryData | FolderData, device: torch.device, size: int,
                  channels: int, channels_last: bool = False) -> Batches:
     """The fast path for in-memory data, the DataLoader path for image folders."""
@@ -420,7 +462,13 @@ def fit(config: TrainConfig, data: InMemoryData | FolderData, callbacks: list[An
     base = getattr(model, "module", model)
     train = make_batches(data.train, data, device, size, base.in_channels, channels_last)
     val = make_batches(data.val, data, device, size, base.in_channels, channels_last)
-    trained = wrap(model) if wrap else model
+    step_model: nn.Module = model
+    if config.feature_cache and getattr(base, "frozen_backbone", False) and not config.augment:
+        state.say("The backbone is frozen and augmentation is off: its features are computed once and only "
+                  "the head trains on them (feature cache).")
+        train, val = FeatureBatches.of(base, train), FeatureBatches.of(base, val)
+        step_model = HeadView(base)
+    trained = wrap(step_model) if wrap else step_model
     optimizer = _optimizer(model, config)
     steps_per_epoch = train.steps(state.batch_size, shard)
     scheduler = _scheduler(optimizer, config, steps_per_epoch)
@@ -434,7 +482,7 @@ def fit(config: TrainConfig, data: InMemoryData | FolderData, callbacks: list[An
             state.epoch = epoch
             _emit(callbacks, "on_epoch_start", state)
             try:
-                train_loss, train_acc = _train_epoch(trained, base, train, optimizer, scheduler, config, state,
+                train_loss, train_acc = _train_epoch(trained, step_model, train, optimizer, scheduler, config, state,
                                                      callbacks, stop, generator, shard)
             except RuntimeError as error:
                 if not _is_out_of_memory(error) or state.batch_size == 1:
@@ -447,7 +495,7 @@ def fit(config: TrainConfig, data: InMemoryData | FolderData, callbacks: list[An
                 continue
             if state.status != "running":
                 break
-            result = evaluate(base, val, num_classes=len(data.classes))
+            result = evaluate(step_model, val, num_classes=len(data.classes))
             state.train_loss, state.train_acc = train_loss, train_acc
             state.val_loss, state.val_acc = result.loss, result.accuracy
             state.elapsed = time.perf_counter() - state.started
@@ -476,8 +524,10 @@ def fit(config: TrainConfig, data: InMemoryData | FolderData, callbacks: list[An
     state.elapsed = time.perf_counter() - state.started
     test = None
     if state.status in ("completed", "stopped") and len(data.test):
-        test = evaluate(base, make_batches(data.test, data, device, size, base.in_channels, channels_last),
-                        num_classes=len(data.classes))
+        test_batches = make_batches(data.test, data, device, size, base.in_channels, channels_last)
+        if isinstance(step_model, HeadView):
+            test_batches = FeatureBatches.of(base, test_batches)
+        test = evaluate(step_model, test_batches, num_classes=len(data.classes))
         state.test, state.test_labels = test, data.test.labels.tolist()
     _emit(callbacks, "on_fit_end", state)
     return FitResult(model=base, state=state, test=test)

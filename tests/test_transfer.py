@@ -1,0 +1,79 @@
+"""Transfer learning: strategies freeze exactly what they should; the feature cache changes nothing but speed."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from core import engine, transfer
+from core.errors import InvalidArgumentError
+from tests.test_engine import tiny
+
+
+def count(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def test_the_notes_head() -> None:
+    model = transfer.build("resnet50", num_classes=3)
+    assert [type(m).__name__ for m in model.head] == ["Flatten", "Linear", "ReLU", "Dropout", "Linear"]
+    assert model.head[1].in_features == 2048 and model.head[1].out_features == 256 and model.head[3].p == 0.5
+    assert model.num_classes == 3 and model.get_classifier() is model.head[4]
+    with torch.no_grad():
+        assert model.eval()(torch.randn(2, 3, 64, 64)).shape == (2, 3)
+
+
+@pytest.mark.parametrize("name", ["resnet18", "vgg16", "xception", "inception_v3"])
+def test_feature_extraction_trains_only_the_head(name: str) -> None:
+    model = transfer.build(name, num_classes=4)
+    trainable = transfer.apply_strategy(model, "feature_extraction")
+    assert trainable == count(model.head) == model.num_features * 256 + 256 + 256 * 4 + 4
+    assert model.frozen_backbone
+
+
+def test_full_fine_tuning_trains_everything() -> None:
+    model = transfer.build("resnet18", num_classes=4)
+    assert transfer.apply_strategy(model, "full") == count(model)
+    assert not model.frozen_backbone
+
+
+def test_partial_fine_tuning_unfreezes_the_last_blocks() -> None:
+    model = transfer.build("resnet18", num_classes=4)
+    blocks = transfer.feature_blocks(model.backbone, 224)
+    assert blocks[:2] == ["conv1", "bn1"] and blocks[-2:] == ["layer4.0", "layer4.1"]
+    assert "fc" not in blocks  # the backbone's own classifier is not part of its features
+    one = transfer.apply_strategy(model, "partial", unfreeze_last=1)
+    assert one == count(model.head) + count(model.backbone.layer4[1])
+    two = transfer.apply_strategy(model, "partial", unfreeze_last=2)
+    assert two == count(model.head) + count(model.backbone.layer4)
+    with pytest.raises(InvalidArgumentError, match="1 to"):
+        transfer.apply_strategy(model, "partial", unfreeze_last=len(blocks) + 1)
+    with pytest.raises(InvalidArgumentError):
+        transfer.apply_strategy(model, "everything")
+
+
+def test_frozen_batch_norm_stays_in_eval_mode() -> None:
+    model = transfer.build("resnet18", num_classes=2)
+    transfer.apply_strategy(model, "partial", unfreeze_last=1)
+    model.train()
+    assert not model.backbone.bn1.training  # frozen: keeps ImageNet statistics
+    assert model.backbone.layer4[1].bn1.training  # unfrozen: trains
+    assert model.head.training
+
+
+def test_the_feature_cache_gives_the_same_head_as_the_naive_loop() -> None:
+    data = tiny(channels=3, size=32)
+    heads = {}
+    for cached in (True, False):
+        torch.manual_seed(0)
+        model = transfer.build("resnet18", num_classes=3)
+        transfer.apply_strategy(model, "feature_extraction")
+        config = engine.TrainConfig(arch="resnet18", epochs=2, optimizer="adam", lr=1e-3, batch_size=8,
+                                    weight_decay=0.0, feature_cache=cached)
+        result = engine.fit(config, data, model=model)
+        assert result.state.status == "completed"
+        assert any("feature cache" in m for m in result.state.messages) == cached
+        heads[cached] = {k: v.clone() for k, v in result.model.head.state_dict().items()}
+    for key in heads[True]:
+        torch.testing.assert_close(heads[True][key], heads[False][key], rtol=1e-4, atol=1e-5)
