@@ -91,7 +91,7 @@ def extract_zip(source: Path | IO[bytes], target: Path, max_total: int = MAX_TOT
                 raise ArchiveError(f"Refused: the member {info.filename!r} points outside the target folder.")
             destination.parent.mkdir(parents=True, exist_ok=True)
             _copy_bounded(archive, info, destination)
-    return Extracted(_class_root(target), len(wanted), skipped)
+    return Extracted(class_root(target), len(wanted), skipped)
 
 
 def _copy_bounded(archive: zipfile.ZipFile, info: zipfile.ZipInfo, destination: Path) -> None:
@@ -105,8 +105,8 @@ def _copy_bounded(archive: zipfile.ZipFile, info: zipfile.ZipInfo, destination: 
             sink.write(chunk)
 
 
-def _class_root(folder: Path) -> Path:
-    """Descend through single wrapping folders (``photos/`` around ``cats/`` and ``dogs/``)."""
+def class_root(folder: Path) -> Path:
+    """The folder of class sub-folders, through single wrapping folders (``photos/`` around ``cats/``, ``dogs/``)."""
     while True:
         entries = [p for p in folder.iterdir() if not p.name.startswith(".") and p.name != "__MACOSX"]
         if len(entries) == 1 and entries[0].is_dir():

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import gzip
+import hashlib
 import os
 import shutil
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ import torch.nn.functional as F
 
 from core.errors import ExplorerError
 
-IN_MEMORY = ("digits", "mnist", "fashion_mnist", "cifar10")
+IN_MEMORY = ("digits", "shapes", "mnist", "fashion_mnist", "cifar10")
 
 
 class DatasetUnavailableError(ExplorerError):
@@ -108,6 +109,45 @@ def digits(seed: int = 0) -> InMemoryData:
     return InMemoryData("digits", tuple(str(i) for i in range(10)), train, val, test, mean, std)
 
 
+SHAPES = ("circle", "square", "triangle")
+
+
+def shapes(seed: int = 0, per_class: int = 300, size: int = 64) -> InMemoryData:
+    """A generated photo-like set that always works offline: brightly coloured circles, squares and
+    triangles of random size and place on grey textured backgrounds (RGB, 64×64); 70/15/15 split."""
+    from PIL import Image, ImageDraw, ImageFilter
+
+    generator = torch.Generator().manual_seed(seed)
+
+    def uniform(low: float, high: float) -> float:
+        return low + (high - low) * float(torch.rand((), generator=generator))
+
+    images, labels = [], []
+    for label, shape in enumerate(SHAPES):
+        for _ in range(per_class):
+            noise = (torch.rand(size // 8, size // 8, 1, generator=generator) * 80 + 70).expand(-1, -1, 3)
+            noise = (noise + torch.rand(size // 8, size // 8, 3, generator=generator) * 30).to(torch.uint8)
+            background = Image.fromarray(noise.numpy(), "RGB").resize((size, size), Image.BICUBIC)
+            picture = background.filter(ImageFilter.GaussianBlur(1))
+            draw = ImageDraw.Draw(picture)
+            radius = uniform(0.2, 0.35) * size
+            cx, cy = uniform(radius, size - radius), uniform(radius, size - radius)
+            bright = int(torch.randint(0, 3, (), generator=generator))  # a saturated colour on a grey texture
+            colour = tuple(int(uniform(200, 255)) if c == bright else int(uniform(0, 60)) for c in range(3))
+            if shape == "circle":
+                draw.ellipse((cx - radius, cy - radius, cx + radius, cy + radius), fill=colour)
+            elif shape == "square":
+                draw.rectangle((cx - radius, cy - radius, cx + radius, cy + radius), fill=colour)
+            else:
+                draw.polygon([(cx, cy - radius), (cx - radius, cy + radius), (cx + radius, cy + radius)], fill=colour)
+            images.append(torch.frombuffer(bytearray(picture.tobytes()), dtype=torch.uint8).view(size, size, 3))
+            labels.append(label)
+    stacked = torch.stack(images).permute(0, 3, 1, 2).contiguous()
+    train, val, test = _split(stacked, torch.tensor(labels), (0.7, 0.15), seed)
+    mean, std = _stats(train.images)
+    return InMemoryData("shapes", SHAPES, train, val, test, mean, std)
+
+
 _TORCHVISION = {
     "mnist": ("MNIST", "MNIST"),
     "fashion_mnist": ("FashionMNIST", "FashionMNIST"),
@@ -172,6 +212,8 @@ def load(name: str, root: Path | None = None, download: bool = True, seed: int =
         return image_folder(Path(name.removeprefix(FOLDER_PREFIX)), seed=seed)
     if name == "digits":
         return digits(seed)
+    if name == "shapes":
+        return shapes(seed)
     return torchvision_set(name, root, download, seed)
 
 
@@ -268,3 +310,45 @@ def image_folder(root: Path, size: int = 224, seed: int = 0, fractions: tuple[fl
 
     return FolderData(FOLDER_PREFIX + str(root), tuple(d.name for d in class_dirs), *map(split, parts),
                       skipped=skipped)
+
+
+# Health of a data set ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Health:
+    """What to check before training: balance, image sizes, leaks between splits."""
+
+    per_class: dict[str, dict[str, int]]  # class → {"train": n, "val": n, "test": n}
+    sizes: dict[str, int]  # "W×H" of the stored images → count
+    duplicates: int  # validation or test images identical to a training image
+    skipped: int  # files left out (hidden, not images)
+
+
+def _fingerprints(split: Split | FolderSplit) -> list[bytes]:
+    if isinstance(split, FolderSplit):
+        return [hashlib.sha1(path.read_bytes()).digest() for path in split.paths]
+    return [hashlib.sha1(image.numpy().tobytes()).digest() for image in split.images]
+
+
+def health(dataset: InMemoryData | FolderData) -> Health:
+    """Images per class and split, image sizes, and duplicates across train / validation / test."""
+    per_class = {name: {"train": 0, "val": 0, "test": 0} for name in dataset.classes}
+    for split_name in ("train", "val", "test"):
+        for label in getattr(dataset, split_name).labels.tolist():
+            per_class[dataset.classes[label]][split_name] += 1
+    sizes: dict[str, int] = {}
+    if isinstance(dataset, FolderData):
+        from PIL import Image
+
+        for split in (dataset.train, dataset.val, dataset.test):
+            for path in split.paths:
+                with Image.open(path) as handle:  # reads the header only
+                    key = f"{handle.width}×{handle.height}"
+                sizes[key] = sizes.get(key, 0) + 1
+    else:
+        count = len(dataset.train) + len(dataset.val) + len(dataset.test)
+        sizes[f"{dataset.size}×{dataset.size}"] = count
+    seen = set(_fingerprints(dataset.train))
+    duplicates = sum(1 for split in (dataset.val, dataset.test) for print_ in _fingerprints(split) if print_ in seen)
+    return Health(per_class, sizes, duplicates, getattr(dataset, "skipped", 0))

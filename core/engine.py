@@ -54,6 +54,9 @@ class TrainConfig:
     patience: int = 0  # early stopping: epochs without a better validation loss; 0 = off
     augment: bool = False  # random shifts (and flips for photos) on the device
     feature_cache: bool = True  # with a frozen backbone and no augmentation, compute its features once
+    strategy: str = ""  # "" trains the model from scratch; else a transfer strategy (core.transfer.STRATEGIES)
+    pretrained: bool = False  # start the backbone from its ImageNet weights (transfer learning)
+    unfreeze_last: int = 2  # blocks the "partial" strategy unfreezes
     seed: int = 0
     device: str = "auto"  # auto | cuda | mps | cpu
 
@@ -72,10 +75,19 @@ class TrainConfig:
             (0 <= self.label_smoothing < 1, "label smoothing must be in [0, 1)"),
             (self.grad_clip >= 0 and self.patience >= 0, "gradient clipping and patience must be ≥ 0"),
             (self.step_size >= 1 and 0 < self.gamma <= 1, "step size must be ≥ 1 and gamma in (0, 1]"),
+            (self.strategy in ("", "feature_extraction", "partial", "full"),
+             "strategy must be feature_extraction, partial or full (or empty to train from scratch)"),
+            (not self.pretrained or self.strategy != "", "pretrained weights come with a transfer strategy"),
         ]
         for ok, message in checks:
             if not ok:
                 raise InvalidArgumentError(message + ".")
+        if self.pretrained:
+            from core import weights
+
+            if weights.pretrained(self.arch) is None:
+                raise InvalidArgumentError(f"{models.spec(self.arch).display_name} has no ImageNet weights; "
+                                           f"choose one of {', '.join(weights.names_with_weights())}.")
         return self
 
 
@@ -336,6 +348,13 @@ def make_batches(split: Split | FolderSplit, data: InMemoryData | FolderData, de
     return Batches(split, data, device, size, channels, channels_last)
 
 
+def augmentation_preview(images: torch.Tensor, flip: bool, seed: int = 0) -> torch.Tensor:
+    """What the model sees with augmentation on: the same random shifts (and flips) as training, as uint8."""
+    generator = torch.Generator().manual_seed(seed)
+    shifted = _random_shift(images.float() / 255, max_shift=2 / 28, flip=flip, generator=generator)
+    return (shifted * 255).round().clamp(0, 255).to(torch.uint8)
+
+
 def _random_shift(x: torch.Tensor, max_shift: float, flip: bool, generator: torch.Generator | None) -> torch.Tensor:
     """Shift each image by up to ``max_shift`` of its size (and mirror half of them if ``flip``), on the device."""
     n = x.shape[0]
@@ -425,6 +444,18 @@ def _emit(callbacks: list[Any], hook: str, state: TrainState) -> None:
             method(state)
 
 
+def build_model(config: TrainConfig, num_classes: int, in_channels: int) -> nn.Module:
+    """The model a config trains: a zoo model from scratch, or a transfer model with its strategy applied."""
+    if not config.strategy:
+        return models.build(config.arch, num_classes=num_classes, in_channels=in_channels)
+    from core import transfer, weights
+
+    backbone = weights.load_pretrained(config.arch)[0] if config.pretrained else models.build(config.arch)
+    model = transfer.TransferModel(backbone, num_classes)
+    transfer.apply_strategy(model, config.strategy, config.unfreeze_last)
+    return model
+
+
 def training_input_size(arch: str, data_size: int) -> int:
     """The size images are fed at: the data's own, or the model's minimum if the images are smaller."""
     minimum, maximum = models.input_size_range(arch, training=True)
@@ -450,7 +481,7 @@ def fit(config: TrainConfig, data: InMemoryData | FolderData, callbacks: list[An
     generator = torch.Generator(device=device).manual_seed(config.seed)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick the fastest kernels
-    model = model or models.build(config.arch, num_classes=len(data.classes), in_channels=data.channels)
+    model = model or build_model(config, len(data.classes), data.channels)
     channels_last = device.type == "cuda"
     model = model.to(device, memory_format=torch.channels_last) if channels_last else model.to(device)
     size = training_input_size(config.arch, data.size)

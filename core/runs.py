@@ -206,7 +206,13 @@ def load_checkpoint(path: Path, expected_arch: str | None = None) -> tuple[nn.Mo
     if expected_arch is not None and sidecar["arch"] != expected_arch:
         raise CheckpointError(f"This checkpoint is a {sidecar['arch']}, not a {expected_arch}.")
     try:
-        model = models.build(sidecar["arch"], num_classes=len(sidecar["classes"]), in_channels=sidecar["in_channels"])
+        if sidecar.get("strategy"):  # a transfer model: the backbone with the notes' head
+            from core import transfer
+
+            model = transfer.build(sidecar["arch"], num_classes=len(sidecar["classes"]))
+        else:
+            model = models.build(sidecar["arch"], num_classes=len(sidecar["classes"]),
+                                 in_channels=sidecar["in_channels"])
     except ExplorerError as error:
         raise CheckpointError(f"The sidecar describes a model this app cannot build: {error}") from None
     try:
@@ -238,7 +244,8 @@ class StoreCallback:
         model = state.model
         return {"arch": state.config.arch, "classes": list(state.classes), "in_channels": model.in_channels,
                 "input_size": state.input_size, "mean": list(self.mean), "std": list(self.std),
-                "run_id": self.run_id, "dataset": state.config.dataset, "epoch": state.epoch, "metrics": metrics}
+                "run_id": self.run_id, "dataset": state.config.dataset, "epoch": state.epoch, "metrics": metrics,
+                "strategy": state.config.strategy}
 
     def on_fit_start(self, state) -> None:
         self.store.update_run(self.run_id, status="running", device=state.device)

@@ -20,6 +20,7 @@ PAGES = [
     st.Page("../pages/architectures.py", title="Architectures", icon=":material/account_tree:", url_path="architectures"),
     st.Page("../pages/compare.py", title="Compare", icon=":material/compare_arrows:", url_path="compare"),
     st.Page("../pages/training.py", title="Training", icon=":material/monitoring:", url_path="training"),
+    st.Page("../pages/transfer.py", title="Transfer learning", icon=":material/move_up:", url_path="transfer"),
 ]
 
 navigation = st.navigation(PAGES)

@@ -7,15 +7,22 @@ keep per-session choices (the selected model) in ``st.session_state`` and the UR
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import io
+import os
+import shutil
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import streamlit as st
 import torch
 
-from core import analysis, data, devices, engine, fidelity, latency, models, structure
+from core import analysis, archives, data, devices, engine, fidelity, latency, models, structure, transfer, weights
 from core.errors import ExplorerError
 from core.jobs import JobManager
-from core.runs import RunStore
+from core.runs import RunStore, state_dir
 
 MODEL_PARAM = "model"
 RUN_PARAM = "run"
@@ -161,3 +168,114 @@ def url_run() -> str | None:
     except ExplorerError:
         st.warning(f"The link names run {run_id!r}, which is not in this app's run store.")
         return None
+
+
+# Transfer learning ------------------------------------------------------------------------------
+
+
+def folders_root() -> Path:
+    """The only place folder paths may point into (``$CNN_EXPLORER_FOLDERS``, else ``<state>/folders``)."""
+    root = Path(os.environ.get("CNN_EXPLORER_FOLDERS", state_dir() / "folders")).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def folder_dataset(path_text: str) -> str | None:
+    """``folder:PATH`` for a folder under :func:`folders_root`, or None after saying why not."""
+    root = folders_root()
+    path = (root / path_text).resolve()
+    if not path.is_relative_to(root):
+        st.error(f"Folders must be inside {root}.")
+        return None
+    try:
+        data.image_folder(path)
+    except ExplorerError as error:
+        show_error(error)
+        return None
+    return data.FOLDER_PREFIX + str(path)
+
+
+def zip_dataset(name: str, payload: bytes) -> str | None:
+    """Extract an uploaded zip safely (once per content); ``folder:PATH`` of its classes, or None with a message."""
+    digest = hashlib.sha1(payload).hexdigest()[:16]
+    target = state_dir() / "uploads" / digest
+    try:
+        if not target.exists():
+            partial = target.with_name(digest + ".partial")
+            shutil.rmtree(partial, ignore_errors=True)
+            extracted = archives.extract_zip(io.BytesIO(payload), partial)
+            partial.replace(target)
+            if extracted.skipped:
+                st.caption(f"{name}: {extracted.skipped} hidden, __MACOSX or non-image files were skipped.")
+        root = archives.class_root(target)
+        data.image_folder(root)
+        return data.FOLDER_PREFIX + str(root)
+    except ExplorerError as error:
+        show_error(error)
+        return None
+
+
+def load_dataset(name: str) -> data.InMemoryData | data.FolderData | None:
+    """A data set by name (cached in core), or None after showing why it cannot be loaded."""
+    try:
+        return data.load(name)
+    except ExplorerError as error:
+        show_error(error)
+        return None
+
+
+def weights_status(name: str) -> tuple[bool, str]:
+    """(cached?, the file expected) for a model's ImageNet weights."""
+    return weights.is_cached(name), str(weights.expected_file(name))
+
+
+def install_weights(name: str, file_name: str, payload: bytes) -> bool:
+    """Check an uploaded weights file against the architecture and put it in the cache; say how it went."""
+    suffix = Path(file_name).suffix.lower()
+    if suffix not in (".safetensors", ".pth", ".pt"):
+        st.error("Weights must be a .safetensors file, or a .pth of plain tensors.")
+        return False
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / f"upload{suffix}"
+        path.write_bytes(payload)
+        try:
+            installed = weights.install(name, path)
+        except ExplorerError as error:
+            show_error(error)
+            return False
+    st.success(f"Checked and installed as {installed}.")
+    return True
+
+
+@st.cache_data(show_spinner=False)
+def backbone_blocks(arch: str) -> list[str]:
+    """The backbone's blocks with weights, in order (what partial fine-tuning unfreezes from the end)."""
+    with torch.device("meta"):
+        backbone = models.build(arch)
+    return transfer.feature_blocks(backbone, models.spec(arch).input_size)
+
+
+@st.cache_data(show_spinner=False)
+def trainable_counts(arch: str, num_classes: int, strategy: str, unfreeze_last: int) -> tuple[int, int]:
+    """(trainable, total) parameters of the transfer model for a strategy, counted on the meta device."""
+    with torch.device("meta"):
+        model = transfer.build(arch, num_classes)
+    trainable = transfer.apply_strategy(model, strategy, unfreeze_last, models.spec(arch).input_size)
+    return trainable, sum(p.numel() for p in model.parameters())
+
+
+def transfer_config(arch: str, dataset: str, strategy: str, pretrained: bool, unfreeze_last: int, epochs: int,
+                    lr: float, batch_size: int, augment: bool) -> engine.TrainConfig | None:
+    """The notes' recipe (Adam, no weight decay) for a transfer run; None after saying what is wrong."""
+    try:
+        return engine.TrainConfig(arch=arch, dataset=dataset, strategy=strategy, pretrained=pretrained,
+                                  unfreeze_last=unfreeze_last, epochs=epochs, lr=lr, batch_size=batch_size,
+                                  optimizer="adam", weight_decay=0.0, augment=augment).validate()
+    except ExplorerError as error:
+        show_error(error)
+        return None
+
+
+def with_strategy(config: engine.TrainConfig, strategy: str) -> engine.TrainConfig:
+    """The same run with another strategy and that strategy's learning rate from the notes."""
+    return dataclasses.replace(config, strategy=strategy, lr=transfer.STRATEGIES[strategy])

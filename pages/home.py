@@ -20,6 +20,8 @@ st.page_link("../pages/compare.py", label="Compare — the comparison tables reb
              "MACs vs accuracy, where the parameters live, measured latency", icon=":material/compare_arrows:")
 st.page_link("../pages/training.py", label="Training — train a model on digits, MNIST, Fashion-MNIST or CIFAR-10 "
              "and watch the curves live; confusion matrix, per-class scores, mistakes", icon=":material/monitoring:")
+st.page_link("../pages/transfer.py", label="Transfer learning — fine-tune an ImageNet backbone on your own images "
+             "with the notes' three strategies, and race them", icon=":material/move_up:")
 
 st.subheader("The models")
 st.dataframe(

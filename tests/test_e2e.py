@@ -53,6 +53,7 @@ def open_page(page: Page, url: str) -> None:
     ("/architectures", "Architectures"),
     ("/compare", "Compare"),
     ("/training", "Training"),
+    ("/transfer", "Transfer learning"),
 ])
 def test_every_page_opens_without_an_exception(page: Page, app_url: str, path: str, heading: str) -> None:
     open_page(page, app_url + path)
@@ -115,3 +116,29 @@ def _epoch(text: str) -> int:
 
     match = re.search(r"Epoch (\d+)", text)
     return int(match.group(1)) if match else 0
+
+
+def test_a_zip_of_class_folders_is_fine_tuned_in_the_browser(page: Page, app_url: str, tmp_path) -> None:
+    import zipfile
+
+    from tests.test_archives import png
+
+    archive = tmp_path / "pets.zip"
+    with zipfile.ZipFile(archive, "w") as writer:
+        for label, colour in (("cats", "orange"), ("dogs", "brown")):
+            for i in range(6):
+                writer.writestr(f"pets/{label}/{i}.png", png(colour))
+        writer.writestr("__MACOSX/pets/._x", b"fork")
+    open_page(page, f"{app_url}/transfer")
+    page.get_by_text("Upload a zip of class folders").click()
+    wait_until_idle(page)
+    page.locator('input[type="file"]').nth(1).set_input_files(str(archive))
+    expect(page.get_by_text("2 classes, 12 images")).to_be_visible(timeout=60_000)
+    epochs = page.get_by_role("spinbutton", name="Epochs")
+    epochs.fill("1")
+    epochs.press("Tab")
+    wait_until_idle(page)
+    page.get_by_role("button", name="Start fine-tuning").click()
+    expect(page.get_by_text("Test accuracy")).to_be_visible(timeout=120_000)
+    expect(page.get_by_text("feature cache")).to_be_visible()
+    expect(page.locator('[data-testid="stException"]')).to_have_count(0)

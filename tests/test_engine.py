@@ -234,3 +234,30 @@ def test_bad_image_folders_say_what_is_wrong(tmp_path) -> None:
     make_image_folder(tmp_path / "few", per_class=2)
     with pytest.raises(ValueError, match="too few in: circle, square"):
         data.image_folder(tmp_path / "few")
+
+
+def test_generated_shapes_and_health() -> None:
+    shapes = data.load("shapes")
+    assert shapes.classes == ("circle", "square", "triangle") and (shapes.channels, shapes.size) == (3, 64)
+    report = data.health(shapes)
+    assert sum(sum(s.values()) for s in report.per_class.values()) == 900
+    assert report.sizes == {"64×64": 900} and report.duplicates == 0
+
+
+def test_health_finds_duplicates_across_splits(tmp_path) -> None:
+    import shutil
+
+    folder = make_image_folder(tmp_path / "shapes")
+    loaded = data.image_folder(folder)
+    assert data.health(loaded).duplicates == 0
+    shutil.copy(loaded.train.paths[0], loaded.val.paths[0])  # leak a training image into validation
+    assert data.health(loaded).duplicates == 1
+    assert data.health(loaded).skipped == 4
+
+
+def test_augmentation_preview_is_what_training_sees() -> None:
+    images = data.load("shapes").train.images[:4]
+    preview = engine.augmentation_preview(images, flip=True, seed=1)
+    assert preview.shape == images.shape and preview.dtype == torch.uint8
+    assert not torch.equal(preview, images)
+    assert torch.equal(preview, engine.augmentation_preview(images, flip=True, seed=1))

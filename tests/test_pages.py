@@ -166,3 +166,51 @@ def test_a_data_set_that_is_not_on_disk_is_explained() -> None:
     assert not at.exception
     if status == "failed":  # offline, as in CI: a clear message, never a traceback
         assert any("digits" in e.value for e in at.error)
+
+
+def test_transfer_page_fine_tunes_on_the_generated_shapes() -> None:
+    from explorer import bridge
+
+    at = open_page("transfer")
+    assert at.selectbox(key="transfer-arch").value == "resnet18"
+    assert any("not on this machine" in w.value for w in at.warning)  # no weights in the test's TORCH_HOME
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Trainable parameters"] == f"{512 * 256 + 256 + 256 * 3 + 3:,}"  # the head only
+    at.radio(key="transfer-strategy").set_value("partial").run()
+    at.slider(key="transfer-unfreeze").set_value(1).run()
+    assert {m.label: m.value for m in at.metric}["Trainable parameters"] == f"{132_099 + 4_720_640:,}"
+    at.radio(key="transfer-strategy").set_value("feature_extraction").run()
+    at.number_input(key="transfer-epochs").set_value(1).run()
+    at.button(key="transfer-start").click().run()
+    run_id = at.session_state["transfer-run"]
+    assert bridge.job_manager().wait(run_id, timeout=300) == "completed"
+    at.run()
+    assert not at.exception
+    assert "Test accuracy" in {m.label for m in at.metric}
+    run = bridge.run_store().run(run_id)
+    assert run["config"]["strategy"] == "feature_extraction" and "feature cache" in run["message"]
+
+
+def test_transfer_page_refuses_an_unsafe_zip_and_bad_weights() -> None:
+    import io
+    import zipfile
+
+    at = open_page("transfer")
+    at.radio(key="transfer-source").set_value("Upload a zip of class folders").run()
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("../escape.png", b"x")
+    at.file_uploader(key="transfer-zip").upload("evil.zip", buffer.getvalue(), "application/zip").run()
+    assert not at.exception
+    assert any("outside" in e.value for e in at.error)
+    at.file_uploader(key="weights-resnet18").upload("w.pth", b"junk", "application/octet-stream").run()
+    assert not at.exception
+    assert any("cannot be read" in e.value for e in at.error)
+
+
+def test_transfer_page_folder_paths_stay_under_the_root() -> None:
+    at = open_page("transfer")
+    at.radio(key="transfer-source").set_value("A folder on the server").run()
+    at.text_input(key="transfer-folder").input("../../etc").run()
+    assert not at.exception
+    assert any("must be inside" in e.value for e in at.error)

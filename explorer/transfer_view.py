@@ -1,0 +1,109 @@
+"""Components of the Transfer-learning page: data-set health, augmentation preview, strategy race."""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.express as px
+import plotly.graph_objects as go
+import streamlit as st
+
+from core import data, engine
+from explorer import bridge
+
+PREVIEW = 8
+
+
+def _grid(images, captions: list[str] | None = None) -> None:
+    columns = st.columns(PREVIEW)
+    for i, image in enumerate(images):
+        columns[i % PREVIEW].image(image.permute(1, 2, 0).squeeze(-1).numpy(),
+                                   caption=captions[i] if captions else None, width="stretch")
+
+
+def health_panel(dataset: data.InMemoryData | data.FolderData) -> None:
+    """Images per class and split, image sizes, a sample grid, duplicates across splits."""
+    report = data.health(dataset)
+    with st.expander(f"Data set health — {len(dataset.classes)} classes, "
+                     f"{len(dataset.train) + len(dataset.val) + len(dataset.test):,} images", expanded=True):
+        counts = pd.DataFrame([{"class": name, "split": split, "images": n}
+                               for name, splits in report.per_class.items() for split, n in splits.items()])
+        left, right = st.columns([2, 1])
+        left.plotly_chart(px.bar(counts, x="class", y="images", color="split", barmode="stack", height=280),
+                          width="stretch", key="health-counts")
+        sizes = sorted(report.sizes.items(), key=lambda item: -item[1])
+        right.markdown("**Image sizes**  \n" + "  \n".join(f"{size}: {n:,}" for size, n in sizes[:6])
+                       + (f"  \n… and {len(sizes) - 6} more" if len(sizes) > 6 else ""))
+        right.markdown(f"**Skipped files:** {report.skipped}")
+        if report.duplicates:
+            st.warning(f"{report.duplicates} validation or test images are identical to training images: "
+                       "accuracy on them overstates what the model learned.")
+        else:
+            st.caption("No validation or test image duplicates a training image.")
+        smallest = min(min(splits.values()) for splits in report.per_class.values())
+        if smallest < 5:
+            st.warning(f"Some class has only {smallest} images in a split: results will be noisy.")
+        picks = list(range(min(PREVIEW, len(dataset.train))))
+        _grid([dataset.train.image(i) for i in picks],
+              [dataset.classes[int(dataset.train.labels[i])] for i in picks])
+
+
+def augmentation_preview(dataset: data.InMemoryData | data.FolderData) -> None:
+    """The first training images as the model will see them with augmentation on."""
+    picks = list(range(min(PREVIEW, len(dataset.train))))
+    import torch
+
+    originals = torch.stack([dataset.train.image(i) for i in picks])
+    seed = st.session_state.get("preview-seed", 0)
+    st.markdown("**What the model sees with augmentation** (random shifts and mirror images; new ones each epoch)")
+    _grid(engine.augmentation_preview(originals, flip=True, seed=seed))
+    if st.button("Another draw", key="preview-again"):
+        st.session_state["preview-seed"] = seed + 1
+        st.rerun()
+
+
+def race(run_ids: list[str]) -> None:
+    """Two or three strategies on the same split: progress, overlaid curves, accuracy and time per epoch."""
+    manager = bridge.job_manager()
+    active = any((s := manager.snapshot(r)) is not None and s.status in ("queued", "running") for r in run_ids)
+
+    @st.fragment(run_every=1.0 if active else None)
+    def panel() -> None:
+        store = bridge.run_store()
+        runs = [store.run(run_id) for run_id in run_ids]
+        st.subheader("Strategy race")
+        figure = go.Figure()
+        rows = []
+        for run in runs:
+            epochs = store.metrics(run["id"], "epoch")
+            snapshot = manager.snapshot(run["id"])
+            status = snapshot.status if snapshot else run["status"]
+            name = run["config"]["strategy"]
+            figure.add_trace(go.Scatter(x=[e["epoch"] for e in epochs], y=[e["val_acc"] for e in epochs],
+                                        name=name, mode="lines+markers"))
+            per_epoch = (epochs[-1]["elapsed"] / len(epochs)) if epochs else None
+            rows.append({"strategy": name, "status": status, "epochs": len(epochs),
+                         "best val acc": run["best_val_acc"], "test acc": (run["test"] or {}).get("accuracy"),
+                         "s / epoch": per_epoch, "run": run["id"]})
+        st.dataframe(pd.DataFrame(rows), hide_index=True, column_config={
+            "best val acc": st.column_config.NumberColumn(format="%.4f"),
+            "test acc": st.column_config.NumberColumn(format="%.4f"),
+            "s / epoch": st.column_config.NumberColumn(format="%.2f")})
+        figure.update_layout(xaxis_title="epoch", yaxis_title="validation accuracy", height=340, margin=dict(t=20))
+        st.plotly_chart(figure, width="stretch", key="race-curves")
+        finished = [run for run in runs if run.get("test")]
+        if finished:
+            columns = st.columns(len(finished))
+            for column, run in zip(columns, finished, strict=True):
+                test = run["test"]
+                heatmap = go.Figure(go.Heatmap(z=test["confusion"], x=test["classes"], y=test["classes"],
+                                               colorscale="Blues", showscale=False, text=test["confusion"],
+                                               texttemplate="%{text}"))
+                heatmap.update_layout(title=run["config"]["strategy"], yaxis_autorange="reversed", height=300,
+                                      margin=dict(t=40, b=10), xaxis=dict(type="category"),
+                                      yaxis=dict(type="category"))
+                column.plotly_chart(heatmap, width="stretch", key=f"race-confusion-{run['id']}")
+        if active and not any((s := manager.snapshot(r)) is not None and s.status in ("queued", "running")
+                              for r in run_ids):
+            st.rerun()
+
+    panel()
