@@ -21,6 +21,7 @@ SHOTS = [  # file name, path, tab to open (or None)
     ("architectures-diagram", "/architectures?model=xception", "Block diagram"),
     ("architectures-fidelity", "/architectures?model=alexnet", "Fidelity to the course notes"),
     ("compare", "/compare", None),
+    ("transfer", "/transfer", None),
 ]
 TRAINING = "training"  # started, then captured once the run has finished
 
