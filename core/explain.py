@@ -1,0 +1,100 @@
+"""What a model sees: top-k predictions with latency, Grad-CAM, and feature maps of any layer."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from core.errors import InvalidArgumentError
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Top-k classes with probabilities, and how long the forward pass took."""
+
+    top: list[tuple[str, float]]
+    class_index: int
+    latency_ms: float
+
+
+def conv_layers(model: nn.Module) -> list[str]:
+    """Names of the convolutions, in registration order (Grad-CAM's default is the last)."""
+    return [name for name, module in model.named_modules() if isinstance(module, nn.Conv2d)]
+
+
+@torch.no_grad()
+def predict(model: nn.Module, x: torch.Tensor, classes: list[str] | tuple[str, ...], k: int = 5) -> Prediction:
+    """Softmax top-k of one image (eval mode), timed."""
+    model.eval()
+    start = time.perf_counter()
+    logits = model(x)
+    elapsed = (time.perf_counter() - start) * 1000
+    probabilities = logits.float().softmax(1)[0]
+    values, indices = probabilities.topk(min(k, len(classes)))
+    return Prediction([(classes[i], float(v)) for v, i in zip(values, indices.tolist(), strict=True)],
+                      int(indices[0]), elapsed)
+
+
+def _capture(model: nn.Module, layer: str):
+    try:
+        return model.get_submodule(layer)
+    except AttributeError:
+        raise InvalidArgumentError(f"The model has no layer {layer!r}.") from None
+
+
+def grad_cam(model: nn.Module, x: torch.Tensor, layer: str, class_index: int | None = None) -> torch.Tensor:
+    """Grad-CAM heat map (H × W of the input, values in [0, 1]) for ``class_index`` (default: the top class).
+
+    Weights each channel of ``layer``'s output by the mean gradient of the class score, keeps the
+    positive evidence (ReLU), and upsamples to the input size.
+    """
+    module = _capture(model, layer)
+    store: dict[str, torch.Tensor] = {}
+
+    def keep(_module, _inputs, output):
+        output.register_hook(lambda grad: store.__setitem__("grad", grad))
+        store["activation"] = output
+
+    handle = module.register_forward_hook(keep)
+    model.eval()
+    try:
+        with torch.enable_grad():
+            x = x.clone().requires_grad_(True)
+            logits = model(x)
+            target = int(logits.argmax(1)) if class_index is None else class_index
+            model.zero_grad(set_to_none=True)
+            logits[0, target].backward()
+    finally:
+        handle.remove()
+    activation, gradient = store["activation"].detach(), store["grad"].detach()
+    weights = gradient.mean(dim=(2, 3), keepdim=True)
+    cam = F.relu((weights * activation).sum(1, keepdim=True))
+    cam = F.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)[0, 0]
+    return cam / cam.max() if cam.max() > 0 else cam
+
+
+@torch.no_grad()
+def feature_maps(model: nn.Module, x: torch.Tensor, layer: str, limit: int = 32) -> torch.Tensor:
+    """The first ``limit`` channels of ``layer``'s output (C × h × w), each scaled to [0, 1]."""
+    module = _capture(model, layer)
+    store: dict[str, torch.Tensor] = {}
+    handle = module.register_forward_hook(lambda _m, _i, output: store.__setitem__("maps", output))
+    model.eval()
+    try:
+        model(x)
+    finally:
+        handle.remove()
+    maps = store["maps"][0, :limit].float()
+    low = maps.amin(dim=(1, 2), keepdim=True)
+    high = maps.amax(dim=(1, 2), keepdim=True)
+    return (maps - low) / (high - low).clamp(min=1e-8)
+
+
+def overlay(image: torch.Tensor, heat: torch.Tensor, alpha: float = 0.45) -> torch.Tensor:
+    """Blend a heat map (red = strong) onto an H × W × 3 uint8 image; returns uint8."""
+    red = torch.stack([heat, heat.pow(2) * 0.4, torch.zeros_like(heat)], dim=-1) * 255
+    return (image.float() * (1 - alpha) + red * alpha).round().clamp(0, 255).to(torch.uint8)
