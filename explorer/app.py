@@ -21,6 +21,7 @@ PAGES = [
     st.Page("../pages/compare.py", title="Compare", icon=":material/compare_arrows:", url_path="compare"),
     st.Page("../pages/training.py", title="Training", icon=":material/monitoring:", url_path="training"),
     st.Page("../pages/transfer.py", title="Transfer learning", icon=":material/move_up:", url_path="transfer"),
+    st.Page("../pages/classify.py", title="Classify", icon=":material/image_search:", url_path="classify"),
 ]
 
 navigation = st.navigation(PAGES)

@@ -13,13 +13,28 @@ import io
 import os
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
 import streamlit as st
 import torch
 
-from core import analysis, archives, data, devices, engine, fidelity, latency, models, structure, transfer, weights
+from core import (
+    analysis,
+    archives,
+    classifiers,
+    data,
+    devices,
+    engine,
+    explain,
+    fidelity,
+    latency,
+    models,
+    structure,
+    transfer,
+    weights,
+)
 from core.errors import ExplorerError
 from core.jobs import JobManager
 from core.runs import RunStore, state_dir
@@ -279,3 +294,45 @@ def transfer_config(arch: str, dataset: str, strategy: str, pretrained: bool, un
 def with_strategy(config: engine.TrainConfig, strategy: str) -> engine.TrainConfig:
     """The same run with another strategy and that strategy's learning rate from the notes."""
     return dataclasses.replace(config, strategy=strategy, lr=transfer.STRATEGIES[strategy])
+
+
+# Classify ---------------------------------------------------------------------------------------
+
+SAMPLES = {"cat (Chelsea)": "chelsea", "coffee": "coffee", "astronaut": "astronaut", "rocket": "rocket"}
+
+
+def classifier_choices() -> list[classifiers.Choice]:
+    """Classifiers available now (cached ImageNet weights, finished runs)."""
+    return classifiers.choices(run_store())
+
+
+@st.cache_resource(show_spinner="Loading the model…", max_entries=8)
+def classifier(key: str) -> classifiers.Classifier:
+    """A loaded classifier, shared by all sessions (inference only; never trained here)."""
+    return classifiers.load(key, run_store())
+
+
+_EXPLAIN_LOCK = threading.Lock()  # Grad-CAM and feature maps hook shared models: one at a time
+
+
+def grad_cam(model: torch.nn.Module, x: torch.Tensor, layer: str) -> torch.Tensor:
+    """Grad-CAM of the top class on a shared model."""
+    with _EXPLAIN_LOCK:
+        return explain.grad_cam(model, x, layer)
+
+
+def feature_maps(model: torch.nn.Module, x: torch.Tensor, layer: str) -> torch.Tensor:
+    """Feature maps of a layer of a shared model."""
+    with _EXPLAIN_LOCK:
+        return explain.feature_maps(model, x, layer)
+
+
+@st.cache_data(show_spinner=False)
+def sample_photo(name: str) -> bytes:
+    """A bundled scikit-image photo as PNG bytes (goes through the same checks as an upload)."""
+    import skimage.data
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(getattr(skimage.data, SAMPLES[name])()).save(buffer, format="PNG")
+    return buffer.getvalue()

@@ -22,6 +22,8 @@ st.page_link("../pages/training.py", label="Training — train a model on digits
              "and watch the curves live; confusion matrix, per-class scores, mistakes", icon=":material/monitoring:")
 st.page_link("../pages/transfer.py", label="Transfer learning — fine-tune an ImageNet backbone on your own images "
              "with the notes' three strategies, and race them", icon=":material/move_up:")
+st.page_link("../pages/classify.py", label="Classify — upload or photograph an image and see what a model sees: "
+             "each preprocessing step, top-k, Grad-CAM, feature maps", icon=":material/image_search:")
 
 st.subheader("The models")
 st.dataframe(

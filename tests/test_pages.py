@@ -214,3 +214,101 @@ def test_transfer_page_folder_paths_stay_under_the_root() -> None:
     at.text_input(key="transfer-folder").input("../../etc").run()
     assert not at.exception
     assert any("must be inside" in e.value for e in at.error)
+
+
+@pytest.fixture(scope="module")
+def digits_run() -> str:
+    """A LeNet-5 trained on the bundled digits, in the test session's run store."""
+    from core import engine
+    from explorer import bridge
+
+    run_id = bridge.job_manager().submit(engine.preset("Fast", arch="lenet5", dataset="digits", epochs=3))
+    assert bridge.job_manager().wait(run_id, timeout=300) == "completed"
+    return run_id
+
+
+def open_classify(run_id: str) -> AppTest:
+    at = open_page("classify")
+    at.selectbox(key="classify-model").set_value(f"run:{run_id}").run()
+    assert not at.exception
+    return at
+
+
+def test_classify_with_no_model_offers_to_train_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    from explorer import bridge
+
+    monkeypatch.setattr(bridge, "classifier_choices", lambda: [])
+    at = open_page("classify")
+    assert any("No model can classify yet" in i.value for i in at.info)
+    at.button(key="classify-train").click().run()
+    run_id = at.session_state["classify-run"]
+    assert bridge.job_manager().wait(run_id, timeout=300) == "completed"
+    monkeypatch.undo()
+    at.run()
+    assert any(run_id in option for option in at.selectbox(key="classify-model").options)
+
+
+def test_classify_a_sample_photo_with_the_inspector(digits_run: str) -> None:
+    at = open_classify(digits_run)
+    assert at.radio(key="classify-source").value == "Sample photos"
+    assert "Prediction" in {m.label for m in at.metric} and "Inference latency" in {m.label for m in at.metric}
+    captions = " ".join(str(getattr(image, "caption", "")) for image in at.get("imgs"))
+    assert "Centred by mass in 28×28" in captions or any("Centred" in c.value for c in at.caption)
+    at.toggle(key="classify-convention").set_value(False).run()
+    assert not at.exception
+    assert any("Resized" in c.value for c in at.caption)
+    at.selectbox(key="classify-cam-layer").set_value("features.0").run()
+    assert not at.exception
+    at.button(key="classify-all").click().run()
+    assert not at.exception
+
+
+def png_bytes(image) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(("name", "payload", "message"), [
+    ("notes.png", b"not an image at all", "not an image"),
+    ("bomb.png", "bomb", "decompression bomb"),
+    ("strip.png", "strip", "aspect ratio"),
+    ("blank.png", "blank", "empty"),
+    ("cut.png", "cut", "truncated"),
+])
+def test_classify_bad_uploads_get_a_message_and_the_page_goes_on(digits_run: str, name: str, payload, message: str):
+    from PIL import Image
+
+    made = {"bomb": lambda: png_bytes(Image.new("1", (8000, 8000))),
+            "strip": lambda: png_bytes(Image.new("RGB", (3000, 20), "white")),
+            "blank": lambda: png_bytes(Image.new("RGB", (200, 200), "black")),
+            "cut": lambda: png_bytes(Image.effect_noise((300, 300), 80))[:2000]}
+    at = open_classify(digits_run)
+    at.radio(key="classify-source").set_value("Upload").run()
+    data = made[payload]() if isinstance(payload, str) else payload
+    at.file_uploader(key="classify-upload").upload(name, data, "image/png").run()
+    assert not at.exception
+    assert any(message in e.value for e in at.error), [e.value for e in at.error]
+    good = Image.new("L", (120, 120), 255)
+    good.paste(0, (50, 20, 70, 100))
+    at.file_uploader(key="classify-upload").upload("seven.png", png_bytes(good), "image/png").run()
+    assert not at.exception and "Prediction" in {m.label for m in at.metric}
+
+
+def test_classify_several_uploads_at_once(digits_run: str) -> None:
+    from PIL import Image
+
+    at = open_classify(digits_run)
+    at.radio(key="classify-source").set_value("Upload").run()
+    digit = Image.new("L", (100, 100), 0)
+    digit.paste(255, (40, 20, 60, 80))
+    uploader = at.file_uploader(key="classify-upload")
+    uploader.upload("one.png", png_bytes(digit), "image/png")
+    uploader.upload("junk.png", b"junk", "image/png")
+    at.run()
+    assert not at.exception
+    table = at.dataframe[0].value
+    assert list(table["image"]) == ["one.png", "junk.png"]
+    assert table["problem"].iloc[1] and not table["problem"].iloc[0]

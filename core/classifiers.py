@@ -1,0 +1,71 @@
+"""Every model that can classify an image here: ImageNet-pretrained ones whose weights are on this machine,
+and the checkpoints of finished runs in the run store — each with its class names and preprocessing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+
+from core import models, weights
+from core.errors import ExplorerError
+from core.runs import RunStore, load_checkpoint
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A classifier that can be loaded: its key and how to name it."""
+
+    key: str  # "imagenet:resnet50" or "run:<run id>"
+    label: str
+
+
+@dataclass(frozen=True)
+class Classifier:
+    """A loaded model with what it needs to read an image."""
+
+    key: str
+    label: str
+    model: nn.Module
+    classes: tuple[str, ...]
+    resize: int
+    crop: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    channels: int
+
+    @property
+    def digits(self) -> bool:
+        """A 28×28 one-channel model: images are read the MNIST way."""
+        return self.channels == 1 and self.crop == 28
+
+
+def choices(store: RunStore) -> list[Choice]:
+    """Cached ImageNet models, then finished runs with a checkpoint (newest first)."""
+    found = [Choice(f"imagenet:{name}", f"{models.spec(name).display_name} · ImageNet ({weights.pretrained(name).source})")
+             for name in weights.names_with_weights() if weights.is_cached(name)]
+    for run in store.runs(limit=200):
+        if run["status"] in ("completed", "stopped") and store.checkpoint_path(run["id"], "best").exists():
+            accuracy = (run["test"] or {}).get("accuracy")
+            score = f" · test {accuracy:.1%}" if accuracy is not None else ""
+            kind = f" · {run['config']['strategy'].replace('_', ' ')}" if run["config"].get("strategy") else ""
+            dataset = run["dataset"].rsplit("/", 1)[-1]
+            found.append(Choice(f"run:{run['id']}", f"{models.spec(run['arch']).display_name} · {dataset}{kind}"
+                                                    f"{score} · run {run['id']}"))
+    return found
+
+
+def load(key: str, store: RunStore) -> Classifier:
+    """Load the classifier behind ``key``; a missing or broken one is an ExplorerError saying why."""
+    kind, _, name = key.partition(":")
+    if kind == "imagenet":
+        model, info = weights.load_pretrained(name, download=False)
+        return Classifier(key, f"{models.spec(name).display_name} · ImageNet", model, info.categories, info.resize,
+                          info.crop, info.mean, info.std, 3)
+    if kind == "run":
+        model, sidecar = load_checkpoint(store.checkpoint_path(name, "best"))
+        size = int(sidecar["input_size"])
+        return Classifier(key, f"{models.spec(sidecar['arch']).display_name} · run {name}", model,
+                          tuple(sidecar["classes"]), size, size, tuple(sidecar["mean"]), tuple(sidecar["std"]),
+                          int(sidecar["in_channels"]))
+    raise ExplorerError(f"Unknown classifier {key!r}.")

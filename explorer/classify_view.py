@@ -1,0 +1,120 @@
+"""Components of the Classify page: the preprocessing inspector, top-k, Grad-CAM, feature maps, all models."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+import torch
+
+from core import classifiers, explain, imaging
+from core.errors import ExplorerError
+from explorer import bridge
+
+MAPS_SHOWN = 16
+
+
+def read(model: classifiers.Classifier, name: str, payload: bytes, convention: bool = True) -> imaging.Prepared:
+    """Decode and prepare an image the way ``model`` expects (digits the MNIST way)."""
+    image, steps = imaging.open_image(payload, name)
+    if model.digits:
+        prepared = imaging.digit_like_mnist(image, model.mean, model.std, convention)
+    else:
+        prepared = imaging.prepare(image, model.resize, model.crop, model.mean, model.std, model.channels)
+    prepared.steps[:0] = steps
+    return prepared
+
+
+def _image(picture) -> object:
+    """A PIL image or a C × H × W / H × W tensor as something st.image shows."""
+    if isinstance(picture, torch.Tensor):
+        return picture.numpy()
+    return picture
+
+
+def inspect(model: classifiers.Classifier, name: str, payload: bytes) -> None:
+    """Everything about one image: each preprocessing step, top-k, Grad-CAM, feature maps."""
+    convention = True
+    if model.digits:
+        convention = st.toggle("MNIST convention (crop to the stroke, fit 20×20, centre by mass in 28×28)",
+                               value=True, key="classify-convention",
+                               help="Turn off to see what the model makes of a plainly resized digit.")
+    try:
+        prepared = read(model, name, payload, convention)
+    except ExplorerError as error:
+        bridge.show_error(error)
+        return
+    st.subheader("What the model sees")
+    shown = [step for step in prepared.steps if step.image is not None]
+    columns = st.columns(max(len(shown), 1))
+    for column, step in zip(columns, shown, strict=False):
+        column.image(step.image, caption=f"{step.name}: {step.detail}", width="stretch")
+    st.caption(" → ".join(f"**{step.name}**" for step in prepared.steps) + f". {prepared.steps[-1].detail}.")
+    with st.expander("The exact tensor"):
+        x = prepared.tensor
+        st.code(f"shape {tuple(x.shape)}, dtype {x.dtype}\n"
+                f"channel means {[round(v, 4) for v in x.mean(dim=(0, 2, 3)).tolist()]}\n"
+                f"top-left 4×4 of channel 0:\n{x[0, 0, :4, :4].numpy().round(3)}", language="text")
+
+    prediction = explain.predict(model.model, prepared.tensor, model.classes)
+    left, right = st.columns([2, 1])
+    chart = go.Figure(go.Bar(x=[p for _, p in prediction.top][::-1], y=[c for c, _ in prediction.top][::-1],
+                             orientation="h", marker_color="#4a6fa5", text=[f"{p:.1%}" for _, p in prediction.top][::-1]))
+    chart.update_layout(title="Top predictions", xaxis=dict(range=[0, 1], tickformat=".0%"), height=300,
+                        margin=dict(t=40, l=10))
+    left.plotly_chart(chart, width="stretch", key="classify-topk")
+    right.metric("Prediction", prediction.top[0][0], help=f"probability {prediction.top[0][1]:.1%}")
+    right.metric("Inference latency", f"{prediction.latency_ms:.1f} ms", help=f"One image, on {bridge.device_name()}")
+
+    layers = explain.conv_layers(model.model)
+    left, right = st.columns(2)
+    with left:
+        layer = st.selectbox("Grad-CAM layer", layers, index=len(layers) - 1, key="classify-cam-layer",
+                             help="Default: the last convolution, where the evidence is most class-specific.")
+        heat = bridge.grad_cam(model.model, prepared.tensor, layer)
+        base = torch.as_tensor(np.array(prepared.display.convert("RGB")))
+        st.image(explain.overlay(base, heat).numpy(), caption=f"Grad-CAM for “{prediction.top[0][0]}” at {layer}",
+                 width=360)
+    with right:
+        layer = st.selectbox("Feature maps of", layers, index=0, key="classify-map-layer")
+        maps = bridge.feature_maps(model.model, prepared.tensor, layer)
+        st.caption(f"First {min(MAPS_SHOWN, len(maps))} of the channels of {layer} ({tuple(maps.shape[1:])} each)")
+        grid = st.columns(4)
+        for i, feature in enumerate(maps[:MAPS_SHOWN]):
+            grid[i % 4].image((feature * 255).byte().numpy(), width="stretch")
+
+
+def batch_table(model: classifiers.Classifier, inputs: list[tuple[str, bytes]]) -> None:
+    """Top-1 of every uploaded image; a bad file gets its message in its row."""
+    rows = []
+    for name, payload in inputs:
+        try:
+            prediction = explain.predict(model.model, read(model, name, payload).tensor, model.classes)
+            rows.append({"image": name, "prediction": prediction.top[0][0], "probability": prediction.top[0][1],
+                         "problem": ""})
+        except ExplorerError as error:
+            rows.append({"image": name, "prediction": "", "probability": None, "problem": str(error)})
+    st.dataframe(pd.DataFrame(rows), hide_index=True,
+                 column_config={"probability": st.column_config.ProgressColumn(format="percent", min_value=0,
+                                                                                max_value=1)})
+
+
+def all_models(choices: list[classifiers.Choice], name: str, payload: bytes) -> None:
+    """One image through every available model, side by side, with top-5 and latency."""
+    st.subheader("All models")
+    if not st.button(f"Run {name} through all {len(choices)} models", key="classify-all"):
+        return
+    columns = st.columns(min(len(choices), 4))
+    for i, choice in enumerate(choices):
+        column = columns[i % len(columns)]
+        column.markdown(f"**{choice.label}**")
+        try:
+            model = bridge.classifier(choice.key)
+            prediction = explain.predict(model.model, read(model, name, payload).tensor, model.classes)
+        except ExplorerError as error:
+            column.caption(str(error))
+            continue
+        column.dataframe(pd.DataFrame(prediction.top, columns=["class", "probability"]), hide_index=True,
+                         column_config={"probability": st.column_config.NumberColumn(format="percent")})
+        column.caption(f"{prediction.latency_ms:.1f} ms")

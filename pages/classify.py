@@ -1,0 +1,58 @@
+"""Classify: upload or photograph an image, and see what each model sees."""
+
+import streamlit as st
+
+from core import engine, imaging
+from core.errors import ExplorerError
+from explorer import bridge, classify_view, training_view
+
+st.title("Classify")
+choices = bridge.classifier_choices()
+if not choices:
+    st.info("No model can classify yet: this machine has no ImageNet weights and no finished training run. "
+            "Train LeNet-5 on the bundled digits (a few seconds), fine-tune a backbone on the Transfer-learning "
+            "page, or put torchvision's weights in the torch hub cache.", icon=":material/info:")
+    if st.button("Train LeNet-5 on digits now", type="primary", key="classify-train"):
+        run_id = bridge.submit(engine.preset("Fast", arch="lenet5", dataset="digits"))
+        if run_id:
+            st.session_state["classify-run"] = run_id
+    if st.session_state.get("classify-run"):
+        training_view.follow(st.session_state["classify-run"])
+        if st.button("Use the trained model", key="classify-ready"):
+            st.rerun()
+    st.stop()
+
+labels = {choice.key: choice.label for choice in choices}
+key = st.selectbox("Model", list(labels), format_func=labels.get, key="classify-model")
+try:
+    model = bridge.classifier(key)
+except ExplorerError as error:
+    bridge.show_error(error)
+    st.stop()
+
+source = st.radio("Image", ["Sample photos", "Upload", "Camera"], horizontal=True, key="classify-source")
+inputs: list[tuple[str, bytes]] = []
+if source == "Sample photos":
+    name = st.selectbox("Photo", list(bridge.SAMPLES), key="classify-sample",
+                        help="Real photographs bundled with scikit-image.")
+    inputs = [(f"{name}.png", bridge.sample_photo(name))]
+elif source == "Upload":
+    uploads = st.file_uploader("Images", type=list(imaging.EXTENSIONS), accept_multiple_files=True,
+                               key="classify-upload", help="GIFs use their first frame.")
+    inputs = [(upload.name, upload.getvalue()) for upload in uploads or []]
+else:
+    shot = st.camera_input("Take a photo", key="classify-camera")
+    if shot is not None:
+        inputs = [("camera.jpg", shot.getvalue())]
+
+if not inputs:
+    st.info("Choose a sample, upload an image or take a photo.")
+    st.stop()
+if len(inputs) > 1:
+    classify_view.batch_table(model, inputs)
+    picked = st.selectbox("Inspect", [name for name, _ in inputs], key="classify-pick")
+    inputs = [item for item in inputs if item[0] == picked]
+
+name, payload = inputs[0]
+classify_view.inspect(model, name, payload)
+classify_view.all_models(choices, name, payload)
