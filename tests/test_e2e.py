@@ -54,6 +54,7 @@ def open_page(page: Page, url: str) -> None:
     ("/compare", "Compare"),
     ("/training", "Training"),
     ("/transfer", "Transfer learning"),
+    ("/classify", "Classify"),
 ])
 def test_every_page_opens_without_an_exception(page: Page, app_url: str, path: str, heading: str) -> None:
     open_page(page, app_url + path)
@@ -141,4 +142,26 @@ def test_a_zip_of_class_folders_is_fine_tuned_in_the_browser(page: Page, app_url
     page.get_by_role("button", name="Start fine-tuning").click()
     expect(page.get_by_text("Test accuracy")).to_be_visible(timeout=120_000)
     expect(page.get_by_text("feature cache")).to_be_visible()
+    expect(page.locator('[data-testid="stException"]')).to_have_count(0)
+
+
+def test_classify_trains_a_first_model_then_classifies_an_upload(page: Page, app_url: str, tmp_path) -> None:
+    from PIL import Image
+
+    open_page(page, f"{app_url}/classify")
+    if page.get_by_text("No model can classify yet").count():
+        page.get_by_role("button", name="Train LeNet-5 on digits now").click()
+        # the run streams on the page; once it ends, the page turns into the classifier
+        expect(page.get_by_text("What the model sees")).to_be_visible(timeout=120_000)
+        wait_until_idle(page)
+    photo = tmp_path / "seven.png"
+    digit = Image.new("RGB", (160, 160), "white")
+    digit.paste((0, 0, 0), (60, 20, 90, 140))
+    digit.save(photo)
+    page.get_by_text("Upload", exact=True).click()
+    wait_until_idle(page)
+    page.locator('input[type="file"]').first.set_input_files(str(photo))
+    expect(page.get_by_text("What the model sees")).to_be_visible(timeout=60_000)
+    expect(page.get_by_text("Top predictions")).to_be_visible()
+    expect(page.get_by_text("Grad-CAM for")).to_be_visible()
     expect(page.locator('[data-testid="stException"]')).to_have_count(0)
