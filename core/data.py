@@ -222,6 +222,7 @@ def load(name: str, root: Path | None = None, download: bool = True, seed: int =
 FOLDER_PREFIX = "folder:"
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 MIN_IMAGES_PER_CLASS = 3  # one each for train, validation and test
+SPLIT_FOLDERS = frozenset({"train", "training", "val", "valid", "validation", "test", "testing"})
 
 
 @dataclass(frozen=True)
@@ -279,18 +280,25 @@ def image_folder(root: Path, size: int = 224, seed: int = 0, fractions: tuple[fl
     root = Path(root)
     if not root.is_dir():
         raise ExplorerError(f"{root} is not a folder.")
-    class_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith((".", "__MACOSX")))
+    def subfolders(parent: Path) -> list[Path]:
+        return sorted(d for d in parent.iterdir() if d.is_dir() and not d.name.startswith((".", "__MACOSX")))
+
+    class_dirs = subfolders(root)
+    if class_dirs and all(d.name.lower() in SPLIT_FOLDERS for d in class_dirs):
+        # train/ val/ (test/) each holding the same class folders: pool them; we split with our seed
+        class_dirs = [d for split in class_dirs for d in subfolders(split)]
+    names = sorted({d.name for d in class_dirs})
     skipped = 0
-    per_class: list[list[Path]] = []
+    per_class: list[list[Path]] = [[] for _ in names]
     for folder in class_dirs:
         files = sorted(f for f in folder.rglob("*") if f.is_file())
         images = [f for f in files if f.suffix.lower() in IMAGE_EXTENSIONS and not f.name.startswith(".")]
         skipped += len(files) - len(images)
-        per_class.append(images)
-    if len(class_dirs) < 2:
+        per_class[names.index(folder.name)].extend(images)
+    if len(names) < 2:
         raise ExplorerError(f"{root} needs at least two class folders (one sub-folder of images per class); "
-                            f"found {len(class_dirs)}.")
-    small = [d.name for d, images in zip(class_dirs, per_class, strict=True) if len(images) < MIN_IMAGES_PER_CLASS]
+                            f"found {len(names)}.")
+    small = [name for name, images in zip(names, per_class, strict=True) if len(images) < MIN_IMAGES_PER_CLASS]
     if small:
         raise ExplorerError(f"Each class needs at least {MIN_IMAGES_PER_CLASS} images; too few in: {', '.join(small)}.")
     generator = torch.Generator().manual_seed(seed)
@@ -308,8 +316,7 @@ def image_folder(root: Path, size: int = 224, seed: int = 0, fractions: tuple[fl
         return FolderSplit(tuple(p for p, _ in items), torch.tensor([lab for _, lab in items], dtype=torch.int64),
                            size, 3)
 
-    return FolderData(FOLDER_PREFIX + str(root), tuple(d.name for d in class_dirs), *map(split, parts),
-                      skipped=skipped)
+    return FolderData(FOLDER_PREFIX + str(root), tuple(names), *map(split, parts), skipped=skipped)
 
 
 # Health of a data set ------------------------------------------------------------------------------

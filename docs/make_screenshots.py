@@ -23,6 +23,7 @@ SHOTS = [  # file name, path, tab to open (or None)
     ("compare", "/compare", None),
     ("transfer", "/transfer", None),
 ]
+CLASSIFY = "classify"  # captured after the training run above: the trained LeNet-5 reads a sample
 TRAINING = "training"  # started, then captured once the run has finished
 
 
@@ -50,6 +51,12 @@ def main() -> None:
         page.set_viewport_size({"width": 1400, "height": 2300})
         page.screenshot(path=str(out / f"{TRAINING}.png"))
         print("wrote", out / f"{TRAINING}.png")
+        page.set_viewport_size({"width": 1400, "height": 1900})
+        page.goto(url + "/classify")
+        wait_until_idle(page)
+        page.wait_for_timeout(1500)
+        page.screenshot(path=str(out / f"{CLASSIFY}.png"))
+        print("wrote", out / f"{CLASSIFY}.png")
         browser.close()
 
 

@@ -31,6 +31,7 @@ from core import (
     fidelity,
     latency,
     models,
+    presets,
     structure,
     transfer,
     weights,
@@ -336,3 +337,27 @@ def sample_photo(name: str) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(getattr(skimage.data, SAMPLES[name])()).save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def preset_picker() -> str | None:
+    """Choose a downloadable preset; download it (with a progress bar) on request; its data-set name or None."""
+    name = st.selectbox("Preset", list(presets.PRESETS), format_func=lambda n: presets.PRESETS[n].title,
+                        key="transfer-preset")
+    st.caption(presets.PRESETS[name].description)
+    if presets.is_downloaded(name):
+        return presets.fetch(name)
+    if not st.button(f"Download {presets.PRESETS[name].title}", key=f"download-{name}"):
+        st.caption("Not on this machine yet: it is downloaded once (internet needed), then works offline.")
+        return None
+    bar = st.progress(0.0, text="Downloading…")
+
+    def report(done: int, total: int) -> None:
+        bar.progress(min(done / total, 1.0) if total else 0.0, text=f"Downloading… {done / 2**20:,.1f} MiB")
+
+    try:
+        return presets.fetch(name, report)
+    except ExplorerError as error:
+        show_error(error)
+        return None
+    finally:
+        bar.empty()

@@ -34,12 +34,15 @@ with right:
 
 # 2. Data ---------------------------------------------------------------------------------------------
 st.subheader("Your images")
-source = st.radio("Data", ["Generated shapes (works offline)", "Upload a zip of class folders",
-                           "A folder on the server"], horizontal=True, key="transfer-source")
+source = st.radio("Data", ["Generated shapes (works offline)", "A preset (downloaded once)",
+                           "Upload a zip of class folders", "A folder on the server"], horizontal=True,
+                  key="transfer-source")
 dataset_name = None
 if source.startswith("Generated"):
     dataset_name = "shapes"
     st.caption("Circles, squares and triangles in bright colours on grey textures, 300 of each, generated here.")
+elif source.startswith("A preset"):
+    dataset_name = bridge.preset_picker()
 elif source.startswith("Upload"):
     upload = st.file_uploader("Zip with one folder per class (e.g. rock/, paper/, scissors/)", type=["zip"],
                               key="transfer-zip")

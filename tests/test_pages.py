@@ -312,3 +312,20 @@ def test_classify_several_uploads_at_once(digits_run: str) -> None:
     table = at.dataframe[0].value
     assert list(table["image"]) == ["one.png", "junk.png"]
     assert table["problem"].iloc[1] and not table["problem"].iloc[0]
+
+
+def test_transfer_page_offers_presets_and_explains_offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    import urllib.error
+
+    from core import presets
+
+    def offline(url, target, on_progress=None):
+        raise urllib.error.URLError("no network in tests")
+
+    monkeypatch.setattr(presets, "download", offline)
+    at = open_page("transfer")
+    at.radio(key="transfer-source").set_value("A preset (downloaded once)").run()
+    assert any("downloaded once" in c.value for c in at.caption)
+    at.button(key="download-rock_paper_scissors").click().run()
+    assert not at.exception
+    assert any("could not be downloaded" in e.value for e in at.error)
