@@ -49,7 +49,7 @@ def inspect(model: classifiers.Classifier, name: str, payload: bytes) -> None:
     shown = [step for step in prepared.steps if step.image is not None]
     columns = st.columns(max(len(shown), 1))
     for column, step in zip(columns, shown, strict=False):
-        column.image(step.image, caption=f"{step.name}: {step.detail}", width="stretch")
+        column.image(step.image, caption=f"{step.name}: {step.detail}", width=150)
     st.caption(" → ".join(f"**{step.name}**" for step in prepared.steps) + f". {prepared.steps[-1].detail}.")
     with st.expander("The exact tensor"):
         x = prepared.tensor

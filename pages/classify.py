@@ -5,6 +5,7 @@ import streamlit as st
 from core import engine, imaging
 from core.errors import ExplorerError
 from explorer import bridge, classify_view, training_view
+from explorer.digit_pad import digit_pad
 
 st.title("Classify")
 choices = bridge.classifier_choices()
@@ -30,7 +31,9 @@ except ExplorerError as error:
     bridge.show_error(error)
     st.stop()
 
-source = st.radio("Image", ["Sample photos", "Upload", "Camera"], horizontal=True, key="classify-source")
+sources = ["Sample photos", "Upload", "Camera"] + (["Draw a digit"] if model.digits else [])
+source = st.radio("Image", sources, horizontal=True, key="classify-source",
+                  help="Drawing is offered for digit models (28×28, one channel).")
 inputs: list[tuple[str, bytes]] = []
 if source == "Sample photos":
     name = st.selectbox("Photo", list(bridge.SAMPLES), key="classify-sample",
@@ -40,10 +43,17 @@ elif source == "Upload":
     uploads = st.file_uploader("Images", type=list(imaging.EXTENSIONS), accept_multiple_files=True,
                                key="classify-upload", help="GIFs use their first frame.")
     inputs = [(upload.name, upload.getvalue()) for upload in uploads or []]
-else:
+elif source == "Camera":
     shot = st.camera_input("Take a photo", key="classify-camera")
     if shot is not None:
         inputs = [("camera.jpg", shot.getvalue())]
+else:
+    st.caption("Draw one digit, large, with the mouse or a finger; each stroke updates the prediction.")
+    drawing = digit_pad(key="classify-pad")
+    if drawing is None:
+        st.info("The pad is empty: draw a digit.")
+        st.stop()
+    inputs = [("drawing.png", drawing)]
 
 if not inputs:
     st.info("Choose a sample, upload an image or take a photo.")

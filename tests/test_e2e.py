@@ -148,12 +148,7 @@ def test_a_zip_of_class_folders_is_fine_tuned_in_the_browser(page: Page, app_url
 def test_classify_trains_a_first_model_then_classifies_an_upload(page: Page, app_url: str, tmp_path) -> None:
     from PIL import Image
 
-    open_page(page, f"{app_url}/classify")
-    if page.get_by_text("No model can classify yet").count():
-        page.get_by_role("button", name="Train LeNet-5 on digits now").click()
-        # the run streams on the page; once it ends, the page turns into the classifier
-        expect(page.get_by_text("What the model sees")).to_be_visible(timeout=120_000)
-        wait_until_idle(page)
+    _open_classify_with_a_model(page, app_url)
     photo = tmp_path / "seven.png"
     digit = Image.new("RGB", (160, 160), "white")
     digit.paste((0, 0, 0), (60, 20, 90, 140))
@@ -164,4 +159,31 @@ def test_classify_trains_a_first_model_then_classifies_an_upload(page: Page, app
     expect(page.get_by_text("What the model sees")).to_be_visible(timeout=60_000)
     expect(page.get_by_text("Top predictions")).to_be_visible()
     expect(page.get_by_text("Grad-CAM for")).to_be_visible()
+    expect(page.locator('[data-testid="stException"]')).to_have_count(0)
+
+
+def _open_classify_with_a_model(page: Page, app_url: str) -> None:
+    """Open Classify; on a fresh server, use its one-click LeNet-5 training first."""
+    open_page(page, f"{app_url}/classify")
+    if page.get_by_text("No model can classify yet").count():
+        page.get_by_role("button", name="Train LeNet-5 on digits now").click()
+        # the run streams on the page; once it ends, the page turns into the classifier
+        expect(page.get_by_text("What the model sees")).to_be_visible(timeout=120_000)
+        wait_until_idle(page)
+
+
+def test_a_digit_drawn_on_the_pad_is_classified(page: Page, app_url: str) -> None:
+    _open_classify_with_a_model(page, app_url)
+    page.get_by_text("Draw a digit").click()
+    wait_until_idle(page)
+    expect(page.get_by_text("The pad is empty")).to_be_visible()
+    pad = page.locator("canvas").first
+    box = pad.bounding_box()
+    page.mouse.move(box["x"] + 140, box["y"] + 40)
+    page.mouse.down()
+    for step in range(1, 21):
+        page.mouse.move(box["x"] + 140, box["y"] + 40 + step * 10)
+    page.mouse.up()
+    expect(page.get_by_text("Centred by mass in 28×28", exact=True)).to_be_visible(timeout=60_000)
+    expect(page.get_by_text("Top predictions")).to_be_visible()
     expect(page.locator('[data-testid="stException"]')).to_have_count(0)

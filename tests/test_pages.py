@@ -329,3 +329,11 @@ def test_transfer_page_offers_presets_and_explains_offline(monkeypatch: pytest.M
     at.button(key="download-rock_paper_scissors").click().run()
     assert not at.exception
     assert any("could not be downloaded" in e.value for e in at.error)
+
+
+def test_classify_offers_the_drawing_pad_for_digit_models(digits_run: str) -> None:
+    at = open_classify(digits_run)
+    assert "Draw a digit" in at.radio(key="classify-source").options
+    at.radio(key="classify-source").set_value("Draw a digit").run()
+    assert not at.exception
+    assert any("pad is empty" in i.value for i in at.info)  # no JavaScript in AppTest: nothing drawn yet
