@@ -215,13 +215,18 @@ class Batches:
                  channels_last: bool = False) -> None:
         self.images = split.images.to(device, non_blocking=True)
         self.labels = split.labels.to(device, non_blocking=True)
+        self._set_up(data, device, size, channels, channels_last, flip=data.name in ("cifar10", "shapes"))
+
+    def _set_up(self, data: InMemoryData | FolderData, device: torch.device, size: int, channels: int,
+                channels_last: bool, flip: bool) -> None:
+        """What ``prepare`` needs: device, target size and channels, normalisation, whether to mirror."""
         self.device = device
         self.size = size
         self.channels = channels
         self.channels_last = channels_last
         self.mean = torch.tensor(data.mean, device=device).view(1, -1, 1, 1)
         self.std = torch.tensor(data.std, device=device).view(1, -1, 1, 1)
-        self.flip = data.name == "cifar10"  # mirror photos, never digits
+        self.flip = flip  # mirror photos and shapes, never digits
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -276,14 +281,8 @@ class LoaderBatches(Batches):
                  channels_last: bool = False, workers: int = 2) -> None:
         self.split = split
         self.labels = split.labels
-        self.device = device
-        self.size = size
-        self.channels = channels
-        self.channels_last = channels_last
         self.workers = workers
-        self.mean = torch.tensor(data.mean, device=device).view(1, -1, 1, 1)
-        self.std = torch.tensor(data.std, device=device).view(1, -1, 1, 1)
-        self.flip = True  # photos
+        self._set_up(data, device, size, channels, channels_last, flip=True)
 
     def epoch(self, batch_size: int, shuffle: bool, augment: bool = False, generator: torch.Generator | None = None,
               shard: tuple[int, int] = (0, 1)):

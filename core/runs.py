@@ -26,6 +26,7 @@ from torch import nn
 
 from core import models
 from core.errors import ExplorerError
+from core.weights import mismatches
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -219,14 +220,9 @@ def load_checkpoint(path: Path, expected_arch: str | None = None) -> tuple[nn.Mo
         tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as error:
         raise CheckpointError(f"{path.name} is not a readable safetensors file ({error}).") from None
-    expected = model.state_dict()
-    problems = [f"missing {k}" for k in expected if k not in tensors]
-    problems += [f"unexpected {k}" for k in tensors if k not in expected]
-    problems += [f"{k}: file {tuple(tensors[k].shape)} vs model {tuple(v.shape)}"
-                 for k, v in expected.items() if k in tensors and tensors[k].shape != v.shape]
+    problems = mismatches(model, tensors, shown=5)
     if problems:
-        shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
-        raise CheckpointError(f"{path.name} does not fit {sidecar['arch']} ({len(problems)} problems): {shown}.")
+        raise CheckpointError(f"{path.name} does not fit {sidecar['arch']} ({problems}).")
     model.load_state_dict(tensors)
     return model.eval(), sidecar
 

@@ -127,16 +127,24 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def check_fits(model: nn.Module, state: dict[str, torch.Tensor], label: str) -> None:
-    """Raise WeightsError listing what does not match (missing/unexpected keys, shapes)."""
+def mismatches(model: nn.Module, state: dict[str, torch.Tensor], shown: int = 4) -> str:
+    """What keeps ``state`` from loading into ``model`` (missing/unexpected keys, shapes), or "" if nothing."""
     expected = model.state_dict()
     problems = [f"missing {k}" for k in expected if k not in state]
     problems += [f"unexpected {k}" for k in state if k not in expected]
     problems += [f"{k}: file {tuple(state[k].shape)} vs model {tuple(v.shape)}"
                  for k, v in expected.items() if k in state and state[k].shape != v.shape]
+    if not problems:
+        return ""
+    more = f"; and {len(problems) - shown} more" if len(problems) > shown else ""
+    return f"{len(problems)} problems: {'; '.join(problems[:shown])}{more}"
+
+
+def check_fits(model: nn.Module, state: dict[str, torch.Tensor], label: str) -> None:
+    """Raise WeightsError saying what does not match, if anything."""
+    problems = mismatches(model, state)
     if problems:
-        shown = "; ".join(problems[:4]) + (f"; and {len(problems) - 4} more" if len(problems) > 4 else "")
-        raise WeightsError(f"{label} does not fit this architecture ({len(problems)} problems): {shown}.")
+        raise WeightsError(f"{label} does not fit this architecture ({problems}).")
 
 
 def build_pretrained_shell(name: str) -> nn.Module:
