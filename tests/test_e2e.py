@@ -173,7 +173,12 @@ def _open_classify_with_a_model(page: Page, app_url: str) -> None:
 
 
 def test_a_digit_drawn_on_the_pad_is_classified(page: Page, app_url: str) -> None:
+    import re
+
     _open_classify_with_a_model(page, app_url)
+    page.locator('[data-testid="stSelectbox"]').first.click()  # the Model box: pick a digits model
+    page.get_by_role("option", name=re.compile(r"LeNet-5 · digits")).first.click()
+    wait_until_idle(page)
     page.get_by_text("Draw a digit").click()
     wait_until_idle(page)
     expect(page.get_by_text("The pad is empty")).to_be_visible()
