@@ -22,8 +22,24 @@ class Prediction:
 
 
 def conv_layers(model: nn.Module) -> list[str]:
-    """Names of the convolutions, in registration order (Grad-CAM's default is the last)."""
+    """Names of the convolutions, in registration order."""
     return [name for name, module in model.named_modules() if isinstance(module, nn.Conv2d)]
+
+
+@torch.no_grad()
+def default_cam_layer(model: nn.Module, x: torch.Tensor) -> str:
+    """Grad-CAM's default: the last convolution whose output still has a spatial map (more than 1×1)."""
+    sizes: dict[str, int] = {}
+    handles = [module.register_forward_hook(lambda m, i, o, name=name: sizes.__setitem__(name, o.shape[-1] * o.shape[-2]))
+               for name, module in model.named_modules() if isinstance(module, nn.Conv2d)]
+    model.eval()
+    try:
+        model(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    spatial = [name for name in conv_layers(model) if sizes.get(name, 0) > 1]
+    return spatial[-1] if spatial else conv_layers(model)[-1]
 
 
 @torch.no_grad()

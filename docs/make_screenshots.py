@@ -54,6 +54,16 @@ def main() -> None:
         page.set_viewport_size({"width": 1400, "height": 1900})
         page.goto(url + "/classify")
         wait_until_idle(page)
+        page.get_by_text("Draw a digit").click()  # the LeNet-5 just trained reads a drawn 7
+        wait_until_idle(page)
+        box = page.locator("canvas").first.bounding_box()
+        page.mouse.move(box["x"] + 70, box["y"] + 60)
+        page.mouse.down()
+        for x, y in [(210, 60), (190, 110), (160, 170), (140, 230)]:
+            page.mouse.move(box["x"] + x, box["y"] + y, steps=8)
+        page.mouse.up()
+        page.get_by_text("Top predictions").wait_for(timeout=60_000)
+        wait_until_idle(page)
         page.wait_for_timeout(1500)
         page.screenshot(path=str(out / f"{CLASSIFY}.png"))
         print("wrote", out / f"{CLASSIFY}.png")

@@ -322,6 +322,12 @@ def grad_cam(model: torch.nn.Module, x: torch.Tensor, layer: str) -> torch.Tenso
         return explain.grad_cam(model, x, layer)
 
 
+def default_cam_layer(model: torch.nn.Module, x: torch.Tensor) -> str:
+    """The last convolution with a spatial map, on a shared model."""
+    with _EXPLAIN_LOCK:
+        return explain.default_cam_layer(model, x)
+
+
 def feature_maps(model: torch.nn.Module, x: torch.Tensor, layer: str) -> torch.Tensor:
     """Feature maps of a layer of a shared model."""
     with _EXPLAIN_LOCK:

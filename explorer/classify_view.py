@@ -62,7 +62,7 @@ def inspect(model: classifiers.Classifier, name: str, payload: bytes) -> None:
     chart = go.Figure(go.Bar(x=[p for _, p in prediction.top][::-1], y=[c for c, _ in prediction.top][::-1],
                              orientation="h", marker_color="#4a6fa5", text=[f"{p:.1%}" for _, p in prediction.top][::-1]))
     chart.update_layout(title="Top predictions", xaxis=dict(range=[0, 1], tickformat=".0%"), height=300,
-                        margin=dict(t=40, l=10))
+                        margin=dict(t=40, l=10), yaxis=dict(type="category"))
     left.plotly_chart(chart, width="stretch", key="classify-topk")
     right.metric("Prediction", prediction.top[0][0], help=f"probability {prediction.top[0][1]:.1%}")
     right.metric("Inference latency", f"{prediction.latency_ms:.1f} ms", help=f"One image, on {bridge.device_name()}")
@@ -70,8 +70,10 @@ def inspect(model: classifiers.Classifier, name: str, payload: bytes) -> None:
     layers = explain.conv_layers(model.model)
     left, right = st.columns(2)
     with left:
-        layer = st.selectbox("Grad-CAM layer", layers, index=len(layers) - 1, key="classify-cam-layer",
-                             help="Default: the last convolution, where the evidence is most class-specific.")
+        default = bridge.default_cam_layer(model.model, prepared.tensor)
+        layer = st.selectbox("Grad-CAM layer", layers, index=layers.index(default), key="classify-cam-layer",
+                             help="Default: the last convolution that still has a spatial map, where the "
+                                  "evidence is most class-specific.")
         heat = bridge.grad_cam(model.model, prepared.tensor, layer)
         base = torch.as_tensor(np.array(prepared.display.convert("RGB")))
         st.image(explain.overlay(base, heat).numpy(), caption=f"Grad-CAM for “{prediction.top[0][0]}” at {layer}",

@@ -162,3 +162,11 @@ def test_predictions_and_feature_maps() -> None:
         explain.feature_maps(model, x, "nope")
     blended = explain.overlay(torch.zeros(16, 16, 3, dtype=torch.uint8), maps[0])
     assert blended.dtype == torch.uint8 and blended[0, 0, 0] > 0
+
+
+def test_the_default_grad_cam_layer_keeps_a_spatial_map() -> None:
+    from core import models
+
+    lenet = models.build("lenet5").eval()
+    assert explain.default_cam_layer(lenet, torch.zeros(1, 1, 28, 28)) == "features.3"  # conv3 is 1×1
+    assert explain.default_cam_layer(Planted(), torch.zeros(1, 1, 8, 8)) == "conv"
