@@ -118,9 +118,22 @@ def preset(name: str, **overrides: Any) -> TrainConfig:
 
 
 class Callback(Protocol):
-    """What a subscriber may implement (every method is optional)."""
+    """What a subscriber may implement; every method is optional (the engine looks each one up)."""
 
-    def on_batch_end(self, state: TrainState) -> None: ...
+    def on_fit_start(self, state: TrainState) -> None:
+        """Model, data and optimiser are ready; nothing trained yet."""
+
+    def on_epoch_start(self, state: TrainState) -> None:
+        """``state.epoch`` is about to run."""
+
+    def on_batch_end(self, state: TrainState) -> None:
+        """Every LOG_EVERY batches and at each epoch's last batch, with the running loss and accuracy."""
+
+    def on_epoch_end(self, state: TrainState) -> None:
+        """After validation: ``state.history[-1]`` holds the epoch's figures."""
+
+    def on_fit_end(self, state: TrainState) -> None:
+        """The run ended (``state.status``); ``state.test`` holds the test evaluation if there is one."""
 
 
 class StopTraining(Exception):  # noqa: N818 (a signal, not an error)

@@ -228,7 +228,7 @@ def _resnet_figures(blocks: str, params: str, flops: str, top1: str, extra: list
         NotesFigure("Blocks per stage", blocks, "blocks", blocks, where=where),
         NotesFigure("Parameters", params, "params", params_value, 0.1e6, where,
                     reason="{params:,} rounds to {params_m_1} M; the notes truncate."),
-        NotesFigure("FLOPs", flops + "", "macs", flops_value, 0.1e9, where,
+        NotesFigure("FLOPs", flops, "macs", flops_value, 0.1e9, where,
                     reason="The paper's Table 1 gives this figure; counting every convolution and the dense layer "
                            "of the live model gives {macs_g} G multiply-accumulates, as torchvision reports."),
         NotesFigure("ImageNet top-1", top1, "top1", float(top1.rstrip("%")), 0.1, where,
