@@ -493,7 +493,8 @@ def fit(config: TrainConfig, data: InMemoryData | FolderData, callbacks: list[An
     generator = torch.Generator(device=device).manual_seed(config.seed)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick the fastest kernels
-    model = model or build_model(config, len(data.classes), data.channels)
+    if model is None:
+        model = build_model(config, len(data.classes), data.channels)
     channels_last = device.type == "cuda"
     model = model.to(device, memory_format=torch.channels_last) if channels_last else model.to(device)
     size = training_input_size(config.arch, data.size)

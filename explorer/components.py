@@ -137,3 +137,14 @@ def fidelity_table(rows: list[FidelityRow]) -> None:
     for row in rows:
         if not row.agrees:
             st.markdown(f"- ⚠ **{row.label}** — notes: {row.notes}; live: {row.live}. {row.explanation}")
+
+
+def confusion_heatmap(test: dict, title: str, height: int = 420, scale: bool = True) -> go.Figure:
+    """The test set's confusion matrix (rows: true class, columns: predicted), every class labelled."""
+    classes = test["classes"]
+    figure = go.Figure(go.Heatmap(z=test["confusion"], x=classes, y=classes, colorscale="Blues", showscale=scale,
+                                  text=test["confusion"], texttemplate="%{text}"))
+    figure.update_layout(title=title, xaxis_title="predicted", yaxis_title="true", yaxis_autorange="reversed",
+                         height=height, margin=dict(t=40, b=10), xaxis=dict(type="category"),
+                         yaxis=dict(type="category"))
+    return figure

@@ -116,12 +116,8 @@ def _finished(run: dict[str, Any], messages: list[str]) -> None:
     columns[3].metric("Training time", _duration(run["elapsed"] or 0))
     classes = test["classes"]
     left, right = st.columns(2)
-    heatmap = go.Figure(go.Heatmap(z=test["confusion"], x=classes, y=classes, colorscale="Blues",
-                                   text=test["confusion"], texttemplate="%{text}"))
-    heatmap.update_layout(title="Confusion matrix (test set)", xaxis_title="predicted", yaxis_title="true",
-                          yaxis_autorange="reversed", height=420, margin=dict(t=40),
-                          xaxis=dict(type="category"), yaxis=dict(type="category"))  # every class labelled
-    left.plotly_chart(heatmap, width="stretch", key=f"confusion-{run['id']}")
+    left.plotly_chart(components.confusion_heatmap(test, "Confusion matrix (test set)"), width="stretch",
+                      key=f"confusion-{run['id']}")
     per_class = pd.DataFrame(test["per_class"], index=classes).rename_axis("class").reset_index()
     right.dataframe(per_class, hide_index=True, column_config={
         name: st.column_config.NumberColumn(format="%.3f") for name in ("precision", "recall", "f1")})

@@ -8,7 +8,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core import data, engine
-from explorer import bridge
+from explorer import bridge, components
 
 PREVIEW = 8
 
@@ -94,13 +94,7 @@ def race(run_ids: list[str]) -> None:
         if finished:
             columns = st.columns(len(finished))
             for column, run in zip(columns, finished, strict=True):
-                test = run["test"]
-                heatmap = go.Figure(go.Heatmap(z=test["confusion"], x=test["classes"], y=test["classes"],
-                                               colorscale="Blues", showscale=False, text=test["confusion"],
-                                               texttemplate="%{text}"))
-                heatmap.update_layout(title=run["config"]["strategy"], yaxis_autorange="reversed", height=300,
-                                      margin=dict(t=40, b=10), xaxis=dict(type="category"),
-                                      yaxis=dict(type="category"))
+                heatmap = components.confusion_heatmap(run["test"], run["config"]["strategy"], 300, scale=False)
                 column.plotly_chart(heatmap, width="stretch", key=f"race-confusion-{run['id']}")
         if active and not any((s := manager.snapshot(r)) is not None and s.status in ("queued", "running")
                               for r in run_ids):
