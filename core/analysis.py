@@ -295,13 +295,15 @@ def _macs(module: nn.Module, output: torch.Tensor) -> int:
     return 0
 
 
+def is_within(name: str, prefix: str) -> bool:
+    """True if the dotted module ``name`` is ``prefix`` or lies inside it."""
+    return name == prefix or name.startswith(prefix + ".")
+
+
 def _stages(model: models.ExplorerModel, names: list[str]) -> list[str]:
     """The stage label of each row, in execution order (rows before a stage's end belong to it)."""
-    def within(name: str, prefix: str) -> bool:
-        return name == prefix or name.startswith(prefix + ".")
-
     labels: list[str | None] = [
-        next((label for label, last in model.stages if within(name, last)), None) for name in names
+        next((label for label, last in model.stages if is_within(name, last)), None) for name in names
     ]
     following = "head"
     for i in range(len(labels) - 1, -1, -1):
@@ -311,7 +313,7 @@ def _stages(model: models.ExplorerModel, names: list[str]) -> list[str]:
             following = labels[i]
     # Rows after the last stage's end are the head, even if a stage label was filled backwards.
     if model.stages:
-        last_end = max((i for i, name in enumerate(names) if within(name, model.stages[-1][1])), default=-1)
+        last_end = max((i for i, name in enumerate(names) if is_within(name, model.stages[-1][1])), default=-1)
         labels = [label if i <= last_end else "head" for i, label in enumerate(labels)]
     return [str(label) for label in labels]
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from core import models, structure
-from core.analysis import ModelSummary, format_count, summarize
+from core.analysis import ModelSummary, format_count, is_within, summarize
 
 NOTES = "course notes"
 
@@ -281,10 +281,6 @@ def _hwc(shape: tuple[int, ...]) -> str:
     return "×".join(map(str, shape))
 
 
-def _within(name: str, prefix: str) -> bool:
-    return name == prefix or name.startswith(prefix + ".")
-
-
 def _computed(name: str, summary: ModelSummary, metric: str) -> tuple[Any, str]:
     """(value, display) of ``metric`` computed from the live model."""
     model_spec = models.spec(name)
@@ -313,7 +309,7 @@ def _computed(name: str, summary: ModelSummary, metric: str) -> tuple[Any, str]:
         value = sum(r.params for r in summary.rows if r.name == argument)
         return value, f"{value:,}"
     if kind in ("layer_output", "stage_output"):
-        rows = [r for r in summary.rows if (r.name == argument if kind == "layer_output" else _within(r.name, argument))]
+        rows = [r for r in summary.rows if (r.name == argument if kind == "layer_output" else is_within(r.name, argument))]
         text = _hwc(rows[-1].output_shape)
         return text, text
     if kind == "kernels":
@@ -334,7 +330,7 @@ def _computed(name: str, summary: ModelSummary, metric: str) -> tuple[Any, str]:
         return text, f"{text} ({found.residual_blocks} residual blocks)"
     if kind == "blocks":
         residual = structure.traits(name).residual_block_names
-        counts = [sum(1 for r in residual if _within(r, f"layer{i}")) for i in range(1, 5)]
+        counts = [sum(1 for r in residual if is_within(r, f"layer{i}")) for i in range(1, 5)]
         text = "+".join(map(str, counts))
         return text, text
     if kind == "authors":

@@ -37,8 +37,8 @@ class Block:
         return self.first if self.count == 1 else f"{self.first} … {self.last}"
 
 
-def _block_modules(model: nn.Module) -> dict[nn.Module, str]:
-    """Modules at block level: expand containers and the model itself, stop at anything else."""
+def block_modules(model: nn.Module) -> dict[nn.Module, str]:
+    """Modules at block level, with their names: expand containers and the model itself, stop at anything else."""
     found: dict[nn.Module, str] = {}
 
     def visit(module: nn.Module, prefix: str) -> None:
@@ -71,7 +71,7 @@ def blocks(name: str) -> tuple[Block, ...]:
     model_spec = models.spec(name)
     with torch.device("meta"):
         model = models.build(name).eval()
-    modules = _block_modules(model)
+    modules = block_modules(model)
     calls: list[tuple[str, nn.Module, tuple[int, ...]]] = []
     seen: set[str] = set()
 

@@ -19,6 +19,7 @@ from core import models
 from core.analysis import to_meta
 from core.errors import InvalidArgumentError
 from core.models.base import ExplorerModel, check_positive
+from core.structure import block_modules
 
 # The notes' Adam learning rates for each strategy.
 STRATEGIES: dict[str, float] = {"feature_extraction": 1e-3, "partial": 1e-5, "full": 1e-6}
@@ -75,16 +76,7 @@ def feature_blocks(backbone: ExplorerModel, input_size: int) -> list[str]:
     Sequential containers, as in the block diagram.
     """
     meta = to_meta(backbone).eval()
-    candidates: dict[nn.Module, str] = {}
-
-    def visit(module: nn.Module, prefix: str) -> None:
-        for name, child in module.named_children():
-            if isinstance(child, (nn.Sequential, nn.ModuleList)):
-                visit(child, f"{prefix}{name}.")
-            else:
-                candidates[child] = f"{prefix}{name}"
-
-    visit(meta, "")
+    candidates = block_modules(meta)
     order: list[str] = []
     handles = [m.register_forward_hook(lambda m, i, o: order.append(candidates[m])) for m in candidates]
     try:

@@ -322,10 +322,13 @@ def grad_cam(model: torch.nn.Module, x: torch.Tensor, layer: str) -> torch.Tenso
         return explain.grad_cam(model, x, layer)
 
 
-def default_cam_layer(model: torch.nn.Module, x: torch.Tensor) -> str:
-    """The last convolution with a spatial map, on a shared model."""
+@st.cache_data(show_spinner=False)
+def default_cam_layer(key: str) -> str:
+    """The last convolution with a spatial map of classifier ``key`` (found once: it depends only on the model
+    and its input size, not on the image)."""
+    model = classifier(key)
     with _EXPLAIN_LOCK:
-        return explain.default_cam_layer(model, x)
+        return explain.default_cam_layer(model.model, torch.zeros(1, model.channels, model.crop, model.crop))
 
 
 def feature_maps(model: torch.nn.Module, x: torch.Tensor, layer: str) -> torch.Tensor:

@@ -70,7 +70,7 @@ def inspect(model: classifiers.Classifier, name: str, payload: bytes) -> None:
     layers = explain.conv_layers(model.model)
     left, right = st.columns(2)
     with left:
-        default = bridge.default_cam_layer(model.model, prepared.tensor)
+        default = bridge.default_cam_layer(model.key)
         layer = st.selectbox("Grad-CAM layer", layers, index=layers.index(default), key="classify-cam-layer",
                              help="Default: the last convolution that still has a spatial map, where the "
                                   "evidence is most class-specific.")
