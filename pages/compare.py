@@ -16,27 +16,18 @@ if not chosen:
 summaries = {name: bridge.summary(name) for name in chosen}
 
 
-def published_top1(name: str) -> tuple[float | None, str]:
-    """The top-1 ImageNet accuracy others published, preferring torchvision's measured one."""
-    spec = models.spec(name)
-    for source in ("torchvision", "paper", "timm"):
-        reference = spec.reference("top1", source)
-        if reference and not (source == "torchvision" and name == "alexnet"):
-            return reference.value, source
-    return None, ""
-
-
 rows = []
 for name, summary in summaries.items():
     spec, traits = models.spec(name), bridge.traits(name)
-    top1, source = published_top1(name)
+    top1 = spec.published_top1()
     rows.append({
         "model": spec.display_name, "year": spec.year, "parameters": summary.total_params,
         "MACs": summary.total_macs, "depth (weight layers)": summary.weight_layers,
         "modules": summary.module_count, "input": f"{spec.input_size}×{spec.input_size}",
         "kernels": ", ".join(traits.kernels) + (" depthwise" if traits.depthwise else ""),
         "skip connections": traits.residual_blocks, "normalisation": ", ".join(traits.normalisation) or "none",
-        "dropout": "yes" if traits.dropout else "no", "top-1 (published)": top1, "top-1 source": source,
+        "dropout": "yes" if traits.dropout else "no",
+        "top-1 (published)": top1.value if top1 else None, "top-1 source": top1.source if top1 else "",
         "receptive field": summary.receptive_field[0],
     })
 table = pd.DataFrame(rows)

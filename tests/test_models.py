@@ -165,3 +165,10 @@ def test_known_input_limits() -> None:
     with pytest.raises(InputSizeError, match="largest"):
         models.check_input_size("lenet5", 32)
     assert models.check_input_size("inception_v3", 75) == 75
+
+
+def test_the_published_top1_never_comes_from_another_variant() -> None:
+    assert models.spec("alexnet").published_top1().source == "paper"  # torchvision's AlexNet is another network
+    assert models.spec("resnet50").published_top1().value == 76.13
+    assert models.spec("xception").published_top1().source == "paper"
+    assert models.spec("lenet5").published_top1() is None

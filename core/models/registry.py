@@ -31,6 +31,7 @@ class Reference:
     value: float
     source: str  # "paper", "torchvision", "Keras", "timm", "course notes"
     detail: str = ""
+    same_network: bool = True  # False when the source measured a different variant (torchvision's AlexNet)
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,14 @@ class ModelSpec:
     def reference(self, metric: str, source: str) -> Reference | None:
         """Return the published ``metric`` from ``source``, if there is one."""
         return next((r for r in self.references if r.metric == metric and r.source == source), None)
+
+    def published_top1(self) -> Reference | None:
+        """The ImageNet top-1 to plot: torchvision's measurement, else the paper's, else timm's; never a variant's."""
+        for source in ("torchvision", "paper", "timm"):
+            found = self.reference("top1", source)
+            if found is not None and found.same_network:
+                return found
+        return None
 
 
 def _torchvision(params: int, gmacs: float, top1: float, top5: float) -> tuple[Reference, ...]:
@@ -151,8 +160,10 @@ _SPECS: list[ModelSpec] = [
             Reference("top1", 62.5, "paper", "one network, ILSVRC-2010 test (37.5 % top-1 error)"),
             Reference("top5", 83.0, "paper", "one network, ILSVRC-2010 test (17.0 % top-5 error)"),
             Reference("depth", 8, "paper", "5 convolutional + 3 fully connected"),
-            Reference("params", 61_100_840, "torchvision", "torchvision's alexnet is a different, later variant"),
-            Reference("top1", 56.522, "torchvision", "torchvision's alexnet variant, not this network"),
+            Reference("params", 61_100_840, "torchvision", "torchvision's alexnet is a different, later variant",
+                      same_network=False),
+            Reference("top1", 56.522, "torchvision", "torchvision's alexnet variant, not this network",
+                      same_network=False),
         ),
     ),
     ModelSpec(
