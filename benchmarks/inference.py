@@ -2,12 +2,14 @@
 
     python -m benchmarks.inference                                  # every model with a reference
     python -m benchmarks.inference --models resnet50 --large-batch 16 --repeats 5
-    python -m benchmarks.inference --compile                        # also report torch.compile
+    python -m benchmarks.inference --compile                        # also report torch.compile, every model
+    python -m benchmarks.inference --compile resnet50 resnet18      # torch.compile of these models only
 
 References: torchvision's VGG-16/19, ResNet-18…152 and Inception-v3, timm's legacy Xception.
 Images/s at batch 1 and at a large batch (256 on a GPU), eval mode, no gradients; on CUDA in
-bfloat16 autocast with channels_last. The ratio ours / reference should be ≥ 0.97. Prints a table;
-asserts nothing.
+bfloat16 autocast with channels_last. Ours and the reference are timed in alternation (so clock
+boosts and other drift hit both alike), each sample long enough to average out launch jitter; the
+median sample counts. The ratio ours / reference should be ≥ 0.97. Prints a table; asserts nothing.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import timm
 import torch
 import torchvision
 
+from benchmarks.timing import sync
 from core import devices, models
 
 REFERENCES = {
@@ -36,22 +39,31 @@ REFERENCES = {
 }
 
 
-def images_per_second(model: torch.nn.Module, x: torch.Tensor, repeats: int) -> float:
-    """Median throughput over ``repeats`` timed passes after two warm-up passes."""
-    device = x.device
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
-    times = []
+def _sample(model: torch.nn.Module, x: torch.Tensor, calls: int) -> float:
+    """Seconds per call of ``calls`` back-to-back forward passes (the device waited for at both ends)."""
+    sync(x.device)
+    start = time.perf_counter()
+    for _ in range(calls):
+        model(x)
+    sync(x.device)
+    return (time.perf_counter() - start) / calls
+
+
+def compare(contenders: dict[str, torch.nn.Module], x: torch.Tensor, repeats: int,
+            sample_seconds: float = 0.05) -> dict[str, float]:
+    """Images/s of each model on ``x``: warm up, then ``repeats`` rounds timing each in turn; medians."""
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if x.device.type == "cuda" else contextlib.nullcontext()
+    times: dict[str, list[float]] = {name: [] for name in contenders}
     with torch.inference_mode(), autocast:
-        for i in range(repeats + 2):
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-            model(x)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            if i >= 2:
-                times.append(time.perf_counter() - start)
-    return len(x) / statistics.median(times)
+        calls = {}
+        for name, model in contenders.items():
+            for _ in range(2):  # warm-up: cuDNN autotuning, the allocator, a compiled graph's first call
+                model(x)
+            calls[name] = max(1, min(100, round(sample_seconds / _sample(model, x, 1))))
+        for _ in range(repeats):
+            for name, model in contenders.items():
+                times[name].append(_sample(model, x, calls[name]))
+    return {name: len(x) / statistics.median(samples) for name, samples in times.items()}
 
 
 def main() -> None:
@@ -59,14 +71,18 @@ def main() -> None:
     parser.add_argument("--models", nargs="*", default=list(REFERENCES))
     parser.add_argument("--large-batch", type=int, default=None, help="default: 256 on a GPU, 16 on a CPU")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--compile", action="store_true", help="also time torch.compile of our model")
+    parser.add_argument("--compile", nargs="*", default=None, metavar="MODEL",
+                        help="also time torch.compile of our model (of these models only, if named)")
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
     device = devices.pick_device(args.device)
     large = args.large_batch or (256 if device.type == "cuda" else 16)
     print(f"device: {devices.describe(device)} · torch {torch.__version__}")
+    compiling = set(args.models if args.compile == [] else args.compile or ())
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed shapes, as in training: both sides autotune
     header = f"{'model':13s} {'batch':>5s} {'ours img/s':>11s} {'reference':>10s} {'ratio':>6s}"
-    header += f" {'compiled':>9s}" if args.compile else ""
+    header += f" {'compiled':>9s}" if compiling else ""
     print(header)
     print("-" * len(header))
     for name in args.models:
@@ -78,18 +94,23 @@ def main() -> None:
         if device.type == "cuda":
             ours = ours.to(memory_format=torch.channels_last)
             reference = reference.to(memory_format=torch.channels_last)
-        compiled = torch.compile(ours) if args.compile else None
         for batch in (1, large):
             x = torch.randn(batch, 3, size, size, device=device)
             if device.type == "cuda":
                 x = x.contiguous(memory_format=torch.channels_last)
-            mine = images_per_second(ours, x, args.repeats)
-            theirs = images_per_second(reference, x, args.repeats)
-            line = f"{name:13s} {batch:5d} {mine:11.1f} {theirs:10.1f} {mine / theirs:6.2f}"
-            if compiled is not None:
-                line += f" {images_per_second(compiled, x, args.repeats):9.1f}"
+            contenders = {"ours": ours, "reference": reference}
+            if name in compiling:  # one graph per batch size: no recompilation inside the timing
+                contenders["compiled"] = torch.compile(ours, dynamic=False)
+            rates = compare(contenders, x, args.repeats)
+            line = f"{name:13s} {batch:5d} {rates['ours']:11.1f} {rates['reference']:10.1f} "
+            line += f"{rates['ours'] / rates['reference']:6.2f}"
+            if compiling:
+                line += f" {rates['compiled']:9.1f}" if "compiled" in rates else f" {'—':>9s}"
             print(line, flush=True)
-        del ours, reference, compiled
+            del contenders
+        if name in compiling:
+            torch._dynamo.reset()  # drop this model's graphs before the next one compiles
+        del ours, reference
         if device.type == "cuda":
             torch.cuda.empty_cache()
 

@@ -6,10 +6,12 @@
 Baseline, in the same run on the same device: the loop a user would write from a tutorial —
 torchvision ``MNIST`` + ``DataLoader`` (ToTensor, Normalize, batch 128, shuffle, 2 workers),
 SGD lr 0.01 momentum 0.9 weight decay 5e-4, evaluating the test set after each epoch.
-Ours: the engine's device-resident fast path with the "Fast" preset at batch 128.
+Ours: the engine's device-resident fast path with the preset made for the device: on a GPU
+"Fast, large batch (GPU)" (a small model there is bound by kernel launches, so fewer, larger steps
+win), on a CPU "Fast" at batch 128 for 6 epochs (arithmetic-bound: fewer epochs win).
 Both clocks stop while the test set is evaluated (the target check), and run only while training
 and validating. Also: ResNet-18 training images/s at CIFAR-10 size (32×32), ours against the same
-model in a plain DataLoader loop. Prints tables; asserts nothing.
+model in a plain DataLoader loop, both timed after 20 warm-up steps. Prints tables; asserts nothing.
 """
 
 from __future__ import annotations
@@ -24,15 +26,16 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
+from benchmarks.timing import SteadyClock, loop_images_per_second, sync
 from core import data as datasets
 from core import devices, engine, models
 
 TARGET = 0.992
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+# The recipe per device type: (preset, overrides).
+RECIPES = {
+    "cuda": ("Fast, large batch (GPU)", {}),
+    "cpu": ("Fast", {"batch_size": 128, "epochs": 6}),
+}
 
 
 def prepare_root(source: Path) -> Path:
@@ -47,7 +50,14 @@ def prepare_root(source: Path) -> Path:
     return root
 
 
-def ours(root: Path, device: torch.device, epochs: int) -> dict[str, float]:
+def recipe(device: torch.device, epochs: int | None) -> engine.TrainConfig:
+    """The preset for ``device`` (MPS takes the GPU one), optionally with another schedule length."""
+    name, overrides = RECIPES["cpu" if device.type == "cpu" else "cuda"]
+    overrides = {**overrides, **({"epochs": epochs} if epochs else {})}
+    return engine.preset(name, arch="lenet5", dataset="mnist", device=device.type, **overrides)
+
+
+def ours(root: Path, device: torch.device, epochs: int | None) -> dict[str, float]:
     """Our engine; returns seconds and epochs to the target (the clock stops for the test check)."""
     data = datasets.load("mnist", root, download=False)
     test = engine.Batches(data.test, data, device, 28, 1)
@@ -58,7 +68,7 @@ def ours(root: Path, device: torch.device, epochs: int) -> dict[str, float]:
         def on_epoch_end(self, state: engine.TrainState) -> None:
             if reached:
                 return
-            _sync(device)
+            sync(device)
             start = time.perf_counter()
             accuracy = engine.evaluate(state.model, test, num_classes=10).accuracy
             paused[0] += time.perf_counter() - start
@@ -66,8 +76,9 @@ def ours(root: Path, device: torch.device, epochs: int) -> dict[str, float]:
                 reached.update(seconds=state.elapsed - paused[0], epochs=state.epoch, accuracy=accuracy)
                 raise engine.StopTraining("target reached")
 
-    config = engine.preset("Fast", arch="lenet5", dataset="mnist", batch_size=128, epochs=epochs,
-                           device=device.type)
+    config = recipe(device, epochs)
+    print(f"  ours: {config.optimizer}, lr {config.lr:g} {config.schedule}, batch {config.batch_size}, "
+          f"{config.epochs} epochs{', random shifts' if config.augment else ''}", flush=True)
     result = engine.fit(config, data, [TargetCheck()])
     images = result.state.images_seen
     return {**reached, "images_per_second": images / max(result.state.elapsed - paused[0], 1e-9)}
@@ -98,7 +109,7 @@ def baseline(root: Path, device: torch.device, max_epochs: int) -> dict[str, flo
             loss.backward()
             optimizer.step()
             images += len(y)
-        _sync(device)
+        sync(device)
         trained += time.perf_counter() - start
         model.eval()
         correct = 0
@@ -113,8 +124,12 @@ def baseline(root: Path, device: torch.device, max_epochs: int) -> dict[str, flo
 
 
 def resnet_throughput(device: torch.device, batches: int) -> tuple[float, float]:
-    """ResNet-18 training images/s at 32×32: (ours, plain DataLoader loop), same batch size and steps."""
-    count = 128 * (batches + 2)
+    """ResNet-18 training images/s at 32×32: (ours, plain DataLoader loop), same batch size and steps.
+
+    With more than 40 batches both are timed after 20 warm-up steps (cuDNN autotuning, DataLoader workers).
+    """
+    warmup = batches > 2 * engine.LOG_EVERY
+    count = 128 * batches
     images = torch.randint(0, 256, (count, 3, 32, 32), dtype=torch.uint8)
     labels = torch.randint(0, 10, (count,))
     split = datasets.Split(images, labels)
@@ -122,28 +137,26 @@ def resnet_throughput(device: torch.device, batches: int) -> tuple[float, float]
                                  datasets.Split(images[:0], labels[:0]), (0.5,) * 3, (0.25,) * 3)
     config = engine.TrainConfig(arch="resnet18", dataset="cifar10", epochs=1, batch_size=128, optimizer="sgd",
                                 lr=0.01, device=device.type)
-    result = engine.fit(config, data)
-    ours_rate = result.state.images_per_second
+    clock = SteadyClock(warmup)
+    engine.fit(config, data, [clock])
     model = models.build("resnet18", num_classes=10).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     loader = DataLoader(TensorDataset(images.float().div(255), labels), batch_size=128, shuffle=True, num_workers=2)
-    seen, start = 0, time.perf_counter()
-    for x, y in loader:
-        x, y = x.to(device), y.to(device)
+
+    def step(x: torch.Tensor, y: torch.Tensor) -> None:
         optimizer.zero_grad()
         F.cross_entropy(model(x), y).backward()
         optimizer.step()
-        seen += len(y)
-    _sync(device)
-    return ours_rate, seen / (time.perf_counter() - start)
+
+    return clock.images_per_second, loop_images_per_second(loader, step, device, warmup)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mnist", type=Path, default=Path("../shared/data"))
-    parser.add_argument("--epochs", type=int, default=6, help="our one-cycle schedule's length")
+    parser.add_argument("--epochs", type=int, default=None, help="our one-cycle schedule's length (default: the preset's)")
     parser.add_argument("--max-baseline-epochs", type=int, default=20)
-    parser.add_argument("--resnet-batches", type=int, default=8)
+    parser.add_argument("--resnet-batches", type=int, default=None, help="default: 200 on a GPU, 8 on a CPU")
     parser.add_argument("--skip-baseline", action="store_true")
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
@@ -161,8 +174,9 @@ def main() -> None:
                   f"{row['images_per_second']:9.0f} {row.get('accuracy', float('nan')):8.4f}")
     if "seconds" in mine and "seconds" in theirs:
         print(f"speed-up to target: {theirs['seconds'] / mine['seconds']:.1f}×")
-    if args.resnet_batches:
-        fast, plain = resnet_throughput(device, args.resnet_batches)
+    resnet_batches = args.resnet_batches if args.resnet_batches is not None else (8 if device.type == "cpu" else 200)
+    if resnet_batches:
+        fast, plain = resnet_throughput(device, resnet_batches)
         print("\nResNet-18 training at 32×32, batch 128")
         print(f"{'engine (fast path)':22s} {fast:9.0f} images/s")
         print(f"{'plain DataLoader loop':22s} {plain:9.0f} images/s   ratio {fast / plain:.2f}×")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 from torch import nn
 
 from core import models, weights
@@ -55,17 +56,18 @@ def choices(store: RunStore) -> list[Choice]:
     return found
 
 
-def load(key: str, store: RunStore) -> Classifier:
-    """Load the classifier behind ``key``; a missing or broken one is an ExplorerError saying why."""
+def load(key: str, store: RunStore, device: torch.device | str = "cpu") -> Classifier:
+    """Load the classifier behind ``key`` onto ``device`` (eval mode); a missing or broken one is an
+    ExplorerError saying why."""
     kind, _, name = key.partition(":")
     if kind == "imagenet":
         model, info = weights.load_pretrained(name, download=False)
-        return Classifier(key, f"{models.spec(name).display_name} · ImageNet", model, info.categories, info.resize,
-                          info.crop, info.mean, info.std, 3)
+        return Classifier(key, f"{models.spec(name).display_name} · ImageNet", model.to(device).eval(),
+                          info.categories, info.resize, info.crop, info.mean, info.std, 3)
     if kind == "run":
         model, sidecar = load_checkpoint(store.checkpoint_path(name, "best"))
         size = int(sidecar["input_size"])
-        return Classifier(key, f"{models.spec(sidecar['arch']).display_name} · run {name}", model,
+        return Classifier(key, f"{models.spec(sidecar['arch']).display_name} · run {name}", model.to(device).eval(),
                           tuple(sidecar["classes"]), size, size, tuple(sidecar["mean"]), tuple(sidecar["std"]),
                           int(sidecar["in_channels"]))
     raise ExplorerError(f"Unknown classifier {key!r}.")

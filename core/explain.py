@@ -1,4 +1,7 @@
-"""What a model sees: top-k predictions with latency, Grad-CAM, and feature maps of any layer."""
+"""What a model sees: top-k predictions with latency, Grad-CAM, and feature maps of any layer.
+
+Each function runs on the device the model lives on (the image is moved there) and returns CPU tensors.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +24,19 @@ class Prediction:
     latency_ms: float
 
 
+def model_device(model: nn.Module) -> torch.device:
+    """The device of the model's parameters (CPU for a model without any)."""
+    parameter = next(model.parameters(), None)
+    return parameter.device if parameter is not None else torch.device("cpu")
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
 def conv_layers(model: nn.Module) -> list[str]:
     """Names of the convolutions, in registration order."""
     return [name for name, module in model.named_modules() if isinstance(module, nn.Conv2d)]
@@ -34,7 +50,7 @@ def default_cam_layer(model: nn.Module, x: torch.Tensor) -> str:
                for name, module in model.named_modules() if isinstance(module, nn.Conv2d)]
     model.eval()
     try:
-        model(x)
+        model(x.to(model_device(model)))
     finally:
         for handle in handles:
             handle.remove()
@@ -44,12 +60,16 @@ def default_cam_layer(model: nn.Module, x: torch.Tensor) -> str:
 
 @torch.no_grad()
 def predict(model: nn.Module, x: torch.Tensor, classes: list[str] | tuple[str, ...], k: int = 5) -> Prediction:
-    """Softmax top-k of one image (eval mode), timed."""
+    """Softmax top-k of one image (eval mode), timed on the model's device (the clock waits for the device)."""
     model.eval()
+    device = model_device(model)
+    x = x.to(device)
+    _synchronize(device)
     start = time.perf_counter()
     logits = model(x)
+    _synchronize(device)
     elapsed = (time.perf_counter() - start) * 1000
-    probabilities = logits.float().softmax(1)[0]
+    probabilities = logits.float().softmax(1)[0].cpu()
     values, indices = probabilities.topk(min(k, len(classes)))
     return Prediction([(classes[i], float(v)) for v, i in zip(values, indices.tolist(), strict=True)],
                       int(indices[0]), elapsed)
@@ -79,7 +99,7 @@ def grad_cam(model: nn.Module, x: torch.Tensor, layer: str, class_index: int | N
     model.eval()
     try:
         with torch.enable_grad():
-            x = x.clone().requires_grad_(True)
+            x = x.to(model_device(model)).clone().requires_grad_(True)
             logits = model(x)
             target = int(logits.argmax(1)) if class_index is None else class_index
             model.zero_grad(set_to_none=True)
@@ -89,7 +109,7 @@ def grad_cam(model: nn.Module, x: torch.Tensor, layer: str, class_index: int | N
     activation, gradient = store["activation"].detach(), store["grad"].detach()
     weights = gradient.mean(dim=(2, 3), keepdim=True)
     cam = F.relu((weights * activation).sum(1, keepdim=True))
-    cam = F.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)[0, 0]
+    cam = F.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)[0, 0].cpu()
     return cam / cam.max() if cam.max() > 0 else cam
 
 
@@ -101,10 +121,10 @@ def feature_maps(model: nn.Module, x: torch.Tensor, layer: str, limit: int = 32)
     handle = module.register_forward_hook(lambda _m, _i, output: store.__setitem__("maps", output))
     model.eval()
     try:
-        model(x)
+        model(x.to(model_device(model)))
     finally:
         handle.remove()
-    maps = store["maps"][0, :limit].float()
+    maps = store["maps"][0, :limit].float().cpu()
     low = maps.amin(dim=(1, 2), keepdim=True)
     high = maps.amax(dim=(1, 2), keepdim=True)
     return (maps - low) / (high - low).clamp(min=1e-8)

@@ -309,8 +309,8 @@ def classifier_choices() -> list[classifiers.Choice]:
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=8)
 def classifier(key: str) -> classifiers.Classifier:
-    """A loaded classifier, shared by all sessions (inference only; never trained here)."""
-    return classifiers.load(key, run_store())
+    """A loaded classifier on the server's device, shared by all sessions (inference only; never trained here)."""
+    return classifiers.load(key, run_store(), device())
 
 
 _EXPLAIN_LOCK = threading.Lock()  # Grad-CAM and feature maps hook shared models: one at a time

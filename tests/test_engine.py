@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import math
 import struct
 import threading
 
@@ -161,6 +162,14 @@ def test_presets_and_validation() -> None:
                 dict(label_smoothing=1.0), dict(arch="googlenet")):
         with pytest.raises(ValueError):
             engine.TrainConfig(**bad).validate()
+
+
+@pytest.mark.parametrize("name", engine.PRESETS)
+def test_every_preset_trains(name: str) -> None:
+    config = engine.preset(name, epochs=2, batch_size=16)  # the preset's optimizer, rate, schedule, augmentation
+    result = engine.fit(config, tiny())
+    assert result.state.status == "completed", result.state.messages
+    assert all(math.isfinite(row["train_loss"]) for row in result.state.history)
 
 
 def test_digits_is_the_offline_default() -> None:
