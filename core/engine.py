@@ -272,10 +272,14 @@ class Batches:
             yield self.prepare(self.images[index], augment, generator), self.labels[index]
 
     def steps(self, batch_size: int, shard: tuple[int, int] = (0, 1), training: bool = True) -> int:
-        """Batches per epoch. Training drops a last batch of one image: batch norm cannot train on it."""
-        count = len(range(shard[0], len(self.labels), shard[1]))
-        full, rest = divmod(count, batch_size)
-        return full + (1 if rest >= 2 or (rest == 1 and not training) or (rest and not full) else 0)
+        """Batches per epoch: every image when evaluating. Training takes full batches only (the images left
+        over join the next epoch's shuffle): shapes stay fixed for cuDNN's autotuning, batch norm never sees a
+        batch of one, and every rank of a distributed run takes the same number of steps. A set smaller than
+        one batch trains as one batch."""
+        if not training:
+            return -(-len(range(shard[0], len(self.labels), shard[1])) // batch_size)
+        count = len(self.labels) // shard[1]  # the smallest shard, so that no rank waits for another
+        return count // batch_size or (1 if count else 0)
 
 
 class _FolderImages(torch.utils.data.Dataset):

@@ -164,6 +164,19 @@ def test_presets_and_validation() -> None:
             engine.TrainConfig(**bad).validate()
 
 
+@pytest.mark.parametrize(("images", "batch", "world"), [(131, 64, 2), (130, 64, 2), (129, 32, 1), (20, 64, 1)])
+def test_training_batches_are_full_and_every_rank_takes_as_many(images: int, batch: int, world: int) -> None:
+    labels = torch.arange(images) % 3
+    split = data.Split(torch.zeros(images, 1, 28, 28, dtype=torch.uint8), labels)
+    batches = engine.Batches(split, tiny(), torch.device("cpu"), 28, 1)
+    sizes = [[len(y) for _, y in batches.epoch(batch, shuffle=True, shard=(rank, world))] for rank in range(world)]
+    assert len({len(ranks) for ranks in sizes}) == 1  # same number of steps on every rank
+    assert all(len(set(ranks)) == 1 for ranks in sizes)  # fixed shapes
+    assert sizes[0][0] == min(batch, images // world)
+    evaluated = [len(y) for rank in range(world) for _, y in batches.epoch(batch, shuffle=False, shard=(rank, world))]
+    assert sum(evaluated) == images  # evaluation sees every image
+
+
 @pytest.mark.parametrize("name", engine.PRESETS)
 def test_every_preset_trains(name: str) -> None:
     config = engine.preset(name, epochs=2, batch_size=16)  # the preset's optimizer, rate, schedule, augmentation
