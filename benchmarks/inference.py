@@ -23,7 +23,6 @@ import timm
 import torch
 import torchvision
 
-from benchmarks.timing import sync
 from core import devices, models
 
 REFERENCES = {
@@ -41,11 +40,11 @@ REFERENCES = {
 
 def _sample(model: torch.nn.Module, x: torch.Tensor, calls: int) -> float:
     """Seconds per call of ``calls`` back-to-back forward passes (the device waited for at both ends)."""
-    sync(x.device)
+    devices.synchronize(x.device)
     start = time.perf_counter()
     for _ in range(calls):
         model(x)
-    sync(x.device)
+    devices.synchronize(x.device)
     return (time.perf_counter() - start) / calls
 
 

@@ -1,4 +1,4 @@
-"""Clocks the benchmarks share: device synchronisation and steady-state training throughput."""
+"""Clocks the benchmarks share: steady-state training throughput, for the engine and for a plain loop."""
 
 from __future__ import annotations
 
@@ -7,17 +7,9 @@ from collections.abc import Callable, Iterable
 
 import torch
 
-from core import engine
+from core import devices, engine
 
 WARMUP_STEPS = engine.LOG_EVERY  # the engine's first report: cuDNN's autotuning and the allocator are warm by then
-
-
-def sync(device: torch.device) -> None:
-    """Wait for the device: a GPU clock read before it would time only the kernel launches."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    elif device.type == "mps":
-        torch.mps.synchronize()
 
 
 class SteadyClock:
@@ -60,11 +52,11 @@ def loop_images_per_second(batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
     seen = 0
     for index, (x, y) in enumerate(batches):
         if start is None and index == WARMUP_STEPS:
-            sync(device)
+            devices.synchronize(device)
             start = (time.perf_counter(), seen)
         step(x.to(device, non_blocking=True), y.to(device, non_blocking=True))
         seen += len(y)
-    sync(device)
+    devices.synchronize(device)
     if start is None:
         raise RuntimeError("the run was too short to time: train more steps")
     return (seen - start[1]) / (time.perf_counter() - start[0])

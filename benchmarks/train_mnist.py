@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from benchmarks.timing import SteadyClock, loop_images_per_second, sync
+from benchmarks.timing import SteadyClock, loop_images_per_second
 from core import data as datasets
 from core import devices, engine, models
 
@@ -68,7 +68,7 @@ def ours(root: Path, device: torch.device, epochs: int | None) -> dict[str, floa
         def on_epoch_end(self, state: engine.TrainState) -> None:
             if reached:
                 return
-            sync(device)
+            devices.synchronize(device)
             start = time.perf_counter()
             accuracy = engine.evaluate(state.model, test, num_classes=10).accuracy
             paused[0] += time.perf_counter() - start
@@ -109,7 +109,7 @@ def baseline(root: Path, device: torch.device, max_epochs: int) -> dict[str, flo
             loss.backward()
             optimizer.step()
             images += len(y)
-        sync(device)
+        devices.synchronize(device)
         trained += time.perf_counter() - start
         model.eval()
         correct = 0

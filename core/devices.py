@@ -48,3 +48,12 @@ def describe(device: torch.device) -> str:
         return f"Apple MPS · {platform.machine()}"
     cpu = platform.processor() or platform.machine()
     return f"CPU · {cpu}, {torch.get_num_threads()} threads of {os.cpu_count()} cores"
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait until ``device`` has finished its queued work (a no-op on the CPU): a clock read without it
+    on a GPU times only the kernel launches."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()

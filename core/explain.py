@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from core import devices
 from core.errors import InvalidArgumentError
 
 
@@ -28,13 +29,6 @@ def model_device(model: nn.Module) -> torch.device:
     """The device of the model's parameters (CPU for a model without any)."""
     parameter = next(model.parameters(), None)
     return parameter.device if parameter is not None else torch.device("cpu")
-
-
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    elif device.type == "mps":
-        torch.mps.synchronize()
 
 
 def conv_layers(model: nn.Module) -> list[str]:
@@ -64,10 +58,10 @@ def predict(model: nn.Module, x: torch.Tensor, classes: list[str] | tuple[str, .
     model.eval()
     device = model_device(model)
     x = x.to(device)
-    _synchronize(device)
+    devices.synchronize(device)
     start = time.perf_counter()
     logits = model(x)
-    _synchronize(device)
+    devices.synchronize(device)
     elapsed = (time.perf_counter() - start) * 1000
     probabilities = logits.float().softmax(1)[0].cpu()
     values, indices = probabilities.topk(min(k, len(classes)))

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
-from core import models
+from core import devices, models
 from core.models.base import check_positive
 
 
@@ -28,13 +28,6 @@ class Latency:
     def images_per_second(self) -> float:
         """Throughput implied by the median."""
         return self.batch_size / (self.median_ms / 1000)
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    elif device.type == "mps":
-        torch.mps.synchronize()
 
 
 def measure(name: str, batch_size: int, device: torch.device, repeats: int = 5, warmup: int = 1,
@@ -56,10 +49,10 @@ def measure(name: str, batch_size: int, device: torch.device, repeats: int = 5, 
     times = []
     with torch.inference_mode(), autocast:
         for i in range(warmup + repeats):
-            _sync(device)
+            devices.synchronize(device)
             start = time.perf_counter()
             model(x)
-            _sync(device)
+            devices.synchronize(device)
             if i >= warmup:
                 times.append(time.perf_counter() - start)
     return Latency(name, str(device), batch_size, model_spec.input_size, statistics.median(times) * 1000, repeats)
