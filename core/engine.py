@@ -329,8 +329,12 @@ class FeatureBatches(Batches):
 
     @classmethod
     @torch.no_grad()
-    def of(cls, model: nn.Module, batches: Batches, batch_size: int = 256) -> FeatureBatches:
-        """Run ``model.forward_features`` and pooling once over every image of ``batches``."""
+    def of(cls, model: nn.Module, batches: Batches, batch_size: int | None = None) -> FeatureBatches:
+        """Run ``model.forward_features`` and pooling once over every image of ``batches``.
+
+        Default batch: 256 on a GPU (throughput), 32 on a CPU (larger batches only cost memory bandwidth there).
+        """
+        batch_size = batch_size or (32 if batches.device.type == "cpu" else 256)
         was_training = model.training
         model.eval()
         features, labels = [], []
