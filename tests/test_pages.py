@@ -148,6 +148,19 @@ def test_training_page_reattaches_to_a_run_named_in_the_url() -> None:
     assert "Test accuracy" in {m.label for m in at.metric}
 
 
+@pytest.mark.parametrize("preset", ["LeNet-5 (course notes)", "Fast, large batch (GPU)"])
+def test_a_preset_fills_the_form_with_its_values(preset: str) -> None:
+    from core import engine
+
+    at = open_page("training")
+    at.selectbox(key="train-preset").set_value(preset).run()
+    assert not at.exception
+    recipe = engine.PRESETS[preset]
+    values = {n.label: n.value for n in at.number_input}
+    assert values["Batch size"] == recipe["batch_size"] and values["Learning rate"] == pytest.approx(recipe["lr"])
+    assert {c.label: c.value for c in at.checkbox}["Augment (random shifts)"] == recipe.get("augment", False)
+
+
 def test_training_page_with_an_unknown_run_in_the_url() -> None:
     at = open_page("training", run="no-such-run")
     assert any("no-such-run" in w.value for w in at.warning)
