@@ -12,9 +12,9 @@ import torch
 import torchvision
 from torch import nn
 
-from core import classifiers, devices, engine, explain, models, transfer
+from core import classifiers, data, devices, engine, explain, models, transfer
 from core.runs import RunStore, StoreCallback
-from tests.test_engine import tiny
+from tests.test_engine import make_image_folder, tiny
 
 
 @pytest.fixture(params=devices.available())
@@ -34,6 +34,15 @@ def test_training_on_the_device(device: str) -> None:
     if device == "cuda":
         assert weight.is_contiguous(memory_format=torch.channels_last)
         assert torch.backends.cudnn.benchmark
+
+
+def test_an_image_folder_trains_through_the_dataloader_on_the_device(device: str, tmp_path) -> None:
+    folder = make_image_folder(tmp_path / "shapes")  # pinned memory and augmentation on the device on CUDA
+    config = engine.TrainConfig(arch="lenet5", dataset=f"folder:{folder}", epochs=2, optimizer="adam", lr=3e-3,
+                                batch_size=4, augment=True, device=device)
+    result = engine.fit(config, data.image_folder(folder, size=28))
+    assert result.state.status == "completed", result.state.messages
+    assert result.test is not None and sum(map(sum, result.test.confusion)) == len(result.test.predictions)
 
 
 def test_every_optimizer_on_the_device(device: str) -> None:
