@@ -15,7 +15,6 @@ median sample counts. The ratio ours / reference should be ≥ 0.97. Prints a ta
 from __future__ import annotations
 
 import argparse
-import contextlib
 import statistics
 import time
 
@@ -51,9 +50,8 @@ def _sample(model: torch.nn.Module, x: torch.Tensor, calls: int) -> float:
 def compare(contenders: dict[str, torch.nn.Module], x: torch.Tensor, repeats: int,
             sample_seconds: float = 0.05) -> dict[str, float]:
     """Images/s of each model on ``x``: warm up, then ``repeats`` rounds timing each in turn; medians."""
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if x.device.type == "cuda" else contextlib.nullcontext()
     times: dict[str, list[float]] = {name: [] for name in contenders}
-    with torch.inference_mode(), autocast:
+    with torch.inference_mode(), devices.autocast(x.device):
         calls = {}
         for name, model in contenders.items():
             for _ in range(2):  # warm-up: cuDNN autotuning, the allocator, a compiled graph's first call

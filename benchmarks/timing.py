@@ -12,6 +12,11 @@ from core import devices, engine
 WARMUP_STEPS = engine.LOG_EVERY  # the engine's first report: cuDNN's autotuning and the allocator are warm by then
 
 
+def warms_up(batches: int) -> bool:
+    """Whether a run of ``batches`` is long enough to leave its first WARMUP_STEPS out of the timing."""
+    return batches > 2 * WARMUP_STEPS
+
+
 class SteadyClock:
     """Engine subscriber timing training steps: from the engine's first report to its last.
 

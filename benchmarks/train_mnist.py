@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from benchmarks.timing import SteadyClock, loop_images_per_second
+from benchmarks.timing import SteadyClock, loop_images_per_second, warms_up
 from core import data as datasets
 from core import devices, engine, models
 
@@ -128,7 +128,7 @@ def resnet_throughput(device: torch.device, batches: int) -> tuple[float, float]
 
     With more than 40 batches both are timed after 20 warm-up steps (cuDNN autotuning, DataLoader workers).
     """
-    warmup = batches > 2 * engine.LOG_EVERY
+    warmup = warms_up(batches)
     count = 128 * batches
     images = torch.randint(0, 256, (count, 3, 32, 32), dtype=torch.uint8)
     labels = torch.randint(0, 10, (count,))

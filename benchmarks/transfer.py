@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 import torchvision
 
-from benchmarks.timing import SteadyClock, loop_images_per_second
+from benchmarks.timing import SteadyClock, loop_images_per_second, warms_up
 from core import data as datasets
 from core import devices, engine, transfer
 
@@ -60,7 +60,7 @@ def epoch_times(data: datasets.InMemoryData, device: torch.device, epochs: int, 
 
 def finetune_throughput(device: torch.device, batches: int) -> tuple[float, float]:
     """Images/s of full fine-tuning: (our engine, torchvision resnet18 in a plain loop)."""
-    warmup = batches > 2 * engine.LOG_EVERY
+    warmup = warms_up(batches)
     data = synthetic(int(32 * batches / 0.8) + 2)
     config = engine.TrainConfig(arch="resnet18", epochs=1, optimizer="adam", lr=1e-4, batch_size=32,
                                 weight_decay=0.0, strategy="full", device=device.type)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 
@@ -48,6 +49,11 @@ def describe(device: torch.device) -> str:
         return f"Apple MPS · {platform.machine()}"
     cpu = platform.processor() or platform.machine()
     return f"CPU · {cpu}, {torch.get_num_threads()} threads of {os.cpu_count()} cores"
+
+
+def autocast(device: torch.device) -> contextlib.AbstractContextManager:
+    """The mixed precision everything here computes in: bfloat16 autocast on CUDA, full precision elsewhere."""
+    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
 
 
 def synchronize(device: torch.device) -> None:

@@ -12,7 +12,6 @@ DataLoader, no per-image Python.
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import math
 import threading
@@ -338,7 +337,7 @@ class FeatureBatches(Batches):
         was_training = model.training
         model.eval()
         features, labels = [], []
-        with _autocast(batches.device):
+        with devices.autocast(batches.device):
             for x, y in batches.epoch(batch_size, shuffle=False):
                 features.append(F.adaptive_avg_pool2d(model.forward_features(x), 1).float())
                 labels.append(y)
@@ -439,7 +438,7 @@ def evaluate(model: nn.Module, batches: Batches, batch_size: int = 1024, num_cla
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=batches.device)
     total_loss = torch.zeros((), device=batches.device)
     predictions = []
-    autocast = _autocast(batches.device)
+    autocast = devices.autocast(batches.device)
     for x, y in batches.epoch(batch_size, shuffle=False):
         with autocast:
             logits = model(x)
@@ -457,10 +456,6 @@ def evaluate(model: nn.Module, batches: Batches, batch_size: int = 1024, num_cla
 def models_num_classes(model: nn.Module) -> int:
     """Classes of a zoo model, also when wrapped in DistributedDataParallel."""
     return getattr(model, "module", model).num_classes
-
-
-def _autocast(device: torch.device):
-    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
 
 
 def _emit(callbacks: list[Any], hook: str, state: TrainState) -> None:
@@ -606,7 +601,7 @@ def _train_epoch(trained: nn.Module, base: nn.Module, batches: Batches, optimize
     loss_sum = torch.zeros((), device=device)  # accumulated on the device: .item() each batch would sync
     correct = torch.zeros((), device=device, dtype=torch.int64)
     seen = 0
-    autocast = _autocast(device)
+    autocast = devices.autocast(device)
     for index, (x, y) in enumerate(batches.epoch(state.batch_size, shuffle=True, augment=config.augment,
                                                  generator=generator, shard=shard)):
         if stop.is_set():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import statistics
 import time
 from dataclasses import dataclass
@@ -45,9 +44,8 @@ def measure(name: str, batch_size: int, device: torch.device, repeats: int = 5, 
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
     times = []
-    with torch.inference_mode(), autocast:
+    with torch.inference_mode(), devices.autocast(device):
         for i in range(warmup + repeats):
             devices.synchronize(device)
             start = time.perf_counter()

@@ -61,7 +61,7 @@ def test_feature_cache_holds_the_backbones_features(device: str) -> None:
     cache = engine.FeatureBatches.of(model, batches, batch_size=8)
     assert cache.images.device.type == device and len(cache) == len(data.train)
     model.eval()
-    with torch.no_grad(), engine._autocast(torch.device(device)):
+    with torch.no_grad(), devices.autocast(torch.device(device)):
         x, _ = next(batches.epoch(4, shuffle=False))
         expected = nn.functional.adaptive_avg_pool2d(model.forward_features(x), 1).float()
     torch.testing.assert_close(cache.images[:4], expected, rtol=1e-3, atol=1e-3)
@@ -78,7 +78,7 @@ def test_ours_equals_torchvision_under_the_devices_inference_settings(device: st
         inputs = x.to(device)
         if device == "cuda":
             model, inputs = model.to(memory_format=torch.channels_last), inputs.contiguous(memory_format=torch.channels_last)
-        with torch.inference_mode(), engine._autocast(torch.device(device)):
+        with torch.inference_mode(), devices.autocast(torch.device(device)):
             outputs.append(model(inputs).float().cpu())
     # Same kernels on the same device: equal up to the order of floating-point sums.
     torch.testing.assert_close(outputs[0], outputs[1], rtol=1e-3, atol=1e-3)
