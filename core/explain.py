@@ -6,6 +6,7 @@ Each function runs on the device the model lives on (the image is moved there) a
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -31,6 +32,18 @@ def model_device(model: nn.Module) -> torch.device:
     return parameter.device if parameter is not None else torch.device("cpu")
 
 
+def _forward_hooked(model: nn.Module, x: torch.Tensor, hooks: list[tuple[nn.Module, Callable]]) -> torch.Tensor:
+    """Run ``x`` through ``model`` in eval mode on the model's device with forward ``hooks`` on the given
+    modules, and remove the hooks again however the pass ends."""
+    handles = [module.register_forward_hook(hook) for module, hook in hooks]
+    model.eval()
+    try:
+        return model(x.to(model_device(model)))
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
 def conv_layers(model: nn.Module) -> list[str]:
     """Names of the convolutions, in registration order."""
     return [name for name, module in model.named_modules() if isinstance(module, nn.Conv2d)]
@@ -40,14 +53,8 @@ def conv_layers(model: nn.Module) -> list[str]:
 def default_cam_layer(model: nn.Module, x: torch.Tensor) -> str:
     """Grad-CAM's default: the last convolution whose output still has a spatial map (more than 1×1)."""
     sizes: dict[str, int] = {}
-    handles = [module.register_forward_hook(lambda m, i, o, name=name: sizes.__setitem__(name, o.shape[-1] * o.shape[-2]))
-               for name, module in model.named_modules() if isinstance(module, nn.Conv2d)]
-    model.eval()
-    try:
-        model(x.to(model_device(model)))
-    finally:
-        for handle in handles:
-            handle.remove()
+    _forward_hooked(model, x, [(module, lambda m, i, o, name=name: sizes.__setitem__(name, o.shape[-1] * o.shape[-2]))
+                               for name, module in model.named_modules() if isinstance(module, nn.Conv2d)])
     spatial = [name for name in conv_layers(model) if sizes.get(name, 0) > 1]
     return spatial[-1] if spatial else conv_layers(model)[-1]
 
@@ -89,17 +96,12 @@ def grad_cam(model: nn.Module, x: torch.Tensor, layer: str, class_index: int | N
         output.register_hook(lambda grad: store.__setitem__("grad", grad))
         store["activation"] = output
 
-    handle = module.register_forward_hook(keep)
-    model.eval()
-    try:
-        with torch.enable_grad():
-            x = x.to(model_device(model)).clone().requires_grad_(True)
-            logits = model(x)
-            target = int(logits.argmax(1)) if class_index is None else class_index
-            model.zero_grad(set_to_none=True)
-            logits[0, target].backward()
-    finally:
-        handle.remove()
+    with torch.enable_grad():
+        x = x.to(model_device(model)).clone().requires_grad_(True)
+        logits = _forward_hooked(model, x, [(module, keep)])
+        target = int(logits.argmax(1)) if class_index is None else class_index
+        model.zero_grad(set_to_none=True)
+        logits[0, target].backward()
     activation, gradient = store["activation"].detach(), store["grad"].detach()
     weights = gradient.mean(dim=(2, 3), keepdim=True)
     cam = F.relu((weights * activation).sum(1, keepdim=True))
@@ -112,12 +114,7 @@ def feature_maps(model: nn.Module, x: torch.Tensor, layer: str, limit: int = 32)
     """The first ``limit`` channels of ``layer``'s output (C × h × w), each scaled to [0, 1]."""
     module = _capture(model, layer)
     store: dict[str, torch.Tensor] = {}
-    handle = module.register_forward_hook(lambda _m, _i, output: store.__setitem__("maps", output))
-    model.eval()
-    try:
-        model(x.to(model_device(model)))
-    finally:
-        handle.remove()
+    _forward_hooked(model, x, [(module, lambda _m, _i, output: store.__setitem__("maps", output))])
     maps = store["maps"][0, :limit].float().cpu()
     low = maps.amin(dim=(1, 2), keepdim=True)
     high = maps.amax(dim=(1, 2), keepdim=True)
