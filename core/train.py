@@ -5,7 +5,11 @@
     torchrun --standalone --nproc-per-node 2 -m core.train --arch lenet5 --dataset digits --epochs 2
 
 Under torchrun every process trains on its share of each epoch (DistributedDataParallel:
-NCCL on GPUs, gloo on CPUs); only rank 0 writes to the run store and prints.
+NCCL on GPUs, gloo on CPUs); only rank 0 writes to the run store, sends heartbeats and prints.
+A rank that hangs ends the run after ``--dist-timeout`` seconds (default 300, or
+``$CNN_EXPLORER_DIST_TIMEOUT``), not the 30 minutes of PyTorch's default.
+SIGTERM is handled like Ctrl-C: the run stops after the current batch and keeps a checkpoint;
+a second Ctrl-C aborts at once.
 """
 
 from __future__ import annotations
@@ -13,7 +17,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import signal
+import socket
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import torch
@@ -22,7 +29,7 @@ import torch.distributed as dist
 from core import data as datasets
 from core import engine, models
 from core.errors import ExplorerError
-from core.runs import RunStore, StoreCallback
+from core.runs import Heartbeat, RunStore, StopFlag, StoreCallback
 
 
 class ProgressBar:
@@ -83,6 +90,9 @@ def parse(argv: list[str] | None = None) -> tuple[argparse.Namespace, engine.Tra
     parser.add_argument("--data-root", type=Path, help="where data sets live (default: the state directory's data/)")
     parser.add_argument("--state-dir", type=Path, help="run store location (default: $CNN_EXPLORER_STATE or ./state)")
     parser.add_argument("--no-download", action="store_true", help="never try to download a data set")
+    parser.add_argument("--dist-timeout", type=float,
+                        default=float(os.environ.get("CNN_EXPLORER_DIST_TIMEOUT", "300")),
+                        help="seconds a distributed run waits for a silent rank before it fails (default 300)")
     args = parser.parse_args(argv)
     overrides = {k: v for k, v in vars(args).items()
                  if k in {f.name for f in dataclasses.fields(engine.TrainConfig)} and v is not None}
@@ -92,6 +102,18 @@ def parse(argv: list[str] | None = None) -> tuple[argparse.Namespace, engine.Tra
     except ExplorerError as error:
         parser.error(str(error))
     return args, config
+
+
+def _stop_on_signals(stop: StopFlag) -> None:
+    """SIGTERM and a first Ctrl-C stop the run after its batch (checkpoint kept); a second Ctrl-C aborts."""
+
+    def handle(signum: int, frame: object) -> None:
+        if signum == signal.SIGINT and stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -104,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         cuda = torch.cuda.is_available()
         if cuda:
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        dist.init_process_group(backend="nccl" if cuda else "gloo")
+        dist.init_process_group(backend="nccl" if cuda else "gloo", timeout=timedelta(seconds=args.dist_timeout))
 
         def wrap(model: torch.nn.Module) -> torch.nn.Module:
             local = [torch.cuda.current_device()] if cuda else None
@@ -115,23 +137,34 @@ def main(argv: list[str] | None = None) -> int:
     except ExplorerError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    callbacks: list = []
-    store = run_id = None
-    if rank == 0:
-        store = RunStore(args.state_dir) if args.state_dir else RunStore()
-        run_id = store.create_run(config, status="running")
-        callbacks = [StoreCallback(store, run_id, data.mean, data.std), ProgressBar()]
+    if rank != 0:
+        stop = StopFlag(None, None)
+        _stop_on_signals(stop)
+        try:
+            engine.fit(config, data, [], stop=stop, shard=(rank, world), wrap=wrap)
+        finally:
+            dist.destroy_process_group()
+        return 0
+    store = RunStore(args.state_dir) if args.state_dir else RunStore()
+    run_id = store.create_run(config, status="running", worker=f"cli-{socket.gethostname()}-{os.getpid()}")
+    stop = StopFlag(store, run_id)  # `python -m core.runs` or the app can ask it to stop, too
+    _stop_on_signals(stop)
+    callbacks = [StoreCallback(store, run_id, data.mean, data.std), ProgressBar()]
     try:
-        result = engine.fit(config, data, callbacks, shard=(rank, world), wrap=wrap)
+        with Heartbeat(store, run_id):
+            result = engine.fit(config, data, callbacks, stop=stop, shard=(rank, world), wrap=wrap)
     except KeyboardInterrupt:
-        if store is not None:
-            store.update_run(run_id, status="stopped", message="Interrupted from the keyboard.")
+        store.update_run(run_id, status="stopped", message="Aborted from the keyboard (no checkpoint of this epoch).")
         return 130
+    except Exception as error:  # noqa: BLE001 (record why, e.g. a rank that timed out, then report it)
+        message = str(error) if isinstance(error, ExplorerError) else f"{type(error).__name__}: {error}"
+        store.update_run(run_id, status="failed", message=message)
+        print(f"error: run {run_id} failed: {message}", file=sys.stderr)
+        return 1
     finally:
         if world > 1:
             dist.destroy_process_group()
-    if rank == 0:
-        print(f"run {run_id} in {store.root}", file=sys.stderr)
+    print(f"run {run_id} in {store.root}", file=sys.stderr)
     return 1 if result.state.status == "failed" else 0
 
 
