@@ -13,6 +13,16 @@ APP = str(Path(__file__).resolve().parents[1] / "explorer" / "app.py")
 TIMEOUT = 120  # importing torch alone exceeds AppTest's 3 s default
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _workers():
+    """Stop the training workers the pages of this module started (and forget them: later tests start anew)."""
+    yield
+    from explorer import services
+
+    services.supervisor().close()
+    services.supervisor.clear()
+
+
 def open_page(page: str | None = None, **query: str) -> AppTest:
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     for key, value in query.items():
@@ -117,7 +127,7 @@ def test_compare_with_no_model_says_so() -> None:
 def _finish(at: AppTest, run_id: str) -> None:
     from explorer import services
 
-    assert services.job_manager().wait(run_id, timeout=300) in ("completed", "stopped")
+    assert services.run_store().wait(run_id, timeout=300) in ("completed", "stopped")
     at.run()
 
 
@@ -141,7 +151,7 @@ def test_training_page_reattaches_to_a_run_named_in_the_url() -> None:
     from core import engine
     from explorer import services
 
-    run_id = services.job_manager().submit(engine.TrainConfig(epochs=1, optimizer="adam", lr=3e-3))
+    run_id = services.submit(engine.TrainConfig(epochs=1, optimizer="adam", lr=3e-3))
     at = open_page("training", run=run_id)  # a refresh, or a second tab with the link
     _finish(at, run_id)
     assert any(run_id in h.value for h in at.subheader)
@@ -174,7 +184,7 @@ def test_a_data_set_that_is_not_on_disk_is_explained() -> None:
     run_id = str(at.query_params["run"][0] if isinstance(at.query_params["run"], list) else at.query_params["run"])
     from explorer import services
 
-    status = services.job_manager().wait(run_id, timeout=300)
+    status = services.run_store().wait(run_id, timeout=300)
     at.run()
     assert not at.exception
     if status == "failed":  # offline, as in CI: a clear message, never a traceback
@@ -196,7 +206,7 @@ def test_transfer_page_fine_tunes_on_the_generated_shapes() -> None:
     at.number_input(key="transfer-epochs").set_value(1).run()
     at.button(key="transfer-start").click().run()
     run_id = at.session_state["transfer-run"]
-    assert services.job_manager().wait(run_id, timeout=300) == "completed"
+    assert services.run_store().wait(run_id, timeout=300) == "completed"
     at.run()
     assert not at.exception
     assert "Test accuracy" in {m.label for m in at.metric}
@@ -235,8 +245,8 @@ def digits_run() -> str:
     from core import engine
     from explorer import services
 
-    run_id = services.job_manager().submit(engine.preset("Fast", arch="lenet5", dataset="digits", epochs=3))
-    assert services.job_manager().wait(run_id, timeout=300) == "completed"
+    run_id = services.submit(engine.preset("Fast", arch="lenet5", dataset="digits", epochs=3))
+    assert services.run_store().wait(run_id, timeout=300) == "completed"
     return run_id
 
 
@@ -250,12 +260,12 @@ def open_classify(run_id: str) -> AppTest:
 def test_classify_with_no_model_offers_to_train_one(monkeypatch: pytest.MonkeyPatch) -> None:
     from explorer import services
 
-    monkeypatch.setattr(services, "classifier_choices", lambda: [])
+    monkeypatch.setattr(services, "classifier_choices", lambda **_: [])
     at = open_page("classify")
     assert any("No model can classify yet" in i.value for i in at.info)
     at.button(key="classify-train").click().run()
     run_id = at.session_state["classify-run"]
-    assert services.job_manager().wait(run_id, timeout=300) == "completed"
+    assert services.run_store().wait(run_id, timeout=300) == "completed"
     monkeypatch.undo()
     at.run()
     assert any(run_id in option for option in at.selectbox(key="classify-model").options)
