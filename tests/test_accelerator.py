@@ -89,7 +89,7 @@ def test_a_trained_run_classifies_on_the_device(device: str, tmp_path) -> None:
     data = tiny()
     config = training.preset("Fast", arch="lenet5", epochs=3, batch_size=16, device=device)
     run_id = store.create_run(config)
-    training.fit(config, data, [StoreCallback(store, run_id, data.mean, data.std)])
+    training.fit(config, data, [StoreCallback(store, run_id)], checkpoint_dir=store.checkpoint_dir(run_id))
     loaded = classifiers.load(f"run:{run_id}", store, device)
     assert explain.model_device(loaded.model).type == device and not loaded.model.training
     x = (data.test.images[:1].float() / 255 - data.mean[0]) / data.std[0]
