@@ -79,7 +79,7 @@ def clean_temporary(folder: Path, older_than: float = 0.0) -> list[Path]:
             if now - path.stat().st_mtime >= older_than:
                 path.unlink()
                 removed.append(path)
-        except FileNotFoundError:  # its writer renamed or removed it meanwhile
+        except OSError:  # its writer renamed it meanwhile, or the folder is read-only: nothing to clean here
             continue
     return removed
 
@@ -167,6 +167,7 @@ def load(path: Path, expected_arch: str | None = None) -> tuple[nn.Module, dict[
     from core.weights import mismatches
 
     path = Path(path)
+    clean_temporary(path.parent, older_than=STALE_AFTER)
     sidecar = read_sidecar(path)
     if expected_arch is not None and sidecar["arch"] != expected_arch:
         raise CheckpointError(f"This checkpoint is a {sidecar['arch']}, not a {expected_arch}.")
