@@ -177,7 +177,9 @@ class Trainer:
         assert self.order is not None
         self.trained.train()
         usable = self.steps_per_epoch * self.batch_size  # full batches only (see training_steps)
-        remaining = self.order[self.position:usable]
+        batches_left = max(usable - self.position, 0) // self.batch_size  # also after an out-of-memory restart
+        end = min(self.position + batches_left * self.batch_size, len(self.order))
+        remaining = self.order[self.position:end]
         self.check_stop()
         for x, y in self.train_batches.batches(remaining, self.batch_size, self.config.augment, self.generator):
             with self.autocast:
@@ -194,7 +196,7 @@ class Trainer:
             self.epoch_loss += loss.detach() * len(y)
             self.epoch_correct += (logits.argmax(1) == y).sum()
             self.epoch_seen += len(y)
-            if self.step % LOG_EVERY == 0 or self.position >= min(usable, len(self.order)):
+            if self.step % LOG_EVERY == 0 or self.position >= end:
                 self.train_loss = float(self.epoch_loss) / self.epoch_seen  # a sync point on a GPU
                 self.train_acc = float(self.epoch_correct) / self.epoch_seen
                 if not math.isfinite(self.train_loss):
