@@ -18,4 +18,5 @@ if [ ! -x /usr/bin/chromium ]; then
 fi
 
 python3 -m ruff check .
+python3 -m mypy  # core/ and explorer/, configured in pyproject.toml; fails on any error
 python3 -m pytest -q --durations=10 "$@"

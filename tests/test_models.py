@@ -88,6 +88,7 @@ def test_backward_pass_reaches_every_parameter(name: str) -> None:
 def test_uniform_interface(name: str) -> None:
     spec = models.spec(name)
     model = models.build(name).eval()
+    assert isinstance(model, models.Model)
     x = torch.randn(1, spec.in_channels, spec.input_size, spec.input_size)
     with torch.no_grad():
         features = model.forward_features(x)
