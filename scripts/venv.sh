@@ -39,10 +39,12 @@ if ! "${python[@]}" -c "import importlib.util, sys; sys.exit(importlib.util.find
       index=https://download.pytorch.org/whl/cpu
     fi
   fi
-  if [ -n "$index" ]; then
-    echo "no NVIDIA GPU: installing PyTorch's CPU-only build from $index" >&2
-    "${install[@]}" --index-url "$index" "torch>=2.10" "torchvision>=0.25" \
-      || echo "note: $index did not answer; PyTorch comes from PyPI instead" >&2
+  if [ -n "$index" ] && "${python[@]}" -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=10)" \
+       "$index/torch/" >/dev/null 2>&1; then
+    echo "installing PyTorch (CPU-only: no NVIDIA GPU here) from $index" >&2
+    "${install[@]}" --index-url "$index" "torch>=2.10" "torchvision>=0.25"
+  elif [ -n "$index" ]; then
+    echo "note: $index does not answer; PyTorch comes from PyPI (on Linux: with CUDA, several GB)" >&2
   fi
 fi
 "${install[@]}" -r "$requirements"
