@@ -86,6 +86,10 @@ class App:
     state_dir: Path
     log: Path
 
+    def log_tail(self, lines: int = 40) -> str:
+        """The last lines the server wrote."""
+        return _tail(self.log, lines)
+
     def store(self) -> Any:
         """The app's run store, read from the test process."""
         from core.runs import RunStore

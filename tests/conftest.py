@@ -61,8 +61,11 @@ def browser() -> Iterator[Any]:
 @pytest.fixture
 def page(browser: Any) -> Iterator[Any]:
     """A fresh browser context and page that count Streamlit's script runs (for ``tests.browser.rerun``)."""
+    from playwright.sync_api import expect
+
     from tests.browser import watch_script_runs
 
+    expect.set_options(timeout=60_000)  # a busy 2-core machine renders slowly; conditions, not sleeps
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     watch_script_runs(context)
     page = context.new_page()
@@ -79,6 +82,7 @@ def app() -> Iterator[Any]:
 
     with serve() as running:
         yield running
+        print(f"--- the app's log ends ({running.log}):\n{running.log_tail()}")  # shown when the test fails
 
 
 @pytest.fixture(scope="module")
