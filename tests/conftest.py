@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import os
-from collections.abc import Iterator
+import stat
+import time
+import zipfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import torch
@@ -27,6 +31,46 @@ def _state_dir(tmp_path_factory: pytest.TempPathFactory) -> None:
 
 
 # Helpers shared by test files (import them from here: no test file imports another) ---------------
+
+T = TypeVar("T")
+
+
+def wait_until(condition: Callable[[], T], timeout: float, what: str, poll: float = 0.1) -> T:
+    """Call ``condition`` until it returns something truthy and return that; after ``timeout`` seconds raise
+    ``TimeoutError("waited {timeout}s for {what}")``. The poll interval is a pause between checks, never a
+    guess of how long something takes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"waited {timeout:g}s for {what}")
+        time.sleep(poll)
+
+
+def png(colour: str = "red", size: tuple[int, int] = (12, 10)) -> bytes:
+    """A small PNG of one colour."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", size, colour).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def make_zip(members: dict[str, bytes], symlinks: tuple[str, ...] = ()) -> io.BytesIO:
+    """A zip in memory with ``members`` (name → bytes) and symlink members pointing at /etc/passwd."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, payload in members.items():
+            archive.writestr(name, payload)
+        for name in symlinks:
+            info = zipfile.ZipInfo(name)
+            info.external_attr = (stat.S_IFLNK | 0o777) << 16
+            archive.writestr(info, "/etc/passwd")
+    buffer.seek(0)
+    return buffer
+
 
 FAST = dict(optimizer="adam", lr=3e-3, batch_size=16, weight_decay=0.0)  # a recipe that learns tiny() in a few epochs
 

@@ -9,7 +9,7 @@ import zipfile
 import pytest
 
 from tests.browser import App, open_page, rerun, wait_until_idle
-from tests.helpers import png, wait_until
+from tests.conftest import png, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
