@@ -82,15 +82,18 @@ def test_forward_shape_at_native_size(built: tuple[str, models.ExplorerModel]) -
 
 @pytest.mark.parametrize("name", NAMES)
 def test_backward_pass_reaches_every_parameter(name: str) -> None:
+    """On the meta device: the autograd graph, not the numbers, decides which parameters get a gradient."""
     spec = models.spec(name)
-    model = models.build(name, num_classes=5).train()
-    # Inception's auxiliary head needs a 17×17 grid, i.e. the native size; the others train on small inputs.
-    size = spec.input_size if model.auxiliary_classifier_names else max(models.input_size_range(name)[0], 64)
+    with torch.device("meta"):
+        model = models.build(name, num_classes=5).train()
+    # Auxiliary heads (Inception's) run in training mode and need a larger input than the main path.
+    size = max(models.input_size_range(name, training=True)[0], 32)
     size = min(size, models.input_size_range(name)[1] or size)
-    output = model(torch.randn(2, spec.in_channels, size, size))
+    target = torch.tensor([0, 1], device="meta")
+    output = model(torch.randn(2, spec.in_channels, size, size, device="meta"))
     logits, auxiliary = model.split_output(output)
-    loss = nn.functional.cross_entropy(logits, torch.tensor([0, 1]))
-    loss = loss + sum(model.aux_loss_weight * nn.functional.cross_entropy(a, torch.tensor([0, 1])) for a in auxiliary)
+    loss = nn.functional.cross_entropy(logits, target)
+    loss = loss + sum(model.aux_loss_weight * nn.functional.cross_entropy(a, target) for a in auxiliary)
     assert logits.shape == (2, 5)
     loss.backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None]
@@ -98,10 +101,9 @@ def test_backward_pass_reaches_every_parameter(name: str) -> None:
     assert len(auxiliary) == len(model.auxiliary_classifier_names)
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_uniform_interface(name: str) -> None:
+def test_uniform_interface(built: tuple[str, models.ExplorerModel]) -> None:
+    name, model = built
     spec = models.spec(name)
-    model = models.build(name).eval()
     assert isinstance(model, models.Model)
     x = torch.randn(1, spec.in_channels, small_size(name), small_size(name))
     with torch.no_grad():
@@ -114,20 +116,33 @@ def test_uniform_interface(name: str) -> None:
     assert model.num_classes == spec.num_classes
     module_names = {n for n, _ in model.named_modules()}
     assert model.stages and all(last in module_names for _, last in model.stages)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_reset_classifier_replaces_every_head(name: str) -> None:
+    """Shapes only, so on the meta device."""
+    spec = models.spec(name)
+    with torch.device("meta"):
+        model = models.build(name).eval()
     model.reset_classifier(3)
     assert model.num_classes == 3
     assert all(model.get_submodule(n).out_features == 3 for n in model.auxiliary_classifier_names)
     with torch.no_grad():
+        x = torch.empty(1, spec.in_channels, small_size(name), small_size(name), device="meta")
         assert model(x).shape == (1, 3)
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_in_channels_adapts_the_first_layer(name: str) -> None:
+    """Shapes only, so on the meta device."""
     spec = models.spec(name)
     channels = 1 if spec.in_channels == 3 else 3
-    model = models.build(name, num_classes=4, in_channels=channels).eval()
+    with torch.device("meta"):
+        model = models.build(name, num_classes=4, in_channels=channels).eval()
+    assert model.in_channels == channels
     with torch.no_grad():
-        assert model(torch.randn(1, channels, small_size(name), small_size(name))).shape == (1, 4)
+        x = torch.empty(1, channels, small_size(name), small_size(name), device="meta")
+        assert model(x).shape == (1, 4)
 
 
 def test_unknown_name_lists_the_valid_names() -> None:
