@@ -71,6 +71,7 @@ def test_registry_facts_are_complete(name: str) -> None:
     assert all(ref.source and ref.value > 0 for ref in spec.references)
 
 
+@pytest.mark.slow
 def test_forward_shape_at_native_size(built: tuple[str, models.ExplorerModel]) -> None:
     name, model = built
     spec = models.spec(name)
