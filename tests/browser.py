@@ -229,6 +229,16 @@ def rerun(page: Any, timeout_ms: int = 120_000) -> Iterator[None]:
     wait_until_idle(page, timeout_ms, after=before)
 
 
+def wait_until_drawn(page: Any, timeout_ms: int = 60_000) -> None:
+    """Wait until the visible charts have drawn (plotly's SVG, Graphviz's SVG) and no element is a skeleton."""
+    page.wait_for_function(
+        "() => { const shown = sel => [...document.querySelectorAll(sel)].filter(e => e.offsetParent !== null);"
+        " return shown('[data-testid=\"stSkeleton\"]').length === 0"
+        " && shown('[data-testid=\"stPlotlyChart\"]').every(c => c.querySelector('.main-svg'))"
+        " && shown('[data-testid=\"stGraphVizChart\"]').every(c => c.querySelector('svg')); }",
+        timeout=timeout_ms)
+
+
 def open_page(page: Any, url: str, timeout_ms: int = 120_000) -> None:
     """Load ``url`` and wait for its first script run to finish."""
     page.goto(url)
