@@ -15,13 +15,15 @@ import functools
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from core import models
+
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
 
 WEIGHT_LAYERS = (nn.Conv2d, nn.Linear)
 FLOAT32_BYTES = 4
@@ -402,7 +404,7 @@ def _group_unused(unused: tuple[tuple[str, int], ...]) -> tuple[tuple[str, int],
     return tuple(totals.items())
 
 
-def to_meta(model: nn.Module) -> nn.Module:
+def to_meta(model: ModuleT) -> ModuleT:
     """A shape-only copy of ``model`` on the meta device; the original and its weights are untouched."""
     memo: dict[int, Any] = {
         id(p): nn.Parameter(torch.empty_like(p, device="meta"), requires_grad=p.requires_grad)

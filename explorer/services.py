@@ -227,7 +227,7 @@ def backbone_blocks(arch: str) -> list[str]:
 
 
 @st.cache_data(show_spinner=False)
-def trainable_counts(arch: str, num_classes: int, strategy: str, unfreeze_last: int) -> tuple[int, int]:
+def trainable_counts(arch: str, num_classes: int, strategy: transfer.Strategy, unfreeze_last: int) -> tuple[int, int]:
     """(trainable, total) parameters of the transfer model for a strategy, counted on the meta device."""
     with torch.device("meta"):
         model = transfer.build(arch, num_classes)
@@ -235,7 +235,7 @@ def trainable_counts(arch: str, num_classes: int, strategy: str, unfreeze_last: 
     return trainable, sum(p.numel() for p in model.parameters())
 
 
-def transfer_config(arch: str, dataset: str, strategy: str, pretrained: bool, unfreeze_last: int, epochs: int,
+def transfer_config(arch: str, dataset: str, strategy: transfer.Strategy, pretrained: bool, unfreeze_last: int, epochs: int,
                     lr: float, batch_size: int, augment: bool) -> training.TrainConfig:
     """The notes' recipe (Adam, no weight decay) for a transfer run, validated."""
     return training.TrainConfig(arch=arch, dataset=dataset, strategy=strategy, pretrained=pretrained,
@@ -243,7 +243,7 @@ def transfer_config(arch: str, dataset: str, strategy: str, pretrained: bool, un
                               optimizer="adam", weight_decay=0.0, augment=augment).validate()
 
 
-def with_strategy(config: training.TrainConfig, strategy: str) -> training.TrainConfig:
+def with_strategy(config: training.TrainConfig, strategy: transfer.Strategy) -> training.TrainConfig:
     """The same run with another strategy and that strategy's learning rate from the notes."""
     return dataclasses.replace(config, strategy=strategy, lr=transfer.STRATEGIES[strategy])
 

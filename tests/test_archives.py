@@ -3,33 +3,12 @@
 from __future__ import annotations
 
 import io
-import stat
-import zipfile
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
 from core import archives, data
-
-
-def png(colour: str = "red") -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", (12, 10), colour).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def make_zip(members: dict[str, bytes], symlinks: tuple[str, ...] = ()) -> io.BytesIO:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for name, payload in members.items():
-            archive.writestr(name, payload)
-        for name in symlinks:
-            info = zipfile.ZipInfo(name)
-            info.external_attr = (stat.S_IFLNK | 0o777) << 16
-            archive.writestr(info, "/etc/passwd")
-    buffer.seek(0)
-    return buffer
+from tests.conftest import make_zip, png
 
 
 def classes(wrapper: str = "") -> dict[str, bytes]:
