@@ -379,12 +379,13 @@ def _verify(path: Path, inside: Path) -> tuple[int, int] | str:
 
 
 def _verify_all(paths: list[Path], inside: Path) -> list[tuple[int, int] | str]:
-    """:func:`_verify` over many files, a few at a time (Pillow decodes without holding the interpreter)."""
+    """:func:`_verify` over many files, two at a time (Pillow decodes without holding the interpreter; two large
+    images at the pixel limit stay within the memory an upload may take)."""
     if len(paths) < 16:
         return [_verify(path, inside) for path in paths]
     from concurrent.futures import ThreadPoolExecutor
 
-    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+    with ThreadPoolExecutor(max_workers=min(2, os.cpu_count() or 1)) as pool:
         return list(pool.map(lambda path: _verify(path, inside), paths))
 
 

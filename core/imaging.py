@@ -160,15 +160,27 @@ def _orientation(image: Image.Image) -> int:
 
 
 def _reduce(image: Image.Image, min_side: int) -> tuple[Image.Image, int]:
-    """Box-average ``image`` by the largest whole factor that keeps its shorter side ≥ ``min_side``."""
+    """Box-average ``image`` by the largest whole factor that keeps its shorter side ≥ ``min_side``.
+
+    Band by band: Pillow's ``reduce`` of an RGBA image makes a premultiplied full-size copy first (another
+    144 MB for 6000 × 6000), a band of a few hundred rows costs almost nothing."""
     factor = min(image.size) // min_side
     if factor < 2:
         return image, 1
-    try:
-        return image.reduce(factor), factor
-    except ValueError:  # "1", "P" and the 16-bit modes: resize (nearest for "1" and "P") does the same job
-        size = (max(1, image.width // factor), max(1, image.height // factor))
-        return image.resize(size, Image.Resampling.BOX), factor
+    width, height = image.width // factor, image.height // factor
+    reduced = Image.new(image.mode, (width, height))
+    if image.mode in ("P", "PA") and image.palette is not None:  # the same palette, alpha included
+        reduced.putpalette(image.getpalette(image.palette.mode) or [], image.palette.mode)
+    reduced.info = dict(image.info)
+    rows = factor * max(1, 256 // factor)  # a whole number of output rows per band
+    for top in range(0, height * factor, rows):
+        band = image.crop((0, top, width * factor, min(top + rows, height * factor)))
+        try:
+            small = band.reduce(factor)
+        except ValueError:  # "1", "P" and the 16-bit modes: resize (nearest for "1" and "P") does the same job
+            small = band.resize((width, band.height // factor), Image.Resampling.BOX)
+        reduced.paste(small, (0, top // factor))
+    return reduced, factor
 
 
 # Conversions: any mode to 8-bit ---------------------------------------------------------------------------

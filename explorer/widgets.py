@@ -23,17 +23,20 @@ RUN_PARAM = "run"
 T = TypeVar("T")
 
 
-# Every ASCII punctuation character may be backslash-escaped in Markdown; these are the ones that can start a link,
-# an image, emphasis, code, HTML, a heading, a list, a table, LaTeX, an emoji or colour code (``:red[…]``) or a bare
-# URL that GitHub-flavoured Markdown would link (``https://``, ``www.``).
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~:$&@])")
+# Every ASCII punctuation character may be backslash-escaped in Markdown. These can start a link, an image,
+# emphasis, code, HTML or an entity, a table, LaTeX, an emoji or colour code (``:red[…]``), or a bare URL or e-mail
+# address that GitHub-flavoured Markdown would link (``https://``, ``www.``, ``a@b.c``) anywhere in a line; the
+# second set only at its start (a heading, a list, a rule).
+_MARKDOWN_ANYWHERE = re.compile(r"([\\`*_{}\[\]()<>!|~$&:@.])")
+_MARKDOWN_AT_START = "#-+"  # (a numbered list needs its dot, escaped above)
 
 
 def literal(text: object) -> str:
     """``text`` escaped so that Markdown shows it exactly as it is: no link, image, formatting, HTML or emoji from
     it. Use it on every string a user or a file controls (URL parameters, file, folder and class names, run names,
     messages that quote them) before it goes into markdown, a caption, a message box or a widget label."""
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(str(text).splitlines()))
+    escaped = _MARKDOWN_ANYWHERE.sub(r"\\\1", " ".join(str(text).splitlines()))
+    return "\\" + escaped if escaped[:1] and escaped[0] in _MARKDOWN_AT_START else escaped
 
 
 def chart_literal(text: object) -> str:
