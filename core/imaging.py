@@ -77,7 +77,7 @@ class Decoded:
     mode: str
     size: tuple[int, int]  # as stored in the file
     reduced_by: int  # 1: not reduced
-    orientation: int  # the EXIF orientation applied (1: none)
+    orientation: int  # the EXIF orientation that :func:`upright` applies (1: none)
 
 
 # Decoding -----------------------------------------------------------------------------------------------

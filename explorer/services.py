@@ -268,8 +268,8 @@ def prune_uploads(keep: set[Path] = frozenset()) -> list[Path]:  # type: ignore[
 
 
 def weights_status(name: str) -> tuple[bool, str]:
-    """(cached?, the file expected) for a model's ImageNet weights."""
-    return weights.is_cached(name), str(weights.expected_file(name))
+    """(cached?, the file expected, relative to the weights cache) for a model's ImageNet weights."""
+    return weights.is_cached(name), public_path(weights.expected_file(name))
 
 
 def install_weights(name: str, file_name: str, payload: bytes) -> Path:
