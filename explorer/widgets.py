@@ -29,13 +29,18 @@ T = TypeVar("T")
 # second set only at its start (a heading, a list, a rule).
 _MARKDOWN_ANYWHERE = re.compile(r"([\\`*_{}\[\]()<>!|~$&:@.])")
 _MARKDOWN_AT_START = "#-+"  # (a numbered list needs its dot, escaped above)
+# Streamlit links bare URLs and e-mail addresses, and turns ``:smile:``, ``:material/home:`` and ``:red[…]`` into
+# emoji, icons and colours, in the text *after* escapes are resolved (the browser test saw ``https\://x`` become a
+# link): an invisible WORD JOINER (U+2060) after every colon, inside ``www.`` and before ``@`` stops them all.
+_AUTOLINK = re.compile(r"(?i)(?<=:)|(?<=www)(?=\.)|(?=@)")
 
 
 def literal(text: object) -> str:
     """``text`` escaped so that Markdown shows it exactly as it is: no link, image, formatting, HTML or emoji from
     it. Use it on every string a user or a file controls (URL parameters, file, folder and class names, run names,
     messages that quote them) before it goes into markdown, a caption, a message box or a widget label."""
-    escaped = _MARKDOWN_ANYWHERE.sub(r"\\\1", " ".join(str(text).splitlines()))
+    unlinked = _AUTOLINK.sub("\u2060", " ".join(str(text).splitlines()))
+    escaped = _MARKDOWN_ANYWHERE.sub(r"\\\1", unlinked)
     return "\\" + escaped if escaped[:1] and escaped[0] in _MARKDOWN_AT_START else escaped
 
 

@@ -15,7 +15,8 @@ import numpy as np
 from PIL import Image
 
 # Markdown and HTML that must show literally wherever a user or a file controls the text.
-MARKDOWN = "[Click here](https://example.com/x) ![t](https://example.com/t.png) **b** <b>html</b>"
+MARKDOWN = ("[Click here](https://example.com/x) ![t](https://example.com/t.png) **b** <b>html</b> "
+            ":red[red] :smile: :material/home: www.example.com a@example.com $x^2$ `code` ~~gone~~")
 
 
 def encode(image: Image.Image, format_: str = "PNG", **options) -> bytes:

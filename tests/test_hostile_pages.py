@@ -47,6 +47,9 @@ def healthy(at: AppTest) -> None:
     assert not [t for t in texts if state in t], "an absolute server path reached the page"
     leaks = [t for t in texts if any(raw in re.sub(r"\\.", "", t) for raw in RAW)]  # escaped characters removed
     assert not leaks, leaks
+    # bare URLs, addresses and :codes: are linked or replaced after escapes are resolved: each needs its joiner
+    links = [t for t in texts if re.search(r"://example|www\.example|\w@example|:(smile|red|material)", t.replace("\\", ""))]
+    assert not links, links
     for chart in at.get("plotly_chart"):
         spec = chart.proto.spec
         assert "<img" not in spec and "<b>" not in spec, "HTML reached a chart label"
