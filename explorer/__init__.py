@@ -1,1 +1,1 @@
-"""The Streamlit shell: entry script, navigation, shared components and the bridge to core."""
+"""The Streamlit shell: entry script, navigation, services over core, widgets and views."""

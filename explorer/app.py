@@ -11,7 +11,7 @@ if str(ROOT) not in sys.path:  # `streamlit run` puts only explorer/ on the path
 
 import streamlit as st  # noqa: E402
 
-from explorer import bridge  # noqa: E402
+from explorer import services  # noqa: E402
 
 st.set_page_config(page_title="CNN Architecture Explorer", page_icon="🧠", layout="wide")
 
@@ -26,5 +26,5 @@ PAGES = [
 
 navigation = st.navigation(PAGES)
 with st.sidebar:
-    st.caption(f"Device: {bridge.device_name()}")
+    st.caption(f"Device: {services.device_name()}")
 navigation.run()

@@ -8,22 +8,11 @@ import plotly.graph_objects as go
 import streamlit as st
 import torch
 
-from core import classifiers, explain, imaging
+from core import classifiers
 from core.errors import ExplorerError
-from explorer import bridge
+from explorer import services, widgets
 
 MAPS_SHOWN = 16
-
-
-def read(model: classifiers.Classifier, name: str, payload: bytes, convention: bool = True) -> imaging.Prepared:
-    """Decode and prepare an image the way ``model`` expects (digits the MNIST way)."""
-    image, steps = imaging.open_image(payload, name)
-    if model.digits:
-        prepared = imaging.digit_like_mnist(image, model.mean, model.std, convention)
-    else:
-        prepared = imaging.prepare(image, model.resize, model.crop, model.mean, model.std, model.channels)
-    prepared.steps[:0] = steps
-    return prepared
 
 
 def _image(picture) -> object:
@@ -41,9 +30,9 @@ def inspect(model: classifiers.Classifier, name: str, payload: bytes) -> None:
                                value=True, key="classify-convention",
                                help="Turn off to see what the model makes of a plainly resized digit.")
     try:
-        prepared = read(model, name, payload, convention)
+        prepared = services.read_image(model, name, payload, convention)
     except ExplorerError as error:
-        bridge.show_error(error)
+        widgets.show_error(error)
         return
     st.subheader("What the model sees")
     shown = [step for step in prepared.steps if step.image is not None]
@@ -57,7 +46,7 @@ def inspect(model: classifiers.Classifier, name: str, payload: bytes) -> None:
                 f"channel means {[round(v, 4) for v in x.mean(dim=(0, 2, 3)).tolist()]}\n"
                 f"top-left 4×4 of channel 0:\n{x[0, 0, :4, :4].numpy().round(3)}", language="text")
 
-    prediction = explain.predict(model.model, prepared.tensor, model.classes)
+    prediction = services.predict(model, prepared.tensor)
     left, right = st.columns([2, 1])
     chart = go.Figure(go.Bar(x=[p for _, p in prediction.top][::-1], y=[c for c, _ in prediction.top][::-1],
                              orientation="h", marker_color="#4a6fa5", text=[f"{p:.1%}" for _, p in prediction.top][::-1]))
@@ -65,22 +54,22 @@ def inspect(model: classifiers.Classifier, name: str, payload: bytes) -> None:
                         margin=dict(t=40, l=10), yaxis=dict(type="category"))
     left.plotly_chart(chart, width="stretch", key="classify-topk")
     right.metric("Prediction", prediction.top[0][0], help=f"probability {prediction.top[0][1]:.1%}")
-    right.metric("Inference latency", f"{prediction.latency_ms:.1f} ms", help=f"One image, on {bridge.device_name()}")
+    right.metric("Inference latency", f"{prediction.latency_ms:.1f} ms", help=f"One image, on {services.device_name()}")
 
-    layers = explain.conv_layers(model.model)
+    layers = services.conv_layers(model)
     left, right = st.columns(2)
     with left:
-        default = bridge.default_cam_layer(model.key)
+        default = services.default_cam_layer(model.key)
         layer = st.selectbox("Grad-CAM layer", layers, index=layers.index(default), key="classify-cam-layer",
                              help="Default: the last convolution that still has a spatial map, where the "
                                   "evidence is most class-specific.")
-        heat = bridge.grad_cam(model.model, prepared.tensor, layer)
+        heat = services.grad_cam(model, prepared.tensor, layer)
         base = torch.as_tensor(np.array(prepared.display.convert("RGB")))
-        st.image(explain.overlay(base, heat).numpy(), caption=f"Grad-CAM for “{prediction.top[0][0]}” at {layer}",
+        st.image(services.overlay(base, heat).numpy(), caption=f"Grad-CAM for “{prediction.top[0][0]}” at {layer}",
                  width=360)
     with right:
         layer = st.selectbox("Feature maps of", layers, index=0, key="classify-map-layer")
-        maps = bridge.feature_maps(model.model, prepared.tensor, layer)
+        maps = services.feature_maps(model, prepared.tensor, layer)
         st.caption(f"First {min(MAPS_SHOWN, len(maps))} of the channels of {layer} ({tuple(maps.shape[1:])} each)")
         grid = st.columns(4)
         for i, feature in enumerate(maps[:MAPS_SHOWN]):
@@ -92,7 +81,7 @@ def batch_table(model: classifiers.Classifier, inputs: list[tuple[str, bytes]]) 
     rows = []
     for name, payload in inputs:
         try:
-            prediction = explain.predict(model.model, read(model, name, payload).tensor, model.classes)
+            prediction = services.predict(model, services.read_image(model, name, payload).tensor)
             rows.append({"image": name, "prediction": prediction.top[0][0], "probability": prediction.top[0][1],
                          "problem": ""})
         except ExplorerError as error:
@@ -112,8 +101,8 @@ def all_models(choices: list[classifiers.Choice], name: str, payload: bytes) -> 
         column = columns[i % len(columns)]
         column.markdown(f"**{choice.label}**")
         try:
-            model = bridge.classifier(choice.key)
-            prediction = explain.predict(model.model, read(model, name, payload).tensor, model.classes)
+            model = services.classifier(choice.key)
+            prediction = services.predict(model, services.read_image(model, name, payload).tensor)
         except ExplorerError as error:
             column.caption(str(error))
             continue

@@ -9,7 +9,7 @@ import streamlit as st
 from core import models
 from core.analysis import ModelSummary, format_count, format_pair, format_shape
 from core.fidelity import FidelityRow
-from explorer import bridge
+from explorer import widgets
 
 MACS_NOTE = (
     "MACs are multiply-accumulates (one multiplication and one addition): 1 MAC = 2 FLOPs. "
@@ -26,9 +26,9 @@ def model_picker(label: str = "Model", key: str = "model") -> str:
     """A model selectbox bound to the URL's ``?model=`` so a slide can link to a model."""
     names = models.names()
     if key not in st.session_state:
-        st.session_state[key] = bridge.url_model(default="resnet50")
+        st.session_state[key] = widgets.url_model(default="resnet50")
     name = st.selectbox(label, names, key=key, format_func=display_name)
-    bridge.set_url_model(name)
+    widgets.set_url_model(name)
     return name
 
 

@@ -11,7 +11,7 @@ import streamlit as st
 from plotly.subplots import make_subplots
 
 from core.errors import ExplorerError
-from explorer import bridge, components
+from explorer import components, services, widgets
 
 ACTIVE = ("queued", "running")
 
@@ -47,14 +47,14 @@ def curves(steps: list[dict[str, float]], epochs: list[dict[str, float]], steps_
 
 def follow(run_id: str) -> None:
     """The followed run: live while it is active (polled each second), then its results."""
-    manager = bridge.job_manager()
+    manager = services.job_manager()
     live = manager.snapshot(run_id)
     active = live is not None and live.status in ACTIVE
 
     @st.fragment(run_every=1.0 if active else None)
     def panel() -> None:
         snapshot = manager.snapshot(run_id)
-        run = bridge.run_store().run(run_id)
+        run = services.run_store().run(run_id)
         status = snapshot.status if snapshot else run["status"]
         config = run["config"]
         st.subheader(f"Run {run_id}")
@@ -93,7 +93,7 @@ def _live(manager: Any, snapshot: Any, run_id: str) -> None:
 
 def _finished(run: dict[str, Any], messages: list[str]) -> None:
     status = run["status"]
-    store = bridge.run_store()
+    store = services.run_store()
     epochs = store.metrics(run["id"], "epoch")
     steps = store.metrics(run["id"], "step")
     message = run.get("message") or " ".join(messages)
@@ -132,7 +132,7 @@ def _misclassified(run: dict[str, Any], test: dict[str, Any]) -> None:
         return
     st.markdown(f"**Misclassified test images** (first {len(wrong)}): true → predicted")
     try:
-        images = bridge.test_images(run["config"]["dataset"], wrong)
+        images = services.test_images(run["config"]["dataset"], wrong)
     except ExplorerError as error:
         st.caption(f"The images cannot be shown: {error}")
         return
@@ -142,7 +142,7 @@ def _misclassified(run: dict[str, Any], test: dict[str, Any]) -> None:
 
 
 def _downloads(run: dict[str, Any]) -> None:
-    store = bridge.run_store()
+    store = services.run_store()
     path = store.checkpoint_path(run["id"], "best")
     if not path.exists():
         return
@@ -155,7 +155,7 @@ def _downloads(run: dict[str, Any]) -> None:
 
 def history() -> None:
     """All runs, newest first; pick several to overlay their validation curves."""
-    store = bridge.run_store()
+    store = services.run_store()
     runs = store.runs()
     st.subheader("History")
     if not runs:
@@ -189,4 +189,4 @@ def _open_run() -> None:
     run_id = st.session_state.get("open-run")
     if run_id:
         st.session_state["run"] = run_id
-        bridge.run_url(run_id)
+        widgets.run_url(run_id)

@@ -7,8 +7,8 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from core import data, engine
-from explorer import bridge, components
+from core import data
+from explorer import components, services
 
 PREVIEW = 8
 
@@ -22,7 +22,7 @@ def _grid(images, captions: list[str] | None = None) -> None:
 
 def health_panel(dataset: data.InMemoryData | data.FolderData) -> None:
     """Images per class and split, image sizes, a sample grid, duplicates across splits."""
-    report = data.health(dataset)
+    report = services.health(dataset)
     with st.expander(f"Data set health — {len(dataset.classes)} classes, "
                      f"{len(dataset.train) + len(dataset.val) + len(dataset.test):,} images", expanded=True):
         counts = pd.DataFrame([{"class": name, "split": split, "images": n}
@@ -55,7 +55,7 @@ def augmentation_preview(dataset: data.InMemoryData | data.FolderData) -> None:
     originals = torch.stack([dataset.train.image(i) for i in picks])
     seed = st.session_state.get("preview-seed", 0)
     st.markdown("**What the model sees with augmentation** (random shifts and mirror images; new ones each epoch)")
-    _grid(engine.augmentation_preview(originals, flip=True, seed=seed))
+    _grid(services.augmentation_preview(originals, flip=True, seed=seed))
     if st.button("Another draw", key="preview-again"):
         st.session_state["preview-seed"] = seed + 1
         st.rerun()
@@ -63,12 +63,12 @@ def augmentation_preview(dataset: data.InMemoryData | data.FolderData) -> None:
 
 def race(run_ids: list[str]) -> None:
     """Two or three strategies on the same split: progress, overlaid curves, accuracy and time per epoch."""
-    manager = bridge.job_manager()
+    manager = services.job_manager()
     active = any((s := manager.snapshot(r)) is not None and s.status in ("queued", "running") for r in run_ids)
 
     @st.fragment(run_every=1.0 if active else None)
     def panel() -> None:
-        store = bridge.run_store()
+        store = services.run_store()
         runs = [store.run(run_id) for run_id in run_ids]
         st.subheader("Strategy race")
         figure = go.Figure()

@@ -2,15 +2,14 @@
 
 import streamlit as st
 
-from core import models
-from explorer import bridge, components
+from explorer import components, services, widgets
 
 st.title("Architectures")
 name = components.model_picker()
-spec = models.spec(name)
+spec = services.model_spec(name)
 components.paper_card(name)
 
-minimum, maximum = bridge.input_range(name)
+minimum, maximum = services.input_range(name)
 left, right = st.columns(2)
 size = left.number_input(
     "Input size (px)", min_value=1, max_value=2048, value=spec.input_size, step=1, key=f"size-{name}",
@@ -19,7 +18,7 @@ size = left.number_input(
 )
 classes = right.number_input("Classes", min_value=1, max_value=100_000, value=spec.num_classes, step=1,
                              key=f"classes-{name}")
-summary = bridge.summary(name, int(size), int(classes))
+summary = widgets.attempt(services.summary, name, int(size), int(classes))
 if summary is None:
     st.stop()
 
@@ -33,11 +32,11 @@ with tabs[1]:
     components.layer_charts(summary)
 with tabs[2]:
     st.caption("Blocks in execution order; runs of identical blocks are merged. Orange blocks add a skip connection.")
-    st.graphviz_chart(bridge.blocks_diagram(name))
+    st.graphviz_chart(services.blocks_diagram(name))
 with tabs[3]:
     st.caption("Figures at the model's native input size; accuracies cannot be computed from an architecture, "
                "so they are checked against the published references.")
-    components.fidelity_table(bridge.fidelity_rows(name))
+    components.fidelity_table(services.fidelity_rows(name))
 with tabs[4]:
     st.caption(f"`{spec.builder.__module__.replace('.', '/')}.py`: the code that built the model above.")
-    st.code(bridge.model_source(name), language="python", line_numbers=True)
+    st.code(services.model_source(name), language="python", line_numbers=True)

@@ -2,19 +2,17 @@
 
 import streamlit as st
 
-from core import engine, imaging
-from core.errors import ExplorerError
-from explorer import bridge, classify_view, training_view
+from explorer import classify_view, services, training_view, widgets
 from explorer.digit_pad import digit_pad
 
 st.title("Classify")
-choices = bridge.classifier_choices()
+choices = services.classifier_choices()
 if not choices:
     st.info("No model can classify yet: this machine has no ImageNet weights and no finished training run. "
             "Train LeNet-5 on the bundled digits (a few seconds), fine-tune a backbone on the Transfer-learning "
             "page, or put torchvision's weights in the torch hub cache.", icon=":material/info:")
     if st.button("Train LeNet-5 on digits now", type="primary", key="classify-train"):
-        run_id = bridge.submit(engine.preset("Fast", arch="lenet5", dataset="digits"))
+        run_id = widgets.attempt(services.submit, services.training_preset("Fast", arch="lenet5", dataset="digits"))
         if run_id:
             st.session_state["classify-run"] = run_id
     if st.session_state.get("classify-run"):
@@ -25,10 +23,8 @@ if not choices:
 
 labels = {choice.key: choice.label for choice in choices}
 key = st.selectbox("Model", list(labels), format_func=labels.get, key="classify-model")
-try:
-    model = bridge.classifier(key)
-except ExplorerError as error:
-    bridge.show_error(error)
+model = widgets.attempt(services.classifier, key)
+if model is None:
     st.stop()
 
 sources = ["Sample photos", "Upload", "Camera"] + (["Draw a digit"] if model.digits else [])
@@ -36,11 +32,11 @@ source = st.radio("Image", sources, horizontal=True, key="classify-source",
                   help="Drawing is offered for digit models (28×28, one channel).")
 inputs: list[tuple[str, bytes]] = []
 if source == "Sample photos":
-    name = st.selectbox("Photo", list(bridge.SAMPLES), key="classify-sample",
+    name = st.selectbox("Photo", list(services.SAMPLES), key="classify-sample",
                         help="Real photographs bundled with scikit-image.")
-    inputs = [(f"{name}.png", bridge.sample_photo(name))]
+    inputs = [(f"{name}.png", services.sample_photo(name))]
 elif source == "Upload":
-    uploads = st.file_uploader("Images", type=list(imaging.EXTENSIONS), accept_multiple_files=True,
+    uploads = st.file_uploader("Images", type=list(services.IMAGE_EXTENSIONS), accept_multiple_files=True,
                                key="classify-upload", help="GIFs use their first frame.")
     inputs = [(upload.name, upload.getvalue()) for upload in uploads or []]
 elif source == "Camera":

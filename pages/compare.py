@@ -4,21 +4,21 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from core import models
-from explorer import bridge, components
+from explorer import components, services, widgets
 
 st.title("Compare")
-chosen = st.multiselect("Models", models.names(), default=models.names(), format_func=components.display_name)
+names = services.model_names()
+chosen = st.multiselect("Models", names, default=names, format_func=components.display_name)
 if not chosen:
     st.info("Pick at least one model to compare.")
     st.stop()
 
-summaries = {name: bridge.summary(name) for name in chosen}
+summaries = {name: summary for name in chosen if (summary := widgets.attempt(services.summary, name)) is not None}
 
 
 rows = []
 for name, summary in summaries.items():
-    spec, traits = models.spec(name), bridge.traits(name)
+    spec, traits = services.model_spec(name), services.traits(name)
     top1 = spec.published_top1()
     rows.append({
         "model": spec.display_name, "year": spec.year, "parameters": summary.total_params,
@@ -58,7 +58,7 @@ else:
 
 st.subheader("Where the parameters live")
 by_kind = pd.DataFrame([
-    {"model": models.spec(name).display_name, "kind": kind, "parameters": count}
+    {"model": services.model_spec(name).display_name, "kind": kind, "parameters": count}
     for name, summary in summaries.items() for kind, count in summary.params_by("kind").items() if count
 ])
 st.plotly_chart(px.bar(by_kind, x="model", y="parameters", color="kind", barmode="stack", height=420),
@@ -71,7 +71,7 @@ by_stage = pd.DataFrame([
 st.plotly_chart(px.bar(by_stage, x="stage", y="parameters", height=360), width="stretch")
 
 st.subheader("Forward latency on this device")
-st.caption(f"Measured here, now, on {bridge.device_name()}: median of 3 timed passes after one warm-up, "
+st.caption(f"Measured here, now, on {services.device_name()}: median of 3 timed passes after one warm-up, "
            "random weights and inputs at each model's native size (bfloat16 and channels_last on CUDA).")
 left, right = st.columns([3, 1])
 quick = [n for n in ("lenet5", "alexnet", "resnet18") if n in chosen]
@@ -79,14 +79,14 @@ timed = left.multiselect("Models to time", chosen, default=quick,
                          format_func=components.display_name, key="latency-models")
 batches = right.multiselect("Batch sizes", [1, 32], default=[1, 32], key="latency-batches")
 if st.button("Measure latency", type="primary", disabled=not (timed and batches)):
-    device = bridge.device()
+    device = services.device()
     progress = st.progress(0.0, text="Timing…")
     jobs = [(name, batch) for name in timed for batch in batches]
     for i, (name, batch) in enumerate(jobs):
         progress.progress(i / len(jobs), text=f"{components.display_name(name)}, batch {batch}…")
-        bridge.measure_latency(name, batch, device.type)
+        services.measure_latency(name, batch, device.type)
     progress.empty()
-    st.session_state["latency-results"] = [bridge.measure_latency(n, b, device.type) for n, b in jobs]
+    st.session_state["latency-results"] = [services.measure_latency(n, b, device.type) for n, b in jobs]
 if st.session_state.get("latency-results"):
     results = pd.DataFrame(st.session_state["latency-results"])
     results["model"] = results["model"].map(components.display_name)

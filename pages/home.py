@@ -2,8 +2,7 @@
 
 import streamlit as st
 
-from core import models
-from explorer import bridge
+from explorer import services
 
 st.title("🧠 CNN Architecture Explorer")
 st.markdown(
@@ -11,7 +10,7 @@ st.markdown(
     "from the live PyTorch model, and wherever the course notes, a paper, torchvision or Keras publish a "
     "different figure, the app shows both and says why."
 )
-st.markdown(f"**Computing on:** {bridge.device_name()}")
+st.markdown(f"**Computing on:** {services.device_name()}")
 
 st.subheader("Pages")
 st.page_link("../pages/architectures.py", label="Architectures — layer tables, parameter counts, receptive fields, "
@@ -30,10 +29,10 @@ st.dataframe(
     [
         {"model": spec.display_name, "year": spec.year, "authors": spec.authors, "paper": spec.paper_url,
          "input": f"{spec.input_size}×{spec.input_size}×{spec.in_channels}", "original data": spec.dataset}
-        for spec in (models.spec(name) for name in models.names())
+        for spec in (services.model_spec(name) for name in services.model_names())
     ],
     hide_index=True,
-    height=36 * (len(models.names()) + 1) + 3,  # every model, no inner scrolling
+    height=36 * (len(services.model_names()) + 1) + 3,  # every model, no inner scrolling
     column_config={"paper": st.column_config.LinkColumn(display_text="paper")},
 )
 st.caption("Link a slide straight to a model: add `?model=resnet50` (or any name) to the Architectures page's address.")

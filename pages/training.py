@@ -2,23 +2,22 @@
 
 import streamlit as st
 
-from core import data, engine, models
-from explorer import bridge, components, training_view
+from explorer import components, services, training_view, widgets
 
 st.title("Training")
-manager = bridge.job_manager()
-followed = st.session_state.get("run") or bridge.url_run()
+manager = services.job_manager()
+followed = st.session_state.get("run") or widgets.url_run()
 
 left, middle, right = st.columns(3)
-arch = left.selectbox("Model", models.names(), format_func=components.display_name, key="train-arch")
-dataset = middle.selectbox("Data set", data.IN_MEMORY, key="train-dataset",
+arch = left.selectbox("Model", services.model_names(), format_func=components.display_name, key="train-arch")
+dataset = middle.selectbox("Data set", services.IN_MEMORY_DATASETS, key="train-dataset",
                            help="digits: scikit-learn's bundled 8×8 digits, upsampled; always available offline.")
-preset_name = right.selectbox("Preset", list(engine.PRESETS), index=list(engine.PRESETS).index("Fast"),
+preset_name = right.selectbox("Preset", list(services.TRAINING_PRESETS), index=list(services.TRAINING_PRESETS).index("Fast"),
                               key="train-preset",
                               help="The course notes' recipes as written, or two tuned for time to accuracy: Fast, "
                                    "and Fast, large batch (GPU), with fewer, larger steps for a GPU.")
-recipe = engine.TrainConfig(**engine.PRESETS[preset_name])
-if dataset != "digits" and not bridge.dataset_on_disk(dataset):
+recipe = services.TrainConfig(**services.TRAINING_PRESETS[preset_name])
+if dataset != "digits" and not services.dataset_on_disk(dataset):
     st.info(f"{dataset} is not on this machine yet: starting will download it (internet needed). Offline, "
             "use the bundled **digits** data set, which always works.", icon=":material/cloud_download:")
 
@@ -27,31 +26,31 @@ with st.form(f"train-{preset_name}"):  # a new preset gives a fresh form with it
         columns = st.columns(4)
         epochs = columns[0].number_input("Epochs", 1, 500, recipe.epochs)
         batch_size = columns[1].number_input("Batch size", 1, 4096, recipe.batch_size)
-        optimizer = columns[2].selectbox("Optimizer", engine.OPTIMIZERS, index=engine.OPTIMIZERS.index(recipe.optimizer))
+        optimizer = columns[2].selectbox("Optimizer", services.OPTIMIZERS, index=services.OPTIMIZERS.index(recipe.optimizer))
         lr = columns[3].number_input("Learning rate", 1e-6, 10.0, recipe.lr, format="%.5f")
         momentum = columns[0].number_input("Momentum (SGD)", 0.0, 0.999, recipe.momentum)
         nesterov = columns[1].checkbox("Nesterov (SGD)", recipe.nesterov)
         weight_decay = columns[2].number_input("Weight decay", 0.0, 1.0, recipe.weight_decay, format="%.5f")
-        schedule = columns[3].selectbox("Schedule", engine.SCHEDULES, index=engine.SCHEDULES.index(recipe.schedule))
+        schedule = columns[3].selectbox("Schedule", services.SCHEDULES, index=services.SCHEDULES.index(recipe.schedule))
         label_smoothing = columns[0].number_input("Label smoothing", 0.0, 0.9, recipe.label_smoothing)
         grad_clip = columns[1].number_input("Gradient clipping (0 = off)", 0.0, 100.0, recipe.grad_clip)
         patience = columns[2].number_input("Early stopping patience (0 = off)", 0, 100, recipe.patience)
         seed = columns[3].number_input("Seed", 0, 2**31 - 1, recipe.seed)
         augment = columns[0].checkbox("Augment (random shifts)", recipe.augment)
-        device = columns[1].selectbox("Device", ["auto", *bridge.available_devices()])
+        device = columns[1].selectbox("Device", ["auto", *services.available_devices()])
     started = st.form_submit_button("Start training", type="primary")
 
 if started:
-    config = engine.TrainConfig(
+    config = services.TrainConfig(
         arch=arch, dataset=dataset, epochs=int(epochs), batch_size=int(batch_size), optimizer=optimizer, lr=float(lr),
         momentum=float(momentum), nesterov=bool(nesterov), weight_decay=float(weight_decay), schedule=schedule,
         label_smoothing=float(label_smoothing), grad_clip=float(grad_clip), patience=int(patience),
         augment=bool(augment), seed=int(seed), device=device,
     )
-    run_id = bridge.submit(config)
+    run_id = widgets.attempt(services.submit, config)
     if run_id:
         followed = st.session_state["run"] = run_id
-        bridge.run_url(run_id)
+        widgets.run_url(run_id)
 
 if followed:
     training_view.follow(followed)

@@ -2,8 +2,7 @@
 
 import streamlit as st
 
-from core import transfer, weights
-from explorer import bridge, components, training_view, transfer_view
+from explorer import components, services, training_view, transfer_view, widgets
 
 st.title("Transfer learning")
 st.markdown(
@@ -14,9 +13,9 @@ st.markdown(
 
 # 1. Backbone and its weights -------------------------------------------------------------------------
 left, right = st.columns([1, 2])
-arch = left.selectbox("Backbone", weights.names_with_weights(), index=weights.names_with_weights().index("resnet18"),
+arch = left.selectbox("Backbone", services.names_with_weights(), index=services.names_with_weights().index("resnet18"),
                       format_func=components.display_name, key="transfer-arch")
-cached, expected = bridge.weights_status(arch)
+cached, expected = services.weights_status(arch)
 with right:
     if cached:
         st.success(f"ImageNet weights ready ({expected}).", icon=":material/check_circle:")
@@ -27,7 +26,7 @@ with right:
                    f"`{expected.rsplit('/', 1)[0]}` or upload the file here. Without them the backbone starts "
                    "from random weights, which shows the mechanics but not the benefit.", icon=":material/warning:")
         upload = st.file_uploader("Weights file", type=["safetensors", "pth", "pt"], key=f"weights-{arch}")
-        if upload is not None and bridge.install_weights(arch, upload.name, upload.getvalue()):
+        if upload is not None and widgets.install_weights(arch, upload.name, upload.getvalue()):
             st.rerun()
         pretrained = st.toggle("Download the ImageNet weights when training starts", value=False,
                                key="transfer-download", help="Needs internet; off: random backbone weights.")
@@ -42,19 +41,19 @@ if source.startswith("Generated"):
     dataset_name = "shapes"
     st.caption("Circles, squares and triangles in bright colours on grey textures, 300 of each, generated here.")
 elif source.startswith("A preset"):
-    dataset_name = bridge.preset_picker()
+    dataset_name = widgets.preset_picker()
 elif source.startswith("Upload"):
     upload = st.file_uploader("Zip with one folder per class (e.g. rock/, paper/, scissors/)", type=["zip"],
                               key="transfer-zip")
     if upload is not None:
-        dataset_name = bridge.zip_dataset(upload.name, upload.getvalue())
+        dataset_name = widgets.zip_dataset(upload.name, upload.getvalue())
 else:
-    path = st.text_input(f"Folder inside {bridge.folders_root()}", key="transfer-folder",
+    path = st.text_input(f"Folder inside {services.folders_root()}", key="transfer-folder",
                          placeholder="my-photos (holding one sub-folder per class)")
     if path:
-        dataset_name = bridge.folder_dataset(path)
+        dataset_name = widgets.attempt(services.folder_dataset, path)
 
-dataset = bridge.load_dataset(dataset_name) if dataset_name else None
+dataset = widgets.attempt(services.load_dataset, dataset_name) if dataset_name else None
 if dataset is None:
     st.info("Choose or upload a data set to continue.")
     st.stop()
@@ -64,20 +63,20 @@ transfer_view.health_panel(dataset)
 st.subheader("Strategy")
 labels = {"feature_extraction": "Feature extraction (frozen backbone)", "partial": "Partial fine-tuning",
           "full": "Full fine-tuning"}
-strategy = st.radio("Strategy", list(transfer.STRATEGIES), format_func=labels.get, horizontal=True,
+strategy = st.radio("Strategy", list(services.STRATEGIES), format_func=labels.get, horizontal=True,
                     key="transfer-strategy")
-blocks = bridge.backbone_blocks(arch)
+blocks = services.backbone_blocks(arch)
 unfreeze = 2
 if strategy == "partial":
     unfreeze = st.slider("Unfreeze the last N blocks of the backbone", 1, len(blocks), min(2, len(blocks)),
                          key="transfer-unfreeze")
     st.caption("Unfrozen: " + ", ".join(blocks[-unfreeze:]))
-trainable, total = bridge.trainable_counts(arch, len(dataset.classes), strategy, unfreeze)
+trainable, total = services.trainable_counts(arch, len(dataset.classes), strategy, unfreeze)
 st.metric("Trainable parameters", f"{trainable:,}", help=f"of {total:,} in the whole model")
 
 columns = st.columns(4)
 epochs = columns[0].number_input("Epochs", 1, 200, 5, key="transfer-epochs")
-lr = columns[1].number_input("Learning rate (Adam)", 1e-7, 1.0, transfer.STRATEGIES[strategy], format="%.7f",
+lr = columns[1].number_input("Learning rate (Adam)", 1e-7, 1.0, services.STRATEGIES[strategy], format="%.7f",
                              key=f"transfer-lr-{strategy}", help="The notes' values: 1e-3, 1e-5, 1e-6.")
 batch_size = columns[2].number_input("Batch size", 1, 512, 32, key="transfer-batch")
 augment = columns[3].toggle("Augment (shifts, flips)", value=False, key="transfer-augment",
@@ -85,22 +84,22 @@ augment = columns[3].toggle("Augment (shifts, flips)", value=False, key="transfe
 if augment:
     transfer_view.augmentation_preview(dataset)
 
-config = bridge.transfer_config(arch, dataset_name, strategy, pretrained, unfreeze, int(epochs), float(lr),
-                                int(batch_size), augment)
+config = widgets.attempt(services.transfer_config, arch, dataset_name, strategy, pretrained, unfreeze, int(epochs),
+                         float(lr), int(batch_size), augment)
 left, right = st.columns(2)
 if left.button("Start fine-tuning", type="primary", key="transfer-start") and config is not None:
-    run_id = bridge.submit(config)
+    run_id = widgets.attempt(services.submit, config)
     if run_id:
         st.session_state["transfer-run"] = run_id
         st.session_state["transfer-race"] = []
-        bridge.run_url(run_id)
+        widgets.run_url(run_id)
 if right.button("Race the three strategies", key="transfer-race-start") and config is not None:
-    race = [bridge.submit(bridge.with_strategy(config, name)) for name in transfer.STRATEGIES]
+    race = [widgets.attempt(services.submit, services.with_strategy(config, name)) for name in services.STRATEGIES]
     st.session_state["transfer-race"] = [run_id for run_id in race if run_id]
     st.session_state["transfer-run"] = race[0]
 
 race = st.session_state.get("transfer-race") or []
-followed = st.session_state.get("transfer-run") or bridge.url_run()
+followed = st.session_state.get("transfer-run") or widgets.url_run()
 if race:
     transfer_view.race(race)
 elif followed:

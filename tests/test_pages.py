@@ -115,9 +115,9 @@ def test_compare_with_no_model_says_so() -> None:
 
 
 def _finish(at: AppTest, run_id: str) -> None:
-    from explorer import bridge
+    from explorer import services
 
-    assert bridge.job_manager().wait(run_id, timeout=300) in ("completed", "stopped")
+    assert services.job_manager().wait(run_id, timeout=300) in ("completed", "stopped")
     at.run()
 
 
@@ -139,9 +139,9 @@ def test_training_page_runs_lenet_on_digits() -> None:
 
 def test_training_page_reattaches_to_a_run_named_in_the_url() -> None:
     from core import engine
-    from explorer import bridge
+    from explorer import services
 
-    run_id = bridge.job_manager().submit(engine.TrainConfig(epochs=1, optimizer="adam", lr=3e-3))
+    run_id = services.job_manager().submit(engine.TrainConfig(epochs=1, optimizer="adam", lr=3e-3))
     at = open_page("training", run=run_id)  # a refresh, or a second tab with the link
     _finish(at, run_id)
     assert any(run_id in h.value for h in at.subheader)
@@ -172,9 +172,9 @@ def test_a_data_set_that_is_not_on_disk_is_explained() -> None:
     assert any("digits" in i.value for i in at.info)  # not on disk: says what starting will do, and the offline way
     at.button[0].click().run()
     run_id = str(at.query_params["run"][0] if isinstance(at.query_params["run"], list) else at.query_params["run"])
-    from explorer import bridge
+    from explorer import services
 
-    status = bridge.job_manager().wait(run_id, timeout=300)
+    status = services.job_manager().wait(run_id, timeout=300)
     at.run()
     assert not at.exception
     if status == "failed":  # offline, as in CI: a clear message, never a traceback
@@ -182,7 +182,7 @@ def test_a_data_set_that_is_not_on_disk_is_explained() -> None:
 
 
 def test_transfer_page_fine_tunes_on_the_generated_shapes() -> None:
-    from explorer import bridge
+    from explorer import services
 
     at = open_page("transfer")
     assert at.selectbox(key="transfer-arch").value == "resnet18"
@@ -196,11 +196,11 @@ def test_transfer_page_fine_tunes_on_the_generated_shapes() -> None:
     at.number_input(key="transfer-epochs").set_value(1).run()
     at.button(key="transfer-start").click().run()
     run_id = at.session_state["transfer-run"]
-    assert bridge.job_manager().wait(run_id, timeout=300) == "completed"
+    assert services.job_manager().wait(run_id, timeout=300) == "completed"
     at.run()
     assert not at.exception
     assert "Test accuracy" in {m.label for m in at.metric}
-    run = bridge.run_store().run(run_id)
+    run = services.run_store().run(run_id)
     assert run["config"]["strategy"] == "feature_extraction" and "feature cache" in run["message"]
 
 
@@ -233,10 +233,10 @@ def test_transfer_page_folder_paths_stay_under_the_root() -> None:
 def digits_run() -> str:
     """A LeNet-5 trained on the bundled digits, in the test session's run store."""
     from core import engine
-    from explorer import bridge
+    from explorer import services
 
-    run_id = bridge.job_manager().submit(engine.preset("Fast", arch="lenet5", dataset="digits", epochs=3))
-    assert bridge.job_manager().wait(run_id, timeout=300) == "completed"
+    run_id = services.job_manager().submit(engine.preset("Fast", arch="lenet5", dataset="digits", epochs=3))
+    assert services.job_manager().wait(run_id, timeout=300) == "completed"
     return run_id
 
 
@@ -248,14 +248,14 @@ def open_classify(run_id: str) -> AppTest:
 
 
 def test_classify_with_no_model_offers_to_train_one(monkeypatch: pytest.MonkeyPatch) -> None:
-    from explorer import bridge
+    from explorer import services
 
-    monkeypatch.setattr(bridge, "classifier_choices", lambda: [])
+    monkeypatch.setattr(services, "classifier_choices", lambda: [])
     at = open_page("classify")
     assert any("No model can classify yet" in i.value for i in at.info)
     at.button(key="classify-train").click().run()
     run_id = at.session_state["classify-run"]
-    assert bridge.job_manager().wait(run_id, timeout=300) == "completed"
+    assert services.job_manager().wait(run_id, timeout=300) == "completed"
     monkeypatch.undo()
     at.run()
     assert any(run_id in option for option in at.selectbox(key="classify-model").options)
