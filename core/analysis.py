@@ -24,6 +24,7 @@ from torch.overrides import TorchFunctionMode
 from core import models
 
 WEIGHT_LAYERS = (nn.Conv2d, nn.Linear)
+HEAD_ENTRY = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.Flatten, nn.Linear)  # where the feature map ends
 FLOAT32_BYTES = 4
 
 
@@ -50,9 +51,11 @@ class Field:
 
     @staticmethod
     def merge(fields: list[Field]) -> Field:
-        """At a merge (add, concatenate) the widest field and the deepest path win."""
-        widest = max(fields, key=lambda f: (f.height * f.width, f.jump_h * f.jump_w))
-        return replace(widest, depth=max(f.depth for f in fields))
+        """At a merge (add, concatenate) each output sees the union of its inputs' fields: the tallest and the
+        widest extent, taken per axis (Inception's 1×7 and 7×1 branches grow different axes), and the deepest path."""
+        return Field(height=max(f.height for f in fields), width=max(f.width for f in fields),
+                     jump_h=max(f.jump_h for f in fields), jump_w=max(f.jump_w for f in fields),
+                     depth=max(f.depth for f in fields))
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,7 @@ class ModelSummary:
     buffers: int
     unused: tuple[tuple[str, int], ...]  # modules not run at inference (e.g. auxiliary heads) and their parameters
     output_shape: tuple[int, ...]
+    features_field: tuple[int, int] | None = None  # field of the tensor entering the head (forward_features' output)
 
     @property
     def non_trainable_params(self) -> int:
@@ -133,7 +137,13 @@ class ModelSummary:
 
     @property
     def receptive_field(self) -> tuple[int, int]:
-        """Receptive field of the last feature map, before global pooling or flattening."""
+        """Receptive field of the last feature map (what enters global pooling or flattening).
+
+        The field of that tensor, not of the last layer run: Inception's last block concatenates four
+        branches, and the last one run (its pooling branch) sees less than the block's output does.
+        """
+        if self.features_field is not None:
+            return self.features_field
         spatial = [row for row in self.rows if len(row.output_shape) == 3 and not row.type.startswith("Adaptive")]
         return spatial[-1].receptive_field if spatial else self.rows[-1].receptive_field
 
@@ -328,11 +338,14 @@ def analyse(model: models.ExplorerModel, input_shape: tuple[int, int, int], name
     tracker = _FieldTracker()
     raw_rows: list[dict[str, Any]] = []
     seen: set[str] = set()
+    head_inputs: list[Field] = []  # the field entering the first pooling-to-a-vector, flattening or dense layer
 
     def hook(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
         module_name = leaves[module]
         source = next(_tensors(inputs), None)
         field = (tracker.get(source) if source is not None else None) or Field()
+        if not head_inputs and isinstance(module, HEAD_ENTRY):
+            head_inputs.append(field)
         window = _window(module, source.shape) if source is not None else None
         if window is not None:
             field = field.grow(*window)
@@ -390,6 +403,7 @@ def analyse(model: models.ExplorerModel, input_shape: tuple[int, int, int], name
         buffers=sum(b.numel() for n, b in model.named_buffers() if not n.endswith("num_batches_tracked")),
         unused=_group_unused(unused),
         output_shape=tuple(logits.shape[1:]),
+        features_field=(head_inputs[0].height, head_inputs[0].width) if head_inputs else None,
     )
 
 

@@ -294,7 +294,7 @@ def build_pretrained_shell(name: str) -> nn.Module:
     """The model the pretrained weights belong to (1000 classes; Inception maps ImageNet inputs to [-1, 1])."""
     model = models.build(name, num_classes=1000, in_channels=3)
     if name == "inception_v3":
-        model.transform_input = True  # Google's weights expect [-1, 1] inputs, as torchvision sets up
+        setattr(model, "transform_input", True)  # noqa: B010 (Google's weights expect [-1, 1] inputs)
     return model
 
 

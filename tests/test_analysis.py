@@ -74,6 +74,7 @@ def test_depth_as_papers_count_it(name: str, depth: int) -> None:
     ("alexnet", 195),
     ("vgg16", 212),
     ("resnet50", 427),
+    ("inception_v3", 1311),  # the concatenation of Mixed_7c's branches, not its last branch (1247)
 ])
 def test_receptive_field_of_the_last_feature_map(name: str, field: int) -> None:
     assert analysis.summarize(name).receptive_field == (field, field)
