@@ -190,12 +190,21 @@ def layer_kind(type_name: str) -> str:
     return "other"
 
 
-def format_count(value: float) -> str:
-    """416520 → "416.5 K", 1.135e9 → "1.135 G"."""
-    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "K")):
-        if value >= scale:
-            return f"{value / scale:.{3 if suffix == 'G' else 1}f} {suffix}"
-    return f"{value:g}"
+def format_count(value: float | None, digits: int = 3) -> str:
+    """The app's one rule for counts and MACs: ``digits`` significant digits and a K/M/G/T suffix.
+
+    416_520 → "417 K", 25_557_032 → "25.6 M", 4_089_184_256 → "4.09 G", 15_470_264_320 → "15.5 G";
+    below 1000 the number itself. Tables pair it with the exact value (in the CSV or on hover).
+    """
+    if value is None or math.isnan(value):
+        return "—"
+    rounded = float(f"{value:.{digits}g}")  # round first: 999,950 is "1.00 M", not "1000 K"
+    for scale, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "K")):
+        if abs(rounded) >= scale:
+            scaled = rounded / scale
+            decimals = max(0, digits - len(str(int(abs(scaled)))))
+            return f"{scaled:.{decimals}f} {suffix}"
+    return f"{int(value):d}" if float(value).is_integer() else f"{value:.{digits}g}"
 
 
 def format_shape(shape: tuple[int, ...]) -> str:

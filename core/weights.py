@@ -102,8 +102,7 @@ class Installed:
         """One line for the UI: official file or supplied by upload, with its hash."""
         if self.official:
             return f"official file {self.path.name}"
-        digest = (self.sha256 or "")[:16]
-        return f"supplied by upload, SHA-256 {digest}…" + (f" (uploaded as {self.uploaded_as})" if self.uploaded_as else "")
+        return f"supplied by upload, SHA-256 {(self.sha256 or '')[:16]}…"  # no file name: a user chose it
 
 
 def _torchvision_weights() -> dict[str, Any]:

@@ -21,3 +21,4 @@ def _state_dir(tmp_path_factory: pytest.TempPathFactory) -> None:
     import os
 
     os.environ["CNN_EXPLORER_STATE"] = str(tmp_path_factory.mktemp("state"))
+    os.environ["TORCH_HOME"] = str(tmp_path_factory.mktemp("torch"))  # no weights but what a test puts there
