@@ -64,7 +64,8 @@ if strategy == "partial":
                          key="transfer-unfreeze")
     st.caption("Unfrozen: " + ", ".join(blocks[-unfreeze:]))
 trainable, total = services.trainable_counts(arch, len(dataset.classes), strategy, unfreeze)
-st.metric("Trainable parameters", f"{trainable:,}", help=f"of {total:,} in the whole model")
+st.metric("Trainable parameters", components.format_count(trainable),
+          help=f"{trainable:,} of {total:,} ({components.format_count(total)}) in the whole model")
 
 columns = st.columns(4)
 epochs = columns[0].number_input("Epochs", 1, 200, 5, key="transfer-epochs")
