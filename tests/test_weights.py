@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import http.server
 import io
 import math
 import os
@@ -22,6 +21,7 @@ import torchvision
 from safetensors.torch import save_file
 
 from core import models, weights
+from tests.conftest import LocalHub
 
 
 @pytest.fixture
@@ -133,38 +133,9 @@ def test_a_supplied_safetensors_file_is_checked_then_installed(tmp_path: Path, t
 # Downloads from a local server standing in for the hub ------------------------------------------------------
 
 
-class _Hub(http.server.ThreadingHTTPServer):
-    """Serves ``files`` (name → bytes); a name in ``cut`` announces its full length and sends half."""
-
-    def __init__(self) -> None:
-        self.files: dict[str, bytes] = {}
-        self.cut: set[str] = set()
-        super().__init__(("127.0.0.1", 0), _HubHandler)
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/models"
-
-
-class _HubHandler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 (the http.server API)
-        name = self.path.rsplit("/", 1)[-1]
-        payload = self.server.files.get(name)
-        if payload is None:
-            self.send_error(404)
-            return
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload[: len(payload) // 2] if name in self.server.cut else payload)
-
-    def log_message(self, *args) -> None:
-        pass
-
-
 @pytest.fixture
 def hub(torch_home: Path, monkeypatch: pytest.MonkeyPatch):
-    server = _Hub()
+    server = LocalHub()
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     monkeypatch.setenv(weights.URL_BASE_VARIABLE, server.base)
@@ -203,7 +174,7 @@ def _leftovers(torch_home: Path) -> list[str]:
 
 
 def test_a_download_streams_with_progress_checks_the_hash_and_loads_offline_after(
-        hub: _Hub, monkeypatch: pytest.MonkeyPatch, torch_home: Path, resnet18_state) -> None:
+        hub: LocalHub, monkeypatch: pytest.MonkeyPatch, torch_home: Path, resnet18_state) -> None:
     payload = _saved(resnet18_state)
     file_name = _official(monkeypatch, "resnet18", payload)
     hub.files[file_name] = payload
@@ -218,7 +189,7 @@ def test_a_download_streams_with_progress_checks_the_hash_and_loads_offline_afte
 
 
 def test_a_download_whose_hash_differs_is_refused_and_leaves_nothing(
-        hub: _Hub, monkeypatch: pytest.MonkeyPatch, torch_home: Path, resnet18_state) -> None:
+        hub: LocalHub, monkeypatch: pytest.MonkeyPatch, torch_home: Path, resnet18_state) -> None:
     file_name = _official(monkeypatch, "resnet18", _saved(resnet18_state))
     tampered = dict(resnet18_state, **{"fc.bias": resnet18_state["fc.bias"] + 1})
     hub.files[file_name] = _saved(tampered)
@@ -227,7 +198,7 @@ def test_a_download_whose_hash_differs_is_refused_and_leaves_nothing(
     assert _leftovers(torch_home) == [] and not weights.is_cached("resnet18")
 
 
-def test_an_interrupted_download_leaves_nothing(hub: _Hub, monkeypatch: pytest.MonkeyPatch, torch_home: Path,
+def test_an_interrupted_download_leaves_nothing(hub: LocalHub, monkeypatch: pytest.MonkeyPatch, torch_home: Path,
                                                 resnet18_state) -> None:
     payload = _saved(resnet18_state)
     file_name = _official(monkeypatch, "resnet18", payload)
@@ -238,7 +209,7 @@ def test_an_interrupted_download_leaves_nothing(hub: _Hub, monkeypatch: pytest.M
     assert _leftovers(torch_home) == []
 
 
-def test_a_missing_file_on_the_server_is_named(hub: _Hub, torch_home: Path) -> None:
+def test_a_missing_file_on_the_server_is_named(hub: LocalHub, torch_home: Path) -> None:
     with pytest.raises(weights.WeightsUnavailableError, match="404"):
         weights.fetch("resnet34")
     assert _leftovers(torch_home) == []

@@ -12,10 +12,22 @@ import pytest
 import torch
 import torchvision
 from safetensors.torch import save_file
+from streamlit.testing.v1 import AppTest
 
 from core import latency, weights
-from tests.test_pages import open_page
-from tests.test_weights import _Hub
+from tests.conftest import LocalHub
+
+APP = str(Path(__file__).resolve().parents[1] / "explorer" / "app.py")
+
+
+def open_page(page: str) -> AppTest:
+    """The app, switched to ``page``, rendered without an exception."""
+    at = AppTest.from_file(APP, default_timeout=120)  # importing torch alone exceeds AppTest's 3 s default
+    at.run()
+    at.switch_page(f"../pages/{page}.py")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
 
 
 @pytest.fixture
@@ -54,7 +66,7 @@ def test_one_click_downloads_the_weights_with_progress(fresh_cache: Path, monkey
     real = weights.pretrained
     monkeypatch.setattr(weights, "pretrained", lambda name: dataclasses.replace(
         real(name), url=f"https://example.org/{file_name}") if name == "resnet18" else real(name))
-    hub = _Hub()
+    hub = LocalHub()
     hub.files[file_name] = payload
     threading.Thread(target=hub.serve_forever, daemon=True).start()
     monkeypatch.setenv(weights.URL_BASE_VARIABLE, hub.base)
