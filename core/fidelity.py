@@ -272,8 +272,9 @@ def notes_figures(name: str) -> list[NotesFigure]:
 
 def format_reference(reference: models.Reference) -> str:
     """A published figure in the unit its metric uses."""
-    if reference.metric == "macs":
-        return f"{format_count(reference.value)} MACs"
+    if reference.metric == "macs":  # K/M/G, at the precision the source printed (torchvision: 4.089 G)
+        scale, suffix = (1e9, "G") if reference.value >= 1e9 else (1e6, "M")
+        return f"{reference.value / scale:g} {suffix} MACs"
     if reference.metric in ("top1", "top5", "mnist_accuracy"):
         return f"{reference.value:g} %"
     return f"{reference.value:,.0f}"
@@ -298,7 +299,7 @@ def _computed(name: str, summary: ModelSummary, metric: str) -> tuple[Any, str]:
         value = summary.total_params - classifier.params
         return value, f"{value:,}"
     if kind == "macs":
-        return summary.total_macs, f"{format_count(summary.total_macs)} MACs"
+        return summary.total_macs, f"{format_count(summary.total_macs, digits=4)} MACs"  # as precise as torchvision
     if kind == "depth":
         return summary.weight_layers, f"{summary.weight_layers} weight layers"
     if kind in ("conv_layers", "dense_layers"):
