@@ -363,8 +363,8 @@ def fetch(name: str, progress: ProgressCallback | None = None, url_base: str | N
     except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as error:  # offline, cut off
         temporary.unlink(missing_ok=True)
         reason = getattr(error, "reason", error)
-        raise WeightsUnavailableError(_missing_message(name, f"the download from {url} failed ({reason}): "
-                                                             "is this machine offline?")) from None
+        raise WeightsUnavailableError(_missing_message(name, f"the download from {url} failed ({reason}); "
+                                                             "this machine may be offline")) from None
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
