@@ -15,7 +15,7 @@ import functools
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -329,7 +329,7 @@ def _stages(model: models.ExplorerModel, names: list[str]) -> list[str]:
         if labels[i] is None:
             labels[i] = following
         else:
-            following = labels[i]
+            following = str(labels[i])
     # Rows after the last stage's end are the head, even if a stage label was filled backwards.
     if model.stages:
         last_end = max((i for i, name in enumerate(names) if is_within(name, model.stages[-1][1])), default=-1)
@@ -342,7 +342,7 @@ def analyse(model: models.ExplorerModel, input_shape: tuple[int, int, int], name
 
     Runs in eval mode: layers used only in training (auxiliary heads) are listed in ``unused``.
     """
-    meta = to_meta(model).eval()
+    meta = cast(models.ExplorerModel, to_meta(model).eval())
     leaves = {module: module_name for module_name, module in meta.named_modules() if not list(module.children())}
     tracker = _FieldTracker()
     raw_rows: list[dict[str, Any]] = []

@@ -58,8 +58,8 @@ def choices(store: RunStore) -> list[Choice]:
 
 def _imagenet_label(name: str) -> str:
     """ "ResNet-50 · ImageNet (torchvision)", or with the provenance of weights a user supplied."""
-    found = weights.installed(name)
-    origin = weights.pretrained(name).source if found is None or found.official else found.provenance
+    found, info = weights.installed(name), weights.pretrained(name)
+    origin = found.provenance if found is not None and not found.official else (info.source if info else "")
     return f"{models.spec(name).display_name} · ImageNet ({origin})"
 
 
@@ -68,7 +68,8 @@ def best_choice(found: list[Choice], store: RunStore) -> str | None:
     run with the highest test accuracy (never merely the newest), else the first choice."""
     imagenet = [c.key.partition(":")[2] for c in found if c.key.startswith("imagenet:")]
     if imagenet:
-        return f"imagenet:{max(imagenet, key=lambda name: weights.pretrained(name).top1)}"
+        top1 = {name: info.top1 for name in imagenet if (info := weights.pretrained(name)) is not None}
+        return f"imagenet:{max(imagenet, key=lambda name: top1.get(name, 0.0))}"
     offered = {c.key.partition(":")[2] for c in found if c.key.startswith("run:")}
     scored = [((run["test"] or {}).get("accuracy"), run["id"]) for run in store.runs(limit=200) if run["id"] in offered]
     scored = [(accuracy, run_id) for accuracy, run_id in scored if accuracy is not None]

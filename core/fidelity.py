@@ -307,8 +307,8 @@ def _computed(name: str, summary: ModelSummary, metric: str) -> tuple[Any, str]:
         value = len({r.name for r in summary.rows if r.type == wanted})
         return value, str(value)
     if kind == "weight_mb":
-        value = summary.weight_bytes / 1e6
-        return value, f"{value:.{1 if value >= 1 else 2}f} MB (float32)"
+        megabytes = summary.weight_bytes / 1e6
+        return megabytes, f"{megabytes:.{1 if megabytes >= 1 else 2}f} MB (float32)"
     if kind == "input":
         text = f"{model_spec.input_size}×{model_spec.input_size}×{model_spec.in_channels}"
         return text, text
