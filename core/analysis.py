@@ -15,13 +15,15 @@ import functools
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from core import models
+
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
 
 WEIGHT_LAYERS = (nn.Conv2d, nn.Linear)
 HEAD_ENTRY = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.Flatten, nn.Linear)  # where the feature map ends
@@ -425,7 +427,7 @@ def _group_unused(unused: tuple[tuple[str, int], ...]) -> tuple[tuple[str, int],
     return tuple(totals.items())
 
 
-def to_meta(model: nn.Module) -> nn.Module:
+def to_meta(model: ModuleT) -> ModuleT:
     """A shape-only copy of ``model`` on the meta device; the original and its weights are untouched."""
     memo: dict[int, Any] = {
         id(p): nn.Parameter(torch.empty_like(p, device="meta"), requires_grad=p.requires_grad)

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from core import models, weights
+from core import checkpoints, models, weights
 from core.errors import ExplorerError
-from core.runs import RunStore, load_checkpoint
+from core.runs import RunStore
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ def choices(store: RunStore) -> list[Choice]:
     found = [Choice(f"imagenet:{name}", _imagenet_label(name))
              for name in weights.names_with_weights() if weights.is_cached(name)]
     for run in store.runs(limit=200):
-        if run["status"] in ("completed", "stopped") and store.checkpoint_path(run["id"], "best").exists():
+        if run["status"] in ("completed", "stopped") and checkpoints.preferred(store.checkpoint_dir(run["id"])):
             accuracy = (run["test"] or {}).get("accuracy")
             score = f" · test {accuracy:.1%}" if accuracy is not None else ""
             kind = f" · {run['config']['strategy'].replace('_', ' ')}" if run["config"].get("strategy") else ""
@@ -87,7 +87,10 @@ def load(key: str, store: RunStore, device: torch.device | str = "cpu") -> Class
         return Classifier(key, _imagenet_label(name), model.to(device).eval(),
                           info.categories, info.resize, info.crop, info.mean, info.std, 3)
     if kind == "run":
-        model, sidecar = load_checkpoint(store.checkpoint_path(name, "best"))
+        path = checkpoints.preferred(store.checkpoint_dir(name))
+        if path is None:
+            raise checkpoints.CheckpointError(f"Run {name} has no checkpoint.")
+        model, sidecar = checkpoints.load(path)
         size = int(sidecar["input_size"])
         return Classifier(key, f"{models.spec(sidecar['arch']).display_name} · run {name}", model.to(device).eval(),
                           tuple(sidecar["classes"]), size, size, tuple(sidecar["mean"]), tuple(sidecar["std"]),

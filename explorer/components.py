@@ -228,7 +228,7 @@ def fidelity_table(rows: list[FidelityRow]) -> None:
 
 def confusion_heatmap(test: dict, title: str, height: int = 420, scale: bool = True) -> go.Figure:
     """The test set's confusion matrix (rows: true class, columns: predicted), every class labelled."""
-    classes = test["classes"]
+    classes = [widgets.chart_literal(name) for name in test["classes"]]  # folder names: shown as they are
     figure = go.Figure(go.Heatmap(z=test["confusion"], x=classes, y=classes, colorscale="Blues", showscale=scale,
                                   text=test["confusion"], texttemplate="%{text}"))
     figure.update_layout(title=title, xaxis_title="predicted", yaxis_title="true", yaxis_autorange="reversed",

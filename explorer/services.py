@@ -13,12 +13,11 @@ import hashlib
 import io
 import math
 import os
-import shutil
 import tempfile
 import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import streamlit as st
 import torch
@@ -176,14 +175,64 @@ def folders_root() -> Path:
     return root
 
 
+def uploads_root() -> Path:
+    """Where uploaded zips are extracted, one folder per content."""
+    return state_dir() / "uploads"
+
+
+def _places() -> list[tuple[Path, str]]:
+    """Server folders and the names messages use for them instead (longest first)."""
+    places = [(folders_root(), "server folders"), (uploads_root(), "uploads"), (state_dir().resolve(), "state folder"),
+              (state_dir(), "state folder"), (Path(torch.hub.get_dir()), "weights cache")]
+    return sorted(places, key=lambda place: -len(str(place[0])))
+
+
+def public_path(path: Path | str) -> str:
+    """A server path as a user may see it: relative to the state folder, the server folders or the weights cache
+    (``uploads/3fa4…/cats``), never absolute; just the name when it is anywhere else."""
+    path = Path(path)
+    for root, label in _places():
+        if path == root:
+            return label
+        if path.is_relative_to(root):
+            return f"{label}/{path.relative_to(root).as_posix()}"
+    return path.name
+
+
+def public_text(text: str) -> str:
+    """``text`` with every absolute server path it names replaced by :func:`public_path`'s form."""
+    for root, label in _places():
+        text = text.replace(str(root) + os.sep, label + "/").replace(str(root), label)
+    return text
+
+
+def dataset_label(name: str) -> str:
+    """A data-set name as users see it: ``folder:uploads/…`` rather than an absolute path."""
+    if name.startswith(data.FOLDER_PREFIX):
+        return data.FOLDER_PREFIX + public_path(name.removeprefix(data.FOLDER_PREFIX))
+    return name
+
+
+MAX_FOLDER_TEXT = 1024  # characters typed into the server-folder box
+
+
 def folder_dataset(path_text: str) -> str:
-    """``folder:PATH`` for a folder under :func:`folders_root`, checked to hold an image data set."""
+    """``folder:PATH`` for a folder under :func:`folders_root`, checked to hold an image data set. NUL bytes,
+    over-long names and paths (or links) that lead out of the root are refused."""
     root = folders_root()
-    path = (root / path_text).resolve()
+    if "\0" in path_text:
+        raise ExplorerError("A folder name cannot contain a NUL byte.")
+    if len(path_text) > MAX_FOLDER_TEXT or any(len(part.encode()) > 255 for part in Path(path_text).parts):
+        raise ExplorerError(f"That folder name is too long (at most {MAX_FOLDER_TEXT} characters, 255 bytes a part).")
+    try:
+        path = (root / path_text).resolve()
+    except (OSError, RuntimeError, ValueError):  # a link loop, an unreadable component
+        raise ExplorerError("That folder cannot be opened.") from None
     if not path.is_relative_to(root):
-        raise ExplorerError(f"Folders must be inside {root}.")
-    data.image_folder(path)
-    return data.FOLDER_PREFIX + str(path)
+        raise ExplorerError("Folders must be inside the server folders (links that lead out of them are refused).")
+    name = data.FOLDER_PREFIX + str(path)
+    data.load(name)  # scanned and verified once, then cached
+    return name
 
 
 @dataclasses.dataclass(frozen=True)
@@ -194,20 +243,36 @@ class ExtractedZip:
     skipped: int
 
 
-def zip_dataset(payload: bytes) -> ExtractedZip:
-    """Extract an uploaded zip safely (once per content) and check its class folders."""
-    digest = hashlib.sha1(payload).hexdigest()[:16]
-    target = state_dir() / "uploads" / digest
-    skipped = 0
-    if not target.exists():
-        partial = target.with_name(digest + ".partial")
-        shutil.rmtree(partial, ignore_errors=True)
-        extracted = archives.extract_zip(io.BytesIO(payload), partial)
-        partial.replace(target)
-        skipped = extracted.skipped
-    root = archives.class_root(target)
-    data.image_folder(root)
-    return ExtractedZip(data.FOLDER_PREFIX + str(root), skipped)
+UPLOADS_MAX_BYTES = int(float(os.environ.get("CNN_EXPLORER_UPLOADS_MB", "2048")) * 2**20)
+
+
+def zip_dataset(upload: bytes | IO[bytes]) -> ExtractedZip:
+    """Extract an uploaded zip (its bytes, or a seekable file such as Streamlit's UploadedFile: no copy is made)
+    safely, once per content (two sessions at once both succeed), check its class folders, and keep the uploads
+    folder under its cap (least recently used first, never one a run uses)."""
+    source = io.BytesIO(upload) if isinstance(upload, bytes) else upload
+    source.seek(0)
+    digest = hashlib.file_digest(source, "sha256").hexdigest()[:20]  # type: ignore[arg-type]
+    source.seek(0)
+    target = uploads_root() / digest
+    if target.is_dir():
+        os.utime(target)  # recently used: pruned last
+        root, skipped = archives.class_root(target), 0
+    else:
+        extracted = archives.extract_zip(source, target)
+        root, skipped = extracted.root, extracted.skipped
+        prune_uploads(keep={target})
+    name = data.FOLDER_PREFIX + str(root)
+    data.load(name)  # scanned and verified once, then cached
+    return ExtractedZip(name, skipped)
+
+
+def prune_uploads(keep: set[Path] = frozenset()) -> list[Path]:  # type: ignore[assignment]
+    """Remove extracted uploads beyond the cap, least recently used first; never one a stored run names as its
+    data set (it may be training, or be trained again)."""
+    used = {Path(run["dataset"].removeprefix(data.FOLDER_PREFIX)) for run in run_store().runs(limit=1_000_000)
+            if str(run.get("dataset") or "").startswith(data.FOLDER_PREFIX)}
+    return archives.prune(uploads_root(), UPLOADS_MAX_BYTES, keep=set(keep) | used)
 
 
 # ImageNet weights: the official files, downloads and uploads -----------------------------------------
@@ -270,7 +335,7 @@ def backbone_blocks(arch: str) -> list[str]:
 
 
 @st.cache_data(show_spinner=False)
-def trainable_counts(arch: str, num_classes: int, strategy: str, unfreeze_last: int) -> tuple[int, int]:
+def trainable_counts(arch: str, num_classes: int, strategy: transfer.Strategy, unfreeze_last: int) -> tuple[int, int]:
     """(trainable, total) parameters of the transfer model for a strategy, counted on the meta device."""
     with torch.device("meta"):
         model = transfer.build(arch, num_classes)
@@ -278,7 +343,7 @@ def trainable_counts(arch: str, num_classes: int, strategy: str, unfreeze_last: 
     return trainable, sum(p.numel() for p in model.parameters())
 
 
-def transfer_config(arch: str, dataset: str, strategy: str, pretrained: bool, unfreeze_last: int, epochs: int,
+def transfer_config(arch: str, dataset: str, strategy: transfer.Strategy, pretrained: bool, unfreeze_last: int, epochs: int,
                     lr: float, batch_size: int, augment: bool) -> training.TrainConfig:
     """The notes' recipe (Adam, no weight decay) for a transfer run, validated."""
     return training.TrainConfig(arch=arch, dataset=dataset, strategy=strategy, pretrained=pretrained,
@@ -286,7 +351,7 @@ def transfer_config(arch: str, dataset: str, strategy: str, pretrained: bool, un
                               optimizer="adam", weight_decay=0.0, augment=augment).validate()
 
 
-def with_strategy(config: training.TrainConfig, strategy: str) -> training.TrainConfig:
+def with_strategy(config: training.TrainConfig, strategy: transfer.Strategy) -> training.TrainConfig:
     """The same run with another strategy and that strategy's learning rate from the notes."""
     return dataclasses.replace(config, strategy=strategy, lr=transfer.STRATEGIES[strategy])
 
@@ -335,12 +400,21 @@ def classifier(key: str) -> classifiers.Classifier:
     return classifiers.load(key, run_store(), device())
 
 
-_MODEL_LOCK = threading.Lock()  # every forward pass on a shared model: hooks and grad mode are per model
+# One lock per shared model: every forward pass on it (predict, Grad-CAM, feature maps) holds it, because a hook
+# that one session registers for Grad-CAM would otherwise fire inside another session's pass on the same modules.
+_MODEL_LOCKS: dict[str, threading.Lock] = {}
+_MODEL_LOCKS_GUARD = threading.Lock()
+
+
+def model_lock(key: str) -> threading.Lock:
+    """The lock of the shared classifier ``key`` (the same lock for as long as the server runs)."""
+    with _MODEL_LOCKS_GUARD:
+        return _MODEL_LOCKS.setdefault(key, threading.Lock())
 
 
 @contextmanager
-def _using_shared_model():
-    with _MODEL_LOCK:
+def _using_shared_model(model: classifiers.Classifier):
+    with model_lock(model.key):
         yield
 
 
@@ -359,7 +433,7 @@ def read_image(model: classifiers.Classifier, name: str, payload: bytes, convent
 def classifier_latency(key: str, batch_size: int = 1) -> dict[str, Any]:
     """Forward latency of a shared classifier at its input size: the same rule (and function) as Compare's."""
     model = classifier(key)
-    with _using_shared_model():
+    with _using_shared_model(model):
         result = latency.measure_model(model.model, key, (model.channels, model.crop, model.crop), batch_size,
                                        device())
     return _latency_row(result)
@@ -367,19 +441,19 @@ def classifier_latency(key: str, batch_size: int = 1) -> dict[str, Any]:
 
 def predict(model: classifiers.Classifier, x: torch.Tensor) -> explain.Prediction:
     """Top-k classes of a shared model for one preprocessed image."""
-    with _using_shared_model():
+    with _using_shared_model(model):
         return explain.predict(model.model, x, model.classes)
 
 
 def grad_cam(model: classifiers.Classifier, x: torch.Tensor, layer: str) -> torch.Tensor:
     """Grad-CAM of the top class on a shared model."""
-    with _using_shared_model():
+    with _using_shared_model(model):
         return explain.grad_cam(model.model, x, layer)
 
 
 def feature_maps(model: classifiers.Classifier, x: torch.Tensor, layer: str) -> torch.Tensor:
     """Feature maps of a layer of a shared model."""
-    with _using_shared_model():
+    with _using_shared_model(model):
         return explain.feature_maps(model.model, x, layer)
 
 
@@ -398,7 +472,7 @@ def default_cam_layer(key: str) -> str:
     """The last convolution with a spatial map of classifier ``key`` (found once: it depends only on the model
     and its input size, not on the image)."""
     model = classifier(key)
-    with _using_shared_model():
+    with _using_shared_model(model):
         return explain.default_cam_layer(model.model, torch.zeros(1, model.channels, model.crop, model.crop))
 
 

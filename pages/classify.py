@@ -47,8 +47,10 @@ if source == "Sample photos":
     inputs = [(f"{name}.png", services.sample_photo(name))]
 elif source == "Upload":
     uploads = st.file_uploader("Images", type=list(services.IMAGE_EXTENSIONS), accept_multiple_files=True,
-                               key="classify-upload", help="GIFs use their first frame.")
-    inputs = [(upload.name, upload.getvalue()) for upload in uploads or []]
+                               key="classify-upload", help="GIFs use their first frame.",
+                               max_upload_size=widgets.IMAGE_UPLOAD_MB)
+    inputs = [(upload.name, upload.getvalue()) for upload in uploads or []
+              if widgets.within_limit(upload, widgets.IMAGE_UPLOAD_MB)]
 elif source == "Camera":
     shot = st.camera_input("Take a photo", key="classify-camera")
     if shot is not None:

@@ -36,12 +36,14 @@ elif source.startswith("A preset"):
     dataset_name = widgets.preset_picker()
 elif source.startswith("Upload"):
     upload = st.file_uploader("Zip with one folder per class (e.g. rock/, paper/, scissors/)", type=["zip"],
-                              key="transfer-zip")
+                              key="transfer-zip", max_upload_size=widgets.ZIP_UPLOAD_MB)
     if upload is not None:
-        dataset_name = widgets.zip_dataset(upload.name, upload.getvalue())
+        dataset_name = widgets.zip_dataset(upload)
 else:
-    path = st.text_input(f"Folder inside {services.folders_root()}", key="transfer-folder",
-                         placeholder="my-photos (holding one sub-folder per class)")
+    path = st.text_input("Folder inside the server folders", key="transfer-folder", max_chars=services.MAX_FOLDER_TEXT,
+                         placeholder="my-photos (holding one sub-folder per class)",
+                         help="Relative to the folder the server's administrator set aside for data sets "
+                              "($CNN_EXPLORER_FOLDERS, else folders/ in the state folder).")
     if path:
         dataset_name = widgets.attempt(services.folder_dataset, path)
 
