@@ -280,12 +280,15 @@ class RunStore:
 
     # The queue ----------------------------------------------------------------------------------------------------
 
-    def claim(self, worker: str) -> dict[str, Any] | None:
-        """Take the oldest queued run for ``worker`` (atomically: exactly one worker gets it); None if none waits."""
+    def claim(self, worker: str, run_id: str | None = None) -> dict[str, Any] | None:
+        """Take the oldest queued run (or ``run_id``, if still queued) for ``worker``, atomically; None if none."""
 
         def take(db: sqlite3.Connection) -> str | None:
-            row = db.execute("SELECT id FROM runs WHERE status = 'queued' ORDER BY queued_at, created LIMIT 1"
-                             ).fetchone()
+            if run_id is not None:
+                row = db.execute("SELECT id FROM runs WHERE id = ? AND status = 'queued'", (run_id,)).fetchone()
+            else:
+                row = db.execute("SELECT id FROM runs WHERE status = 'queued' ORDER BY queued_at, created LIMIT 1"
+                                 ).fetchone()
             if row is None:
                 return None
             now = time.time()
@@ -294,8 +297,13 @@ class RunStore:
                                  (worker, now, now, row["id"])).rowcount
             return row["id"] if claimed else None
 
-        run_id = self._transaction(take)
-        return self.run(run_id) if run_id else None
+        claimed = self._transaction(take)
+        return self.run(claimed) if claimed else None
+
+    def queued(self) -> list[str]:
+        """Ids of the queued runs, next first (an executor that places runs itself reads the queue here)."""
+        rows = self._execute("SELECT id FROM runs WHERE status = 'queued' ORDER BY queued_at, created")
+        return [row["id"] for row in rows]
 
     def heartbeat(self, run_id: str) -> None:
         """The trainer of ``run_id`` is alive."""

@@ -1,0 +1,419 @@
+"""Executors: what trains the runs of the queue, on this machine or on a Ray cluster.
+
+The run store's queue is the same whoever serves it. Two executors serve it:
+
+* **local** (the default, no extra dependency): ``python -m core.worker`` processes on this machine, kept
+  running by ``explorer.workers.Supervisor``;
+* **ray**: :class:`RayExecutor` turns every queued run into a Ray task that asks for what the run needs
+  (one GPU when it trains on CUDA, else ``$CNN_EXPLORER_RAY_CPUS`` CPUs, default 1), so Ray places it on
+  any node of the cluster that has them.
+
+Choose with ``$CNN_EXPLORER_EXECUTOR`` (``local`` or ``ray``; else ``executor = "ray"`` in
+``.streamlit/secrets.toml``) and, for Ray, ``$CNN_EXPLORER_RAY_ADDRESS`` (else ``ray_address``): the address of a
+cluster this machine has joined (``auto``, or ``HEAD:6379``); without one the server starts a local Ray instance.
+
+The store stays the one source of truth: a :class:`StoreService` actor, pinned to the server's node, owns every
+write a remote run makes (progress, heartbeats, metrics, status) and receives its checkpoint files as bytes, so
+no shared file system is needed. A run on another node therefore reads exactly like a local one: stop requests
+reach it through the actor, a node or task that dies stops its heartbeats (the run reads as interrupted) and
+resume queues it again for whichever node is free. Ray is imported only when chosen. Never imports streamlit.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import socket
+import tempfile
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol, cast
+
+from core.errors import ExplorerError
+from core.runs import RunStore
+
+log = logging.getLogger(__name__)
+ROOT = Path(__file__).resolve().parents[1]
+EXECUTOR_ENV = "CNN_EXPLORER_EXECUTOR"
+RAY_ADDRESS_ENV = "CNN_EXPLORER_RAY_ADDRESS"
+RAY_CPUS_ENV = "CNN_EXPLORER_RAY_CPUS"
+KINDS = ("local", "ray")
+
+
+class ExecutorSettingError(ExplorerError):
+    """An executor setting that names no executor, or a Ray address the store cannot work with."""
+
+
+class RayNotInstalledError(ExplorerError):
+    """The Ray executor was chosen, but the ``ray`` package is not installed."""
+
+
+class Executor(Protocol):
+    """What the app needs of an executor: start serving the queue (idempotent, quick) and stop."""
+
+    def ensure(self) -> None:
+        """Make sure queued runs will be trained (start whatever is missing); never blocks for long."""
+
+    def close(self, timeout: float = 20) -> None:
+        """Stop the running runs (each keeps its checkpoint) and release what was started."""
+
+
+def _setting(env: str, secret: object) -> str | None:
+    """The environment variable, else the secret, else None (blank counts as unset)."""
+    for value in (os.environ.get(env), secret):
+        if value is not None and str(value).strip():
+            return str(value).strip()
+    return None
+
+
+def configured_kind(secret: object = None) -> str:
+    """``local`` or ``ray``: ``$CNN_EXPLORER_EXECUTOR``, else the ``executor`` secret, else ``local``."""
+    kind = (_setting(EXECUTOR_ENV, secret) or "local").lower()
+    if kind not in KINDS:
+        raise ExecutorSettingError(f"Unknown executor {kind!r} (from ${EXECUTOR_ENV} or the 'executor' secret): "
+                                   f"choose {' or '.join(KINDS)}.")
+    return kind
+
+
+def configured_address(secret: object = None) -> str | None:
+    """The Ray cluster to join (``$CNN_EXPLORER_RAY_ADDRESS``, else ``ray_address``); None: start a local one."""
+    address = _setting(RAY_ADDRESS_ENV, secret)
+    if address is not None and address.startswith("ray://"):
+        raise ExecutorSettingError(
+            f"{address} is a Ray Client address: the store actor must live on the machine that holds the state "
+            "folder, so this machine must be a node of the cluster. Run `ray start --address HEAD:6379` here and "
+            f"set {RAY_ADDRESS_ENV}=auto.")
+    return address
+
+
+def configured_cpus() -> float:
+    """CPUs a run asks Ray for when it trains on the CPU (``$CNN_EXPLORER_RAY_CPUS``, default 1)."""
+    text = os.environ.get(RAY_CPUS_ENV, "1")
+    try:
+        cpus = float(text)
+    except ValueError:
+        raise ExecutorSettingError(f"${RAY_CPUS_ENV} must be a number of CPUs, not {text!r}.") from None
+    if cpus <= 0:
+        raise ExecutorSettingError(f"${RAY_CPUS_ENV} must be above 0, not {text!r}.")
+    return cpus
+
+
+def import_ray() -> Any:
+    """The ``ray`` module, or a RayNotInstalledError saying how to install it."""
+    try:
+        import ray
+    except ImportError:
+        raise RayNotInstalledError(
+            "The Ray executor needs Ray: `pip install -r requirements-ray.txt` (on the server and every node), or "
+            f"unset ${EXECUTOR_ENV} to train with local worker processes.") from None
+    return ray
+
+
+# On the server's node: the actor that owns the store --------------------------------------------------------------
+
+
+def _write_atomically(path: Path, payload: bytes) -> None:
+    """Write ``payload`` to a temporary file beside ``path``, then rename it over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(payload)
+        os.replace(temp, path)
+    finally:
+        if os.path.exists(temp):
+            os.unlink(temp)
+
+
+def _checked_name(run_id: str, name: str) -> None:
+    """Refuse a run id or file name that could leave the run's checkpoint folder."""
+    for part in (run_id, name):
+        if not part or part.startswith(".") or "/" in part or "\\" in part:
+            raise ExplorerError(f"Refusing the checkpoint file {run_id!r}/{name!r}: not a plain name.")
+
+
+class StoreService:
+    """The run store's writes on behalf of runs on other nodes (a Ray actor on the server's node)."""
+
+    def __init__(self, root: str, heartbeat_timeout: float) -> None:
+        self.store = RunStore(Path(root), heartbeat_timeout)
+
+    def call(self, method: str, args: tuple, kwargs: dict[str, Any]) -> Any:
+        """``store.method(*args, **kwargs)`` for a public method of the run store."""
+        if method.startswith("_") or not callable(getattr(RunStore, method, None)):
+            raise ExplorerError(f"The run store has no method {method!r}.")
+        return getattr(self.store, method)(*args, **kwargs)
+
+    def put_file(self, run_id: str, name: str, payload: bytes) -> None:
+        """Store one checkpoint file (weights or sidecar) of a run, atomically."""
+        _checked_name(run_id, name)
+        _write_atomically(self.store.root / "checkpoints" / run_id / name, payload)
+
+    def files(self, run_id: str) -> dict[str, bytes]:
+        """Every checkpoint file of a run (to resume it on another node)."""
+        _checked_name(run_id, "x")
+        folder = self.store.root / "checkpoints" / run_id
+        if not folder.is_dir():
+            return {}
+        return {path.name: path.read_bytes() for path in sorted(folder.iterdir())
+                if path.is_file() and not path.name.startswith(".")}
+
+
+# On any node: the store as a run sees it ----------------------------------------------------------------------------
+
+
+class RemoteStore:
+    """The run store seen from a Ray task: calls go to the :class:`StoreService`, checkpoints to a scratch folder.
+
+    Checkpoint files land under ``root`` (a scratch folder on this node) exactly where a RunStore would put them;
+    before every other call they are sent to the server (only those that changed), so that when the store says an
+    epoch ended, or a run stopped, its checkpoint is already there.
+    """
+
+    QUIET = ("heartbeat", "stop_requested")  # frequent calls that write no checkpoint: nothing to send first
+
+    def __init__(self, service: Any, root: Path, heartbeat_timeout: float) -> None:
+        self.ray = import_ray()
+        self.service = service
+        self.root = Path(root)
+        self.heartbeat_timeout = heartbeat_timeout
+        self._sent: dict[Path, tuple[int, int]] = {}
+        self._lock = threading.Lock()
+
+    def checkpoint_path(self, run_id: str, which: str = "best") -> Path:
+        """Where a checkpoint is written on this node (sent to the server before the next store call)."""
+        return self.root / "checkpoints" / run_id / f"{which}.safetensors"
+
+    def checkpoints(self, run_id: str) -> dict[str, Path]:
+        """The checkpoints of a run on this node."""
+        return {which: path for which in ("best", "last") if (path := self.checkpoint_path(run_id, which)).exists()}
+
+    def __getattr__(self, method: str) -> Callable[..., Any]:
+        if method.startswith("_"):
+            raise AttributeError(method)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            if method not in self.QUIET:
+                self.send_checkpoints()
+            return self.ray.get(self.service.call.remote(method, args, kwargs))
+
+        return call
+
+    def send_checkpoints(self) -> int:
+        """Send the checkpoint files written or changed since the last call; how many were sent."""
+        with self._lock:
+            folder = self.root / "checkpoints"
+            changed = []
+            for path in sorted(folder.glob("*/*")) if folder.is_dir() else []:
+                if path.name.startswith(".") or not path.is_file():
+                    continue
+                stat = path.stat()
+                if self._sent.get(path) != (stat.st_mtime_ns, stat.st_size):
+                    changed.append((path, (stat.st_mtime_ns, stat.st_size)))
+            # Weights before sidecars: a sidecar on the server always describes weights that are there.
+            changed.sort(key=lambda item: item[0].suffix == ".json")
+            for path, signature in changed:
+                self.ray.get(self.service.put_file.remote(path.parent.name, path.name, path.read_bytes()))
+                self._sent[path] = signature
+            return len(changed)
+
+    def fetch_checkpoints(self, run_id: str) -> None:
+        """Copy a run's checkpoint files from the server to this node (to resume it here)."""
+        files = self.ray.get(self.service.files.remote(run_id))
+        for name, payload in files.items():
+            path = self.root / "checkpoints" / run_id / name
+            _write_atomically(path, payload)
+            stat = path.stat()
+            self._sent[path] = (stat.st_mtime_ns, stat.st_size)
+
+
+def train_on_node(service: Any, run_id: str, heartbeat_timeout: float) -> str:
+    """The body of a Ray task: claim ``run_id`` through the store service, train it here; its final status.
+
+    Returns ``"not queued"`` when the run was cancelled (or taken) while the task waited for resources.
+    """
+    ray = import_ray()
+    from core.worker import Worker  # the same training path as a local worker: nothing Ray-specific below
+
+    name = f"ray-{socket.gethostname()}-{os.getpid()}"
+    run = ray.get(service.call.remote("claim", (name,), {"run_id": run_id}))
+    if run is None:
+        return "not queued"
+    device = "cuda" if ray.get_gpu_ids() else "cpu"
+    with tempfile.TemporaryDirectory(prefix="cnn-explorer-run-") as scratch:
+        store = RemoteStore(service, Path(scratch), heartbeat_timeout)
+        if run.get("resume"):
+            store.fetch_checkpoints(run_id)
+        Worker(cast(RunStore, store), device=device, name=name).train(run)
+        store.send_checkpoints()
+        return str(store.run(run_id)["status"])
+
+
+# On the server: the executor ------------------------------------------------------------------------------------------
+
+
+class RayExecutor:
+    """Serves the queue of the store in ``state`` with Ray tasks, one per run, placed by Ray on any node.
+
+    ``ensure()`` returns at once: a daemon thread connects to Ray (or starts a local instance), starts the store
+    actor on this node, then submits every queued run as a task. The run stays ``queued`` in the store until its
+    task starts on a node and claims it, so cancelling a run that waits for a GPU works as with local workers.
+    ``init_options`` go to ``ray.init`` (tests: ``num_cpus=2, include_dashboard=False``).
+    """
+
+    def __init__(self, state: Path, address: str | None = None, cpus_per_run: float | None = None,
+                 init_options: dict[str, Any] | None = None, poll: float = 0.5,
+                 heartbeat_timeout: float | None = None) -> None:
+        self.ray = import_ray()
+        self.store = RunStore(Path(state), heartbeat_timeout)
+        self.address = address
+        self.cpus_per_run = cpus_per_run if cpus_per_run is not None else configured_cpus()
+        self.init_options = dict(init_options or {})
+        self.poll = poll
+        self.problem: str | None = None  # why Ray could not be reached, for the app to show
+        self.tasks: dict[str, Any] = {}  # run id -> ObjectRef of the task that trains (or will train) it
+        self.started_ray = False
+        self._service: Any = None
+        self._task: Any = None  # train_on_node as a Ray remote function
+        self._lock = threading.RLock()
+        self._closed = threading.Event()
+        self._thread: threading.Thread | None = None
+        atexit.register(self.close)
+
+    # Life cycle -------------------------------------------------------------------------------------------------
+
+    def ensure(self) -> None:
+        """Start serving the queue in the background (connecting to Ray first), unless already serving."""
+        with self._lock:
+            if self._closed.is_set() or (self._thread is not None and self._thread.is_alive()):
+                return
+            self._thread = threading.Thread(target=self._serve, name="ray-executor", daemon=True)
+            self._thread.start()
+
+    def start(self) -> None:
+        """Connect to Ray (or start a local instance) and start the store actor on this node; idempotent."""
+        ray = self.ray
+        with self._lock:
+            if self._service is not None:
+                return
+            if not ray.is_initialized():
+                options = {"include_dashboard": False, "log_to_driver": False, **self.init_options}
+                ray.init(address=self.address, **options)
+                self.started_ray = True
+            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+            here = NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False)
+            actor = ray.remote(StoreService).options(num_cpus=0, max_concurrency=8, scheduling_strategy=here,
+                                                     runtime_env=self._runtime_env())
+            self._service = actor.remote(str(self.store.root), self.store.heartbeat_timeout)
+            self._task = ray.remote(train_on_node)
+            ray.get(self._service.call.remote("check", (), {}))  # fails here, not in a task, if it cannot start
+            self.problem = None
+
+    def close(self, timeout: float = 20) -> None:
+        """Ask running runs to stop (checkpoints kept), wait up to ``timeout`` s, then release Ray."""
+        with self._lock:
+            if self._closed.is_set():
+                return
+            self._closed.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=10)
+        ray = self.ray
+        if not ray.is_initialized():
+            return
+        running = []
+        for run_id, task in list(self.tasks.items()):
+            try:
+                if self.store.run(run_id)["status"] == "running":
+                    self.store.request_stop(run_id)
+                    running.append(task)
+                else:  # still waiting for resources: it stays queued for the next server
+                    ray.cancel(task)
+            except Exception as error:  # noqa: BLE001 (closing must go on whatever one run's state is)
+                log.warning("while closing, run %s: %s", run_id, error)
+        if running:
+            ray.wait(running, num_returns=len(running), timeout=timeout)
+        if self._service is not None:
+            ray.kill(self._service)
+            self._service = None
+        if self.started_ray:
+            ray.shutdown()
+
+    # Serving the queue ------------------------------------------------------------------------------------------
+
+    def _serve(self) -> None:
+        try:
+            self.start()
+        except Exception as error:  # noqa: BLE001 (no cluster at that address, a refused connection…)
+            self.problem = f"Ray could not be started or reached ({type(error).__name__}: {error})."
+            log.error("%s", self.problem)
+            return
+        while not self._closed.is_set():
+            try:
+                self.dispatch()
+            except ExplorerError as error:  # a busy or damaged store: try again at the next look
+                log.warning("cannot read the queue: %s", error)
+            self._closed.wait(self.poll)
+
+    def dispatch(self) -> int:
+        """Submit a task for every queued run that has none; note tasks that died. How many were submitted."""
+        self.reap()
+        submitted = 0
+        for run_id in self.store.queued():
+            if run_id not in self.tasks and not self._closed.is_set():
+                task = self._submit(self.store.run(run_id))
+                if task is not None:
+                    self.tasks[run_id] = task
+                    submitted += 1
+        return submitted
+
+    def reap(self) -> list[str]:
+        """Forget finished tasks; a run whose task died mid-run reads as interrupted at once. Their run ids."""
+        if not self.tasks:
+            return []
+        ray = self.ray
+        refs = list(self.tasks.values())
+        done, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
+        finished = [run_id for run_id, task in self.tasks.items() if task in done]
+        for run_id in finished:
+            task = self.tasks.pop(run_id)
+            try:
+                ray.get(task)
+            except Exception as error:  # noqa: BLE001 (the worker process or its node died: no status was written)
+                log.warning("the task of run %s ended without finishing it: %s", run_id, error)
+                if self.store.run(run_id)["status"] == "running":
+                    self.store.update_run(run_id, heartbeat=0.0)  # stale now: interrupted, resumable elsewhere
+        return finished
+
+    def resources(self, run: dict[str, Any]) -> dict[str, float] | None:
+        """What a run's task asks Ray for: a GPU for a CUDA run (``auto`` too, on a cluster with GPUs), else CPUs.
+
+        None, with the run marked failed, when it asks for a GPU the cluster does not have.
+        """
+        device = str((run.get("config") or {}).get("device", "auto"))
+        gpus = float(self.ray.cluster_resources().get("GPU", 0))
+        if device.startswith("cuda") and not gpus:
+            self.store.update_run(run["id"], status="failed",
+                                  message="This run asks for a CUDA GPU, and no node of the Ray cluster has one.")
+            return None
+        if device.startswith("cuda") or (device == "auto" and gpus):
+            return {"num_gpus": 1, "num_cpus": 1}
+        return {"num_gpus": 0, "num_cpus": self.cpus_per_run}
+
+    def _submit(self, run: dict[str, Any]) -> Any:
+        resources = self.resources(run)
+        if resources is None:
+            return None
+        task = self._task.options(max_retries=0, retry_exceptions=False, runtime_env=self._runtime_env(),
+                                  **resources)
+        return task.remote(self._service, run["id"], self.store.heartbeat_timeout)
+
+    def _runtime_env(self) -> dict[str, Any]:
+        """This code on every node (uploaded when joining a cluster); data sets cached under the state folder."""
+        variables = {"CNN_EXPLORER_STATE": str(self.store.root)}
+        if self.address is None:  # a local instance: the nodes are this machine
+            variables["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+            return {"env_vars": variables}
+        return {"env_vars": variables, "py_modules": [str(ROOT / "core")]}
