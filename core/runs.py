@@ -598,8 +598,9 @@ class StoreCallback:
 
     def on_fit_end(self, state: Any) -> None:
         if state.status == "stopped":  # keep what was learned up to the stop, mid-epoch too
-            figures = state.history[-1] if state.history else {}
-            save_checkpoint(state.model, self.store.checkpoint_path(self.run_id, "last"), self._sidecar(state, figures))
+            sidecar = self._sidecar(state, state.history[-1] if state.history else {})
+            sidecar["epoch"] = len(state.history) + self.epochs_before  # whole epochs; the stopped one restarts
+            save_checkpoint(state.model, self.store.checkpoint_path(self.run_id, "last"), sidecar)
         test = None
         if state.test is not None:
             wrong = [i for i, p in enumerate(state.test.predictions) if p != state.test_labels[i]][:64]

@@ -6,12 +6,13 @@ from explorer import classify_view, services, training_view, widgets
 from explorer.digit_pad import digit_pad
 
 st.title("Classify")
-choices = services.classifier_choices()
+store_ok = widgets.store_ok("classify-store")  # without it, the ImageNet models still classify
+choices = services.classifier_choices(with_runs=store_ok)
 if not choices:
     st.info("No model can classify yet: this machine has no ImageNet weights and no finished training run. "
             "Train LeNet-5 on the bundled digits (a few seconds), fine-tune a backbone on the Transfer-learning "
             "page, or put torchvision's weights in the torch hub cache.", icon=":material/info:")
-    if st.button("Train LeNet-5 on digits now", type="primary", key="classify-train"):
+    if store_ok and st.button("Train LeNet-5 on digits now", type="primary", key="classify-train"):
         run_id = widgets.attempt(services.submit, services.training_preset("Fast", arch="lenet5", dataset="digits"))
         if run_id:
             st.session_state["classify-run"] = run_id
