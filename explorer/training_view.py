@@ -52,7 +52,7 @@ def follow(run_id: str) -> None:
         return
     active = run["status"] in services.RUN_ACTIVE
     if run["status"] == "queued":
-        services.supervisor().ensure()  # e.g. runs queued before the server restarted
+        widgets.attempt(services.serve_queue)  # e.g. runs queued before the server restarted
 
     @st.fragment(run_every=1.0 if active else None)
     def panel() -> None:
