@@ -22,17 +22,20 @@ resume queues it again for whichever node is free. Ray is imported only when cho
 from __future__ import annotations
 
 import atexit
+import dataclasses
+import json
 import logging
 import os
 import socket
 import tempfile
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol, cast
 
 from core.errors import ExplorerError
-from core.runs import RunStore
+from core.runs import Heartbeat, RunStore
 
 log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[1]
@@ -109,6 +112,19 @@ def import_ray() -> Any:
             "The Ray executor needs Ray: `pip install -r requirements-ray.txt` (on the server and every node), or "
             f"unset ${EXECUTOR_ENV} to train with local worker processes.") from None
     return ray
+
+
+_WAITER = ThreadPoolExecutor(max_workers=4, thread_name_prefix="ray-get")
+
+
+def wait_for(ref: Any) -> Any:
+    """``ray.get(ref)`` from a helper thread: a task that waits in its main thread lends its CPUs to another task.
+
+    (Ray releases a task's CPUs while its main thread blocks in ``ray.get``, so a training run that asks the
+    store something every batch would let more runs start than there are CPUs.)
+    """
+    ray = import_ray()
+    return _WAITER.submit(ray.get, ref).result()
 
 
 # On the server's node: the actor that owns the store --------------------------------------------------------------
@@ -197,7 +213,7 @@ class RemoteStore:
         def call(*args: Any, **kwargs: Any) -> Any:
             if method not in self.QUIET:
                 self.send_checkpoints()
-            return self.ray.get(self.service.call.remote(method, args, kwargs))
+            return wait_for(self.service.call.remote(method, args, kwargs))
 
         return call
 
@@ -215,13 +231,13 @@ class RemoteStore:
             # Weights before sidecars: a sidecar on the server always describes weights that are there.
             changed.sort(key=lambda item: item[0].suffix == ".json")
             for path, signature in changed:
-                self.ray.get(self.service.put_file.remote(path.parent.name, path.name, path.read_bytes()))
+                wait_for(self.service.put_file.remote(path.parent.name, path.name, path.read_bytes()))
                 self._sent[path] = signature
             return len(changed)
 
     def fetch_checkpoints(self, run_id: str) -> None:
         """Copy a run's checkpoint files from the server to this node (to resume it here)."""
-        files = self.ray.get(self.service.files.remote(run_id))
+        files = wait_for(self.service.files.remote(run_id))
         for name, payload in files.items():
             path = self.root / "checkpoints" / run_id / name
             _write_atomically(path, payload)
@@ -238,7 +254,7 @@ def train_on_node(service: Any, run_id: str, heartbeat_timeout: float) -> str:
     from core.worker import Worker  # the same training path as a local worker: nothing Ray-specific below
 
     name = f"ray-{socket.gethostname()}-{os.getpid()}"
-    run = ray.get(service.call.remote("claim", (name,), {"run_id": run_id}))
+    run = wait_for(service.call.remote("claim", (name,), {"run_id": run_id}))
     if run is None:
         return "not queued"
     device = "cuda" if ray.get_gpu_ids() else "cpu"
@@ -249,6 +265,138 @@ def train_on_node(service: Any, run_id: str, heartbeat_timeout: float) -> str:
         Worker(cast(RunStore, store), device=device, name=name).train(run)
         store.send_checkpoints()
         return str(store.run(run_id)["status"])
+
+
+# One run, several processes (a multi-GPU job) ---------------------------------------------------------------------
+
+
+class AgreedStop(threading.Event):
+    """A stop that every rank of a distributed run sees at the same batch: at each check the ranks agree on it.
+
+    The trainer checks ``is_set()`` the same number of times on every rank (full batches only), so an all-reduce
+    (MAX) there ends every rank together; a rank that stopped alone would leave the others waiting in DDP.
+    """
+
+    def __init__(self, local: threading.Event, device: Any) -> None:
+        super().__init__()
+        self.local = local  # rank 0: the store's stop request; the others: never set here
+        self.device = device
+
+    def set(self) -> None:
+        """Stop (all ranks, at the next check)."""
+        self.local.set()
+
+    def is_set(self) -> bool:
+        """True on every rank once any rank's local stop is set."""
+        import torch
+        import torch.distributed as dist
+
+        flag = torch.tensor([1.0 if self.local.is_set() else 0.0], device=self.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag.item())
+
+
+def free_address() -> tuple[str, int]:
+    """This node's address and a free port on it (where rank 0 listens for the others)."""
+    ray = import_ray()
+    with socket.socket() as probe:
+        probe.bind(("", 0))
+        return ray.util.get_node_ip_address(), int(probe.getsockname()[1])
+
+
+def train_rank(service: Any, run: dict[str, Any], rank: int, world: int, address: tuple[str, int],
+               epochs_done: int, heartbeat_timeout: float) -> str:
+    """The body of one rank's Ray task: join the process group, train this rank's shard; rank 0 records the run."""
+    from datetime import timedelta
+
+    import torch
+    import torch.distributed as dist
+
+    from core import data as datasets
+    from core import engine
+    from core.runs import StopFlag
+    from core.worker import Worker
+
+    ray = import_ray()
+    cuda = bool(ray.get_gpu_ids())
+    if cuda:
+        torch.cuda.set_device(0)  # Ray shows each rank only the GPU of its bundle
+    timeout = float(os.environ.get("CNN_EXPLORER_DIST_TIMEOUT", "300"))
+    dist.init_process_group("nccl" if cuda else "gloo", init_method=f"tcp://{address[0]}:{address[1]}",
+                            rank=rank, world_size=world, timeout=timedelta(seconds=timeout))
+    device = torch.device("cuda", 0) if cuda else torch.device("cpu")
+
+    def wrap(model: torch.nn.Module) -> torch.nn.Module:
+        return torch.nn.parallel.DistributedDataParallel(model, device_ids=[0] if cuda else None)
+
+    name = f"ray-{socket.gethostname()}-{os.getpid()}"
+    try:
+        if rank == 0:
+            with tempfile.TemporaryDirectory(prefix="cnn-explorer-run-") as scratch:
+                store = RemoteStore(service, Path(scratch), heartbeat_timeout)
+                if run.get("resume"):
+                    store.fetch_checkpoints(run["id"])
+                stop = AgreedStop(StopFlag(cast(RunStore, store), run["id"]), device)
+                Worker(cast(RunStore, store), device="cuda" if cuda else "cpu", name=name).train(
+                    run, shard=(0, world), wrap=wrap, stop=stop)
+                store.send_checkpoints()
+                return str(store.run(run["id"])["status"])
+        config = engine.TrainConfig(**run["config"])
+        if config.device == "auto":
+            config = dataclasses.replace(config, device="cuda" if cuda else "cpu")
+        if epochs_done:  # as rank 0 resumes: the epochs left (its weights reach this rank when DDP wraps the model)
+            config = dataclasses.replace(config, epochs=max(config.epochs - epochs_done, 1))
+        data = datasets.load(config.validate().dataset)  # as a worker loads it for rank 0
+        engine.fit(config, data, [], stop=AgreedStop(threading.Event(), device), shard=(rank, world), wrap=wrap)
+        return "trained"
+    finally:
+        dist.destroy_process_group()
+
+
+def train_across(service: Any, run_id: str, processes: int, bundle: dict[str, float],
+                 heartbeat_timeout: float) -> str:
+    """The body of a multi-process run's coordinating task: reserve its GPUs (or CPUs), claim it, start its ranks.
+
+    The ranks share a placement group (packed onto as few nodes as fit), so they start together or not at all;
+    the run stays queued while it waits for them. A rank that dies ends the others at once.
+    """
+    ray = import_ray()
+    from ray.util.placement_group import placement_group, remove_placement_group
+    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    group = placement_group([dict(bundle)] * processes, strategy="PACK")
+    ray.get(group.ready())
+    try:
+        name = f"ray-job-{socket.gethostname()}-{os.getpid()}"
+        run = wait_for(service.call.remote("claim", (name,), {"run_id": run_id}))
+        if run is None:
+            return "not queued"
+        with tempfile.TemporaryDirectory() as scratch, \
+                Heartbeat(cast(RunStore, RemoteStore(service, Path(scratch), heartbeat_timeout)), run_id):
+            # Heartbeats from here on cover the ranks' start; rank 0 sends its own once it trains.
+            epochs_done = 0
+            if run.get("resume"):
+                sidecar = wait_for(service.files.remote(run_id)).get("last.json")
+                epochs_done = int(json.loads(sidecar).get("epoch") or 0) if sidecar else 0
+            place = [PlacementGroupSchedulingStrategy(placement_group=group, placement_group_bundle_index=i)
+                     for i in range(processes)]
+            address = ray.get(ray.remote(free_address).options(num_cpus=0, scheduling_strategy=place[0]).remote())
+            rank_task = ray.remote(train_rank)
+            ranks = [rank_task.options(max_retries=0, num_cpus=bundle.get("CPU", 1), num_gpus=bundle.get("GPU", 0),
+                                       scheduling_strategy=place[i]).remote(
+                     service, run, i, processes, address, epochs_done, heartbeat_timeout) for i in range(processes)]
+            pending = list(ranks)
+            while pending:
+                done, pending = ray.wait(pending, num_returns=1)
+                try:
+                    ray.get(done[0])
+                except Exception:
+                    for other in pending:  # they would wait for the lost rank until the process-group timeout
+                        ray.cancel(other, force=True)
+                    raise
+        return str(ray.get(ranks[0]))
+    finally:
+        remove_placement_group(group)
 
 
 # On the server: the executor ------------------------------------------------------------------------------------------
@@ -277,6 +425,7 @@ class RayExecutor:
         self.started_ray = False
         self._service: Any = None
         self._task: Any = None  # train_on_node as a Ray remote function
+        self._job: Any = None  # train_across, for runs of several processes
         self._lock = threading.RLock()
         self._closed = threading.Event()
         self._thread: threading.Thread | None = None
@@ -309,6 +458,7 @@ class RayExecutor:
                                                      runtime_env=self._runtime_env())
             self._service = actor.remote(str(self.store.root), self.store.heartbeat_timeout)
             self._task = ray.remote(train_on_node)
+            self._job = ray.remote(train_across)
             ray.get(self._service.call.remote("check", (), {}))  # fails here, not in a task, if it cannot start
             self.problem = None
 
@@ -406,6 +556,13 @@ class RayExecutor:
         resources = self.resources(run)
         if resources is None:
             return None
+        processes = int(run.get("processes") or 1)
+        if processes > 1:  # a coordinating task (no CPU of its own) reserves the ranks' resources together
+            bundle = {"CPU": float(resources["num_cpus"]), "GPU": float(resources["num_gpus"])}
+            job = self._job.options(num_cpus=0, max_retries=0, retry_exceptions=False,
+                                    runtime_env=self._runtime_env())
+            return job.remote(self._service, run["id"], processes, {k: v for k, v in bundle.items() if v},
+                              self.store.heartbeat_timeout)
         task = self._task.options(max_retries=0, retry_exceptions=False, runtime_env=self._runtime_env(),
                                   **resources)
         return task.remote(self._service, run["id"], self.store.heartbeat_timeout)

@@ -73,6 +73,7 @@ COLUMNS = {
     "group_id": "TEXT",                           # runs started together (a strategy race)
     "queued_at": "REAL",                          # place in the queue (a resumed run queues again)
     "progress": "TEXT",                           # JSON: the trainer's latest progress snapshot
+    "processes": "INTEGER NOT NULL DEFAULT 1",    # processes (GPUs) that train it together (the Ray executor)
 }
 ACTIVE = ("queued", "running")
 RESUMABLE = ("stopped", "failed", "interrupted")
@@ -225,16 +226,16 @@ class RunStore:
     # Runs ---------------------------------------------------------------------------------------------------------
 
     def create_run(self, config: Any, status: str = "queued", group: str | None = None,
-                   worker: str | None = None) -> str:
+                   worker: str | None = None, processes: int = 1) -> str:
         """Record a new run of ``config`` (a TrainConfig): queued for a worker, or running under ``worker``."""
         run_id = new_id()
         now = time.time()
         heartbeat = now if status == "running" else None
         self._execute(
             "INSERT INTO runs (id, created, updated, status, arch, dataset, config, versions, group_id, queued_at, "
-            "heartbeat, worker) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            "heartbeat, worker, processes) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (run_id, now, now, status, config.arch, config.dataset, json.dumps(asdict(config)), json.dumps(versions()),
-             group, now, heartbeat, worker),
+             group, now, heartbeat, worker, processes),
         )
         return run_id
 

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import torch
 
+from core import data as datasets
 from core import engine, executors, runs
 from core.worker import Worker
 
@@ -94,10 +95,11 @@ def ray_instance() -> Iterator[Any]:
         ray.shutdown()
 
 
-@pytest.fixture
-def executor(tmp_path: Path, ray_instance: Any) -> Iterator[executors.RayExecutor]:
-    """A Ray executor serving the store in ``tmp_path``; closed (its runs stopped) after the test."""
-    serving = executors.RayExecutor(tmp_path, cpus_per_run=1, poll=0.1, heartbeat_timeout=HEARTBEAT_TIMEOUT)
+@pytest.fixture(scope="module")
+def executor(tmp_path_factory: pytest.TempPathFactory, ray_instance: Any) -> Iterator[executors.RayExecutor]:
+    """A Ray executor serving one store for the module (each test waits for its runs); closed at the end."""
+    serving = executors.RayExecutor(tmp_path_factory.mktemp("ray-store"), cpus_per_run=1, poll=0.1,
+                                    heartbeat_timeout=HEARTBEAT_TIMEOUT)
     serving.start()
     serving.ensure()
     try:
@@ -196,3 +198,28 @@ def test_a_run_that_needs_a_gpu_the_cluster_lacks_fails_with_a_reason(executor: 
     run_id = store.create_run(engine.TrainConfig(epochs=1, device="cuda", **DIGITS))
     assert store.wait(run_id, timeout=60) == "failed"
     assert "no node of the Ray cluster" in store.run(run_id)["message"]
+
+
+@pytest.mark.slow
+def test_a_run_of_two_processes_trains_half_of_each_epoch_in_each(executor: executors.RayExecutor) -> None:
+    store = executor.store
+    run_id = store.create_run(engine.TrainConfig(epochs=2, batch_size=32, seed=4, **DIGITS), processes=2)
+    assert store.wait(run_id, timeout=300) == "completed", store.run(run_id)["message"]
+    run = store.run(run_id)
+    assert run["processes"] == 2 and run["test"]["accuracy"] > 0.3
+    per_rank = len(datasets.load("digits").train) // 2 // 32  # each rank's steps: its half of the epoch
+    assert run["progress"]["total_steps"] == 2 * per_rank
+    assert [row["epoch"] for row in store.metrics(run_id, "epoch")] == [1, 2]
+    assert runs.read_sidecar(store.checkpoint_path(run_id, "last"))["epoch"] == 2
+
+
+@pytest.mark.slow
+def test_a_stopped_run_of_two_processes_ends_both_together(executor: executors.RayExecutor) -> None:
+    store = executor.store
+    run_id = store.create_run(engine.TrainConfig(epochs=500, batch_size=32, seed=5, **DIGITS), processes=2)
+    assert eventually(lambda: store.metrics(run_id, "step"), timeout=240), store.run(run_id)
+    assert store.request_stop(run_id) == "stopping"
+    assert store.wait(run_id, timeout=120) == "stopped"
+    # Had the second rank gone on alone, it would wait in DDP for minutes and keep the job's task alive.
+    assert eventually(lambda: run_id not in executor.tasks, timeout=60)
+    assert "last" in store.checkpoints(run_id)
