@@ -46,7 +46,9 @@ def choices(store: RunStore | None) -> list[Choice]:
     """Cached ImageNet models, then every run with a saved checkpoint (newest first; ``store`` None: none)."""
     found = [Choice(f"imagenet:{name}", f"{models.spec(name).display_name} · ImageNet ({weights.pretrained(name).source})")
              for name in weights.names_with_weights() if weights.is_cached(name)]
-    for run in store.runs(limit=200) if store is not None else []:
+    if store is None:
+        return found
+    for run in store.runs(limit=200):
         saved = store.checkpoints(run["id"])
         if not saved or run["arch"] not in models.names():
             continue

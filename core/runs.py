@@ -4,7 +4,7 @@ Everything lives under one state directory: ``$CNN_EXPLORER_STATE``, else ``./st
 Files are written atomically (a temporary file, then a rename), so a crash never
 leaves a half-written checkpoint where a good one was.
 
-    python -m core.runs [--state DIR] list [--json] | show RUN | delete RUN | resume RUN | rebuild
+    python -m core.runs [--state DIR] list [--json] | show RUN | stop RUN | delete RUN | resume RUN | rebuild
 """
 
 from __future__ import annotations
@@ -688,6 +688,7 @@ def main(argv: list[str] | None = None) -> int:
     listing.add_argument("--json", action="store_true", help="one JSON array instead of a table")
     listing.add_argument("--limit", type=int, default=100)
     for name, text in (("show", "everything about one run"), ("delete", "remove a run and its checkpoint files"),
+                       ("stop", "cancel a queued run, or ask a running one to stop after its batch"),
                        ("resume", "queue a stopped, failed or interrupted run again (a worker continues it)")):
         commands.add_parser(name, help=text).add_argument("run_id")
     commands.add_parser("rebuild", help="rebuild the database from the checkpoint sidecars on disk")
@@ -706,6 +707,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "show":
             print(json.dumps(store.run(args.run_id), indent=2, default=str))
             print(json.dumps({"checkpoints": {k: str(v) for k, v in store.checkpoints(args.run_id).items()}}))
+        elif args.command == "stop":
+            print(f"run {args.run_id}: {store.request_stop(args.run_id)}")
         elif args.command == "delete":
             store.delete(args.run_id)
             print(f"deleted run {args.run_id} and its files")

@@ -88,34 +88,37 @@ def test_too_small_an_input_is_a_message(page: Page, app_url: str) -> None:
     expect(page.locator('[data-testid="stException"]')).to_have_count(0)
 
 
-def test_training_run_streams_survives_a_refresh_and_stops(page: Page, app_url: str) -> None:
+def test_training_run_survives_a_refresh_stops_resumes_and_its_checkpoint_downloads(page: Page, app_url: str,
+                                                                                   tmp_path) -> None:
+    from safetensors.torch import load_file
+
     open_page(page, f"{app_url}/training")
     page.get_by_text("Hyperparameters").click()
     epochs = page.get_by_role("spinbutton", name="Epochs")
     epochs.fill("400")
     epochs.press("Enter")  # Enter in a form field submits the form, as the "Start training" button does
     progress = page.get_by_text("images/s")
-    expect(progress).to_be_visible(timeout=120_000)
-    expect(page.locator('[data-testid="stPlotlyChart"]').first).to_be_visible()
+    expect(progress).to_be_visible(timeout=180_000)  # trained by a worker process, watched through the store
     assert "run=" in page.url
-    first = _epoch(progress.inner_text())
-    page.wait_for_function(
-        "e => [...document.querySelectorAll('[data-testid=\"stProgress\"]')].some("
-        "p => (parseInt((p.innerText.match(/Epoch (\\d+)/) || [0, 0])[1]) > e))", arg=first, timeout=60_000)
     page.reload()  # a refresh reattaches to the running job through the URL
     wait_until_idle(page)
-    expect(page.get_by_text("images/s")).to_be_visible(timeout=30_000)
+    expect(page.get_by_text("images/s")).to_be_visible(timeout=60_000)
     page.get_by_role("button", name="Stop").click()
-    expect(page.get_by_text("Stopped by the user")).to_be_visible(timeout=60_000)
-    expect(page.get_by_text("Test accuracy")).to_be_visible()
+    resume = page.get_by_role("button", name="Resume")
+    expect(resume).to_be_visible(timeout=120_000)
+    expect(page.get_by_text("Stopped by the user")).to_be_visible()
+    wait_until_idle(page)
+    resume.click()
+    expect(page.get_by_role("button", name="Stop")).to_be_visible(timeout=180_000)  # training again
+    page.get_by_role("button", name="Stop").click()
+    expect(page.get_by_role("button", name="Resume")).to_be_visible(timeout=120_000)
+    wait_until_idle(page)
+    with page.expect_download(timeout=60_000) as download:
+        page.get_by_text("Download the last checkpoint").click()
+    saved = tmp_path / download.value.suggested_filename
+    download.value.save_as(saved)
+    assert saved.name.endswith("-last.safetensors") and load_file(str(saved))  # real weights, not a page
     expect(page.locator('[data-testid="stException"]')).to_have_count(0)
-
-
-def _epoch(text: str) -> int:
-    import re
-
-    match = re.search(r"Epoch (\d+)", text)
-    return int(match.group(1)) if match else 0
 
 
 def test_a_zip_of_class_folders_is_fine_tuned_in_the_browser(page: Page, app_url: str, tmp_path) -> None:

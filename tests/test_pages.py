@@ -437,3 +437,21 @@ def test_an_unreadable_run_database_is_a_message_with_a_rebuild_button(tmp_path:
     assert not at.exception
     assert any("1 runs recovered" in s.value for s in at.success)
     assert run_id in set(at.dataframe[-1].value["run"])
+
+
+def test_the_strategy_race_is_a_group_in_the_url_that_reattaches_and_stops_as_one() -> None:
+    from explorer import services
+
+    at = open_page("transfer")
+    at.number_input(key="transfer-epochs").set_value(50).run()
+    at.button(key="transfer-race-start").click().run()
+    assert not at.exception
+    group = str(at.query_params["group"][0] if isinstance(at.query_params["group"], list) else at.query_params["group"])
+    runs = services.group_runs(group)
+    assert len(runs) == 3 and {r["config"]["strategy"] for r in runs} == set(services.STRATEGIES)
+    again = open_page("transfer", group=group)  # a refresh: the race is back, from the URL
+    assert any(s.value == "Strategy race" for s in again.subheader)
+    again.button(key=f"stop-{group}").click().run()
+    assert not again.exception
+    for run in runs:
+        assert services.run_store().wait(run["id"], timeout=300) == "stopped"

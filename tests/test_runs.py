@@ -239,6 +239,7 @@ def test_command_line_lists_shows_resumes_and_deletes_runs(tmp_path: Path, capsy
     assert runs.main(["--state", str(tmp_path), "show", done]) == 0 and "best.safetensors" in capsys.readouterr().out
     assert runs.main(["--state", str(tmp_path), "resume", done]) == 1
     assert "only a stopped, failed or interrupted run" in capsys.readouterr().err
+    assert runs.main(["--state", str(tmp_path), "stop", queued]) == 0 and "cancelled" in capsys.readouterr().out
     assert runs.main(["--state", str(tmp_path), "delete", done]) == 0
     assert "deleted" in capsys.readouterr().out
     assert runs.main(["--state", str(tmp_path), "list"]) == 0
