@@ -574,3 +574,61 @@ class RayExecutor:
             variables["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
             return {"env_vars": variables}
         return {"env_vars": variables, "py_modules": [str(ROOT / "core")]}
+
+
+# Command line ---------------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m core.executors``: serve the queue on Ray, or queue one run for several processes."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(
+        prog="python -m core.executors",
+        description="Train the run store's queue on a Ray cluster; queue runs that several GPUs train together.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="train queued runs as Ray tasks until Ctrl-C (no app needed)")
+    serve.add_argument("--state", type=Path, help="state folder (default: $CNN_EXPLORER_STATE or ./state)")
+    serve.add_argument("--address", default=os.environ.get(RAY_ADDRESS_ENV),
+                       help=f"Ray cluster this machine has joined (auto, HEAD:6379; default ${RAY_ADDRESS_ENV}); "
+                            "none: start a local Ray instance")
+    queue = commands.add_parser("queue", help="queue one run (python -m core.train's flags) for N processes",
+                                epilog="example: python -m core.executors queue --processes 2 --arch resnet18 "
+                                       "--dataset cifar10 --epochs 30")
+    queue.add_argument("--processes", type=int, default=1, help="processes (GPUs, on a CUDA cluster) that train it")
+    args, rest = parser.parse_known_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        if args.command == "queue":
+            from core import train
+
+            if args.processes < 1:
+                parser.error("--processes must be at least 1")
+            flags, config = train.parse(rest)
+            store = RunStore(flags.state_dir) if flags.state_dir else RunStore()
+            run_id = store.create_run(config, processes=args.processes)
+            print(f"run {run_id} queued for {args.processes} process(es) in {store.root}: the Ray executor "
+                  "(the app's, or `python -m core.executors serve`) trains it")
+            return 0
+        if rest:
+            parser.error(f"unrecognized arguments: {' '.join(rest)}")
+        executor = RayExecutor(args.state if args.state else RunStore().root,
+                               configured_address(args.address) if args.address else None)
+        executor.start()
+        log.info("serving the queue of %s on Ray; Ctrl-C stops the running runs (checkpoints kept)",
+                 executor.store.root)
+        executor.ensure()
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            pass
+        executor.close()
+    except ExplorerError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
