@@ -79,6 +79,8 @@ def measure(mode: str, runs: int, epochs: int, ray_cpus: int, timeout: float,
         load = os.getloadavg()[0]
         begun = time.monotonic()
         try:
+            if mode == "ray":
+                executor.start()  # here, so that a Ray that cannot start fails the benchmark at once
             executor.ensure()
             warm = [store.create_run(_config(10_000 + i, 1)) for i in range(slots)]
             for run_id in warm:
