@@ -22,14 +22,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from core import engine
+from core import training
 from core.runs import ACTIVE, RunStore
 
 MODES = ("local-1", "local-2", "ray")
 
 
-def _config(seed: int, epochs: int) -> engine.TrainConfig:
-    return engine.TrainConfig(arch="lenet5", dataset="digits", epochs=epochs, seed=seed)
+def _config(seed: int, epochs: int) -> training.TrainConfig:
+    return training.TrainConfig(arch="lenet5", dataset="digits", epochs=epochs, seed=seed)
 
 
 def _executor(mode: str, state: Path, ray_cpus: int) -> Any:

@@ -313,7 +313,7 @@ def train_rank(service: Any, run: dict[str, Any], rank: int, world: int, address
     import torch.distributed as dist
 
     from core import data as datasets
-    from core import engine
+    from core import training
     from core.runs import StopFlag
     from core.worker import Worker
 
@@ -341,13 +341,13 @@ def train_rank(service: Any, run: dict[str, Any], rank: int, world: int, address
                     run, shard=(0, world), wrap=wrap, stop=stop)
                 store.send_checkpoints()
                 return str(store.run(run["id"])["status"])
-        config = engine.TrainConfig(**run["config"])
+        config = training.config_from_dict(run["config"])
         if config.device == "auto":
             config = dataclasses.replace(config, device="cuda" if cuda else "cpu")
         if epochs_done:  # as rank 0 resumes: the epochs left (its weights reach this rank when DDP wraps the model)
             config = dataclasses.replace(config, epochs=max(config.epochs - epochs_done, 1))
         data = datasets.load(config.validate().dataset)  # as a worker loads it for rank 0
-        engine.fit(config, data, [], stop=AgreedStop(threading.Event(), device), shard=(rank, world), wrap=wrap)
+        training.fit(config, data, [], stop=AgreedStop(threading.Event(), device), shard=(rank, world), wrap=wrap)
         return "trained"
     finally:
         dist.destroy_process_group()

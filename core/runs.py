@@ -34,6 +34,7 @@ from torch import nn
 
 from core import models
 from core.errors import ExplorerError
+from core.training import Progress
 from core.weights import mismatches
 
 log = logging.getLogger(__name__)
@@ -543,7 +544,7 @@ def load_checkpoint(path: Path, expected_arch: str | None = None) -> tuple[nn.Mo
 
 
 class StoreCallback:
-    """Engine subscriber that writes metrics, progress, checkpoints and status into the run store."""
+    """Trainer subscriber that writes metrics, progress, checkpoints and status into the run store."""
 
     def __init__(self, store: RunStore, run_id: str, dataset_mean: tuple[float, ...], dataset_std: tuple[float, ...]):
         self.store = store
@@ -557,57 +558,52 @@ class StoreCallback:
         """Number epochs and steps after ``epochs`` and ``steps`` done before (a resumed run)."""
         self.epochs_before, self.steps_before = epochs, steps
 
-    def _epoch(self, state: Any) -> int:
+    def _epoch(self, state: Progress) -> int:
         return state.epoch + self.epochs_before
 
-    def _step(self, state: Any) -> int:
+    def _step(self, state: Progress) -> int:
         return state.step + self.steps_before
 
-    def _sidecar(self, state: Any, metrics: dict[str, float]) -> dict[str, Any]:
-        model = state.model
+    def _sidecar(self, state: Progress, metrics: dict[str, float]) -> dict[str, Any]:
+        model: Any = state.model
         return {"arch": state.config.arch, "classes": list(state.classes), "in_channels": model.in_channels,
                 "input_size": state.input_size, "mean": list(self.mean), "std": list(self.std),
                 "run_id": self.run_id, "dataset": state.config.dataset, "epoch": self._epoch(state),
                 "step": self._step(state),
                 "metrics": metrics, "strategy": state.config.strategy, "config": asdict(state.config)}
 
-    def progress(self, state: Any) -> dict[str, Any]:
+    def progress(self, state: Progress) -> dict[str, Any]:
         """What a live view shows of a running trainer."""
         return {"epoch": self._epoch(state), "epochs": state.config.epochs + self.epochs_before,
                 "step": self._step(state), "total_steps": state.total_steps + self.steps_before,
                 "elapsed": state.elapsed, "eta": state.eta_seconds,
                 "images_per_second": state.images_per_second, "messages": list(state.messages)}
 
-    def on_fit_start(self, state: Any) -> None:
+    def on_fit_start(self, state: Progress) -> None:
         self.store.update_run(self.run_id, status="running", device=state.device, progress=self.progress(state),
                               heartbeat=time.time())
 
-    def on_batch_end(self, state: Any) -> None:
+    def on_batch_end(self, state: Progress) -> None:
         self.store.log(self.run_id, "step", self._epoch(state), self._step(state), state.elapsed,
                        {"train_loss": state.train_loss, "train_acc": state.train_acc, "lr": state.lr})
         self.store.update_run(self.run_id, progress=self.progress(state), heartbeat=time.time())
 
-    def on_epoch_end(self, state: Any) -> None:
-        epoch = state.history[-1]
+    def on_epoch_end(self, state: Progress) -> None:
+        epoch = state.history[-1].as_dict()
         self.store.log(self.run_id, "epoch", self._epoch(state), self._step(state), state.elapsed,
                        {k: v for k, v in epoch.items() if k not in ("epoch", "elapsed")})
         save_checkpoint(state.model, self.store.checkpoint_path(self.run_id, "last"), self._sidecar(state, epoch))
         if state.best_epoch == state.epoch:
             save_checkpoint(state.model, self.store.checkpoint_path(self.run_id, "best"), self._sidecar(state, epoch))
-        best = max(h["val_acc"] for h in state.history)
-        self.store.update_run(self.run_id, best_val_acc=best, elapsed=state.elapsed, progress=self.progress(state))
+        self.store.update_run(self.run_id, best_val_acc=state.best_val_acc, elapsed=state.elapsed,
+                              progress=self.progress(state))
 
-    def on_fit_end(self, state: Any) -> None:
+    def on_fit_end(self, state: Progress) -> None:
         if state.status == "stopped":  # keep what was learned up to the stop, mid-epoch too
-            sidecar = self._sidecar(state, state.history[-1] if state.history else {})
+            sidecar = self._sidecar(state, state.history[-1].as_dict() if state.history else {})
             sidecar["epoch"] = len(state.history) + self.epochs_before  # whole epochs; the stopped one restarts
             save_checkpoint(state.model, self.store.checkpoint_path(self.run_id, "last"), sidecar)
-        test = None
-        if state.test is not None:
-            wrong = [i for i, p in enumerate(state.test.predictions) if p != state.test_labels[i]][:64]
-            test = {"accuracy": state.test.accuracy, "loss": state.test.loss, "confusion": state.test.confusion,
-                    "per_class": state.test.per_class(), "classes": list(state.classes), "misclassified": wrong,
-                    "predicted": [state.test.predictions[i] for i in wrong]}
+        test = state.test.report(state.classes) if state.test is not None else None
         self.store.update_run(self.run_id, status=state.status, message=" ".join(state.messages) or None,
                               elapsed=state.elapsed, test=test, progress=self.progress(state))
 

@@ -31,7 +31,7 @@ from typing import Any
 import torch
 
 from core import data as datasets
-from core import engine
+from core import training
 from core.errors import ExplorerError
 from core.runs import Heartbeat, RunStore, StopFlag, StoreCallback, load_checkpoint
 
@@ -99,7 +99,7 @@ class Worker:
                 model = None
                 if run.get("resume"):
                     model, config = self._resume(run_id, config, callback)
-                engine.fit(config, data, [callback], stop=stop, model=model, shard=shard, wrap=wrap)
+                training.fit(config, data, [callback], stop=stop, model=model, shard=shard, wrap=wrap)
         except Exception as error:  # noqa: BLE001 (a run that crashes must never take the worker down)
             message = str(error) if isinstance(error, ExplorerError) else f"{type(error).__name__}: {error}"
             log.error("run %s failed:\n%s", run_id, traceback.format_exc())
@@ -110,15 +110,15 @@ class Worker:
         finally:
             self._current = None
 
-    def _config(self, run: dict[str, Any]) -> engine.TrainConfig:
+    def _config(self, run: dict[str, Any]) -> training.TrainConfig:
         """The run's config, on this worker's device when the run leaves the choice to it."""
-        config = engine.TrainConfig(**run["config"])
+        config = training.config_from_dict(run["config"])
         if self.device != "auto" and config.device == "auto":
             config = dataclasses.replace(config, device=self.device.split(":")[0])
         return config.validate()
 
-    def _resume(self, run_id: str, config: engine.TrainConfig,
-                callback: StoreCallback) -> tuple[torch.nn.Module | None, engine.TrainConfig]:
+    def _resume(self, run_id: str, config: training.TrainConfig,
+                callback: StoreCallback) -> tuple[torch.nn.Module | None, training.TrainConfig]:
         """Continue from the last checkpoint: its weights, the epochs left, the curves' numbering continued."""
         checkpoint = self.store.checkpoint_path(run_id, "last")
         if not checkpoint.exists():  # stopped before its first checkpoint: start again

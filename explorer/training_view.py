@@ -14,6 +14,9 @@ from core.errors import ExplorerError
 from explorer import components, services, widgets
 
 STEP_POINTS = 2000  # the live curve keeps at most this many per-batch points
+DRAWN_POINTS = 400  # per-batch points drawn per curve
+PROGRESS_EVERY = 1.0  # seconds between polls of the progress line (one small read of the store)
+CHART_EVERY = 3.0  # seconds between redraws of the live curves: drawing them is what costs a watching browser most
 
 
 def _duration(seconds: float) -> str:
@@ -26,6 +29,9 @@ def _duration(seconds: float) -> str:
 def curves(steps: list[dict[str, float]], epochs: list[dict[str, float]], steps_per_epoch: float) -> go.Figure:
     """Loss, accuracy and learning rate: per batch (train) and per epoch (train and validation)."""
     figure = make_subplots(rows=1, cols=3, subplot_titles=("Loss", "Accuracy", "Learning rate"))
+    if len(steps) > DRAWN_POINTS:  # every k-th batch point (and the latest): what a browser redraws stays small
+        stride = -(-len(steps) // DRAWN_POINTS)
+        steps = steps[::-1][::stride][::-1]
     if steps:
         x = [s["step"] / steps_per_epoch for s in steps] if steps_per_epoch else [s["step"] for s in steps]
         figure.add_trace(go.Scatter(x=x, y=[s["train_loss"] for s in steps], name="train (batches)",
@@ -46,32 +52,49 @@ def curves(steps: list[dict[str, float]], epochs: list[dict[str, float]], steps_
 
 
 def follow(run_id: str) -> None:
-    """The followed run: live while it is queued or running (the store polled each second), then its results."""
+    """The followed run: live while it is queued or running (polling the store), then its results."""
     run = widgets.attempt(services.run, run_id)
     if run is None:
         return
-    active = run["status"] in services.RUN_ACTIVE
+    if run["status"] not in services.RUN_ACTIVE:
+        _header(run)
+        _finished(run)
+        return
     if run["status"] == "queued":
         widgets.attempt(services.serve_queue)  # e.g. runs queued before the server restarted
 
-    @st.fragment(run_every=1.0 if active else None)
-    def panel() -> None:
+    @st.fragment(run_every=PROGRESS_EVERY)
+    def progress() -> None:
         run = widgets.attempt(services.run, run_id)
         if run is None:
             return
-        config = run["config"]
-        st.subheader(f"Run {run_id}")
-        st.caption(f"{components.display_name(config['arch'])} on {config['dataset']} · {config['optimizer']} "
-                   f"lr {config['lr']} · batch {config['batch_size']} · {config['epochs']} epochs · "
-                   f"{run.get('device') or 'device pending'}")
-        if run["status"] in services.RUN_ACTIVE:
-            _live(run)
-            return
-        if active:  # it has just finished: redraw the page once, without polling
+        if run["status"] not in services.RUN_ACTIVE:  # it has just ended: redraw the page once, no more polling
             st.rerun()
-        _finished(run)
+        _header(run)
+        _live(run)
 
-    panel()
+    @st.fragment(run_every=CHART_EVERY)
+    def chart() -> None:
+        run = widgets.attempt(services.run, run_id)
+        seen = _curves_so_far(run_id)
+        if run is None or not (seen["steps"] or seen["epochs"]):
+            return
+        progress = run.get("progress") or {}
+        epochs = progress.get("epochs") or 0
+        steps_per_epoch = progress["total_steps"] / epochs if epochs and progress.get("total_steps") else 0
+        st.plotly_chart(curves(seen["steps"], seen["epochs"], steps_per_epoch), width="stretch",
+                        key=f"live-{run_id}")
+
+    progress()
+    chart()
+
+
+def _header(run: dict[str, Any]) -> None:
+    config = run["config"]
+    st.subheader(f"Run {run['id']}")
+    st.caption(f"{components.display_name(config['arch'])} on {config['dataset']} · {config['optimizer']} "
+               f"lr {config['lr']} · batch {config['batch_size']} · {config['epochs']} epochs · "
+               f"{run.get('device') or 'device pending'}")
 
 
 def _curves_so_far(run_id: str) -> dict[str, Any]:
@@ -86,6 +109,7 @@ def _curves_so_far(run_id: str) -> dict[str, Any]:
 
 
 def _live(run: dict[str, Any]) -> None:
+    """Progress line, messages and the Stop (or, while queued, Cancel) button of an active run."""
     run_id = run["id"]
     progress = run.get("progress") or {}
     if run["status"] == "queued":
@@ -105,12 +129,6 @@ def _live(run: dict[str, Any]) -> None:
             st.info(message)
     else:
         st.info("Loading the data and building the model…", icon=":material/hourglass_top:")
-    seen = _curves_so_far(run_id)
-    if seen["steps"] or seen["epochs"]:
-        epochs = progress.get("epochs") or 0
-        steps_per_epoch = progress["total_steps"] / epochs if epochs and progress.get("total_steps") else 0
-        st.plotly_chart(curves(seen["steps"], seen["epochs"], steps_per_epoch), width="stretch",
-                        key=f"live-{run_id}")
     if run.get("stop_requested"):
         st.caption("Stopping after the current batch; its checkpoint is saved.")
     elif st.button("Stop", key=f"stop-{run_id}", icon=":material/stop_circle:"):
@@ -119,6 +137,7 @@ def _live(run: dict[str, Any]) -> None:
 
 
 def _finished(run: dict[str, Any]) -> None:
+    """Messages, Resume / Delete, the curves, the test figures and the checkpoints of an ended run."""
     status = run["status"]
     store = services.run_store()
     epochs = store.metrics(run["id"], "epoch")

@@ -6,10 +6,10 @@ import os
 import sys
 import time
 
-from core import engine
 from core import train as cli
+from core import training
 
-_fit = engine.fit
+_fit = training.fit
 
 
 class _Freeze:
@@ -25,7 +25,7 @@ def _fit_frozen_on_rank_1(config, data, callbacks=(), **options):
     return _fit(config, data, callbacks, **options)
 
 
-engine.fit = _fit_frozen_on_rank_1
+training.fit = _fit_frozen_on_rank_1
 
 if __name__ == "__main__":
     sys.exit(cli.main())

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from core import data as datasets
-from core import engine, executors, runs
+from core import executors, runs, training
 from core.worker import Worker
 
 HEARTBEAT_TIMEOUT = 5.0  # short in tests; the app's default is 30 s
@@ -108,7 +108,7 @@ def executor(tmp_path_factory: pytest.TempPathFactory, ray_instance: Any) -> Ite
         serving.close()
 
 
-def _local_run(root: Path, config: engine.TrainConfig) -> str:
+def _local_run(root: Path, config: training.TrainConfig) -> str:
     """Train ``config`` the way a local worker does (one thread, as a Ray task gets for one CPU); its run id."""
     store = runs.RunStore(root, HEARTBEAT_TIMEOUT)
     store.create_run(config)
@@ -127,7 +127,7 @@ def _local_run(root: Path, config: engine.TrainConfig) -> str:
 def test_a_run_trains_on_ray_reports_to_the_store_and_equals_a_local_run(
         tmp_path: Path, executor: executors.RayExecutor) -> None:
     store = executor.store
-    config = engine.TrainConfig(epochs=2, seed=3, **DIGITS)
+    config = training.TrainConfig(epochs=2, seed=3, **DIGITS)
     run_id = store.create_run(config)
     assert store.wait(run_id, timeout=300) == "completed", store.run(run_id)["message"]
     run = store.run(run_id)
@@ -155,8 +155,8 @@ def test_a_run_trains_on_ray_reports_to_the_store_and_equals_a_local_run(
 @pytest.mark.slow
 def test_stop_a_running_run_and_cancel_one_that_waits_for_a_cpu(executor: executors.RayExecutor) -> None:
     store = executor.store
-    running = [store.create_run(engine.TrainConfig(epochs=500, seed=i, **DIGITS)) for i in range(2)]
-    waiting = store.create_run(engine.TrainConfig(epochs=500, seed=2, **DIGITS))
+    running = [store.create_run(training.TrainConfig(epochs=500, seed=i, **DIGITS)) for i in range(2)]
+    waiting = store.create_run(training.TrainConfig(epochs=500, seed=2, **DIGITS))
     assert eventually(lambda: all(store.metrics(r, "step") for r in running), timeout=240), \
         [store.run(r)["status"] for r in running]
     assert store.run(waiting)["status"] == "queued"  # both CPUs are taken: its task waits in Ray, unclaimed
@@ -174,7 +174,7 @@ def test_stop_a_running_run_and_cancel_one_that_waits_for_a_cpu(executor: execut
 @pytest.mark.slow
 def test_a_killed_task_leaves_its_run_interrupted_and_resume_completes_it(executor: executors.RayExecutor) -> None:
     store = executor.store
-    run_id = store.create_run(engine.TrainConfig(epochs=8, batch_size=32, seed=1, **DIGITS))
+    run_id = store.create_run(training.TrainConfig(epochs=8, batch_size=32, seed=1, **DIGITS))
     assert eventually(lambda: "last" in store.checkpoints(run_id), timeout=240), store.run(run_id)
     pid = int(store.run(run_id)["worker"].rsplit("-", 1)[1])
     os.kill(pid, signal.SIGKILL)  # the task's process dies without a word: as if its node went away
@@ -195,7 +195,7 @@ def test_a_run_that_needs_a_gpu_the_cluster_lacks_fails_with_a_reason(executor: 
     if ray_instance.cluster_resources().get("GPU"):
         pytest.skip("this Ray instance has a GPU")
     store = executor.store
-    run_id = store.create_run(engine.TrainConfig(epochs=1, device="cuda", **DIGITS))
+    run_id = store.create_run(training.TrainConfig(epochs=1, device="cuda", **DIGITS))
     assert store.wait(run_id, timeout=60) == "failed"
     assert "no node of the Ray cluster" in store.run(run_id)["message"]
 
@@ -203,7 +203,7 @@ def test_a_run_that_needs_a_gpu_the_cluster_lacks_fails_with_a_reason(executor: 
 @pytest.mark.slow
 def test_a_run_of_two_processes_trains_half_of_each_epoch_in_each(executor: executors.RayExecutor) -> None:
     store = executor.store
-    run_id = store.create_run(engine.TrainConfig(epochs=2, batch_size=32, seed=4, **DIGITS), processes=2)
+    run_id = store.create_run(training.TrainConfig(epochs=2, batch_size=32, seed=4, **DIGITS), processes=2)
     assert store.wait(run_id, timeout=300) == "completed", store.run(run_id)["message"]
     run = store.run(run_id)
     assert run["processes"] == 2 and run["test"]["accuracy"] > 0.3
@@ -216,7 +216,7 @@ def test_a_run_of_two_processes_trains_half_of_each_epoch_in_each(executor: exec
 @pytest.mark.slow
 def test_a_stopped_run_of_two_processes_ends_both_together(executor: executors.RayExecutor) -> None:
     store = executor.store
-    run_id = store.create_run(engine.TrainConfig(epochs=500, batch_size=32, seed=5, **DIGITS), processes=2)
+    run_id = store.create_run(training.TrainConfig(epochs=500, batch_size=32, seed=5, **DIGITS), processes=2)
     assert eventually(lambda: store.metrics(run_id, "step"), timeout=240), store.run(run_id)
     assert store.request_stop(run_id) == "stopping"
     assert store.wait(run_id, timeout=120) == "stopped"

@@ -148,10 +148,10 @@ def test_training_page_runs_lenet_on_digits() -> None:
 
 
 def test_training_page_reattaches_to_a_run_named_in_the_url() -> None:
-    from core import engine
+    from core import training
     from explorer import services
 
-    run_id = services.submit(engine.TrainConfig(epochs=1, optimizer="adam", lr=3e-3))
+    run_id = services.submit(training.TrainConfig(epochs=1, optimizer="adam", lr=3e-3))
     at = open_page("training", run=run_id)  # a refresh, or a second tab with the link
     _finish(at, run_id)
     assert any(run_id in h.value for h in at.subheader)
@@ -160,12 +160,12 @@ def test_training_page_reattaches_to_a_run_named_in_the_url() -> None:
 
 @pytest.mark.parametrize("preset", ["LeNet-5 (course notes)", "Fast, large batch (GPU)"])
 def test_a_preset_fills_the_form_with_its_values(preset: str) -> None:
-    from core import engine
+    from core import training
 
     at = open_page("training")
     at.selectbox(key="train-preset").set_value(preset).run()
     assert not at.exception
-    recipe = engine.PRESETS[preset]
+    recipe = training.PRESETS[preset]
     values = {n.label: n.value for n in at.number_input}
     assert values["Batch size"] == recipe["batch_size"] and values["Learning rate"] == pytest.approx(recipe["lr"])
     assert {c.label: c.value for c in at.checkbox}["Augment (random shifts)"] == recipe.get("augment", False)
@@ -242,10 +242,10 @@ def test_transfer_page_folder_paths_stay_under_the_root() -> None:
 @pytest.fixture(scope="module")
 def digits_run() -> str:
     """A LeNet-5 trained on the bundled digits, in the test session's run store."""
-    from core import engine
+    from core import training
     from explorer import services
 
-    run_id = services.submit(engine.preset("Fast", arch="lenet5", dataset="digits", epochs=3))
+    run_id = services.submit(training.preset("Fast", arch="lenet5", dataset="digits", epochs=3))
     assert services.run_store().wait(run_id, timeout=300) == "completed"
     return run_id
 
@@ -372,11 +372,11 @@ def _wait_for(condition, timeout: float = 300) -> None:
 
 
 def test_training_page_stops_resumes_downloads_and_deletes_a_run() -> None:
-    from core import engine
+    from core import training
     from explorer import services
 
     store = services.run_store()
-    run_id = services.submit(engine.TrainConfig(epochs=500, optimizer="adam", lr=3e-3))
+    run_id = services.submit(training.TrainConfig(epochs=500, optimizer="adam", lr=3e-3))
     _wait_for(lambda: store.metrics(run_id, "step"))
     at = open_page("training", run=run_id)
     assert any("images/s" in p.proto.text for p in at.get("progress"))  # live, from the store
@@ -401,12 +401,12 @@ def test_training_page_stops_resumes_downloads_and_deletes_a_run() -> None:
 
 
 def test_training_page_cancels_a_queued_run_at_once() -> None:
-    from core import engine
+    from core import training
     from explorer import services
 
     store = services.run_store()
-    busy = services.submit(engine.TrainConfig(epochs=500, optimizer="adam", lr=3e-3))
-    waiting = services.submit(engine.TrainConfig(epochs=1, optimizer="adam", lr=3e-3))
+    busy = services.submit(training.TrainConfig(epochs=500, optimizer="adam", lr=3e-3))
+    waiting = services.submit(training.TrainConfig(epochs=1, optimizer="adam", lr=3e-3))
     try:
         at = open_page("training", run=waiting)
         assert any("Queued" in i.value or "Starting" in i.value for i in at.info)

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from core import engine, models, runs
+from core import models, runs, training
 from core import train as cli
-from tests.test_engine import FAST, tiny
+from tests.conftest import FAST, tiny
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,7 +28,7 @@ def _write_metrics(root: str, run_id: str, writer: int, count: int) -> None:
 
 def test_two_writers_at_once(tmp_path: Path) -> None:
     store = runs.RunStore(tmp_path)
-    run_id = store.create_run(engine.TrainConfig())
+    run_id = store.create_run(training.TrainConfig())
     context = multiprocessing.get_context("spawn")
     writers = [context.Process(target=_write_metrics, args=(str(tmp_path), run_id, w, 150)) for w in range(2)]
     for writer in writers:
@@ -42,7 +42,7 @@ def test_two_writers_at_once(tmp_path: Path) -> None:
 
 def test_runs_round_trip(tmp_path: Path) -> None:
     store = runs.RunStore(tmp_path)
-    run_id = store.create_run(engine.TrainConfig(arch="resnet18", epochs=3))
+    run_id = store.create_run(training.TrainConfig(arch="resnet18", epochs=3))
     store.update_run(run_id, status="completed", test={"accuracy": 0.5})
     run = store.run(run_id)
     assert run["config"]["arch"] == "resnet18" and run["test"] == {"accuracy": 0.5}
@@ -105,7 +105,7 @@ def test_corrupt_or_mismatched_checkpoints_are_refused_clearly(tmp_path: Path) -
 
 
 def _queue(store: runs.RunStore, count: int, **config) -> list[str]:
-    return [store.create_run(engine.TrainConfig(**{"epochs": 1, **FAST, **config})) for _ in range(count)]
+    return [store.create_run(training.TrainConfig(**{"epochs": 1, **FAST, **config})) for _ in range(count)]
 
 
 def test_a_queued_run_is_cancelled_at_once_and_a_running_one_asked_to_stop(tmp_path: Path) -> None:
@@ -175,9 +175,9 @@ def _eventually(condition, timeout: float = 60, poll: float = 0.05) -> bool:
 
 
 def _finished_run(store: runs.RunStore, epochs: int = 2) -> str:
-    run_id = store.create_run(engine.TrainConfig(epochs=epochs, **FAST), status="running", worker="test")
+    run_id = store.create_run(training.TrainConfig(epochs=epochs, **FAST), status="running", worker="test")
     data = tiny()
-    engine.fit(engine.TrainConfig(epochs=epochs, **FAST), data, [runs.StoreCallback(store, run_id, data.mean,
+    training.fit(training.TrainConfig(epochs=epochs, **FAST), data, [runs.StoreCallback(store, run_id, data.mean,
                                                                                     data.std)])
     return run_id
 
@@ -186,7 +186,7 @@ def test_delete_removes_the_run_its_metrics_and_its_files(tmp_path: Path) -> Non
     store = runs.RunStore(tmp_path)
     run_id = _finished_run(store, epochs=1)
     assert set(store.checkpoints(run_id)) == {"best", "last"} and store.metrics(run_id)
-    running = store.create_run(engine.TrainConfig(), status="running")
+    running = store.create_run(training.TrainConfig(), status="running")
     with pytest.raises(runs.RunStateError, match="stop it first"):
         store.delete(running)
     store.delete(run_id)

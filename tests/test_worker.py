@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from core import engine, runs, worker
+from core import runs, training, worker
 from explorer import workers
-from tests.test_engine import FAST, tiny
+from tests.conftest import FAST, tiny
 
 ROOT = Path(__file__).resolve().parents[1]
 HEARTBEAT_TIMEOUT = 3.0  # short in tests; the app's default is 30 s
@@ -51,8 +51,8 @@ def supervisor(tmp_path: Path, fast_heartbeats: None) -> Iterator[workers.Superv
 def test_a_killed_worker_leaves_its_run_interrupted_and_the_next_run_completes(
         tmp_path: Path, supervisor: workers.Supervisor) -> None:
     store = runs.RunStore(tmp_path)
-    doomed = store.create_run(engine.TrainConfig(epochs=500, **FAST))
-    following = store.create_run(engine.TrainConfig(epochs=1, **FAST))
+    doomed = store.create_run(training.TrainConfig(epochs=500, **FAST))
+    following = store.create_run(training.TrainConfig(epochs=1, **FAST))
     supervisor.ensure()
     assert eventually(lambda: store.metrics(doomed, "step"), timeout=240), "the worker never started training"
     (pid,) = supervisor.pids()
@@ -67,8 +67,8 @@ def test_a_killed_worker_leaves_its_run_interrupted_and_the_next_run_completes(
 def test_a_queued_run_is_cancelled_at_once_and_a_running_one_stops_with_a_checkpoint(
         tmp_path: Path, supervisor: workers.Supervisor) -> None:
     store = runs.RunStore(tmp_path)
-    running = store.create_run(engine.TrainConfig(epochs=500, **FAST))
-    queued = store.create_run(engine.TrainConfig(epochs=1, **FAST))
+    running = store.create_run(training.TrainConfig(epochs=500, **FAST))
+    queued = store.create_run(training.TrainConfig(epochs=1, **FAST))
     supervisor.ensure()
     assert eventually(lambda: store.run(running)["status"] == "running", timeout=240)
     assert store.request_stop(queued) == "cancelled"
@@ -84,8 +84,8 @@ def test_a_queued_run_is_cancelled_at_once_and_a_running_one_stops_with_a_checkp
 def test_a_failing_store_write_in_the_error_path_does_not_end_the_worker(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     store = runs.RunStore(tmp_path, heartbeat_timeout=1.0)
-    broken = store.create_run(engine.TrainConfig(epochs=1, **FAST))
-    fine = store.create_run(engine.TrainConfig(epochs=1, **FAST))
+    broken = store.create_run(training.TrainConfig(epochs=1, **FAST))
+    fine = store.create_run(training.TrainConfig(epochs=1, **FAST))
     loads = []
 
     def load(name: str):
@@ -123,7 +123,7 @@ def test_an_unreadable_store_does_not_end_the_worker(tmp_path: Path, caplog: pyt
 
 def test_a_resumed_run_continues_its_numbering_from_the_last_checkpoint(tmp_path: Path) -> None:
     store = runs.RunStore(tmp_path)
-    run_id = store.create_run(engine.TrainConfig(epochs=40, **FAST))
+    run_id = store.create_run(training.TrainConfig(epochs=40, **FAST))
     trainer = worker.Worker(store, load_data=lambda name: tiny())
     thread = threading.Thread(target=trainer.take_one)
     thread.start()
@@ -146,7 +146,7 @@ def test_worker_command_line_trains_one_queued_run(tmp_path: Path) -> None:
     import subprocess
 
     store = runs.RunStore(tmp_path)
-    run_id = store.create_run(engine.TrainConfig(epochs=1, **FAST))
+    run_id = store.create_run(training.TrainConfig(epochs=1, **FAST))
     result = subprocess.run([sys.executable, "-m", "core.worker", "--state", str(tmp_path), "--once",
                              "--device", "cpu"], cwd=ROOT, capture_output=True, text=True, timeout=300,
                             env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"})
