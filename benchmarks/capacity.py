@@ -7,8 +7,8 @@ Each mode gets a fresh state folder and its executor, warmed up first by one run
 import PyTorch, Ray starts its worker processes: start-up is reported apart). Then ``--runs`` runs (LeNet-5 on
 digits, 2 epochs, each its own seed) are queued at once, and the store is watched every 0.1 s: a run's wait is
 queued → running, its turnaround queued → finished; runs per minute count from the burst to the last finish.
-The local workers are the app's (``explorer.workers.Supervisor``: PyTorch's default threads each); each Ray task
-asks for one CPU (Ray gives it one thread) of a local instance started with 2 CPUs. Asserts nothing: the table
+The local workers are the app's (``explorer.workers.Supervisor``: PyTorch's default threads each, or
+``--local-threads``); each Ray task asks for one CPU (Ray gives it one thread) of a local instance with 2 CPUs. Asserts nothing: the table
 compares Ray with the local workers of the same invocation (on a machine shared with other work, say so).
 """
 
@@ -32,14 +32,16 @@ def _config(seed: int, epochs: int) -> training.TrainConfig:
     return training.TrainConfig(arch="lenet5", dataset="digits", epochs=epochs, seed=seed)
 
 
-def _executor(mode: str, state: Path, ray_cpus: int) -> Any:
-    """The executor of a mode, not yet started."""
+def _executor(mode: str, state: Path, ray_cpus: int, local_threads: int) -> Any:
+    """The executor of a mode, not yet started (local workers inherit ``OMP_NUM_THREADS`` when it is set)."""
     if mode == "ray":
         from core.executors import RayExecutor
 
         return RayExecutor(state, init_options={"num_cpus": ray_cpus, "object_store_memory": 100 * 2**20}, poll=0.1)
     from explorer.workers import Supervisor
 
+    if local_threads:
+        os.environ["OMP_NUM_THREADS"] = str(local_threads)  # PyTorch's thread count in each worker process
     return Supervisor(state, count=int(mode.split("-")[1]), check_every=0.5)
 
 
@@ -68,13 +70,13 @@ def _drain(store: RunStore, run_ids: list[str], submitted: float, timeout: float
             "longest turnaround": max((t - submitted for t in finished.values()), default=float("nan"))}
 
 
-def measure(mode: str, runs: int, epochs: int, ray_cpus: int, timeout: float,
+def measure(mode: str, runs: int, epochs: int, ray_cpus: int, timeout: float, local_threads: int = 0,
             say: Callable[[str], None] = print) -> dict[str, Any]:
     """Start the executor of ``mode``, warm it up, queue ``runs`` runs at once and time how they drain."""
     with tempfile.TemporaryDirectory(prefix=f"capacity-{mode}-") as folder:
         state = Path(folder)
         store = RunStore(state)
-        executor = _executor(mode, state, ray_cpus)
+        executor = _executor(mode, state, ray_cpus, local_threads)
         slots = ray_cpus if mode == "ray" else int(mode.split("-")[1])
         load = os.getloadavg()[0]
         begun = time.monotonic()
@@ -109,10 +111,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
     parser.add_argument("--ray-cpus", type=int, default=2, help="CPUs of the local Ray instance (default 2)")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds a mode may take at most")
+    parser.add_argument("--local-threads", type=int, default=0,
+                        help="PyTorch threads per local worker (default: PyTorch's own, one per core; 1: what a "
+                             "Ray task asking for one CPU gets)")
     args = parser.parse_args(argv)
-    rows = [measure(mode, args.runs, args.epochs, args.ray_cpus, args.timeout) for mode in args.modes]
-    print(f"\n{args.runs} runs of LeNet-5 on digits, {args.epochs} epochs, queued at once; "
-          f"{os.cpu_count()} CPUs, load average at start of each mode shown")
+    rows = [measure(mode, args.runs, args.epochs, args.ray_cpus, args.timeout, args.local_threads)
+            for mode in args.modes]
+    threads = args.local_threads or "PyTorch's default"
+    print(f"\n{args.runs} runs of LeNet-5 on digits, {args.epochs} epochs, queued at once; {os.cpu_count()} CPUs; "
+          f"threads per local worker: {threads}; load average at the start and end of each mode")
     header = (f"{'executor':<9} {'slots':>5} {'start-up s':>10} {'runs/min':>9} {'longest wait s':>15} "
               f"{'longest turnaround s':>21} {'failed':>6} {'load':>10}")
     print(header)
