@@ -8,8 +8,9 @@ import PyTorch, Ray starts its worker processes: start-up is reported apart). Th
 digits, 2 epochs, each its own seed) are queued at once, and the store is watched every 0.1 s: a run's wait is
 queued → running, its turnaround queued → finished; runs per minute count from the burst to the last finish.
 The local workers are the app's (``explorer.workers.Supervisor``: PyTorch's default threads each, or
-``--local-threads``); each Ray task asks for one CPU (Ray gives it one thread) of a local instance with 2 CPUs. Asserts nothing: the table
-compares Ray with the local workers of the same invocation (on a machine shared with other work, say so).
+``--local-threads``); each Ray task asks for one CPU (Ray gives it one thread) of a local instance with 2 CPUs.
+Asserts nothing: the table compares Ray with the local workers of the same invocation (on a machine shared
+with other work, say so).
 """
 
 from __future__ import annotations
