@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import atexit
 import dataclasses
-import json
 import logging
 import os
 import socket
@@ -198,9 +197,13 @@ class RemoteStore:
         self._sent: dict[Path, tuple[int, int]] = {}
         self._lock = threading.Lock()
 
+    def checkpoint_dir(self, run_id: str) -> Path:
+        """Where a run's checkpoints are written on this node (sent to the server before the next store call)."""
+        return self.root / "checkpoints" / run_id
+
     def checkpoint_path(self, run_id: str, which: str = "best") -> Path:
-        """Where a checkpoint is written on this node (sent to the server before the next store call)."""
-        return self.root / "checkpoints" / run_id / f"{which}.safetensors"
+        """Where a checkpoint is written on this node."""
+        return self.checkpoint_dir(run_id) / f"{which}.safetensors"
 
     def checkpoints(self, run_id: str) -> dict[str, Path]:
         """The checkpoints of a run on this node."""
@@ -305,7 +308,7 @@ def free_address() -> tuple[str, int]:
 
 
 def train_rank(service: Any, run: dict[str, Any], rank: int, world: int, address: tuple[str, int],
-               epochs_done: int, heartbeat_timeout: float) -> str:
+               heartbeat_timeout: float) -> str:
     """The body of one rank's Ray task: join the process group, train this rank's shard; rank 0 records the run."""
     from datetime import timedelta
 
@@ -331,24 +334,25 @@ def train_rank(service: Any, run: dict[str, Any], rank: int, world: int, address
 
     name = f"ray-{socket.gethostname()}-{os.getpid()}"
     try:
-        if rank == 0:
-            with tempfile.TemporaryDirectory(prefix="cnn-explorer-run-") as scratch:
-                store = RemoteStore(service, Path(scratch), heartbeat_timeout)
-                if run.get("resume"):
-                    store.fetch_checkpoints(run["id"])
+        with tempfile.TemporaryDirectory(prefix="cnn-explorer-run-") as scratch:
+            store = RemoteStore(service, Path(scratch), heartbeat_timeout)
+            if run.get("resume"):  # every rank continues from the same training state: the same steps follow
+                store.fetch_checkpoints(run["id"])
+            if rank == 0:
                 stop = AgreedStop(StopFlag(cast(RunStore, store), run["id"]), device)
                 Worker(cast(RunStore, store), device="cuda" if cuda else "cpu", name=name).train(
                     run, shard=(0, world), wrap=wrap, stop=stop)
                 store.send_checkpoints()
                 return str(store.run(run["id"])["status"])
-        config = training.config_from_dict(run["config"])
-        if config.device == "auto":
-            config = dataclasses.replace(config, device="cuda" if cuda else "cpu")
-        if epochs_done:  # as rank 0 resumes: the epochs left (its weights reach this rank when DDP wraps the model)
-            config = dataclasses.replace(config, epochs=max(config.epochs - epochs_done, 1))
-        data = datasets.load(config.validate().dataset)  # as a worker loads it for rank 0
-        training.fit(config, data, [], stop=AgreedStop(threading.Event(), device), shard=(rank, world), wrap=wrap)
-        return "trained"
+            config = training.config_from_dict(run["config"])
+            if config.device == "auto":
+                config = dataclasses.replace(config, device="cuda" if cuda else "cpu")
+            data = datasets.load(config.validate().dataset)  # as a worker loads it for rank 0
+            folder = store.checkpoint_dir(run["id"])
+            resume_from = folder if run.get("resume") and store.checkpoints(run["id"]).get("last") else None
+            training.fit(config, data, [], stop=AgreedStop(threading.Event(), device), shard=(rank, world),
+                         wrap=wrap, resume_from=resume_from)
+            return "trained"
     finally:
         dist.destroy_process_group()
 
@@ -374,17 +378,13 @@ def train_across(service: Any, run_id: str, processes: int, bundle: dict[str, fl
         with tempfile.TemporaryDirectory() as scratch, \
                 Heartbeat(cast(RunStore, RemoteStore(service, Path(scratch), heartbeat_timeout)), run_id):
             # Heartbeats from here on cover the ranks' start; rank 0 sends its own once it trains.
-            epochs_done = 0
-            if run.get("resume"):
-                sidecar = wait_for(service.files.remote(run_id)).get("last.json")
-                epochs_done = int(json.loads(sidecar).get("epoch") or 0) if sidecar else 0
             place = [PlacementGroupSchedulingStrategy(placement_group=group, placement_group_bundle_index=i)
                      for i in range(processes)]
             address = ray.get(ray.remote(free_address).options(num_cpus=0, scheduling_strategy=place[0]).remote())
             rank_task = ray.remote(train_rank)
             ranks = [rank_task.options(max_retries=0, num_cpus=bundle.get("CPU", 1), num_gpus=bundle.get("GPU", 0),
                                        scheduling_strategy=place[i]).remote(
-                     service, run, i, processes, address, epochs_done, heartbeat_timeout) for i in range(processes)]
+                     service, run, i, processes, address, heartbeat_timeout) for i in range(processes)]
             pending = list(ranks)
             while pending:
                 done, pending = ray.wait(pending, num_returns=1)

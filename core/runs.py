@@ -1,8 +1,8 @@
-"""The run store: SQLite (WAL) for runs, metrics and the queue; safetensors + JSON sidecars for checkpoints.
+"""The run store: SQLite (WAL) for runs, metrics and the queue; each run's checkpoints in its own folder.
 
 Everything lives under one state directory: ``$CNN_EXPLORER_STATE``, else ``./state``.
-Files are written atomically (a temporary file, then a rename), so a crash never
-leaves a half-written checkpoint where a good one was.
+Checkpoints (safetensors + JSON sidecars, written atomically) are core.checkpoints' business; the store
+can be rebuilt from their sidecars when its database is lost.
 
     python -m core.runs [--state DIR] list [--json] | show RUN | stop RUN | delete RUN | resume RUN | rebuild
 """
@@ -17,7 +17,6 @@ import platform
 import shutil
 import sqlite3
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -28,14 +27,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
-from torch import nn
 
-from core import models
 from core.errors import ExplorerError
 from core.training import Progress
-from core.weights import mismatches
 
 log = logging.getLogger(__name__)
 
@@ -81,10 +75,6 @@ RESUMABLE = ("stopped", "failed", "interrupted")
 DEFAULT_HEARTBEAT_TIMEOUT = 30.0  # seconds without a heartbeat before a running run counts as interrupted
 
 
-class CheckpointError(ExplorerError):
-    """A checkpoint that is missing, corrupt, or does not fit the architecture it claims."""
-
-
 class RunNotFoundError(ExplorerError):
     """No run with that id in the store."""
 
@@ -127,19 +117,6 @@ def versions() -> dict[str, str]:
     import torchvision
 
     return {"python": platform.python_version(), "torch": torch.__version__, "torchvision": torchvision.__version__}
-
-
-def _atomic_write(path: Path, write: Callable[[Path], Any]) -> None:
-    """Call ``write(temp_path)``, then rename the temporary file over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        write(Path(temp))
-        os.replace(temp, path)
-    finally:
-        if os.path.exists(temp):
-            os.unlink(temp)
 
 
 def new_id(prefix: str = "") -> str:
@@ -364,6 +341,22 @@ class RunStore:
 
         self._transaction(requeue)
 
+    def attach(self, run_id: str, trainer: str) -> None:
+        """Mark a stopped, failed or interrupted run as running again under ``trainer`` (``core.train --resume``)."""
+
+        def take(db: sqlite3.Connection) -> None:
+            row = db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+            if row is None:
+                raise RunNotFoundError(f"No run {run_id!r} in {self.db_path}.")
+            status = self._decode(row)["status"]
+            if status not in RESUMABLE:
+                raise RunStateError(f"Run {run_id} is {status}: only a stopped, failed or interrupted run resumes.")
+            now = time.time()
+            db.execute("UPDATE runs SET status = 'running', worker = ?, heartbeat = ?, updated = ?, resume = 1, "
+                       "stop_requested = 0, message = NULL WHERE id = ?", (trainer, now, now, run_id))
+
+        self._transaction(take)
+
     def wait(self, run_id: str, timeout: float = 600, poll: float = 0.1) -> str:
         """Block until the run is neither queued nor running (for tests and scripts); return that status."""
         deadline = time.monotonic() + timeout
@@ -396,6 +389,10 @@ class RunStore:
         self._execute("INSERT INTO metrics VALUES (?,?,?,?,?,?)",
                       (run_id, kind, epoch, step, elapsed, json.dumps(values)))
 
+    def forget_metrics_after(self, run_id: str, step: int) -> None:
+        """Drop a run's metrics logged after ``step`` (a resumed run logs them again from its checkpoint)."""
+        self._execute("DELETE FROM metrics WHERE run_id = ? AND step > ?", (run_id, step))
+
     def metrics(self, run_id: str, kind: str = "epoch", after_step: int = -1) -> list[dict[str, float]]:
         """Metrics rows of a run in order (only those with step > ``after_step``), flattened to dicts."""
         rows = self._execute("SELECT epoch, step, elapsed, values_json FROM metrics WHERE run_id = ? AND kind = ? "
@@ -405,9 +402,13 @@ class RunStore:
 
     # Checkpoints --------------------------------------------------------------------------------------------------
 
+    def checkpoint_dir(self, run_id: str) -> Path:
+        """The folder of a run's checkpoints (see core.checkpoints)."""
+        return self.root / "checkpoints" / run_id
+
     def checkpoint_path(self, run_id: str, which: str = "best") -> Path:
         """Where a run's ``best`` or ``last`` checkpoint lives (the sidecar is beside it, ``.json``)."""
-        return self.root / "checkpoints" / run_id / f"{which}.safetensors"
+        return self.checkpoint_dir(run_id) / f"{which}.safetensors"
 
     def checkpoints(self, run_id: str) -> dict[str, Path]:
         """The saved checkpoints of a run that exist: ``{"best": path, "last": path}`` or fewer."""
@@ -454,158 +455,89 @@ class RunStore:
         self._ready = True
 
     def _restore(self, folder: Path) -> bool:
-        """Insert the run a checkpoint folder belongs to; False if no sidecar in it can be read."""
+        """Insert the run a checkpoint folder belongs to, from its sidecars; False if none can be read."""
         sidecars: dict[str, dict[str, Any]] = {}
         for which in ("last", "best"):
             try:
-                sidecars[which] = json.loads((folder / f"{which}.json").read_text())
+                sidecar = json.loads((folder / f"{which}.json").read_text())
             except (OSError, ValueError):
                 continue
-        if not sidecars or not all(isinstance(s, dict) for s in sidecars.values()):
+            if isinstance(sidecar, dict):
+                sidecars[which] = sidecar
+        if not sidecars:
             return False
         last = sidecars.get("last") or sidecars["best"]
         best = sidecars.get("best") or last
         config = dict(last.get("config") or {})
-        config.setdefault("arch", last.get("arch", "unknown"))
-        config.setdefault("dataset", last.get("dataset", "unknown"))
-        config.setdefault("strategy", last.get("strategy") or "")
-        config.setdefault("epochs", last.get("epoch") or 0)
-        for key, value in (("optimizer", "?"), ("lr", float("nan")), ("batch_size", 0)):
+        for key, value in (("arch", last.get("arch", "unknown")), ("dataset", last.get("dataset", "unknown")),
+                           ("strategy", last.get("strategy") or ""), ("epochs", last.get("epoch") or 0),
+                           ("optimizer", "?"), ("lr", float("nan")), ("batch_size", 0)):
             config.setdefault(key, value)
-        epoch = int(last.get("epoch") or 0)
-        status = "completed" if epoch and epoch >= int(config["epochs"] or 0) else "stopped"
+        status = last.get("status") or "stopped"
+        if status not in ("completed", "stopped", "failed", "running"):
+            status = "stopped"
+        # a run whose sidecar still says "running" never ended: stored without a heartbeat, it reads as interrupted
+        history = [row for row in last.get("history") or [] if isinstance(row, dict) and row.get("epoch")]
+        if not history and isinstance(last.get("metrics"), dict) and last.get("epoch"):
+            history = [{"epoch": last["epoch"], **last["metrics"]}]
         try:
             created = time.mktime(time.strptime(folder.name[:15], "%Y%m%d-%H%M%S"))
         except ValueError:
             created = folder.stat().st_mtime
-        best_metrics = best.get("metrics") or {}
+        best_val = max((row["val_acc"] for row in history if isinstance(row.get("val_acc"), (int, float))),
+                       default=None)
+        test = best.get("test") or last.get("test")
         self._execute(
             "INSERT INTO runs (id, created, updated, status, arch, dataset, config, message, best_val_acc, test, "
-            "queued_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            "elapsed, queued_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
             (folder.name, created, time.time(), status, config["arch"], config["dataset"], json.dumps(config),
-             f"Rebuilt from its checkpoints on disk (epoch {epoch}): curves before that are not known.",
-             best_metrics.get("val_acc"), json.dumps(last["test"]) if last.get("test") else None, created))
-        for sidecar in sorted({id(s): s for s in sidecars.values()}.values(), key=lambda s: s.get("epoch") or 0):
-            metrics = {k: v for k, v in (sidecar.get("metrics") or {}).items() if k not in ("epoch", "elapsed")}
-            if metrics and sidecar.get("epoch"):
-                self.log(folder.name, "epoch", int(sidecar["epoch"]), int(sidecar.get("step") or sidecar["epoch"]),
-                         float((sidecar.get("metrics") or {}).get("elapsed") or 0.0), metrics)
+             f"Rebuilt from its checkpoint sidecars (up to epoch {last.get('epoch') or 0}, step "
+             f"{last.get('step') or 0}); per-batch curves are not kept there.", best_val,
+             json.dumps(test) if test else None, history[-1].get("elapsed") if history else None, created))
+        for row in history:
+            figures = {k: v for k, v in row.items() if k not in ("epoch", "elapsed")}
+            self.log(folder.name, "epoch", int(row["epoch"]), int(row["epoch"]), float(row.get("elapsed") or 0.0),
+                     figures)
         return True
 
 
-def save_checkpoint(model: nn.Module, path: Path, sidecar: dict[str, Any]) -> None:
-    """Write ``model``'s weights as safetensors and ``sidecar`` as JSON beside it, each atomically."""
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    _atomic_write(path, lambda temp: save_file(tensors, str(temp)))
-    text = json.dumps(sidecar, indent=2)
-    _atomic_write(path.with_suffix(".json"), lambda temp: temp.write_text(text))
-
-
-def read_sidecar(path: Path) -> dict[str, Any]:
-    """The JSON sidecar of a checkpoint."""
-    sidecar_path = Path(path).with_suffix(".json")
-    try:
-        sidecar = json.loads(sidecar_path.read_text())
-    except FileNotFoundError:
-        raise CheckpointError(f"No sidecar {sidecar_path.name} beside {Path(path).name}.") from None
-    except json.JSONDecodeError as error:
-        raise CheckpointError(f"The sidecar {sidecar_path.name} is not valid JSON ({error}).") from None
-    for key in ("arch", "classes", "in_channels", "input_size", "mean", "std"):
-        if key not in sidecar:
-            raise CheckpointError(f"The sidecar {sidecar_path.name} lacks {key!r}.")
-    return sidecar
-
-
-def load_checkpoint(path: Path, expected_arch: str | None = None) -> tuple[nn.Module, dict[str, Any]]:
-    """Build the sidecar's architecture and load the weights; every mismatch is a CheckpointError saying what."""
-    path = Path(path)
-    sidecar = read_sidecar(path)
-    if expected_arch is not None and sidecar["arch"] != expected_arch:
-        raise CheckpointError(f"This checkpoint is a {sidecar['arch']}, not a {expected_arch}.")
-    try:
-        if sidecar.get("strategy"):  # a transfer model: the backbone with the notes' head
-            from core import transfer
-
-            model: nn.Module = transfer.build(sidecar["arch"], num_classes=len(sidecar["classes"]))
-        else:
-            model = models.build(sidecar["arch"], num_classes=len(sidecar["classes"]),
-                                 in_channels=sidecar["in_channels"])
-    except ExplorerError as error:
-        raise CheckpointError(f"The sidecar describes a model this app cannot build: {error}") from None
-    try:
-        tensors = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as error:
-        raise CheckpointError(f"{path.name} is not a readable safetensors file ({error}).") from None
-    problems = mismatches(model, tensors, shown=5)
-    if problems:
-        raise CheckpointError(f"{path.name} does not fit {sidecar['arch']} ({problems}).")
-    model.load_state_dict(tensors)
-    return model.eval(), sidecar
-
-
 class StoreCallback:
-    """Trainer subscriber that writes metrics, progress, checkpoints and status into the run store."""
+    """Trainer subscriber that writes metrics, progress (with a heartbeat) and status into the run store (the
+    trainer writes the checkpoints, see core.checkpoints)."""
 
-    def __init__(self, store: RunStore, run_id: str, dataset_mean: tuple[float, ...], dataset_std: tuple[float, ...]):
+    def __init__(self, store: RunStore, run_id: str) -> None:
         self.store = store
         self.run_id = run_id
-        self.mean = dataset_mean
-        self.std = dataset_std
-        self.epochs_before = 0  # a resumed run continues its numbering after the epochs and steps already done
-        self.steps_before = 0
 
-    def offset(self, epochs: int, steps: int) -> None:
-        """Number epochs and steps after ``epochs`` and ``steps`` done before (a resumed run)."""
-        self.epochs_before, self.steps_before = epochs, steps
-
-    def _epoch(self, state: Progress) -> int:
-        return state.epoch + self.epochs_before
-
-    def _step(self, state: Progress) -> int:
-        return state.step + self.steps_before
-
-    def _sidecar(self, state: Progress, metrics: dict[str, float]) -> dict[str, Any]:
-        model: Any = state.model
-        return {"arch": state.config.arch, "classes": list(state.classes), "in_channels": model.in_channels,
-                "input_size": state.input_size, "mean": list(self.mean), "std": list(self.std),
-                "run_id": self.run_id, "dataset": state.config.dataset, "epoch": self._epoch(state),
-                "step": self._step(state),
-                "metrics": metrics, "strategy": state.config.strategy, "config": asdict(state.config)}
-
-    def progress(self, state: Progress) -> dict[str, Any]:
+    @staticmethod
+    def progress(progress: Progress) -> dict[str, Any]:
         """What a live view shows of a running trainer."""
-        return {"epoch": self._epoch(state), "epochs": state.config.epochs + self.epochs_before,
-                "step": self._step(state), "total_steps": state.total_steps + self.steps_before,
-                "elapsed": state.elapsed, "eta": state.eta_seconds,
-                "images_per_second": state.images_per_second, "messages": list(state.messages)}
+        return {"epoch": progress.epoch, "epochs": progress.config.epochs, "step": progress.step,
+                "total_steps": progress.total_steps, "elapsed": progress.elapsed, "eta": progress.eta_seconds,
+                "images_per_second": progress.images_per_second, "messages": list(progress.messages)}
 
-    def on_fit_start(self, state: Progress) -> None:
-        self.store.update_run(self.run_id, status="running", device=state.device, progress=self.progress(state),
-                              heartbeat=time.time())
+    def on_fit_start(self, progress: Progress) -> None:
+        if progress.step:  # a resumed run: what was logged after its checkpoint is logged again
+            self.store.forget_metrics_after(self.run_id, progress.step)
+        self.store.update_run(self.run_id, status="running", device=progress.device,
+                              progress=self.progress(progress), heartbeat=time.time())
 
-    def on_batch_end(self, state: Progress) -> None:
-        self.store.log(self.run_id, "step", self._epoch(state), self._step(state), state.elapsed,
-                       {"train_loss": state.train_loss, "train_acc": state.train_acc, "lr": state.lr})
-        self.store.update_run(self.run_id, progress=self.progress(state), heartbeat=time.time())
+    def on_batch_end(self, progress: Progress) -> None:
+        self.store.log(self.run_id, "step", progress.epoch, progress.step, progress.elapsed,
+                       {"train_loss": progress.train_loss, "train_acc": progress.train_acc, "lr": progress.lr})
+        self.store.update_run(self.run_id, progress=self.progress(progress), heartbeat=time.time())
 
-    def on_epoch_end(self, state: Progress) -> None:
-        epoch = state.history[-1].as_dict()
-        self.store.log(self.run_id, "epoch", self._epoch(state), self._step(state), state.elapsed,
+    def on_epoch_end(self, progress: Progress) -> None:
+        epoch = progress.history[-1].as_dict()
+        self.store.log(self.run_id, "epoch", progress.epoch, progress.step, progress.elapsed,
                        {k: v for k, v in epoch.items() if k not in ("epoch", "elapsed")})
-        save_checkpoint(state.model, self.store.checkpoint_path(self.run_id, "last"), self._sidecar(state, epoch))
-        if state.best_epoch == state.epoch:
-            save_checkpoint(state.model, self.store.checkpoint_path(self.run_id, "best"), self._sidecar(state, epoch))
-        self.store.update_run(self.run_id, best_val_acc=state.best_val_acc, elapsed=state.elapsed,
-                              progress=self.progress(state))
+        self.store.update_run(self.run_id, best_val_acc=progress.best_val_acc, elapsed=progress.elapsed,
+                              progress=self.progress(progress))
 
-    def on_fit_end(self, state: Progress) -> None:
-        if state.status == "stopped":  # keep what was learned up to the stop, mid-epoch too
-            sidecar = self._sidecar(state, state.history[-1].as_dict() if state.history else {})
-            sidecar["epoch"] = len(state.history) + self.epochs_before  # whole epochs; the stopped one restarts
-            save_checkpoint(state.model, self.store.checkpoint_path(self.run_id, "last"), sidecar)
-        test = state.test.report(state.classes) if state.test is not None else None
-        self.store.update_run(self.run_id, status=state.status, message=" ".join(state.messages) or None,
-                              elapsed=state.elapsed, test=test, progress=self.progress(state))
+    def on_fit_end(self, progress: Progress) -> None:
+        test = progress.test.report(progress.classes) if progress.test is not None else None
+        self.store.update_run(self.run_id, status=progress.status, message=" ".join(progress.messages) or None,
+                              elapsed=progress.elapsed, test=test, progress=self.progress(progress))
 
 
 class StopFlag(threading.Event):

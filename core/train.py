@@ -2,6 +2,7 @@
 
     python -m core.train --arch lenet5 --dataset mnist --epochs 8
     python -m core.train --preset Fast --dataset digits
+    python -m core.train --resume RUN_ID      # continue a stopped, failed or interrupted run
     torchrun --standalone --nproc-per-node 2 -m core.train --arch lenet5 --dataset digits --epochs 2
 
 Under torchrun every process trains on its share of each epoch (DistributedDataParallel:
@@ -95,7 +96,18 @@ def parse(argv: list[str] | None = None) -> tuple[argparse.Namespace, training.T
     parser.add_argument("--dist-timeout", type=float,
                         default=float(os.environ.get("CNN_EXPLORER_DIST_TIMEOUT", "300")),
                         help="seconds a distributed run waits for a silent rank before it fails (default 300)")
+    parser.add_argument("--resume", metavar="RUN_ID", help="continue a stopped, failed or interrupted run from its "
+                                                            "last checkpoint, with its own settings")
     args = parser.parse_args(argv)
+    if args.resume:
+        try:
+            run = _store(args).run(args.resume)
+            config = training.config_from_dict(run["config"])
+        except ExplorerError as error:
+            parser.error(str(error))
+        if run["status"] in ("queued", "running"):
+            parser.error(f"Run {args.resume} is {run['status']}: stop it first.")
+        return args, config
     overrides = {k: v for k, v in vars(args).items()
                  if k in {f.name for f in dataclasses.fields(training.TrainConfig)} and v is not None}
     base = dict(training.PRESETS[args.preset]) if args.preset else {}
@@ -116,6 +128,10 @@ def _stop_on_signals(stop: StopFlag) -> None:
 
     signal.signal(signal.SIGTERM, handle)
     signal.signal(signal.SIGINT, handle)
+
+
+def _store(args: argparse.Namespace) -> RunStore:
+    return RunStore(args.state_dir) if args.state_dir else RunStore()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -139,27 +155,40 @@ def main(argv: list[str] | None = None) -> int:
     except ExplorerError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    resume_from = _store(args).checkpoint_dir(args.resume) if args.resume else None  # every rank reads it
     if rank != 0:
         stop = StopFlag(None, None)
         _stop_on_signals(stop)
         try:
-            training.fit(config, data, [], stop=stop, shard=(rank, world), wrap=wrap)
+            training.fit(config, data, [], stop=stop, shard=(rank, world), wrap=wrap, resume_from=resume_from)
         finally:
             dist.destroy_process_group()
         return 0
-    store = RunStore(args.state_dir) if args.state_dir else RunStore()
-    run_id = store.create_run(config, status="running", worker=f"cli-{socket.gethostname()}-{os.getpid()}")
-    stop = StopFlag(store, run_id)  # `python -m core.runs` or the app can ask it to stop, too
+    store = _store(args)
+    trainer = f"cli-{socket.gethostname()}-{os.getpid()}"
+    try:
+        if args.resume:
+            store.attach(args.resume, trainer)
+        run_id = args.resume or store.create_run(config, status="running", worker=trainer)
+    except ExplorerError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    stop = StopFlag(store, run_id)  # `python -m core.runs stop` or the app can ask it to stop, too
     _stop_on_signals(stop)
-    callbacks = [StoreCallback(store, run_id, data.mean, data.std), ProgressBar()]
+    callbacks = [StoreCallback(store, run_id), ProgressBar()]
     try:
         with Heartbeat(store, run_id):
-            result = training.fit(config, data, callbacks, stop=stop, shard=(rank, world), wrap=wrap)
+            result = training.fit(config, data, callbacks, stop=stop, shard=(rank, world), wrap=wrap, run_id=run_id,
+                                  checkpoint_dir=store.checkpoint_dir(run_id), resume_from=resume_from)
     except KeyboardInterrupt:
         store.update_run(run_id, status="stopped", message="Aborted from the keyboard (no checkpoint of this epoch).")
         return 130
     except Exception as error:  # noqa: BLE001 (record why, e.g. a rank that timed out, then report it)
         message = str(error) if isinstance(error, ExplorerError) else f"{type(error).__name__}: {error}"
+        if args.resume and isinstance(error, ExplorerError):  # it could not resume: it stays as it was, stopped
+            store.update_run(run_id, status="stopped", message=f"Could not resume: {message}")
+            print(f"error: {message}", file=sys.stderr)
+            return 2
         store.update_run(run_id, status="failed", message=message)
         print(f"error: run {run_id} failed: {message}", file=sys.stderr)
         return 1

@@ -33,7 +33,7 @@ import torch
 from core import data as datasets
 from core import training
 from core.errors import ExplorerError
-from core.runs import Heartbeat, RunStore, StopFlag, StoreCallback, load_checkpoint
+from core.runs import Heartbeat, RunStore, StopFlag, StoreCallback
 
 log = logging.getLogger("core.worker")
 
@@ -95,11 +95,15 @@ class Worker:
             with Heartbeat(self.store, run_id):
                 config = self._config(run)
                 data = self.load_data(config.dataset)
-                callback = StoreCallback(self.store, run_id, data.mean, data.std)
-                model = None
+                folder = self.store.checkpoint_dir(run_id)
+                resume_from = None
                 if run.get("resume"):
-                    model, config = self._resume(run_id, config, callback)
-                training.fit(config, data, [callback], stop=stop, model=model, shard=shard, wrap=wrap)
+                    if self.store.checkpoints(run_id).get("last"):
+                        resume_from = folder  # model, optimiser, schedule, RNGs and counters continue
+                    else:  # stopped before its first checkpoint: it starts again, and so do its curves
+                        self.store.forget_metrics_after(run_id, -1)
+                training.fit(config, data, [StoreCallback(self.store, run_id)], stop=stop, run_id=run_id,
+                             checkpoint_dir=folder, resume_from=resume_from, shard=shard, wrap=wrap)
         except Exception as error:  # noqa: BLE001 (a run that crashes must never take the worker down)
             message = str(error) if isinstance(error, ExplorerError) else f"{type(error).__name__}: {error}"
             log.error("run %s failed:\n%s", run_id, traceback.format_exc())
@@ -114,19 +118,9 @@ class Worker:
         """The run's config, on this worker's device when the run leaves the choice to it."""
         config = training.config_from_dict(run["config"])
         if self.device != "auto" and config.device == "auto":
-            config = dataclasses.replace(config, device=self.device.split(":")[0])
+            device: Any = self.device.split(":")[0]  # checked by validate() below
+            config = dataclasses.replace(config, device=device)
         return config.validate()
-
-    def _resume(self, run_id: str, config: training.TrainConfig,
-                callback: StoreCallback) -> tuple[torch.nn.Module | None, training.TrainConfig]:
-        """Continue from the last checkpoint: its weights, the epochs left, the curves' numbering continued."""
-        checkpoint = self.store.checkpoint_path(run_id, "last")
-        if not checkpoint.exists():  # stopped before its first checkpoint: start again
-            return None, config
-        model, sidecar = load_checkpoint(checkpoint, expected_arch=config.arch)
-        done = int(sidecar.get("epoch") or 0)
-        callback.offset(done, int(sidecar.get("step") or 0))
-        return model.train(), dataclasses.replace(config, epochs=max(config.epochs - done, 1))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,7 +13,16 @@ sys.path.insert(0, str(ROOT))
 
 from playwright.sync_api import sync_playwright  # noqa: E402
 
-from tests.browser import CHROMIUM_FLAGS, chromium_path, running_app, wait_until_idle  # noqa: E402
+from tests.browser import (  # noqa: E402
+    CHROMIUM_FLAGS,
+    chromium_path,
+    open_page,
+    rerun,
+    running_app,
+    wait_until_drawn,
+    wait_until_idle,
+    watch_script_runs,
+)
 
 SHOTS = [  # file name, path, tab to open (or None)
     ("home", "/", None),
@@ -32,30 +41,30 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     with running_app() as url, sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_FLAGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1600})
+        context = browser.new_context(viewport={"width": 1400, "height": 1600})
+        watch_script_runs(context)  # every wait below is on a condition, never a pause
+        page = context.new_page()
         for name, path, tab in SHOTS:
-            page.goto(url + path)
-            wait_until_idle(page)
+            open_page(page, url + path)
             if tab:
                 page.get_by_role("tab", name=tab).click()
-                page.wait_for_timeout(1500)
-            page.wait_for_timeout(1000)
+                page.get_by_role("tabpanel", name=tab).wait_for(state="visible")
+            wait_until_drawn(page)
             page.screenshot(path=str(out / f"{name}.png"))
             print("wrote", out / f"{name}.png")
-        page.goto(url + "/training")
-        wait_until_idle(page)
+        open_page(page, url + "/training")
         page.get_by_role("button", name="Start training").click()
-        page.get_by_text("Test accuracy").wait_for(timeout=120_000)
+        page.get_by_text("Test accuracy").wait_for(timeout=900_000)
         wait_until_idle(page)
-        page.wait_for_timeout(1500)
+        wait_until_drawn(page)
         page.set_viewport_size({"width": 1400, "height": 2300})
         page.screenshot(path=str(out / f"{TRAINING}.png"))
         print("wrote", out / f"{TRAINING}.png")
         page.set_viewport_size({"width": 1400, "height": 1900})
-        page.goto(url + "/classify")
-        wait_until_idle(page)
-        page.get_by_text("Draw a digit").click()  # the LeNet-5 just trained reads a drawn 7
-        wait_until_idle(page)
+        open_page(page, url + "/classify")
+        with rerun(page):
+            page.get_by_text("Draw a digit").click()  # the LeNet-5 just trained reads a drawn 7
+        page.locator("canvas").first.wait_for(state="visible")
         box = page.locator("canvas").first.bounding_box()
         page.mouse.move(box["x"] + 70, box["y"] + 60)
         page.mouse.down()
@@ -63,8 +72,8 @@ def main() -> None:
             page.mouse.move(box["x"] + x, box["y"] + y, steps=8)
         page.mouse.up()
         page.get_by_text("Top predictions").wait_for(timeout=60_000)
-        wait_until_idle(page)
-        page.wait_for_timeout(1500)
+        wait_until_idle(page, after=0)
+        wait_until_drawn(page)
         page.screenshot(path=str(out / f"{CLASSIFY}.png"))
         print("wrote", out / f"{CLASSIFY}.png")
         browser.close()

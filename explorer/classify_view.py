@@ -48,13 +48,16 @@ def inspect(model: classifiers.Classifier, name: str, payload: bytes) -> None:
 
     prediction = services.predict(model, prepared.tensor)
     left, right = st.columns([2, 1])
-    chart = go.Figure(go.Bar(x=[p for _, p in prediction.top][::-1], y=[c for c, _ in prediction.top][::-1],
+    chart = go.Figure(go.Bar(x=[p for _, p in prediction.top][::-1],
+                             y=[widgets.chart_literal(c) for c, _ in prediction.top][::-1],
                              orientation="h", marker_color="#4a6fa5", text=[f"{p:.1%}" for _, p in prediction.top][::-1]))
     chart.update_layout(title="Top predictions", xaxis=dict(range=[0, 1], tickformat=".0%"), height=300,
                         margin=dict(t=40, l=10), yaxis=dict(type="category"))
     left.plotly_chart(chart, width="stretch", key="classify-topk")
     right.metric("Prediction", prediction.top[0][0], help=f"probability {prediction.top[0][1]:.1%}")
-    right.metric("Inference latency", f"{prediction.latency_ms:.1f} ms", help=f"One image, on {services.device_name()}")
+    timed = services.classifier_latency(model.key)
+    right.metric("Inference latency", f"{timed['median ms']:.1f} ms",
+                 help=f"Batch of 1: {timed['rule']}. The Compare page measures the same way.")
 
     layers = services.conv_layers(model)
     left, right = st.columns(2)
@@ -65,8 +68,8 @@ def inspect(model: classifiers.Classifier, name: str, payload: bytes) -> None:
                                   "evidence is most class-specific.")
         heat = services.grad_cam(model, prepared.tensor, layer)
         base = torch.as_tensor(np.array(prepared.display.convert("RGB")))
-        st.image(services.overlay(base, heat).numpy(), caption=f"Grad-CAM for “{prediction.top[0][0]}” at {layer}",
-                 width=360)
+        st.image(services.overlay(base, heat).numpy(),
+                 caption=f"Grad-CAM for “{widgets.literal(prediction.top[0][0])}” at {layer}", width=360)
     with right:
         layer = st.selectbox("Feature maps of", layers, index=0, key="classify-map-layer")
         maps = services.feature_maps(model, prepared.tensor, layer)
@@ -85,7 +88,8 @@ def batch_table(model: classifiers.Classifier, inputs: list[tuple[str, bytes]]) 
             rows.append({"image": name, "prediction": prediction.top[0][0], "probability": prediction.top[0][1],
                          "problem": ""})
         except ExplorerError as error:
-            rows.append({"image": name, "prediction": "", "probability": None, "problem": str(error)})
+            rows.append({"image": name, "prediction": "", "probability": None,
+                         "problem": services.public_text(str(error))})
     st.dataframe(pd.DataFrame(rows), hide_index=True,
                  column_config={"probability": st.column_config.ProgressColumn(format="percent", min_value=0,
                                                                                 max_value=1)})
@@ -94,18 +98,18 @@ def batch_table(model: classifiers.Classifier, inputs: list[tuple[str, bytes]]) 
 def all_models(choices: list[classifiers.Choice], name: str, payload: bytes) -> None:
     """One image through every available model, side by side, with top-5 and latency."""
     st.subheader("All models")
-    if not st.button(f"Run {name} through all {len(choices)} models", key="classify-all"):
+    if not st.button(f"Run {widgets.literal(name)} through all {len(choices)} models", key="classify-all"):
         return
     columns = st.columns(min(len(choices), 4))
     for i, choice in enumerate(choices):
         column = columns[i % len(columns)]
-        column.markdown(f"**{choice.label}**")
+        column.markdown(f"**{widgets.literal(choice.label)}**")
         try:
             model = services.classifier(choice.key)
             prediction = services.predict(model, services.read_image(model, name, payload).tensor)
         except ExplorerError as error:
-            column.caption(str(error))
+            column.caption(widgets.literal(services.public_text(str(error))))
             continue
         column.dataframe(pd.DataFrame(prediction.top, columns=["class", "probability"]), hide_index=True,
                          column_config={"probability": st.column_config.NumberColumn(format="percent")})
-        column.caption(f"{prediction.latency_ms:.1f} ms")
+        column.caption(f"{services.classifier_latency(choice.key)['median ms']:.1f} ms per image (median)")

@@ -17,8 +17,9 @@ from typing import Any
 import pytest
 import torch
 
+from core import checkpoints, executors, runs, training
 from core import data as datasets
-from core import executors, runs, training
+from core.errors import ExplorerError
 from core.worker import Worker
 
 HEARTBEAT_TIMEOUT = 5.0  # short in tests; the app's default is 30 s
@@ -75,9 +76,9 @@ def test_the_store_service_writes_checkpoint_files_inside_the_run_folder_only(tm
     service.put_file("run-1", "last.safetensors", b"weights")
     assert service.files("run-1") == {"last.safetensors": b"weights"}
     for run_id, name in (("..", "x"), ("run-1", "../runs.sqlite"), ("run-1", ".hidden")):
-        with pytest.raises(runs.ExplorerError):
+        with pytest.raises(ExplorerError):
             service.put_file(run_id, name, b"")
-    with pytest.raises(runs.ExplorerError, match="no method"):
+    with pytest.raises(ExplorerError, match="no method"):
         service.call("_execute", ("DROP TABLE runs",), {})
 
 
@@ -135,7 +136,7 @@ def test_a_run_trains_on_ray_reports_to_the_store_and_equals_a_local_run(
     assert run["progress"]["epoch"] == 2 and run["test"]["accuracy"] > 0.5
     assert store.metrics(run_id, "step") and len(store.metrics(run_id, "epoch")) == 2
     # The checkpoints were written on the task's node and sent here as bytes.
-    model, sidecar = runs.load_checkpoint(store.checkpoint_path(run_id, "last"), expected_arch="lenet5")
+    model, sidecar = checkpoints.load(store.checkpoint_path(run_id, "last"), expected_arch="lenet5")
     assert sidecar["run_id"] == run_id and sidecar["epoch"] == 2 and "best" in store.checkpoints(run_id)
 
     local_store = runs.RunStore(tmp_path / "local", HEARTBEAT_TIMEOUT)
@@ -146,7 +147,7 @@ def test_a_run_trains_on_ray_reports_to_the_store_and_equals_a_local_run(
         for key in ("train_loss", "train_acc", "val_loss", "val_acc"):
             assert ours[key] == pytest.approx(theirs[key], rel=1e-5, abs=1e-6), key
     assert run["test"]["accuracy"] == pytest.approx(local["test"]["accuracy"])
-    local_model, _ = runs.load_checkpoint(local_store.checkpoint_path(local_id, "last"))
+    local_model, _ = checkpoints.load(local_store.checkpoint_path(local_id, "last"))
     for (name, ours_tensor), theirs_tensor in zip(model.state_dict().items(), local_model.state_dict().values(),
                                                   strict=True):
         torch.testing.assert_close(ours_tensor, theirs_tensor, rtol=1e-4, atol=1e-5, msg=name)
@@ -166,7 +167,7 @@ def test_stop_a_running_run_and_cancel_one_that_waits_for_a_cpu(executor: execut
     assert [store.wait(r, timeout=120) for r in running] == ["stopped", "stopped"]
     for run_id in running:
         assert "last" in store.checkpoints(run_id)
-        assert runs.read_sidecar(store.checkpoint_path(run_id, "last"))["run_id"] == run_id
+        assert checkpoints.read_sidecar(store.checkpoint_path(run_id, "last"))["run_id"] == run_id
     assert eventually(lambda: waiting not in executor.tasks, timeout=120)  # its task found nothing to claim
     assert store.run(waiting)["status"] == "stopped" and store.run(waiting)["worker"] is None
 
@@ -179,13 +180,13 @@ def test_a_killed_task_leaves_its_run_interrupted_and_resume_completes_it(execut
     pid = int(store.run(run_id)["worker"].rsplit("-", 1)[1])
     os.kill(pid, signal.SIGKILL)  # the task's process dies without a word: as if its node went away
     assert eventually(lambda: store.run(run_id)["status"] == "interrupted", timeout=HEARTBEAT_TIMEOUT + 60)
-    done = runs.read_sidecar(store.checkpoint_path(run_id, "last"))["epoch"]
+    done = checkpoints.read_sidecar(store.checkpoint_path(run_id, "last"))["epoch"]
     assert 1 <= done < 8
     store.resume(run_id)  # queued again: the executor sends it to whichever worker is free
     assert store.wait(run_id, timeout=300) == "completed", store.run(run_id)["message"]
     run = store.run(run_id)
     assert run["worker"] != f"ray-{os.uname().nodename}-{pid}"
-    assert runs.read_sidecar(store.checkpoint_path(run_id, "last"))["epoch"] == 8
+    assert checkpoints.read_sidecar(store.checkpoint_path(run_id, "last"))["epoch"] == 8
     assert {row["epoch"] for row in store.metrics(run_id, "epoch")} == set(range(1, 9))
 
 
@@ -210,7 +211,7 @@ def test_a_run_of_two_processes_trains_half_of_each_epoch_in_each(executor: exec
     per_rank = len(datasets.load("digits").train) // 2 // 32  # each rank's steps: its half of the epoch
     assert run["progress"]["total_steps"] == 2 * per_rank
     assert [row["epoch"] for row in store.metrics(run_id, "epoch")] == [1, 2]
-    assert runs.read_sidecar(store.checkpoint_path(run_id, "last"))["epoch"] == 2
+    assert checkpoints.read_sidecar(store.checkpoint_path(run_id, "last"))["epoch"] == 2
 
 
 @pytest.mark.slow

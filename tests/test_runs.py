@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from core import models, runs, training
+from core import runs, training
 from core import train as cli
 from tests.conftest import FAST, tiny
 
@@ -51,57 +51,6 @@ def test_runs_round_trip(tmp_path: Path) -> None:
     with pytest.raises(runs.RunNotFoundError):
         store.run("nope")
     assert not hasattr(store, "mark_interrupted")  # nothing is marked failed because some process started
-
-
-def _sidecar(arch: str = "lenet5", classes: int = 10, channels: int = 1) -> dict:
-    return {"arch": arch, "classes": [str(i) for i in range(classes)], "in_channels": channels, "input_size": 28,
-            "mean": [0.1], "std": [0.3]}
-
-
-def test_checkpoint_round_trip(tmp_path: Path) -> None:
-    model = models.build("lenet5")
-    path = tmp_path / "best.safetensors"
-    runs.save_checkpoint(model, path, _sidecar())
-    loaded, sidecar = runs.load_checkpoint(path, expected_arch="lenet5")
-    assert sidecar["classes"][0] == "0"
-    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values(),
-                                                   strict=True))
-
-
-def test_checkpoint_writes_are_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    path = tmp_path / "last.safetensors"
-    runs.save_checkpoint(models.build("lenet5"), path, _sidecar())
-    before = path.read_bytes()
-
-    def crash(tensors, filename):
-        Path(filename).write_bytes(b"half a file")
-        raise OSError("disk full")
-
-    monkeypatch.setattr(runs, "save_file", crash)
-    with pytest.raises(OSError):
-        runs.save_checkpoint(models.build("lenet5"), path, _sidecar())
-    assert path.read_bytes() == before  # the good checkpoint survives
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.json", "last.safetensors"]  # no temp files left
-
-
-def test_corrupt_or_mismatched_checkpoints_are_refused_clearly(tmp_path: Path) -> None:
-    path = tmp_path / "bad.safetensors"
-    path.write_bytes(b"this is not a safetensors file")
-    path.with_suffix(".json").write_text(json.dumps(_sidecar()))
-    with pytest.raises(runs.CheckpointError, match="not a readable safetensors"):
-        runs.load_checkpoint(path)
-    runs.save_checkpoint(models.build("lenet5"), path, _sidecar(arch="resnet18", channels=3))
-    with pytest.raises(runs.CheckpointError, match="does not fit resnet18"):
-        runs.load_checkpoint(path)
-    runs.save_checkpoint(models.build("lenet5"), path, _sidecar())
-    with pytest.raises(runs.CheckpointError, match="not a vgg16"):
-        runs.load_checkpoint(path, expected_arch="vgg16")
-    path.with_suffix(".json").write_text("{")
-    with pytest.raises(runs.CheckpointError, match="not valid JSON"):
-        runs.load_checkpoint(path)
-    path.with_suffix(".json").unlink()
-    with pytest.raises(runs.CheckpointError, match="No sidecar"):
-        runs.load_checkpoint(path)
 
 
 def _queue(store: runs.RunStore, count: int, **config) -> list[str]:
@@ -176,9 +125,8 @@ def _eventually(condition, timeout: float = 60, poll: float = 0.05) -> bool:
 
 def _finished_run(store: runs.RunStore, epochs: int = 2) -> str:
     run_id = store.create_run(training.TrainConfig(epochs=epochs, **FAST), status="running", worker="test")
-    data = tiny()
-    training.fit(training.TrainConfig(epochs=epochs, **FAST), data, [runs.StoreCallback(store, run_id, data.mean,
-                                                                                    data.std)])
+    training.fit(training.TrainConfig(epochs=epochs, **FAST), tiny(), [runs.StoreCallback(store, run_id)],
+                 run_id=run_id, checkpoint_dir=store.checkpoint_dir(run_id))
     return run_id
 
 
