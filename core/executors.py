@@ -161,10 +161,13 @@ class StoreService:
             raise ExplorerError(f"The run store has no method {method!r}.")
         return getattr(self.store, method)(*args, **kwargs)
 
-    def put_file(self, run_id: str, name: str, payload: bytes) -> None:
-        """Store one checkpoint file (weights or sidecar) of a run, atomically."""
-        _checked_name(run_id, name)
-        _write_atomically(self.store.root / "checkpoints" / run_id / name, payload)
+    def put_files(self, run_id: str, files: dict[str, bytes]) -> None:
+        """Store checkpoint files of a run, each atomically, sidecars (``.json``) last: one call, so a task that
+        dies while sending leaves either all of them or none, never weights without their sidecar."""
+        for name in files:
+            _checked_name(run_id, name)
+        for name in sorted(files, key=lambda name: name.endswith(".json")):
+            _write_atomically(self.store.root / "checkpoints" / run_id / name, files[name])
 
     def files(self, run_id: str) -> dict[str, bytes]:
         """Every checkpoint file of a run (to resume it on another node)."""
@@ -231,11 +234,10 @@ class RemoteStore:
                 stat = path.stat()
                 if self._sent.get(path) != (stat.st_mtime_ns, stat.st_size):
                     changed.append((path, (stat.st_mtime_ns, stat.st_size)))
-            # Weights before sidecars: a sidecar on the server always describes weights that are there.
-            changed.sort(key=lambda item: item[0].suffix == ".json")
-            for path, signature in changed:
-                wait_for(self.service.put_file.remote(path.parent.name, path.name, path.read_bytes()))
-                self._sent[path] = signature
+            for run_id in sorted({path.parent.name for path, _ in changed}):
+                mine = [(path, signature) for path, signature in changed if path.parent.name == run_id]
+                wait_for(self.service.put_files.remote(run_id, {path.name: path.read_bytes() for path, _ in mine}))
+                self._sent.update(mine)
             return len(changed)
 
     def fetch_checkpoints(self, run_id: str) -> None:

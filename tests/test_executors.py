@@ -73,11 +73,11 @@ def test_choosing_ray_without_ray_installed_is_a_clear_error(monkeypatch: pytest
 
 def test_the_store_service_writes_checkpoint_files_inside_the_run_folder_only(tmp_path: Path) -> None:
     service = executors.StoreService(str(tmp_path), HEARTBEAT_TIMEOUT)
-    service.put_file("run-1", "last.safetensors", b"weights")
-    assert service.files("run-1") == {"last.safetensors": b"weights"}
+    service.put_files("run-1", {"last.json": b"{}", "last.safetensors": b"weights"})
+    assert service.files("run-1") == {"last.json": b"{}", "last.safetensors": b"weights"}
     for run_id, name in (("..", "x"), ("run-1", "../runs.sqlite"), ("run-1", ".hidden")):
         with pytest.raises(ExplorerError):
-            service.put_file(run_id, name, b"")
+            service.put_files(run_id, {name: b""})
     with pytest.raises(ExplorerError, match="no method"):
         service.call("_execute", ("DROP TABLE runs",), {})
 
@@ -176,7 +176,7 @@ def test_stop_a_running_run_and_cancel_one_that_waits_for_a_cpu(executor: execut
 def test_a_killed_task_leaves_its_run_interrupted_and_resume_completes_it(executor: executors.RayExecutor) -> None:
     store = executor.store
     run_id = store.create_run(training.TrainConfig(epochs=8, batch_size=32, seed=1, **DIGITS))
-    assert eventually(lambda: "last" in store.checkpoints(run_id), timeout=240), store.run(run_id)
+    assert eventually(lambda: (store.checkpoint_dir(run_id) / "last.json").exists(), timeout=240), store.run(run_id)
     pid = int(store.run(run_id)["worker"].rsplit("-", 1)[1])
     os.kill(pid, signal.SIGKILL)  # the task's process dies without a word: as if its node went away
     assert eventually(lambda: store.run(run_id)["status"] == "interrupted", timeout=HEARTBEAT_TIMEOUT + 60)
