@@ -82,7 +82,7 @@ def _stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
     return tuple(scaled.mean(dim=(0, 2, 3)).tolist()), tuple(scaled.std(dim=(0, 2, 3)).tolist())
 
 
-def _split(images: torch.Tensor, labels: torch.Tensor, fractions: tuple[float, float], seed: int) -> tuple[Split, ...]:
+def _split(images: torch.Tensor, labels: torch.Tensor, fractions: tuple[float, ...], seed: int) -> tuple[Split, ...]:
     """Shuffle once with ``seed`` and cut into len(fractions) + 1 parts."""
     order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
     images, labels = images[order], labels[order]
@@ -128,7 +128,7 @@ def shapes(seed: int = 0, per_class: int = 300, size: int = 64) -> InMemoryData:
         for _ in range(per_class):
             noise = (torch.rand(size // 8, size // 8, 1, generator=generator) * 80 + 70).expand(-1, -1, 3)
             noise = (noise + torch.rand(size // 8, size // 8, 3, generator=generator) * 30).to(torch.uint8)
-            background = Image.fromarray(noise.numpy(), "RGB").resize((size, size), Image.BICUBIC)
+            background = Image.fromarray(noise.numpy(), "RGB").resize((size, size), Image.Resampling.BICUBIC)
             picture = background.filter(ImageFilter.GaussianBlur(1))
             draw = ImageDraw.Draw(picture)
             radius = uniform(0.2, 0.35) * size
@@ -334,7 +334,8 @@ def image_folder(root: Path, size: int = 224, seed: int = 0, fractions: tuple[fl
         return FolderSplit(tuple(p for p, _ in items), torch.tensor([lab for _, lab in items], dtype=torch.int64),
                            size, 3)
 
-    return FolderData(FOLDER_PREFIX + str(root), tuple(names), *map(split, parts), skipped=skipped,
+    train, val, test = (split(part) for part in parts)
+    return FolderData(FOLDER_PREFIX + str(root), tuple(names), train, val, test, skipped=skipped,
                       rejected=tuple(rejected), image_sizes=tuple(sorted(sizes.items(), key=lambda item: -item[1])))
 
 

@@ -89,10 +89,9 @@ def errors(at: AppTest) -> str:
 
 @pytest.fixture(scope="module")
 def digits_run() -> str:
-    from core import engine
     from explorer import services
 
-    run_id = services.job_manager().submit(engine.preset("Fast", arch="lenet5", dataset="digits", epochs=2))
+    run_id = services.job_manager().submit(services.training_preset("Fast", arch="lenet5", dataset="digits", epochs=2))
     assert services.job_manager().wait(run_id, timeout=300) == "completed"
     return run_id
 
