@@ -55,7 +55,9 @@ def inspect(model: classifiers.Classifier, name: str, payload: bytes) -> None:
                         margin=dict(t=40, l=10), yaxis=dict(type="category"))
     left.plotly_chart(chart, width="stretch", key="classify-topk")
     right.metric("Prediction", prediction.top[0][0], help=f"probability {prediction.top[0][1]:.1%}")
-    right.metric("Inference latency", f"{prediction.latency_ms:.1f} ms", help=f"One image, on {services.device_name()}")
+    timed = services.classifier_latency(model.key)
+    right.metric("Inference latency", f"{timed['median ms']:.1f} ms",
+                 help=f"Batch of 1: {timed['rule']}. The Compare page measures the same way.")
 
     layers = services.conv_layers(model)
     left, right = st.columns(2)
@@ -110,4 +112,4 @@ def all_models(choices: list[classifiers.Choice], name: str, payload: bytes) -> 
             continue
         column.dataframe(pd.DataFrame(prediction.top, columns=["class", "probability"]), hide_index=True,
                          column_config={"probability": st.column_config.NumberColumn(format="percent")})
-        column.caption(f"{prediction.latency_ms:.1f} ms")
+        column.caption(f"{services.classifier_latency(choice.key)['median ms']:.1f} ms per image (median)")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
+import math
 import os
 import tempfile
 import threading
@@ -108,12 +109,19 @@ def traits(name: str) -> structure.Traits:
     return structure.traits(name)
 
 
+def _latency_row(result: latency.Latency) -> dict[str, Any]:
+    return {"model": result.name, "batch": result.batch_size, "median ms": round(result.median_ms, 2),
+            "images/s": round(result.images_per_second, 1), "device": result.device, "rule": result.rule}
+
+
+LATENCY_RULE = (f"median of {latency.REPEATS} timed passes after {latency.WARMUP} warm-up passes, "
+                "bfloat16 and channels_last on CUDA")
+
+
 @st.cache_data(show_spinner=False, max_entries=256)
 def measure_latency(name: str, batch_size: int, device_type: str) -> dict[str, Any]:
-    """Forward latency of ``name`` at ``batch_size`` on ``device_type``; cached per server."""
-    result = latency.measure(name, batch_size, torch.device(device_type), repeats=3, warmup=1)
-    return {"model": name, "batch": batch_size, "device": device_type,
-            "median ms": round(result.median_ms, 2), "images/s": round(result.images_per_second, 1)}
+    """Forward latency of ``name`` at ``batch_size`` on ``device_type`` (the app's one rule); cached per server."""
+    return _latency_row(latency.measure(name, batch_size, torch.device(device_type)))
 
 
 # Training ----------------------------------------------------------------------------------------
@@ -270,20 +278,55 @@ def prune_uploads(keep: set[Path] = frozenset()) -> list[Path]:  # type: ignore[
     return archives.prune(uploads_root(), UPLOADS_MAX_BYTES, keep=set(keep) | used)
 
 
-def weights_status(name: str) -> tuple[bool, str]:
-    """(cached?, the file expected, relative to the weights cache) for a model's ImageNet weights."""
-    return weights.is_cached(name), public_path(weights.expected_file(name))
+# ImageNet weights: the official files, downloads and uploads -----------------------------------------
+
+WEIGHTS_UPLOAD_MB = math.ceil(weights.largest_file_mb()) + 1  # VGG-19's 548 MiB file fits; server.maxUploadSize ≥ it
+WEIGHTS_SUFFIXES = (".safetensors", ".pth", ".pt")
+weights_info = weights.pretrained
+installed_weights = weights.installed
+weights_folder = weights.cache_dir_label
+_DOWNLOAD_LOCK = threading.Lock()  # one download at a time: a second session waits, then finds the file here
 
 
-def install_weights(name: str, file_name: str, payload: bytes) -> Path:
-    """Check an uploaded weights file against the architecture and put it in the cache; where it went."""
+def weights_overview() -> list[dict[str, Any]]:
+    """Every model with ImageNet weights: its official file, size, and whether (and how) it is on this machine."""
+    rows = []
+    for name in weights.names_with_weights():
+        info, found = weights.pretrained(name), weights.installed(name)
+        rows.append({"model": models.spec(name).display_name, "file": info.file_name, "size MB": round(info.size_mb, 1),
+                     "on this machine": "✓ official file" if found and found.official
+                     else (f"✓ {found.provenance}" if found else "—"),
+                     "ImageNet top-1 %": info.top1, "from": info.source})
+    return rows
+
+
+def check_upload_size(size: int, limit_mb: int) -> None:
+    """The per-widget upload limit, enforced here: the server itself enforces only ``server.maxUploadSize``."""
+    if size > limit_mb * 1024 * 1024:
+        raise ExplorerError(f"The file is {size / 2**20:,.0f} MiB; this upload takes at most {limit_mb} MiB.")
+
+
+def download_weights(name: str, report: Any = None) -> weights.Installed:
+    """Download the official ImageNet weights of ``name`` into the cache (``report(done, total)`` as it goes)."""
+    with _DOWNLOAD_LOCK:
+        found = weights.installed(name)
+        installed = found if found is not None and found.official else weights.fetch(name, report)
+    classifier.clear()  # a model loaded before from other weights must not stay in the cache
+    return installed
+
+
+def install_weights(name: str, file_name: str, payload: bytes) -> weights.Installed:
+    """Check an uploaded weights file against the architecture and put it in the cache; how it was installed."""
+    check_upload_size(len(payload), WEIGHTS_UPLOAD_MB)
     suffix = Path(file_name).suffix.lower()
-    if suffix not in (".safetensors", ".pth", ".pt"):
+    if suffix not in WEIGHTS_SUFFIXES:
         raise weights.WeightsError("Weights must be a .safetensors file, or a .pth of plain tensors.")
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / f"upload{suffix}"
         path.write_bytes(payload)
-        return weights.install(name, path)
+        installed = weights.install(name, path, uploaded_as=Path(file_name).name[:120])
+    classifier.clear()
+    return installed
 
 
 @st.cache_data(show_spinner=False)
@@ -349,6 +392,11 @@ def classifier_choices() -> list[classifiers.Choice]:
     return classifiers.choices(run_store())
 
 
+def best_classifier(choices: list[classifiers.Choice]) -> str | None:
+    """The choice Classify opens on: the best cached ImageNet model, else the most accurate finished run."""
+    return classifiers.best_choice(choices, run_store())
+
+
 @st.cache_resource(show_spinner="Loading the model…", max_entries=8)
 def classifier(key: str) -> classifiers.Classifier:
     """A loaded classifier on the server's device, shared by all sessions (inference only; never trained here)."""
@@ -382,6 +430,16 @@ def read_image(model: classifiers.Classifier, name: str, payload: bytes, convent
         prepared = imaging.prepare(image, model.resize, model.crop, model.mean, model.std, model.channels)
     prepared.steps[:0] = steps
     return prepared
+
+
+@st.cache_data(show_spinner="Timing the model…", max_entries=64)
+def classifier_latency(key: str, batch_size: int = 1) -> dict[str, Any]:
+    """Forward latency of a shared classifier at its input size: the same rule (and function) as Compare's."""
+    model = classifier(key)
+    with _using_shared_model(model):
+        result = latency.measure_model(model.model, key, (model.channels, model.crop, model.crop), batch_size,
+                                       device())
+    return _latency_row(result)
 
 
 def predict(model: classifiers.Classifier, x: torch.Tensor) -> explain.Prediction:

@@ -23,6 +23,17 @@ def _duration(seconds: float) -> str:
     return f"{minutes} min {seconds:02d} s" if minutes else f"{seconds} s"
 
 
+def _rate_axis(figure: go.Figure, rates: list[float]) -> None:
+    """A constant rate is said in words (a flat line on an axis labelled "0" reads as zero); one that varies
+    gets a log axis, where schedules over decades stay readable."""
+    if max(rates) == min(rates):
+        figure.update_yaxes(showticklabels=False, row=1, col=3)
+        figure.add_annotation(text=f"constant {rates[0]:g}", xref="x3 domain", yref="y3 domain", x=0.5, y=0.6,
+                              showarrow=False, font=dict(size=14))
+    elif min(rates) > 0:
+        figure.update_yaxes(type="log", exponentformat="power", row=1, col=3)
+
+
 def curves(steps: list[dict[str, float]], epochs: list[dict[str, float]], steps_per_epoch: float) -> go.Figure:
     """Loss, accuracy and learning rate: per batch (train) and per epoch (train and validation)."""
     figure = make_subplots(rows=1, cols=3, subplot_titles=("Loss", "Accuracy", "Learning rate"))
@@ -34,6 +45,7 @@ def curves(steps: list[dict[str, float]], epochs: list[dict[str, float]], steps_
                                     line=dict(color="#9db4d6", width=1), showlegend=False), 1, 2)
         figure.add_trace(go.Scatter(x=x, y=[s["lr"] for s in steps], name="learning rate",
                                     line=dict(color="#c77d2e")), 1, 3)
+        _rate_axis(figure, [s["lr"] for s in steps])
     if epochs:
         x = [e["epoch"] for e in epochs]
         for key, name, colour, column in [("train_loss", "train", "#4a6fa5", 1), ("val_loss", "validation", "#c0392b", 1),

@@ -159,15 +159,6 @@ def zip_dataset(upload: object) -> str | None:
     return extracted.dataset
 
 
-def install_weights(name: str, file_name: str, payload: bytes) -> bool:
-    """Check and install an uploaded weights file; say how it went."""
-    installed = attempt(services.install_weights, name, file_name, payload)
-    if installed is None:
-        return False
-    st.success(f"Checked and installed as {literal(services.public_path(installed))}.")
-    return True
-
-
 def preset_picker() -> str | None:
     """Choose a downloadable preset; download it (with a progress bar) on request; its data-set name or None."""
     presets = services.TRANSFER_PRESETS

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.server
 import io
 import os
 import stat
@@ -28,6 +29,7 @@ def _seed() -> None:
 def _state_dir(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Runs, checkpoints and data sets of the whole test session go to a temporary state directory."""
     os.environ["CNN_EXPLORER_STATE"] = str(tmp_path_factory.mktemp("state"))
+    os.environ["TORCH_HOME"] = str(tmp_path_factory.mktemp("torch"))  # no weights but what a test puts there
 
 
 # Helpers shared by test files (import them from here: no test file imports another) ---------------
@@ -201,3 +203,33 @@ def app_url(shared_app: Any) -> Iterator[str]:
     yield shared_app.url
     left = stop_runs(shared_app.state_dir)
     assert not left, f"the test left runs active in the shared app (use the `app` fixture): {left}"
+class LocalHub(http.server.ThreadingHTTPServer):
+    """A local HTTP server standing in for a download site (tests never reach the network).
+
+    Serves ``files`` (name → bytes); a name in ``cut`` announces its full length and sends half.
+    """
+
+    def __init__(self) -> None:
+        self.files: dict[str, bytes] = {}
+        self.cut: set[str] = set()
+        super().__init__(("127.0.0.1", 0), LocalHubHandler)
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/models"
+
+
+class LocalHubHandler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802 (the http.server API)
+        name = self.path.rsplit("/", 1)[-1]
+        payload = self.server.files.get(name)
+        if payload is None:
+            self.send_error(404)
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload[: len(payload) // 2] if name in self.server.cut else payload)
+
+    def log_message(self, *args) -> None:
+        pass
