@@ -293,6 +293,8 @@ def weights_overview() -> list[dict[str, Any]]:
     rows = []
     for name in weights.names_with_weights():
         info, found = weights.pretrained(name), weights.installed(name)
+        if info is None:  # names_with_weights() lists only models that have them
+            continue
         rows.append({"model": models.spec(name).display_name, "file": info.file_name, "size MB": round(info.size_mb, 1),
                      "on this machine": "✓ official file" if found and found.official
                      else (f"✓ {found.provenance}" if found else "—"),
