@@ -333,7 +333,10 @@ def zip_dataset(upload: bytes | IO[bytes]) -> ExtractedZip:
     folder under its cap (least recently used first, never one a run uses)."""
     source = io.BytesIO(upload) if isinstance(upload, bytes) else upload
     source.seek(0)
-    digest = hashlib.file_digest(source, "sha256").hexdigest()[:20]  # type: ignore[arg-type]
+    hasher = hashlib.sha256()  # chunk by chunk (hashlib.file_digest is Python 3.11+; we support 3.10)
+    for chunk in iter(lambda: source.read(1 << 20), b""):
+        hasher.update(chunk)
+    digest = hasher.hexdigest()[:20]
     source.seek(0)
     target = uploads_root() / digest
     if target.is_dir():
@@ -371,6 +374,8 @@ def weights_overview() -> list[dict[str, Any]]:
     rows = []
     for name in weights.names_with_weights():
         info, found = weights.pretrained(name), weights.installed(name)
+        if info is None:  # names_with_weights() lists only models that have them
+            continue
         rows.append({"model": models.spec(name).display_name, "file": info.file_name, "size MB": round(info.size_mb, 1),
                      "on this machine": "✓ official file" if found and found.official
                      else (f"✓ {found.provenance}" if found else "—"),
