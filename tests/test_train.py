@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from core import runs
+from core import checkpoints, runs
 from tests.test_worker import eventually
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,7 +35,7 @@ def test_sigterm_stops_a_command_line_run_and_keeps_its_checkpoint(tmp_path: Pat
     run = store.run(run["id"])
     assert run["status"] == "stopped" and "Stopped" in (run["message"] or "")
     assert "last" in store.checkpoints(run["id"])
-    assert runs.read_sidecar(store.checkpoint_path(run["id"], "last"))["run_id"] == run["id"]
+    assert checkpoints.read_sidecar(store.checkpoint_path(run["id"], "last"))["run_id"] == run["id"]
 
 
 def test_a_frozen_rank_ends_a_distributed_run_within_the_process_group_timeout(tmp_path: Path) -> None:
