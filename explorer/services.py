@@ -383,12 +383,6 @@ def weights_overview() -> list[dict[str, Any]]:
     return rows
 
 
-def check_upload_size(size: int, limit_mb: int) -> None:
-    """The per-widget upload limit, enforced here: the server itself enforces only ``server.maxUploadSize``."""
-    if size > limit_mb * 1024 * 1024:
-        raise ExplorerError(f"The file is {size / 2**20:,.0f} MiB; this upload takes at most {limit_mb} MiB.")
-
-
 def download_weights(name: str, report: Any = None) -> weights.Installed:
     """Download the official ImageNet weights of ``name`` into the cache (``report(done, total)`` as it goes)."""
     with _DOWNLOAD_LOCK:
@@ -400,7 +394,6 @@ def download_weights(name: str, report: Any = None) -> weights.Installed:
 
 def install_weights(name: str, file_name: str, payload: bytes) -> weights.Installed:
     """Check an uploaded weights file against the architecture and put it in the cache; how it was installed."""
-    check_upload_size(len(payload), WEIGHTS_UPLOAD_MB)
     suffix = Path(file_name).suffix.lower()
     if suffix not in WEIGHTS_SUFFIXES:
         raise weights.WeightsError("Weights must be a .safetensors file, or a .pth of plain tensors.")
