@@ -3,7 +3,6 @@
 import streamlit as st
 
 from explorer import classify_view, services, training_view, widgets
-from explorer.digit_pad import digit_pad
 
 st.title("Classify")
 choices = services.classifier_choices()
@@ -27,33 +26,7 @@ model = widgets.attempt(services.classifier, key)
 if model is None:
     st.stop()
 
-sources = ["Sample photos", "Upload", "Camera"] + (["Draw a digit"] if model.digits else [])
-source = st.radio("Image", sources, horizontal=True, key="classify-source",
-                  help="Drawing is offered for digit models (28×28, one channel).")
-inputs: list[tuple[str, bytes]] = []
-if source == "Sample photos":
-    name = st.selectbox("Photo", list(services.SAMPLES), key="classify-sample",
-                        help="Real photographs bundled with scikit-image.")
-    inputs = [(f"{name}.png", services.sample_photo(name))]
-elif source == "Upload":
-    uploads = st.file_uploader("Images", type=list(services.IMAGE_EXTENSIONS), accept_multiple_files=True,
-                               key="classify-upload", help="GIFs use their first frame.")
-    inputs = [(upload.name, upload.getvalue()) for upload in uploads or []]
-elif source == "Camera":
-    shot = st.camera_input("Take a photo", key="classify-camera")
-    if shot is not None:
-        inputs = [("camera.jpg", shot.getvalue())]
-else:
-    st.caption("Draw one digit, large, with the mouse or a finger; each stroke updates the prediction.")
-    drawing = digit_pad(key="classify-pad")
-    if drawing is None:
-        st.info("The pad is empty: draw a digit.")
-        st.stop()
-    inputs = [("drawing.png", drawing)]
-
-if not inputs:
-    st.info("Choose a sample, upload an image or take a photo.")
-    st.stop()
+inputs = classify_view.pick_images(model, "classify", several=True)
 if len(inputs) > 1:
     classify_view.batch_table(model, inputs)
     picked = st.selectbox("Inspect", [name for name, _ in inputs], key="classify-pick")
