@@ -330,8 +330,10 @@ def stages(model: nn.Module, x: torch.Tensor, shown: int = 6) -> list[Stage]:
         maps = output[0].float().cpu()
         channels = maps.mean(dim=(1, 2)).topk(min(shown, len(maps))).indices.tolist()
         chosen = maps[channels]
-        low = chosen.amin(dim=(1, 2), keepdim=True)
-        high = chosen.amax(dim=(1, 2), keepdim=True)
+        # Each map on its own scale; 1×1 maps (one value each) on a scale shared across the channels shown.
+        dims = (1, 2) if chosen[0].numel() > 1 else (0, 1, 2)
+        low = chosen.amin(dim=dims, keepdim=True)
+        high = chosen.amax(dim=dims, keepdim=True)
         result.append(Stage(label, layer, tuple(maps.shape), tuple(channels),
                             (chosen - low) / (high - low).clamp(min=1e-8), window))
     return result
@@ -398,7 +400,7 @@ def first_conv_at(model: nn.Module, x: torch.Tensor, channel: int, row: int, col
     top, left = row * sh, col * sw
     patch = padded[:, top:top + (kh - 1) * dh + 1:dh, left:left + (kw - 1) * dw + 1:dw]
     kernel = conv.weight[channel].detach().double().cpu()
-    bias = float(conv.bias[channel]) if conv.bias is not None else 0.0
+    bias = float(conv.bias[channel].detach()) if conv.bias is not None else 0.0
     weighted = float((kernel * patch.cpu()).sum()) + bias
     box = (top - ph, left - pw, top - ph + (kh - 1) * dh + 1, left - pw + (kw - 1) * dw + 1)
     return ConvAt(name, channel, row, col, kernel.float(), patch.float().cpu(), bias, weighted,

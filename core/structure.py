@@ -389,7 +389,8 @@ def topology(name: str, opened: frozenset[str] = frozenset()) -> Topology:
                 call = calls[m]
                 if call.kind == "layer":
                     detail = _window_text(model.get_submodule(call.module))
-                    nodes[m] = Node(m, "layer", call.module, f"{call.type} {detail}".strip(), block,
+                    local = call.module[len(block) + 1:] if call.module.startswith(block + ".") else call.module
+                    nodes[m] = Node(m, "layer", local, f"{call.type} {detail}".strip(), block,
                                     shape_of(call), params_of.get(call.module, 0))
                 else:
                     nodes[m] = Node(m, call.kind, "concat" if call.kind == "concat" else "+" if call.kind == "add"

@@ -102,7 +102,7 @@ def inspect(model: classifiers.Classifier, name: str, payload: bytes) -> None:
 
 
 STEPS_PER_ROW = 4
-SLOT_MIN = 0.18  # the narrowest slot, as a share of the widest image: room for a caption beside a tiny step
+SLOT_MIN = 0.2  # the narrowest slot, as a share of the widest row: room for a tiny step's caption
 SLOT_PIXELS = 640  # a step's picture is sent at most this wide (the browser scales it anyway)
 
 
@@ -125,14 +125,14 @@ def steps_to_scale(steps: list) -> None:
     shown = [step for step in steps if step.image is not None]
     if not shown:
         return
-    widest = max(step.image.width for step in shown)
-    slots = [max(float(step.image.width), SLOT_MIN * widest) for step in shown]
     rows = [list(range(i, min(i + STEPS_PER_ROW, len(shown)))) for i in range(0, len(shown), STEPS_PER_ROW)]
+    widest_row = max(sum(shown[i].image.width for i in row) for row in rows)
+    slots = [max(float(step.image.width), SLOT_MIN * widest_row) for step in shown]
     span = max(sum(slots[i] for i in row) for row in rows)
     for row in rows:
         used = sum(slots[i] for i in row)
         widths = [slots[i] for i in row] + ([span - used] if span - used > 1e-6 * span else [])
-        columns = st.columns(widths, gap="small", vertical_alignment="bottom")
+        columns = st.columns(widths, gap="small", vertical_alignment="top")
         for column, i in zip(columns, row, strict=False):
             step = shown[i]
             column.image(_at_scale(step.image, slots[i]), width="stretch")

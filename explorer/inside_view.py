@@ -29,6 +29,13 @@ def _enlarged(image: Image.Image) -> tuple[Image.Image, int]:
     return picture, factor
 
 
+def _pixels(array: np.ndarray, at_least: int = 112) -> Image.Image:
+    """A small H × W × 3 map enlarged pixel by pixel, so the browser does not blur its cells."""
+    picture = Image.fromarray(array)
+    factor = max(1, math.ceil(at_least / max(picture.size)))
+    return picture.resize((picture.width * factor, picture.height * factor), Image.Resampling.NEAREST)
+
+
 def with_field(image: Image.Image, box: tuple[int, int, int, int]) -> Image.Image:
     """The image with a (top, left, bottom, right) box in input pixels drawn on it (clipped to the image)."""
     picture, factor = _enlarged(image)
@@ -103,7 +110,7 @@ def overview(image: Image.Image, found: list[explain.Stage]) -> None:
         middle.caption(f"Centre position: {_field_text(stage.window, box, size)}.")
         maps = right.columns(MAPS_PER_STAGE)
         for column, channel, values in zip(maps, stage.channels, stage.maps, strict=False):
-            column.image(services.colorize(values, "inferno").numpy(), width="stretch")
+            column.image(_pixels(services.colorize(values, "inferno").numpy()), width="stretch")
             column.caption(f"channel {channel}")
 
 
@@ -136,8 +143,8 @@ def _grid(values: torch.Tensor, title: str, annotate: bool, colorscale: str | li
     """A small k×k grid of numbers as an (annotated) heat map."""
     figure = go.Figure(go.Heatmap(z=values.numpy(), colorscale=colorscale, zmid=0 if colorscale == "RdBu" else None,
                                   showscale=False, hovertemplate="%{z:.3f}<extra></extra>",
-                                  text=values.numpy().round(2) if annotate else None,
-                                  texttemplate="%{text}" if annotate else None))
+                                  text=[[f"{v:.2f}" for v in row] for row in values.tolist()] if annotate else None,
+                                  texttemplate="%{text}" if annotate else None, textfont=dict(size=13)))
     figure.update_layout(title=title, margin=dict(t=36, b=4, l=4, r=4),
                          xaxis=dict(visible=False, constrain="domain"),
                          yaxis=dict(visible=False, autorange="reversed", scaleanchor="x", constrain="domain"))

@@ -15,10 +15,11 @@ PARAM = "present"
 KEY = "presenter-mode"
 FONT_PX = 20  # the root font size in presenter mode (Streamlit's default is 16): every rem-sized element grows
 CHART_FONT_PX = 17  # text inside charts
-TABLE_ZOOM = 1.2  # data grids draw on a canvas with their own font size: they are magnified instead
 
-# Larger type everywhere; Plotly's text (drawn in SVG, sized inline) and data grids (a canvas) get their own
-# rules; the toolbar, the element toolbars and Plotly's mode bar are editing chrome a lecture does not need.
+# Larger type everywhere (Streamlit sizes text, widgets and spacing in rem); Plotly's text, drawn in SVG with
+# inline sizes, gets its own rules; narrower side padding gives the content the projector's width back. The
+# toolbar, the element toolbars and Plotly's mode bar are editing chrome a lecture does not need. Data grids
+# draw on a canvas with a fixed font: magnifying them (CSS zoom) made the canvas overflow its column.
 CSS = f"""
 html {{ font-size: {FONT_PX}px !important; }}
 .stApp [data-testid="stMarkdownContainer"] p, .stApp [data-testid="stMarkdownContainer"] li {{ line-height: 1.45; }}
@@ -28,7 +29,7 @@ html {{ font-size: {FONT_PX}px !important; }}
 .js-plotly-plot .xtitle, .js-plotly-plot .ytitle, .js-plotly-plot .cbtitle text {{
   font-size: {CHART_FONT_PX}px !important; }}
 .js-plotly-plot .gtitle {{ font-size: {CHART_FONT_PX + 3}px !important; }}
-[data-testid="stDataFrame"] > div {{ zoom: {TABLE_ZOOM}; }}
+[data-testid="stMainBlockContainer"] {{ padding-left: 2rem; padding-right: 2rem; }}
 [data-testid="stTable"] table {{ font-size: 1rem; }}
 [data-testid="stToolbar"], [data-testid="stAppDeployButton"], [data-testid="stMainMenu"],
 [data-testid="stElementToolbar"], .js-plotly-plot .modebar-container {{ display: none !important; }}

@@ -84,7 +84,7 @@ def test_opening_a_block_shows_its_layers_with_shapes_and_parameters(name: str, 
         assert layers[row.name].params == row.params
     dot = structure.diagram(name, [block])
     assert f'subgraph "cluster_{block}"' in dot
-    assert all(f'"{layer}" [label="{layer}' in dot for layer in layers)
+    assert all(f'"{layer}" [label="{layer[len(block) + 1:]}\\n' in dot for layer in layers)
     assert len(graph.nodes) > len(closed.nodes)
     assert structure.topology(name, frozenset({"no-such-block"})).opened == frozenset()
 

@@ -1,0 +1,76 @@
+"""Presenter mode in a real browser: every page at 1280×720 with ?present=1, nothing wider than its column."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.browser import CHROMIUM_FLAGS, chromium_path, running_app, wait_until_idle
+
+pytestmark = pytest.mark.e2e
+
+if chromium_path() is None:
+    pytest.skip("no chromium on this machine: `apt-get install chromium` to run the browser tests",
+                allow_module_level=True)
+
+from playwright.sync_api import expect, sync_playwright  # noqa: E402
+
+PAGES = ["/", "/architectures?model=inception_v3&tab=Block+diagram", "/architectures?model=resnet152&tab=Charts",
+         "/compare", "/training", "/transfer", "/classify", "/inside"]
+
+# Every element, picture, chart and table in the main column, against the column's content box.
+OVERFLOW = """() => {
+  const main = document.querySelector('[data-testid="stMainBlockContainer"]');
+  const box = main.getBoundingClientRect(), style = getComputedStyle(main);
+  const left = box.left + parseFloat(style.paddingLeft) - 1, right = box.right - parseFloat(style.paddingRight) + 1;
+  const found = [];
+  const selector = '[data-testid="stElementContainer"], img, canvas, svg.main-svg, ' +
+                   '[data-testid="stGraphVizChart"] svg, table';
+  for (const element of main.querySelectorAll(selector)) {
+    const r = element.getBoundingClientRect();
+    if (r.width === 0 || r.height === 0) continue;  // in a hidden tab
+    if (r.left < left || r.right > right) {
+      const owner = element.closest('[data-testid="stElementContainer"]');
+      found.push(`${element.tagName} ${(owner && owner.className.match(/st-key-[^ ]+/)) || ''} ` +
+                 `${Math.round(r.left)}–${Math.round(r.right)} outside ${Math.round(left)}–${Math.round(right)}`);
+    }
+  }
+  if (document.documentElement.scrollWidth > window.innerWidth) found.push('the page scrolls sideways');
+  return found;
+}"""
+
+
+def _digits_model(state) -> None:
+    """A LeNet-5 trained on the bundled digits, so Classify and Inside the network have a model to show."""
+    from core import engine
+    from core.jobs import JobManager
+    from core.runs import RunStore
+
+    jobs = JobManager(RunStore(state))
+    run_id = jobs.submit(engine.preset("Fast", arch="lenet5", dataset="digits", epochs=2))
+    assert jobs.wait(run_id, timeout=300) == "completed"
+
+
+def test_every_page_fits_a_projector_in_presenter_mode(tmp_path) -> None:
+    state = tmp_path / "state"
+    _digits_model(state)
+    with running_app(state_dir=str(state)) as url, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 720})
+            for path in PAGES:
+                page.goto(url + path + ("&" if "?" in path else "?") + "present=1")
+                wait_until_idle(page)
+                page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot .main-svg').length > 0 || "
+                                       "!document.querySelector('[data-testid=\"stPlotlyChart\"]')", timeout=60_000)
+                expect(page.locator('[data-testid="stException"]')).to_have_count(0)
+                assert page.evaluate("getComputedStyle(document.documentElement).fontSize") == "20px", path
+                expect(page.locator(".st-key-presenter-mode input")).to_be_checked()
+                assert "present=1" in page.url, path
+                assert page.evaluate(OVERFLOW) == [], path
+            # The switch turns the mode off again, and the URL follows.
+            page.get_by_text("Presenter mode").click()
+            wait_until_idle(page)
+            assert page.evaluate("getComputedStyle(document.documentElement).fontSize") == "16px"
+            assert "present=1" not in page.url
+        finally:
+            browser.close()
