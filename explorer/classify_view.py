@@ -119,23 +119,31 @@ def _at_scale(image: Image.Image, slot: float) -> Image.Image:
     return canvas
 
 
+def scale_layout(widths: list[int]) -> list[tuple[list[int], list[float]]]:
+    """Rows of at most four pictures: each row's indices and its column weights (a slot per picture, then a spacer),
+    all on one scale, so a picture stretched to its slot shows at its true width relative to every other."""
+    rows = [list(range(i, min(i + STEPS_PER_ROW, len(widths)))) for i in range(0, len(widths), STEPS_PER_ROW)]
+    widest_row = max(sum(widths[i] for i in row) for row in rows)
+    slots = [max(float(width), SLOT_MIN * widest_row) for width in widths]
+    span = max(sum(slots[i] for i in row) for row in rows)
+    layout = []
+    for row in rows:
+        spare = span - sum(slots[i] for i in row)
+        layout.append((row, [slots[i] for i in row] + ([spare] if spare > 1e-6 * span else [])))
+    return layout
+
+
 def steps_to_scale(steps: list) -> None:
     """Every preprocessing step that has a picture, drawn at its true size relative to the others (a 224-px crop
     is visibly smaller than a 451×300 original), four to a row; columns stretch, so nothing overlaps."""
     shown = [step for step in steps if step.image is not None]
     if not shown:
         return
-    rows = [list(range(i, min(i + STEPS_PER_ROW, len(shown)))) for i in range(0, len(shown), STEPS_PER_ROW)]
-    widest_row = max(sum(shown[i].image.width for i in row) for row in rows)
-    slots = [max(float(step.image.width), SLOT_MIN * widest_row) for step in shown]
-    span = max(sum(slots[i] for i in row) for row in rows)
-    for row in rows:
-        used = sum(slots[i] for i in row)
-        widths = [slots[i] for i in row] + ([span - used] if span - used > 1e-6 * span else [])
-        columns = st.columns(widths, gap="small", vertical_alignment="top")
-        for column, i in zip(columns, row, strict=False):
+    for row, weights in scale_layout([step.image.width for step in shown]):
+        columns = st.columns(weights, gap="small", vertical_alignment="top")
+        for column, i, slot in zip(columns, row, weights, strict=False):
             step = shown[i]
-            column.image(_at_scale(step.image, slots[i]), width="stretch")
+            column.image(_at_scale(step.image, slot), width="stretch")
             column.caption(f"**{step.name}** · {step.image.width}×{step.image.height} px  \n{step.detail}")
     st.caption("Drawn to scale: each picture's width is its true width in pixels relative to the others.")
 

@@ -29,7 +29,7 @@ html {{ font-size: {FONT_PX}px !important; }}
 .js-plotly-plot .xtitle, .js-plotly-plot .ytitle, .js-plotly-plot .cbtitle text {{
   font-size: {CHART_FONT_PX}px !important; }}
 .js-plotly-plot .gtitle {{ font-size: {CHART_FONT_PX + 3}px !important; }}
-[data-testid="stMainBlockContainer"] {{ padding-left: 2rem; padding-right: 2rem; }}
+[data-testid="stMainBlockContainer"] {{ padding: 2.5rem 2rem 4rem 2rem; }}
 [data-testid="stTable"] table {{ font-size: 1rem; }}
 [data-testid="stToolbar"], [data-testid="stAppDeployButton"], [data-testid="stMainMenu"],
 [data-testid="stElementToolbar"], .js-plotly-plot .modebar-container {{ display: none !important; }}
