@@ -72,8 +72,9 @@ def inspect(model: classifiers.Classifier, name: str, payload: bytes) -> None:
     except ExplorerError as error:
         widgets.show_error(error)
         return
-    st.subheader("What the model sees")
-    steps_to_scale(prepared.steps)
+    with st.container(key="classify-steps"):
+        st.subheader("What the model sees")
+        steps_to_scale(prepared.steps)
     with st.expander("The exact tensor"):
         x = prepared.tensor
         st.code(f"shape {tuple(x.shape)}, dtype {x.dtype}\n"
@@ -151,7 +152,7 @@ def steps_to_scale(steps: list) -> None:
 def grad_cam(model: classifiers.Classifier, prepared, label: str, layers: list[str]) -> None:
     """Grad-CAM of the top class: the image, the heat map with its colour scale, and the overlay side by side,
     with the layer, the colour map and the overlay's opacity to choose (all kept in the URL)."""
-    st.subheader(f"Where the evidence for “{label}” is (Grad-CAM)")
+    st.subheader(f"Grad-CAM for “{label}”: where the evidence is")
     default = services.default_cam_layer(model.key)
     left, middle, right = st.columns([2, 1, 2])
     layer = left.selectbox("Layer", layers, index=layers.index(default), key="classify-cam-layer",
@@ -168,7 +169,7 @@ def grad_cam(model: classifiers.Classifier, prepared, label: str, layers: list[s
     base = torch.as_tensor(np.array(prepared.display.convert("RGB")))
     blended = services.overlay(base, heat, alpha, colormap)
     figure = make_subplots(rows=1, cols=3, horizontal_spacing=0.03,
-                           subplot_titles=("What the model sees", f"Grad-CAM at {layer}", f"Overlay, opacity {alpha:.2f}"))
+                           subplot_titles=("The model's input", f"Grad-CAM at {layer}", f"Overlay, opacity {alpha:.2f}"))
     figure.add_trace(go.Image(z=base.numpy(), hoverinfo="skip"), row=1, col=1)
     figure.add_trace(go.Heatmap(z=heat.numpy(), zmin=0, zmax=1, colorscale=services.plotly_colorscale(colormap),
                                 colorbar=dict(title=dict(text="evidence", side="right"), tickvals=[0, 0.5, 1],

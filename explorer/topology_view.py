@@ -25,4 +25,4 @@ def diagram(name: str) -> None:
     else:
         st.caption("A plain chain of layers: every layer feeds the next, nothing to open.")
     graph = services.topology(name, tuple(sorted(opened)))
-    st.graphviz_chart(services.topology_dot(graph, presenter.graph_font()), width="stretch")
+    st.graphviz_chart(services.topology_dot(graph, presenter.graph_font()))

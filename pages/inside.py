@@ -13,7 +13,7 @@ if not choices:
     st.stop()
 
 labels = {choice.key: choice.label for choice in choices}
-key = st.selectbox("Model", list(labels), format_func=labels.get, key="inside-model", bind="query-params")
+key = st.selectbox("Model", list(labels), format_func=lambda k: labels[k], key="inside-model", bind="query-params")
 model = widgets.attempt(services.classifier, key)
 if model is None:
     st.stop()
