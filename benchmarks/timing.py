@@ -1,4 +1,4 @@
-"""Clocks the benchmarks share: steady-state training throughput, for the engine and for a plain loop."""
+"""Clocks the benchmarks share: steady-state training throughput, for the trainer and for a plain loop."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from collections.abc import Callable, Iterable
 
 import torch
 
-from core import devices, engine
+from core import devices, training
 
-WARMUP_STEPS = engine.LOG_EVERY  # the engine's first report: cuDNN's autotuning and the allocator are warm by then
+WARMUP_STEPS = training.LOG_EVERY  # the trainer's first report: cuDNN's autotuning and the allocator are warm by then
 
 
 def warms_up(batches: int) -> bool:
@@ -18,9 +18,9 @@ def warms_up(batches: int) -> bool:
 
 
 class SteadyClock:
-    """Engine subscriber timing training steps: from the engine's first report to its last.
+    """Trainer subscriber timing training steps: from the trainer's first report to its last.
 
-    The engine reports every ``engine.LOG_EVERY`` steps, right after reading the loss back (a sync
+    The trainer reports every ``training.LOG_EVERY`` steps, right after reading the loss back (a sync
     point), so the clock needs no sync of its own. With ``warmup`` off it starts at ``on_fit_start``
     (runs too short to skip anything). Use it on one-epoch runs: validation is not a training step.
     """
@@ -30,12 +30,12 @@ class SteadyClock:
         self.start: tuple[float, int] | None = None
         self.end: tuple[float, int] | None = None
 
-    def on_fit_start(self, state: engine.TrainState) -> None:
+    def on_fit_start(self, progress: training.Progress) -> None:
         if not self.warmup:
             self.start = (time.perf_counter(), 0)
 
-    def on_batch_end(self, state: engine.TrainState) -> None:
-        mark = (time.perf_counter(), state.images_seen)
+    def on_batch_end(self, progress: training.Progress) -> None:
+        mark = (time.perf_counter(), progress.images_seen)
         if self.start is None:
             self.start = mark
         else:

@@ -1,4 +1,4 @@
-"""Time to accuracy: LeNet-5 on MNIST to ≥ 99.2 % test accuracy, our engine against the tutorial loop.
+"""Time to accuracy: LeNet-5 on MNIST to ≥ 99.2 % test accuracy, our trainer against the tutorial loop.
 
     python -m benchmarks.train_mnist --mnist ../shared/data          # folder holding MNIST/raw/*.gz (or idx files)
     python -m benchmarks.train_mnist --mnist ../shared/data --skip-baseline
@@ -6,7 +6,7 @@
 Baseline, in the same run on the same device: the loop a user would write from a tutorial —
 torchvision ``MNIST`` + ``DataLoader`` (ToTensor, Normalize, batch 128, shuffle, 2 workers),
 SGD lr 0.01 momentum 0.9 weight decay 5e-4, evaluating the test set after each epoch.
-Ours: the engine's device-resident fast path with the preset made for the device: on a GPU
+Ours: the trainer's device-resident fast path with the preset made for the device: on a GPU
 "Fast, large batch (GPU)" (a small model there is bound by kernel launches, so fewer, larger steps
 win), on a CPU "Fast" at batch 128 for 6 epochs (arithmetic-bound: fewer epochs win).
 Both clocks stop while the test set is evaluated (the target check), and run only while training
@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from benchmarks.timing import SteadyClock, loop_images_per_second, warms_up
 from core import data as datasets
-from core import devices, engine, models
+from core import devices, models, training
 
 TARGET = 0.992
 # The recipe per device type: (preset, overrides).
@@ -50,38 +50,38 @@ def prepare_root(source: Path) -> Path:
     return root
 
 
-def recipe(device: torch.device, epochs: int | None) -> engine.TrainConfig:
+def recipe(device: torch.device, epochs: int | None) -> training.TrainConfig:
     """The preset for ``device`` (MPS takes the GPU one), optionally with another schedule length."""
     name, overrides = RECIPES["cpu" if device.type == "cpu" else "cuda"]
     overrides = {**overrides, **({"epochs": epochs} if epochs else {})}
-    return engine.preset(name, arch="lenet5", dataset="mnist", device=device.type, **overrides)
+    return training.preset(name, arch="lenet5", dataset="mnist", device=device.type, **overrides)
 
 
 def ours(root: Path, device: torch.device, epochs: int | None) -> dict[str, float]:
-    """Our engine; returns seconds and epochs to the target (the clock stops for the test check)."""
+    """Our trainer; returns seconds and epochs to the target (the clock stops for the test check)."""
     data = datasets.load("mnist", root, download=False)
-    test = engine.Batches(data.test, data, device, 28, 1)
+    test = training.make_batches(data.test, training.Preprocess.of(data, device, 28, 1))
     reached: dict[str, float] = {}
     paused = [0.0]
 
     class TargetCheck:
-        def on_epoch_end(self, state: engine.TrainState) -> None:
+        def on_epoch_end(self, progress: training.Progress) -> None:
             if reached:
                 return
             devices.synchronize(device)
             start = time.perf_counter()
-            accuracy = engine.evaluate(state.model, test, num_classes=10).accuracy
+            accuracy = training.evaluate(progress.model, test, num_classes=10).accuracy
             paused[0] += time.perf_counter() - start
             if accuracy >= TARGET:
-                reached.update(seconds=state.elapsed - paused[0], epochs=state.epoch, accuracy=accuracy)
-                raise engine.StopTraining("target reached")
+                reached.update(seconds=progress.elapsed - paused[0], epochs=progress.epoch, accuracy=accuracy)
+                raise training.StopTraining("target reached")
 
     config = recipe(device, epochs)
     print(f"  ours: {config.optimizer}, lr {config.lr:g} {config.schedule}, batch {config.batch_size}, "
           f"{config.epochs} epochs{', random shifts' if config.augment else ''}", flush=True)
-    result = engine.fit(config, data, [TargetCheck()])
-    images = result.state.images_seen
-    return {**reached, "images_per_second": images / max(result.state.elapsed - paused[0], 1e-9)}
+    result = training.fit(config, data, [TargetCheck()])
+    images = result.progress.images_seen
+    return {**reached, "images_per_second": images / max(result.progress.elapsed - paused[0], 1e-9)}
 
 
 def baseline(root: Path, device: torch.device, max_epochs: int) -> dict[str, float]:
@@ -135,10 +135,10 @@ def resnet_throughput(device: torch.device, batches: int) -> tuple[float, float]
     split = datasets.Split(images, labels)
     data = datasets.InMemoryData("cifar10", tuple(map(str, range(10))), split, datasets.Split(images[:256], labels[:256]),
                                  datasets.Split(images[:0], labels[:0]), (0.5,) * 3, (0.25,) * 3)
-    config = engine.TrainConfig(arch="resnet18", dataset="cifar10", epochs=1, batch_size=128, optimizer="sgd",
+    config = training.TrainConfig(arch="resnet18", dataset="cifar10", epochs=1, batch_size=128, optimizer="sgd",
                                 lr=0.01, device=device.type)
     clock = SteadyClock(warmup)
-    engine.fit(config, data, [clock])
+    training.fit(config, data, [clock])
     model = models.build("resnet18", num_classes=10).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     loader = DataLoader(TensorDataset(images.float().div(255), labels), batch_size=128, shuffle=True, num_workers=2)
@@ -167,7 +167,7 @@ def main() -> None:
     theirs = {} if args.skip_baseline else baseline(root, device, args.max_baseline_epochs)
     print(f"\nLeNet-5 on MNIST to ≥ {TARGET:.1%} test accuracy")
     print(f"{'loop':22s} {'epochs':>6s} {'seconds':>8s} {'images/s':>9s} {'test acc':>8s}")
-    for name, row in (("engine (fast path)", mine), ("tutorial DataLoader", theirs)):
+    for name, row in (("trainer (fast path)", mine), ("tutorial DataLoader", theirs)):
         if row:
             seconds = f"{row['seconds']:.1f}" if "seconds" in row else "not met"
             print(f"{name:22s} {row.get('epochs', '—')!s:>6s} {seconds:>8s} "
@@ -178,7 +178,7 @@ def main() -> None:
     if resnet_batches:
         fast, plain = resnet_throughput(device, resnet_batches)
         print("\nResNet-18 training at 32×32, batch 128")
-        print(f"{'engine (fast path)':22s} {fast:9.0f} images/s")
+        print(f"{'trainer (fast path)':22s} {fast:9.0f} images/s")
         print(f"{'plain DataLoader loop':22s} {plain:9.0f} images/s   ratio {fast / plain:.2f}×")
     shutil.rmtree(root, ignore_errors=True)
 

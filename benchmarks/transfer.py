@@ -4,8 +4,8 @@
 
 1. ResNet-18 feature extraction (frozen backbone, no augmentation) on N generated 224×224 images:
    seconds per epoch with the feature cache against the naive loop that runs the frozen backbone
-   every epoch (the engine with ``feature_cache=False``), same data, same head, same run.
-2. Full fine-tuning images/s: our ResNet-18 through the engine against torchvision's ``resnet18`` in a
+   every epoch (the trainer with ``feature_cache=False``), same data, same head, same run.
+2. Full fine-tuning images/s: our ResNet-18 through the trainer against torchvision's ``resnet18`` in a
    plain loop with the same settings (Adam, batch 32, shuffled; bf16, channels_last and cuDNN autotuning
    on CUDA), images already decoded in memory so decoding does not bound either. With more than 40
    batches (the GPU default: 300) both are timed after 20 warm-up steps.
@@ -23,7 +23,7 @@ import torchvision
 
 from benchmarks.timing import SteadyClock, loop_images_per_second, warms_up
 from core import data as datasets
-from core import devices, engine, transfer
+from core import devices, training, transfer
 
 
 def synthetic(count: int, size: int = 224, classes: int = 5) -> datasets.InMemoryData:
@@ -44,28 +44,28 @@ def epoch_times(data: datasets.InMemoryData, device: torch.device, epochs: int, 
     marks: list[float] = []
 
     class Clock:
-        def on_fit_start(self, state: engine.TrainState) -> None:
+        def on_fit_start(self, progress: training.Progress) -> None:
             marks.append(time.perf_counter())
 
-        def on_epoch_end(self, state: engine.TrainState) -> None:
+        def on_epoch_end(self, progress: training.Progress) -> None:
             marks.append(time.perf_counter())
 
-    config = engine.TrainConfig(arch="resnet18", epochs=epochs, optimizer="adam", lr=1e-3, batch_size=32,
+    config = training.TrainConfig(arch="resnet18", epochs=epochs, optimizer="adam", lr=1e-3, batch_size=32,
                                 weight_decay=0.0, feature_cache=cached, device=device.type)
     start = time.perf_counter()
-    engine.fit(config, data, [Clock()], model=model)
+    training.fit(config, data, [Clock()], model=model)
     marks[0] = start  # the first epoch includes computing the cache
     return [b - a for a, b in zip(marks, marks[1:], strict=False)]
 
 
 def finetune_throughput(device: torch.device, batches: int) -> tuple[float, float]:
-    """Images/s of full fine-tuning: (our engine, torchvision resnet18 in a plain loop)."""
+    """Images/s of full fine-tuning: (our trainer, torchvision resnet18 in a plain loop)."""
     warmup = warms_up(batches)
     data = synthetic(int(32 * batches / 0.8) + 2)
-    config = engine.TrainConfig(arch="resnet18", epochs=1, optimizer="adam", lr=1e-4, batch_size=32,
+    config = training.TrainConfig(arch="resnet18", epochs=1, optimizer="adam", lr=1e-4, batch_size=32,
                                 weight_decay=0.0, strategy="full", device=device.type)
     clock = SteadyClock(warmup)  # training steps only: validation and test are not part of the throughput
-    engine.fit(config, data, [clock])
+    training.fit(config, data, [clock])
 
     cuda = device.type == "cuda"
     model = torchvision.models.resnet18(num_classes=len(data.classes)).to(device)
@@ -112,10 +112,10 @@ def main() -> None:
         10 if device.type == "cpu" else 300)
     if finetune_batches:
         if device.type == "cuda":
-            torch.backends.cudnn.benchmark = True  # as the engine sets it: both sides autotune
+            torch.backends.cudnn.benchmark = True  # as the trainer sets it: both sides autotune
         ours, plain = finetune_throughput(device, finetune_batches)
         print("\nFull fine-tuning, batch 32")
-        print(f"{'ours (engine)':24s} {ours:8.1f} images/s")
+        print(f"{'ours (trainer)':24s} {ours:8.1f} images/s")
         print(f"{'torchvision, plain loop':24s} {plain:8.1f} images/s   ratio {ours / plain:.2f}")
 
 

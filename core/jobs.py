@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from core import data as datasets
-from core import engine
+from core import training
 from core.errors import ExplorerError
 from core.runs import RunStore, StoreCallback
 
@@ -44,38 +44,38 @@ class Live:
 
 
 class _LiveCallback:
-    """Engine subscriber that copies progress into a Live snapshot."""
+    """Trainer subscriber that copies progress into a Live snapshot."""
 
     def __init__(self, manager: JobManager, live: Live) -> None:
         self.manager = manager
         self.live = live
 
-    def _copy(self, state: engine.TrainState) -> None:
+    def _copy(self, progress: training.Progress) -> None:
         with self.manager.lock:
-            self.live.status = state.status
-            self.live.epoch, self.live.epochs = state.epoch, state.config.epochs
-            self.live.step, self.live.total_steps = state.step, state.total_steps
-            self.live.elapsed, self.live.eta = state.elapsed, state.eta_seconds
-            self.live.images_per_second = state.images_per_second
-            self.live.messages = list(state.messages)
+            self.live.status = progress.status
+            self.live.epoch, self.live.epochs = progress.epoch, progress.config.epochs
+            self.live.step, self.live.total_steps = progress.step, progress.total_steps
+            self.live.elapsed, self.live.eta = progress.elapsed, progress.eta_seconds
+            self.live.images_per_second = progress.images_per_second
+            self.live.messages = list(progress.messages)
 
-    def on_fit_start(self, state: engine.TrainState) -> None:
-        self._copy(state)
+    def on_fit_start(self, progress: training.Progress) -> None:
+        self._copy(progress)
 
-    def on_batch_end(self, state: engine.TrainState) -> None:
-        self._copy(state)
+    def on_batch_end(self, progress: training.Progress) -> None:
+        self._copy(progress)
         with self.manager.lock:
-            self.live.steps.append({"step": state.step, "train_loss": state.train_loss, "train_acc": state.train_acc,
-                                    "lr": state.lr})
+            self.live.steps.append({"step": progress.step, "train_loss": progress.train_loss,
+                                    "train_acc": progress.train_acc, "lr": progress.lr})
             del self.live.steps[:-STEP_POINTS]
 
-    def on_epoch_end(self, state: engine.TrainState) -> None:
-        self._copy(state)
+    def on_epoch_end(self, progress: training.Progress) -> None:
+        self._copy(progress)
         with self.manager.lock:
-            self.live.epochs_done = list(state.history)
+            self.live.epochs_done = [row.as_dict() for row in progress.history]
 
-    def on_fit_end(self, state: engine.TrainState) -> None:
-        self._copy(state)
+    def on_fit_end(self, progress: training.Progress) -> None:
+        self._copy(progress)
 
 
 class JobManager:
@@ -85,14 +85,14 @@ class JobManager:
         self.store = store
         self.load_data = load_data
         self.lock = threading.Lock()
-        self._queue: queue.Queue[tuple[str, engine.TrainConfig]] = queue.Queue()
+        self._queue: queue.Queue[tuple[str, training.TrainConfig]] = queue.Queue()
         self._waiting: list[str] = []
         self._live: dict[str, Live] = {}
         self._stops: dict[str, threading.Event] = {}
         self._worker = threading.Thread(target=self._work, name="training-worker", daemon=True)
         self._worker.start()
 
-    def submit(self, config: engine.TrainConfig) -> str:
+    def submit(self, config: training.TrainConfig) -> str:
         """Validate and queue a run; return its id at once."""
         config.validate()
         run_id = self.store.create_run(config, status="queued")
@@ -156,12 +156,12 @@ class JobManager:
                 log.error("run %s failed:\n%s", run_id, traceback.format_exc())
                 self._finish(live, "failed", message)
 
-    def _run(self, run_id: str, config: engine.TrainConfig, live: Live, stop: threading.Event) -> None:
+    def _run(self, run_id: str, config: training.TrainConfig, live: Live, stop: threading.Event) -> None:
         data = self.load_data(config.dataset)
         callbacks = [StoreCallback(self.store, run_id, data.mean, data.std), _LiveCallback(self, live)]
-        result = engine.fit(config, data, callbacks, stop=stop)
+        result = training.fit(config, data, callbacks, stop=stop)
         with self.lock:
-            live.status = result.state.status
+            live.status = result.progress.status
 
     def _finish(self, live: Live, status: str, message: str) -> None:
         self.store.update_run(live.run_id, status=status, message=message)  # the store first: pollers trust it then

@@ -26,6 +26,7 @@ from torch import nn
 
 from core import models
 from core.errors import ExplorerError
+from core.training import Progress
 from core.weights import mismatches
 
 SCHEMA = """
@@ -228,7 +229,7 @@ def load_checkpoint(path: Path, expected_arch: str | None = None) -> tuple[nn.Mo
 
 
 class StoreCallback:
-    """Engine subscriber that writes metrics, checkpoints and status into the run store."""
+    """Trainer subscriber that writes metrics, checkpoints and status into the run store."""
 
     def __init__(self, store: RunStore, run_id: str, dataset_mean: tuple[float, ...], dataset_std: tuple[float, ...]):
         self.store = store
@@ -236,36 +237,31 @@ class StoreCallback:
         self.mean = dataset_mean
         self.std = dataset_std
 
-    def _sidecar(self, state, metrics: dict[str, float]) -> dict[str, Any]:
-        model = state.model
-        return {"arch": state.config.arch, "classes": list(state.classes), "in_channels": model.in_channels,
-                "input_size": state.input_size, "mean": list(self.mean), "std": list(self.std),
-                "run_id": self.run_id, "dataset": state.config.dataset, "epoch": state.epoch, "metrics": metrics,
-                "strategy": state.config.strategy}
+    def _sidecar(self, progress: Progress, metrics: dict[str, float]) -> dict[str, Any]:
+        return {"arch": progress.config.arch, "classes": list(progress.classes),
+                "in_channels": progress.model.in_channels, "input_size": progress.input_size, "mean": list(self.mean),
+                "std": list(self.std), "run_id": self.run_id, "dataset": progress.config.dataset,
+                "epoch": progress.epoch, "metrics": metrics, "strategy": progress.config.strategy}
 
-    def on_fit_start(self, state) -> None:
-        self.store.update_run(self.run_id, status="running", device=state.device)
+    def on_fit_start(self, progress: Progress) -> None:
+        self.store.update_run(self.run_id, status="running", device=progress.device)
 
-    def on_batch_end(self, state) -> None:
-        self.store.log(self.run_id, "step", state.epoch, state.step, state.elapsed,
-                       {"train_loss": state.train_loss, "train_acc": state.train_acc, "lr": state.lr})
+    def on_batch_end(self, progress: Progress) -> None:
+        self.store.log(self.run_id, "step", progress.epoch, progress.step, progress.elapsed,
+                       {"train_loss": progress.train_loss, "train_acc": progress.train_acc, "lr": progress.lr})
 
-    def on_epoch_end(self, state) -> None:
-        epoch = state.history[-1]
-        self.store.log(self.run_id, "epoch", state.epoch, state.step, state.elapsed,
+    def on_epoch_end(self, progress: Progress) -> None:
+        epoch = progress.history[-1].as_dict()
+        self.store.log(self.run_id, "epoch", progress.epoch, progress.step, progress.elapsed,
                        {k: v for k, v in epoch.items() if k not in ("epoch", "elapsed")})
-        save_checkpoint(state.model, self.store.checkpoint_path(self.run_id, "last"), self._sidecar(state, epoch))
-        if state.best_epoch == state.epoch:
-            save_checkpoint(state.model, self.store.checkpoint_path(self.run_id, "best"), self._sidecar(state, epoch))
-        best = max(h["val_acc"] for h in state.history)
-        self.store.update_run(self.run_id, best_val_acc=best, elapsed=state.elapsed)
+        save_checkpoint(progress.model, self.store.checkpoint_path(self.run_id, "last"),
+                        self._sidecar(progress, epoch))
+        if progress.best_epoch == progress.epoch:
+            save_checkpoint(progress.model, self.store.checkpoint_path(self.run_id, "best"),
+                            self._sidecar(progress, epoch))
+        self.store.update_run(self.run_id, best_val_acc=progress.best_val_acc, elapsed=progress.elapsed)
 
-    def on_fit_end(self, state) -> None:
-        test = None
-        if state.test is not None:
-            wrong = [i for i, p in enumerate(state.test.predictions) if p != state.test_labels[i]][:64]
-            test = {"accuracy": state.test.accuracy, "loss": state.test.loss, "confusion": state.test.confusion,
-                    "per_class": state.test.per_class(), "classes": list(state.classes), "misclassified": wrong,
-                    "predicted": [state.test.predictions[i] for i in wrong]}
-        self.store.update_run(self.run_id, status=state.status, message=" ".join(state.messages) or None,
-                              elapsed=state.elapsed, test=test)
+    def on_fit_end(self, progress: Progress) -> None:
+        test = progress.test.report(progress.classes) if progress.test is not None else None
+        self.store.update_run(self.run_id, status=progress.status, message=" ".join(progress.messages) or None,
+                              elapsed=progress.elapsed, test=test)

@@ -20,13 +20,13 @@ import torch
 import torch.distributed as dist
 
 from core import data as datasets
-from core import engine, models
+from core import models, training
 from core.errors import ExplorerError
 from core.runs import RunStore, StoreCallback
 
 
 class ProgressBar:
-    """A one-line console progress bar (engine subscriber)."""
+    """A one-line console progress bar (trainer subscriber)."""
 
     def __init__(self, stream=None, width: int = 30) -> None:
         self._stream = stream
@@ -37,41 +37,43 @@ class ProgressBar:
         """The output stream (standard error unless given), looked up when printing."""
         return self._stream or sys.stderr
 
-    def on_fit_start(self, state: engine.TrainState) -> None:
-        print(f"training {state.config.arch} on {state.config.dataset} ({len(state.classes)} classes, "
-              f"{state.input_size}×{state.input_size}) on {state.device}", file=self.stream)
-        for message in state.messages:
+    def on_fit_start(self, progress: training.Progress) -> None:
+        print(f"training {progress.config.arch} on {progress.config.dataset} ({len(progress.classes)} classes, "
+              f"{progress.input_size}×{progress.input_size}) on {progress.device}", file=self.stream)
+        for message in progress.messages:
             print(f"note: {message}", file=self.stream)
 
-    def on_batch_end(self, state: engine.TrainState) -> None:
-        done = state.step / state.total_steps if state.total_steps else 0
+    def on_batch_end(self, progress: training.Progress) -> None:
+        done = progress.step / progress.total_steps if progress.total_steps else 0
         bar = "=" * int(done * self.width)
-        eta = f"{state.eta_seconds:5.0f}s" if state.eta_seconds == state.eta_seconds else "    ?"
-        print(f"\repoch {state.epoch}/{state.config.epochs} [{bar:<{self.width}}] {done:4.0%} "
-              f"loss {state.train_loss:.4f} acc {state.train_acc:6.2%} {state.images_per_second:7.0f} img/s "
+        eta = f"{progress.eta_seconds:5.0f}s" if progress.eta_seconds == progress.eta_seconds else "    ?"
+        print(f"\repoch {progress.epoch}/{progress.config.epochs} [{bar:<{self.width}}] {done:4.0%} "
+              f"loss {progress.train_loss:.4f} acc {progress.train_acc:6.2%} {progress.images_per_second:7.0f} img/s "
               f"ETA {eta}", end="", file=self.stream, flush=True)
 
-    def on_epoch_end(self, state: engine.TrainState) -> None:
-        last = state.history[-1]
-        print(f"\repoch {state.epoch}/{state.config.epochs}: train loss {last['train_loss']:.4f} "
-              f"acc {last['train_acc']:.2%} · val loss {last['val_loss']:.4f} acc {last['val_acc']:.2%} · "
-              f"{state.elapsed:.1f} s" + " " * 20, file=self.stream)
+    def on_epoch_end(self, progress: training.Progress) -> None:
+        last = progress.history[-1]
+        print(f"\repoch {progress.epoch}/{progress.config.epochs}: train loss {last.train_loss:.4f} "
+              f"acc {last.train_acc:.2%} · val loss {last.val_loss:.4f} acc {last.val_acc:.2%} · "
+              f"{progress.elapsed:.1f} s" + " " * 20, file=self.stream)
 
-    def on_fit_end(self, state: engine.TrainState) -> None:
-        for message in state.messages:
+    def on_fit_end(self, progress: training.Progress) -> None:
+        for message in progress.messages:
             print(f"note: {message}", file=self.stream)
-        test = f", test accuracy {state.test.accuracy:.2%}" if state.test else ""
-        print(f"{state.status} in {state.elapsed:.1f} s{test}", file=self.stream)
+        test = progress.test
+        shown = (f", test accuracy {test.evaluation.accuracy:.2%} ({test.checkpoint} weights, epoch {test.epoch})"
+                 if test else "")
+        print(f"{progress.status} in {progress.elapsed:.1f} s{shown}", file=self.stream)
 
 
-def parse(argv: list[str] | None = None) -> tuple[argparse.Namespace, engine.TrainConfig]:
+def parse(argv: list[str] | None = None) -> tuple[argparse.Namespace, training.TrainConfig]:
     """Command-line arguments → (namespace, validated TrainConfig)."""
     parser = argparse.ArgumentParser(prog="python -m core.train", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", choices=list(engine.PRESETS), help="start from a preset; flags override it")
+    parser.add_argument("--preset", choices=list(training.PRESETS), help="start from a preset; flags override it")
     parser.add_argument("--arch", choices=models.names())
     parser.add_argument("--dataset", choices=datasets.IN_MEMORY)
-    for config_field in dataclasses.fields(engine.TrainConfig):
+    for config_field in dataclasses.fields(training.TrainConfig):
         if config_field.name in ("arch", "dataset"):
             continue
         flag = "--" + config_field.name.replace("_", "-")
@@ -85,10 +87,10 @@ def parse(argv: list[str] | None = None) -> tuple[argparse.Namespace, engine.Tra
     parser.add_argument("--no-download", action="store_true", help="never try to download a data set")
     args = parser.parse_args(argv)
     overrides = {k: v for k, v in vars(args).items()
-                 if k in {f.name for f in dataclasses.fields(engine.TrainConfig)} and v is not None}
-    base = dict(engine.PRESETS[args.preset]) if args.preset else {}
+                 if k in {f.name for f in dataclasses.fields(training.TrainConfig)} and v is not None}
+    base = dict(training.PRESETS[args.preset]) if args.preset else {}
     try:
-        config = engine.TrainConfig(**{**base, **overrides}).validate()
+        config = training.TrainConfig(**{**base, **overrides}).validate()
     except ExplorerError as error:
         parser.error(str(error))
     return args, config
@@ -122,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         run_id = store.create_run(config, status="running")
         callbacks = [StoreCallback(store, run_id, data.mean, data.std), ProgressBar()]
     try:
-        result = engine.fit(config, data, callbacks, shard=(rank, world), wrap=wrap)
+        result = training.fit(config, data, callbacks, shard=(rank, world), wrap=wrap)
     except KeyboardInterrupt:
         if store is not None:
             store.update_run(run_id, status="stopped", message="Interrupted from the keyboard.")
@@ -132,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
             dist.destroy_process_group()
     if rank == 0:
         print(f"run {run_id} in {store.root}", file=sys.stderr)
-    return 1 if result.state.status == "failed" else 0
+    return 1 if result.progress.status == "failed" else 0
 
 
 if __name__ == "__main__":

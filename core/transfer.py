@@ -6,7 +6,7 @@
 
 The head is the notes' one: global average pooling → dense 256 → ReLU → dropout 0.5 → dense N.
 Batch-norm layers whose parameters are frozen stay in eval mode, so their statistics do not drift.
-When the backbone is frozen and augmentation is off, the engine computes its features once and
+When the backbone is frozen and augmentation is off, the trainer computes its features once and
 trains the head on them (the feature cache).
 """
 

@@ -28,7 +28,6 @@ from core import (
     classifiers,
     data,
     devices,
-    engine,
     explain,
     fidelity,
     imaging,
@@ -36,6 +35,7 @@ from core import (
     models,
     presets,
     structure,
+    training,
     transfer,
     weights,
 )
@@ -48,11 +48,11 @@ model_names = models.names
 model_spec = models.spec
 input_range = models.input_size_range
 ModelSummary = analysis.ModelSummary
-TrainConfig = engine.TrainConfig
-TRAINING_PRESETS = engine.PRESETS
-OPTIMIZERS = engine.OPTIMIZERS
-SCHEDULES = engine.SCHEDULES
-training_preset = engine.preset
+TrainConfig = training.TrainConfig
+TRAINING_PRESETS = training.PRESETS
+OPTIMIZERS = training.OPTIMIZERS
+SCHEDULES = training.SCHEDULES
+training_preset = training.preset
 IN_MEMORY_DATASETS = data.IN_MEMORY
 STRATEGIES = transfer.STRATEGIES
 IMAGE_EXTENSIONS = imaging.EXTENSIONS
@@ -138,7 +138,7 @@ def run_store() -> RunStore:
     return job_manager().store
 
 
-def submit(config: engine.TrainConfig) -> str:
+def submit(config: training.TrainConfig) -> str:
     """Queue a training run; its id."""
     return job_manager().submit(config)
 
@@ -241,14 +241,14 @@ def trainable_counts(arch: str, num_classes: int, strategy: str, unfreeze_last: 
 
 
 def transfer_config(arch: str, dataset: str, strategy: str, pretrained: bool, unfreeze_last: int, epochs: int,
-                    lr: float, batch_size: int, augment: bool) -> engine.TrainConfig:
+                    lr: float, batch_size: int, augment: bool) -> training.TrainConfig:
     """The notes' recipe (Adam, no weight decay) for a transfer run, validated."""
-    return engine.TrainConfig(arch=arch, dataset=dataset, strategy=strategy, pretrained=pretrained,
+    return training.TrainConfig(arch=arch, dataset=dataset, strategy=strategy, pretrained=pretrained,
                               unfreeze_last=unfreeze_last, epochs=epochs, lr=lr, batch_size=batch_size,
                               optimizer="adam", weight_decay=0.0, augment=augment).validate()
 
 
-def with_strategy(config: engine.TrainConfig, strategy: str) -> engine.TrainConfig:
+def with_strategy(config: training.TrainConfig, strategy: str) -> training.TrainConfig:
     """The same run with another strategy and that strategy's learning rate from the notes."""
     return dataclasses.replace(config, strategy=strategy, lr=transfer.STRATEGIES[strategy])
 
@@ -260,7 +260,7 @@ def health(dataset: data.InMemoryData | data.FolderData) -> data.Health:
 
 def augmentation_preview(images: torch.Tensor, flip: bool, seed: int = 0) -> torch.Tensor:
     """The training augmentation applied to ``images``."""
-    return engine.augmentation_preview(images, flip=flip, seed=seed)
+    return training.augmentation_preview(images, flip=flip, seed=seed)
 
 
 def is_preset_downloaded(name: str) -> bool:

@@ -12,9 +12,9 @@ import torch
 import torchvision
 from torch import nn
 
-from core import classifiers, data, devices, engine, explain, models, transfer
+from core import classifiers, data, devices, explain, models, training, transfer
 from core.runs import RunStore, StoreCallback
-from tests.test_engine import make_image_folder, tiny
+from tests.conftest import make_image_folder, tiny
 
 
 @pytest.fixture(params=devices.available())
@@ -23,11 +23,11 @@ def device(request: pytest.FixtureRequest) -> str:
 
 
 def test_training_on_the_device(device: str) -> None:
-    config = engine.preset("Fast", arch="lenet5", epochs=5, batch_size=16, device=device)
-    result = engine.fit(config, tiny())
-    history = result.state.history
-    assert result.state.status == "completed", result.state.messages
-    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    config = training.preset("Fast", arch="lenet5", epochs=5, batch_size=16, device=device)
+    result = training.fit(config, tiny())
+    history = result.progress.history
+    assert result.progress.status == "completed", result.progress.messages
+    assert history[-1].train_loss < history[0].train_loss
     assert result.test is not None and result.test.accuracy > 0.9
     weight = result.model.features[0].weight
     assert weight.device.type == device
@@ -38,18 +38,18 @@ def test_training_on_the_device(device: str) -> None:
 
 def test_an_image_folder_trains_through_the_dataloader_on_the_device(device: str, tmp_path) -> None:
     folder = make_image_folder(tmp_path / "shapes")  # pinned memory and augmentation on the device on CUDA
-    config = engine.TrainConfig(arch="lenet5", dataset=f"folder:{folder}", epochs=2, optimizer="adam", lr=3e-3,
+    config = training.TrainConfig(arch="lenet5", dataset=f"folder:{folder}", epochs=2, optimizer="adam", lr=3e-3,
                                 batch_size=4, augment=True, device=device)
-    result = engine.fit(config, data.image_folder(folder, size=28))
-    assert result.state.status == "completed", result.state.messages
+    result = training.fit(config, data.image_folder(folder, size=28))
+    assert result.progress.status == "completed", result.progress.messages
     assert result.test is not None and sum(map(sum, result.test.confusion)) == len(result.test.predictions)
 
 
 def test_every_optimizer_on_the_device(device: str) -> None:
-    for optimizer in engine.OPTIMIZERS:
-        config = engine.TrainConfig(arch="lenet5", epochs=1, optimizer=optimizer, lr=1e-3, batch_size=16,
+    for optimizer in training.OPTIMIZERS:
+        config = training.TrainConfig(arch="lenet5", epochs=1, optimizer=optimizer, lr=1e-3, batch_size=16,
                                     device=device)
-        assert engine.fit(config, tiny()).state.status == "completed"
+        assert training.fit(config, tiny()).progress.status == "completed"
 
 
 def test_feature_cache_holds_the_backbones_features(device: str) -> None:
@@ -57,12 +57,12 @@ def test_feature_cache_holds_the_backbones_features(device: str) -> None:
     model = transfer.build("resnet18", num_classes=3).to(device)
     transfer.apply_strategy(model, "feature_extraction")
     data = tiny(channels=3, size=32)
-    batches = engine.make_batches(data.train, data, torch.device(device), 32, 3)
-    cache = engine.FeatureBatches.of(model, batches, batch_size=8)
+    batches = training.make_batches(data.train, training.Preprocess.of(data, torch.device(device), 32, 3))
+    cache = training.feature_cache(model, batches, batch_size=8)
     assert cache.images.device.type == device and len(cache) == len(data.train)
     model.eval()
     with torch.no_grad(), devices.autocast(torch.device(device)):
-        x, _ = next(batches.epoch(4, shuffle=False))
+        x, _ = next(training.epoch(batches, 4, shuffle=False))
         expected = nn.functional.adaptive_avg_pool2d(model.forward_features(x), 1).float()
     torch.testing.assert_close(cache.images[:4], expected, rtol=1e-3, atol=1e-3)
 
@@ -87,9 +87,9 @@ def test_ours_equals_torchvision_under_the_devices_inference_settings(device: st
 def test_a_trained_run_classifies_on_the_device(device: str, tmp_path) -> None:
     store = RunStore(tmp_path)
     data = tiny()
-    config = engine.preset("Fast", arch="lenet5", epochs=3, batch_size=16, device=device)
+    config = training.preset("Fast", arch="lenet5", epochs=3, batch_size=16, device=device)
     run_id = store.create_run(config)
-    engine.fit(config, data, [StoreCallback(store, run_id, data.mean, data.std)])
+    training.fit(config, data, [StoreCallback(store, run_id, data.mean, data.std)])
     loaded = classifiers.load(f"run:{run_id}", store, device)
     assert explain.model_device(loaded.model).type == device and not loaded.model.training
     x = (data.test.images[:1].float() / 255 - data.mean[0]) / data.std[0]

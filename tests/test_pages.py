@@ -138,10 +138,10 @@ def test_training_page_runs_lenet_on_digits() -> None:
 
 
 def test_training_page_reattaches_to_a_run_named_in_the_url() -> None:
-    from core import engine
+    from core import training
     from explorer import services
 
-    run_id = services.job_manager().submit(engine.TrainConfig(epochs=1, optimizer="adam", lr=3e-3))
+    run_id = services.job_manager().submit(training.TrainConfig(epochs=1, optimizer="adam", lr=3e-3))
     at = open_page("training", run=run_id)  # a refresh, or a second tab with the link
     _finish(at, run_id)
     assert any(run_id in h.value for h in at.subheader)
@@ -150,12 +150,12 @@ def test_training_page_reattaches_to_a_run_named_in_the_url() -> None:
 
 @pytest.mark.parametrize("preset", ["LeNet-5 (course notes)", "Fast, large batch (GPU)"])
 def test_a_preset_fills_the_form_with_its_values(preset: str) -> None:
-    from core import engine
+    from core import training
 
     at = open_page("training")
     at.selectbox(key="train-preset").set_value(preset).run()
     assert not at.exception
-    recipe = engine.PRESETS[preset]
+    recipe = training.PRESETS[preset]
     values = {n.label: n.value for n in at.number_input}
     assert values["Batch size"] == recipe["batch_size"] and values["Learning rate"] == pytest.approx(recipe["lr"])
     assert {c.label: c.value for c in at.checkbox}["Augment (random shifts)"] == recipe.get("augment", False)
@@ -232,10 +232,10 @@ def test_transfer_page_folder_paths_stay_under_the_root() -> None:
 @pytest.fixture(scope="module")
 def digits_run() -> str:
     """A LeNet-5 trained on the bundled digits, in the test session's run store."""
-    from core import engine
+    from core import training
     from explorer import services
 
-    run_id = services.job_manager().submit(engine.preset("Fast", arch="lenet5", dataset="digits", epochs=3))
+    run_id = services.job_manager().submit(training.preset("Fast", arch="lenet5", dataset="digits", epochs=3))
     assert services.job_manager().wait(run_id, timeout=300) == "completed"
     return run_id
 

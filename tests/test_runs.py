@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from core import engine, jobs, models, runs
+from core import jobs, models, runs, training
 from core import train as cli
-from tests.test_engine import FAST, tiny
+from tests.conftest import FAST, tiny
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,7 +28,7 @@ def _write_metrics(root: str, run_id: str, writer: int, count: int) -> None:
 
 def test_two_writers_at_once(tmp_path: Path) -> None:
     store = runs.RunStore(tmp_path)
-    run_id = store.create_run(engine.TrainConfig())
+    run_id = store.create_run(training.TrainConfig())
     context = multiprocessing.get_context("spawn")
     writers = [context.Process(target=_write_metrics, args=(str(tmp_path), run_id, w, 150)) for w in range(2)]
     for writer in writers:
@@ -42,7 +42,7 @@ def test_two_writers_at_once(tmp_path: Path) -> None:
 
 def test_runs_round_trip(tmp_path: Path) -> None:
     store = runs.RunStore(tmp_path)
-    run_id = store.create_run(engine.TrainConfig(arch="resnet18", epochs=3))
+    run_id = store.create_run(training.TrainConfig(arch="resnet18", epochs=3))
     store.update_run(run_id, status="completed", test={"accuracy": 0.5})
     run = store.run(run_id)
     assert run["config"]["arch"] == "resnet18" and run["test"] == {"accuracy": 0.5}
@@ -50,7 +50,7 @@ def test_runs_round_trip(tmp_path: Path) -> None:
     assert store.runs()[0]["id"] == run_id
     with pytest.raises(runs.RunNotFoundError):
         store.run("nope")
-    other = store.create_run(engine.TrainConfig(), status="running")
+    other = store.create_run(training.TrainConfig(), status="running")
     assert store.mark_interrupted() == 1 and store.run(other)["status"] == "failed"
 
 
@@ -117,8 +117,8 @@ def test_jobs_queue_and_run_one_at_a_time(tmp_path: Path) -> None:
         return tiny()
 
     manager = _manager(tmp_path, slow_load)
-    first = manager.submit(engine.TrainConfig(epochs=2, **FAST))  # e.g. one browser session
-    second = manager.submit(engine.TrainConfig(epochs=2, **FAST))  # another session, while the device is busy
+    first = manager.submit(training.TrainConfig(epochs=2, **FAST))  # e.g. one browser session
+    second = manager.submit(training.TrainConfig(epochs=2, **FAST))  # another session, while the device is busy
     assert manager.position(second) == 1
     assert set(manager.active()) == {first, second}
     gate.set()
@@ -132,8 +132,8 @@ def test_jobs_queue_and_run_one_at_a_time(tmp_path: Path) -> None:
 
 def test_jobs_stop_and_cancel(tmp_path: Path) -> None:
     manager = _manager(tmp_path)
-    running = manager.submit(engine.TrainConfig(epochs=500, **FAST))
-    queued = manager.submit(engine.TrainConfig(epochs=2, **FAST))
+    running = manager.submit(training.TrainConfig(epochs=500, **FAST))
+    queued = manager.submit(training.TrainConfig(epochs=2, **FAST))
     manager.stop(queued)
     while (manager.snapshot(running).epoch or 0) < 2:
         pass
@@ -154,8 +154,8 @@ def test_a_crashed_job_fails_its_run_and_the_worker_goes_on(tmp_path: Path) -> N
         return tiny()
 
     manager = _manager(tmp_path, flaky_load)
-    crashed = manager.submit(engine.TrainConfig(epochs=1, **FAST))
-    fine = manager.submit(engine.TrainConfig(epochs=1, **FAST))
+    crashed = manager.submit(training.TrainConfig(epochs=1, **FAST))
+    fine = manager.submit(training.TrainConfig(epochs=1, **FAST))
     assert manager.wait(crashed) == "failed" and "worker exploded" in manager.store.run(crashed)["message"]
     assert manager.wait(fine) == "completed"
 

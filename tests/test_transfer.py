@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from core import engine, transfer
+from core import training, transfer
 from core.errors import InvalidArgumentError
-from tests.test_engine import tiny
+from tests.conftest import tiny
 
 
 def count(module: nn.Module) -> int:
@@ -69,11 +69,11 @@ def test_the_feature_cache_gives_the_same_head_as_the_naive_loop() -> None:
         torch.manual_seed(0)
         model = transfer.build("resnet18", num_classes=3)
         transfer.apply_strategy(model, "feature_extraction")
-        config = engine.TrainConfig(arch="resnet18", epochs=2, optimizer="adam", lr=1e-3, batch_size=8,
-                                    weight_decay=0.0, feature_cache=cached)
-        result = engine.fit(config, data, model=model)
-        assert result.state.status == "completed"
-        assert any("feature cache" in m for m in result.state.messages) == cached
+        config = training.TrainConfig(arch="resnet18", epochs=2, optimizer="adam", lr=1e-3, batch_size=8,
+                                      weight_decay=0.0, feature_cache=cached)
+        result = training.fit(config, data, model=model)
+        assert result.progress.status == "completed"
+        assert any("feature cache" in m for m in result.progress.messages) == cached
         heads[cached] = {k: v.clone() for k, v in result.model.head.state_dict().items()}
     for key in heads[True]:
         torch.testing.assert_close(heads[True][key], heads[False][key], rtol=1e-4, atol=1e-5)

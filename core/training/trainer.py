@@ -1,0 +1,335 @@
+"""The trainer: model, optimiser, schedule and batches of one run, and the loop that trains them.
+
+The loop reads top to bottom: an epoch is an order of examples cut into batches; each batch is forward,
+loss, backward, step; each epoch ends with a validation pass under ``torch.no_grad()``. Subscribers get a
+frozen ``Progress`` at named hook points (see ``core.training.progress``). What is not the loop lives
+beside it: running out of device memory is a restart policy (``fit``), saving checkpoints is
+``core.checkpoints``.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+import torch
+from torch import nn
+
+from core import devices, models
+from core.data import FolderData, InMemoryData
+from core.models.base import ExplorerModel
+from core.training.batches import (
+    BatchSource,
+    HeadView,
+    Preprocess,
+    Shard,
+    feature_cache,
+    make_batches,
+    training_steps,
+)
+from core.training.config import TrainConfig
+from core.training.evaluation import Evaluation, evaluate, training_loss
+from core.training.progress import LOG_EVERY, EpochFigures, Progress, Status, StopTraining, TestFigures, Which
+from core.training.schedule import LearningRate, make_optimizer
+
+Data = InMemoryData | FolderData
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """The trained model (its final weights), the final progress and the test evaluation shown for the run."""
+
+    model: ExplorerModel
+    progress: Progress
+    test: Evaluation | None
+
+
+def build_model(config: TrainConfig, num_classes: int, in_channels: int) -> ExplorerModel:
+    """The model a config trains: a zoo model from scratch, or a transfer model with its strategy applied."""
+    if not config.strategy:
+        return models.build(config.arch, num_classes=num_classes, in_channels=in_channels)
+    from core import transfer, weights
+
+    backbone = weights.load_pretrained(config.arch)[0] if config.pretrained else models.build(config.arch)
+    model = transfer.TransferModel(cast(ExplorerModel, backbone), num_classes)
+    transfer.apply_strategy(model, config.strategy, config.unfreeze_last)
+    return model
+
+
+def training_input_size(arch: str, data_size: int) -> int:
+    """The size images are fed at: the data's own, or the model's minimum if the images are smaller."""
+    minimum, maximum = models.input_size_range(arch, training=True)
+    if maximum is not None and data_size > maximum:
+        return maximum
+    return max(data_size, minimum)
+
+
+def _cpu_copy(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {name: tensor.detach().to("cpu", copy=True) for name, tensor in model.state_dict().items()}
+
+
+class Trainer:
+    """One run: everything ``fit`` needs, its counters, and the loop."""
+
+    def __init__(self, config: TrainConfig, data: Data, callbacks: list[Any] | tuple = (),
+                 stop: threading.Event | None = None, model: ExplorerModel | None = None,
+                 shard: Shard = (0, 1), wrap: Any = None, checkpoint_dir: Path | None = None,
+                 run_id: str | None = None) -> None:
+        self.config = config.validate()
+        self.data = data
+        self.callbacks = list(callbacks)
+        self.stop = stop or threading.Event()
+        self.shard = shard
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+        self.run_id = run_id
+        self.messages: list[str] = []
+        # The device, and the random state every run of the same config starts from.
+        self.device = devices.pick_device(config.device)
+        torch.manual_seed(config.seed)
+        self.generator = torch.Generator(device=self.device).manual_seed(config.seed)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick the fastest kernels
+        # The model, in the memory format its convolutions are fastest in.
+        self.model: ExplorerModel = model if model is not None else build_model(config, len(data.classes),
+                                                                                 data.channels)
+        self.model.to(self.device)
+        channels_last = self.device.type == "cuda"
+        if channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self.input_size = training_input_size(config.arch, data.size)
+        if self.input_size != data.size:
+            self.say(f"{models.spec(config.arch).display_name} needs at least {self.input_size}×{self.input_size} "
+                     f"px: the {data.size}×{data.size} images are resized to {self.input_size}×{self.input_size}.")
+        # The batches, and the module a training step runs (the head alone on cached features).
+        self.preprocess = Preprocess.of(data, self.device, self.input_size, self.model.in_channels, channels_last)
+        self.train_batches: BatchSource = make_batches(data.train, self.preprocess)
+        self.val_batches: BatchSource = make_batches(data.val, self.preprocess)
+        self.step_model: ExplorerModel | HeadView = self.model
+        if config.feature_cache and getattr(self.model, "frozen_backbone", False) and not config.augment:
+            self.say("The backbone is frozen and augmentation is off: its features are computed once and only "
+                     "the head trains on them (feature cache).")
+            self.train_batches = feature_cache(self.model, self.train_batches)
+            self.val_batches = feature_cache(self.model, self.val_batches)
+            self.step_model = HeadView(self.model)
+        self.trained = wrap(self.step_model) if wrap else self.step_model  # DistributedDataParallel, or as is
+        self.autocast = devices.autocast(self.device)
+        # Optimiser and schedule, planned for the whole run.
+        self.batch_size = config.batch_size
+        self.eval_batch_size = 1024  # no gradients: larger batches fit
+        self.steps_per_epoch = training_steps(self.train_batches, self.batch_size, shard)
+        self.total_steps = self.steps_per_epoch * config.epochs
+        self.optimizer = make_optimizer(self.model, config)
+        self.schedule = LearningRate(self.optimizer, config, self.total_steps)
+        # Counters. An epoch in progress has an order (its examples) and a position in it.
+        self.epochs_done = 0
+        self.step = 0
+        self.order: torch.Tensor | None = None
+        self.position = 0  # examples of ``order`` trained on so far
+        self.epoch_loss = torch.zeros((), device=self.device)  # summed on the device: .item() would sync
+        self.epoch_correct = torch.zeros((), device=self.device, dtype=torch.int64)
+        self.epoch_seen = 0
+        self.train_loss = self.train_acc = self.val_loss = self.val_acc = math.nan
+        self.history: list[EpochFigures] = []
+        self.best_val_loss, self.best_epoch, self.epochs_without_improvement = math.inf, 0, 0
+        self.best_step = 0
+        self.best_weights: dict[str, torch.Tensor] | None = None  # a CPU copy, taken when validation improves
+        self.images_seen = 0
+        self.elapsed_before = 0.0  # seconds trained before a resume
+        self.started = time.perf_counter()
+        self.status: Status = "running"
+        self.test: TestFigures | None = None
+
+    # The loop ---------------------------------------------------------------------------------------
+
+    def fit(self) -> FitResult:
+        """Train to the end, a stop, early stopping or divergence; then test and report."""
+        self.started = time.perf_counter()
+        try:
+            self.emit("on_fit_start")
+            restart_on_out_of_memory(self)
+        except StopTraining as signal:
+            self.status = "stopped"
+            self.say(str(signal) or "Stopped.")
+        return self.finish()
+
+    def train(self) -> None:
+        """Epochs until the last one, or until the status is no longer "running"."""
+        while self.status == "running" and self.epochs_done < self.config.epochs:
+            if self.order is None:  # a new epoch (a restarted one keeps its order and position)
+                self.order = self.train_batches.order(shuffle=True, generator=self.generator, shard=self.shard)
+                self.emit("on_epoch_start")
+            self.train_epoch()
+            if self.status == "running":
+                self.end_epoch()
+
+    def train_epoch(self) -> None:
+        """Train on the rest of this epoch's order, one full batch at a time."""
+        assert self.order is not None
+        self.trained.train()
+        usable = self.steps_per_epoch * self.batch_size  # full batches only (see training_steps)
+        remaining = self.order[self.position:usable]
+        for x, y in self.train_batches.batches(remaining, self.batch_size, self.config.augment, self.generator):
+            if self.stop.is_set():
+                raise StopTraining("Stopped by the user.")
+            with self.autocast:
+                loss, logits = training_loss(self.step_model, self.trained(x), y, self.config.label_smoothing)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if self.config.grad_clip:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+            self.optimizer.step()
+            self.schedule.after_batch()
+            self.step += 1
+            self.position += len(y)
+            self.images_seen += len(y) * self.shard[1]
+            self.epoch_loss += loss.detach() * len(y)
+            self.epoch_correct += (logits.argmax(1) == y).sum()
+            self.epoch_seen += len(y)
+            if self.step % LOG_EVERY == 0 or self.position >= min(usable, len(self.order)):
+                self.train_loss = float(self.epoch_loss) / self.epoch_seen  # a sync point on a GPU
+                self.train_acc = float(self.epoch_correct) / self.epoch_seen
+                if not math.isfinite(self.train_loss):
+                    self.status = "failed"
+                    self.say(f"The loss became {self.train_loss} at epoch {self.epoch}, batch {self.step}: "
+                             "training diverged (try a lower learning rate).")
+                    return
+                self.emit("on_batch_end")
+
+    def end_epoch(self) -> None:
+        """Validate, record the epoch, keep the best weights, step the schedule, report, stop early."""
+        result = evaluate(self.step_model, self.val_batches, self.eval_batch_size, len(self.data.classes))
+        self.train_loss = float(self.epoch_loss) / max(self.epoch_seen, 1)
+        self.train_acc = float(self.epoch_correct) / max(self.epoch_seen, 1)
+        self.val_loss, self.val_acc = result.loss, result.accuracy
+        self.history.append(EpochFigures(self.epoch, self.train_loss, self.train_acc, result.loss, result.accuracy,
+                                         self.schedule.lr, self.elapsed))
+        improved = result.loss < self.best_val_loss
+        if improved:
+            self.best_val_loss, self.best_epoch, self.best_step = result.loss, self.epoch, self.step
+            self.best_weights = _cpu_copy(self.model)
+        self.epochs_without_improvement = 0 if improved else self.epochs_without_improvement + 1
+        self.schedule.after_epoch(result.loss)
+        self.epochs_done += 1
+        self.order, self.position = None, 0
+        self.epoch_loss.zero_()
+        self.epoch_correct.zero_()
+        self.epoch_seen = 0
+        self.emit("on_epoch_end")
+        if self.config.patience and self.epochs_without_improvement >= self.config.patience:
+            self.say(f"Early stop: no better validation loss for {self.config.patience} epochs "
+                     f"(best at epoch {self.best_epoch}).")
+            self.status = "completed"
+
+    def finish(self) -> FitResult:
+        """Set the final status, evaluate the test split, report ``on_fit_end``."""
+        if self.status == "running":
+            self.status = "completed"
+        self.test = self.test_figures()
+        self.emit("on_fit_end")
+        return FitResult(model=self.model, progress=self.progress(), test=self.test.evaluation if self.test else None)
+
+    def test_figures(self) -> TestFigures | None:
+        """The test evaluation shown for the run: of the best weights by validation if an epoch was validated,
+        else of the final ones; none for a failed run without a validated epoch, or without a test split."""
+        if not len(self.data.test) or (self.status == "failed" and self.best_weights is None):
+            return None
+        which: Which = "best" if self.best_weights is not None else "last"
+        epoch, step = (self.best_epoch, self.best_step) if which == "best" else (self.epoch, self.step)
+        final = None
+        if self.best_weights is not None and self.best_step != self.step:  # evaluate the best, then put back
+            final = _cpu_copy(self.model)
+            self.model.load_state_dict(self.best_weights)
+        test_batches: BatchSource = make_batches(self.data.test, self.preprocess)
+        if isinstance(self.step_model, HeadView):
+            test_batches = feature_cache(self.model, test_batches)
+        result = evaluate(self.step_model, test_batches, self.eval_batch_size, len(self.data.classes))
+        if final is not None:
+            self.model.load_state_dict(final)
+        return TestFigures(which, epoch, step, result, tuple(self.data.test.labels.tolist()), saved=False)
+
+    # Helpers ----------------------------------------------------------------------------------------
+
+    @property
+    def epoch(self) -> int:
+        """The epoch running (1-based), or the last one that ran (0 before the first)."""
+        return self.epochs_done + (self.order is not None)
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds of training, including those before a resume."""
+        return self.elapsed_before + time.perf_counter() - self.started
+
+    def say(self, message: str) -> None:
+        """Record a message for the user (resizing, out-of-memory restarts, stops, divergence)."""
+        self.messages.append(message)
+
+    def halve_batch(self) -> None:
+        """Continue the current epoch where it was with half the batch size; re-plan the schedule for the
+        steps left, so that it still ends with the run."""
+        if self.order is not None and self.position >= self.steps_per_epoch * self.batch_size:
+            self.position = len(self.order)  # its batches were all trained: it was validating, not training
+        self.batch_size //= 2
+        self.eval_batch_size = max(self.eval_batch_size // 2, 1)
+        self.steps_per_epoch = training_steps(self.train_batches, self.batch_size, self.shard)
+        left_this_epoch = (self.steps_per_epoch * self.batch_size - self.position) // self.batch_size
+        epochs_after = self.config.epochs - self.epochs_done - (self.order is not None)
+        self.total_steps = self.step + max(left_this_epoch, 0) + epochs_after * self.steps_per_epoch
+        self.schedule.replan(self.step, self.total_steps)
+        self.say(f"Out of memory at batch size {self.batch_size * 2}: epoch {max(self.epoch, 1)} continues with "
+                 f"batch size {self.batch_size}; the learning-rate schedule is re-planned for the "
+                 f"{self.total_steps - self.step} steps left.")
+
+    def progress(self) -> Progress:
+        """A frozen snapshot of where the run is."""
+        return Progress(
+            config=self.config, device=devices.describe(self.device), classes=tuple(self.data.classes),
+            input_size=self.input_size, epoch=self.epoch, step=self.step, steps_per_epoch=self.steps_per_epoch,
+            total_steps=self.total_steps, batch_size=self.batch_size, lr=self.schedule.lr,
+            train_loss=self.train_loss, train_acc=self.train_acc, val_loss=self.val_loss, val_acc=self.val_acc,
+            best_val_loss=self.best_val_loss, best_epoch=self.best_epoch, images_seen=self.images_seen,
+            elapsed=self.elapsed, status=self.status, messages=tuple(self.messages), history=tuple(self.history),
+            model=self.model, test=self.test)
+
+    def emit(self, hook: str) -> None:
+        """Hand one snapshot to every subscriber that implements ``hook``."""
+        progress = self.progress()
+        for callback in self.callbacks:
+            method = getattr(callback, hook, None)
+            if method is not None:
+                method(progress)
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """Whether ``error`` is the device running out of memory."""
+    return isinstance(error, torch.OutOfMemoryError) or "out of memory" in str(error).lower()
+
+
+def restart_on_out_of_memory(trainer: Trainer) -> None:
+    """Run the trainer's loop; when the device runs out of memory, free what can be freed, halve the batch
+    (down to 1) and continue where the failed batch was."""
+    while True:
+        try:
+            return trainer.train()
+        except RuntimeError as error:
+            if not is_out_of_memory(error) or trainer.batch_size == 1:
+                raise
+            gc.collect()
+            if trainer.device.type == "cuda":
+                torch.cuda.empty_cache()
+            trainer.halve_batch()
+
+
+def fit(config: TrainConfig, data: Data, callbacks: list[Any] | tuple = (), stop: threading.Event | None = None,
+        model: ExplorerModel | None = None, shard: Shard = (0, 1), wrap: Any = None) -> FitResult:
+    """Train ``config.arch`` on ``data``; evaluate on validation each epoch and on test at the end.
+
+    Stops early on ``stop`` (within one batch), on a StopTraining from a subscriber, on early stopping,
+    or on a non-finite loss (status "failed", with the reason). Running out of device memory halves the
+    batch size and continues. ``shard``/``wrap`` serve distributed training (see core.train).
+    """
+    return Trainer(config, data, callbacks, stop, model, shard, wrap).fit()
