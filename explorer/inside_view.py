@@ -83,9 +83,10 @@ def _map_chart(values: torch.Tensor, position: tuple[int, int], title: str, key:
     rows, cols = np.mgrid[0:height, 0:width]
     figure = go.Figure()
     figure.add_trace(go.Heatmap(z=values.numpy(), colorscale=services.plotly_colorscale("inferno"), showscale=False,
-                                hovertemplate="row %{y}, column %{x}: %{z:.2f}<extra></extra>"))
+                                hoverinfo="skip"))
     # Invisible markers on every position: Plotly reports clicks on markers, not on heat-map cells.
-    figure.add_trace(go.Scatter(x=cols.ravel(), y=rows.ravel(), mode="markers", hoverinfo="skip",
+    figure.add_trace(go.Scatter(x=cols.ravel(), y=rows.ravel(), mode="markers", customdata=values.numpy().ravel(),
+                                hovertemplate="row %{y}, column %{x}: %{customdata:.2f}<extra></extra>",
                                 marker=dict(size=max(4, 300 // max(height, width)), opacity=0), showlegend=False))
     figure.add_trace(go.Scatter(x=[position[1]], y=[position[0]], mode="markers", hoverinfo="skip", showlegend=False,
                                 marker=dict(size=14, symbol="square-open", color="rgb(255,64,129)",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tests.browser import CHROMIUM_FLAGS, chromium_path, running_app, wait_until_idle
@@ -41,12 +43,12 @@ OVERFLOW = """() => {
 
 def _digits_model(state) -> None:
     """A LeNet-5 trained on the bundled digits, so Classify and Inside the network have a model to show."""
-    from core import engine
+    from core import training
     from core.jobs import JobManager
     from core.runs import RunStore
 
     jobs = JobManager(RunStore(state))
-    run_id = jobs.submit(engine.preset("Fast", arch="lenet5", dataset="digits", epochs=2))
+    run_id = jobs.submit(training.preset("Fast", arch="lenet5", dataset="digits", epochs=2))
     assert jobs.wait(run_id, timeout=300) == "completed"
 
 
@@ -67,6 +69,16 @@ def test_every_page_fits_a_projector_in_presenter_mode(tmp_path) -> None:
                 expect(page.locator(".st-key-presenter-mode input")).to_be_checked()
                 assert "present=1" in page.url, path
                 assert page.evaluate(OVERFLOW) == [], path
+            # On Inside the network, a click on a feature map moves the receptive field to the clicked position.
+            position = page.get_by_text(re.compile(r"^Position \(\d+, \d+\) of"))
+            before = position.inner_text()
+            plot = page.locator(".st-key-inside-map .nsewdrag").first
+            plot.scroll_into_view_if_needed()
+            box = plot.bounding_box()
+            page.mouse.click(box["x"] + box["width"] * 0.1, box["y"] + box["height"] * 0.1)
+            expect(position).not_to_have_text(before, timeout=60_000)
+            wait_until_idle(page)
+            assert position.inner_text().startswith("Position (0, 0) of"), position.inner_text()
             # The switch turns the mode off again, and the URL follows.
             page.get_by_text("Presenter mode").click()
             wait_until_idle(page)
