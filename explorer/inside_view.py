@@ -125,14 +125,16 @@ def position_explorer(image: Image.Image, found: list[explain.Stage]) -> None:
     _clamped("inside-row", height - 1, height // 2)
     _clamped("inside-col", width - 1, width // 2)
     controls = st.columns(3)
-    shown = controls[0].selectbox("Feature map (channel)", list(stage.channels), key="inside-channel",
-                                  help="The most active channels of this stage.")
+    rank = controls[0].selectbox("Feature map", range(len(stage.channels)), key="inside-channel",
+                                 format_func=lambda i: f"channel {stage.channels[i]} (#{i + 1} most active)",
+                                 help="The most active channels of this stage on this image.")
+    shown = stage.channels[rank]
     row = controls[1].slider("Row", 0, height - 1, key="inside-row")
     col = controls[2].slider("Column", 0, width - 1, key="inside-col")
     box = stage.window.box(row, col, (image.height, image.width))
     left, right = st.columns(2)
     with left:
-        _map_chart(stage.maps[list(stage.channels).index(shown)], (row, col),
+        _map_chart(stage.maps[rank], (row, col),
                    f"{stage.label}: channel {shown} ({height}×{width}); click a position", "inside-map")
     with right:
         st.image(with_field(image, box), width="stretch")
