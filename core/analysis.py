@@ -15,7 +15,7 @@ import functools
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import torch
 from torch import nn
@@ -23,7 +23,10 @@ from torch.overrides import TorchFunctionMode
 
 from core import models
 
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
+
 WEIGHT_LAYERS = (nn.Conv2d, nn.Linear)
+HEAD_ENTRY = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d, nn.Flatten, nn.Linear)  # where the feature map ends
 FLOAT32_BYTES = 4
 
 
@@ -50,9 +53,11 @@ class Field:
 
     @staticmethod
     def merge(fields: list[Field]) -> Field:
-        """At a merge (add, concatenate) the widest field and the deepest path win."""
-        widest = max(fields, key=lambda f: (f.height * f.width, f.jump_h * f.jump_w))
-        return replace(widest, depth=max(f.depth for f in fields))
+        """At a merge (add, concatenate) each output sees the union of its inputs' fields: the tallest and the
+        widest extent, taken per axis (Inception's 1×7 and 7×1 branches grow different axes), and the deepest path."""
+        return Field(height=max(f.height for f in fields), width=max(f.width for f in fields),
+                     jump_h=max(f.jump_h for f in fields), jump_w=max(f.jump_w for f in fields),
+                     depth=max(f.depth for f in fields))
 
 
 @dataclass(frozen=True)
@@ -95,6 +100,7 @@ class ModelSummary:
     buffers: int
     unused: tuple[tuple[str, int], ...]  # modules not run at inference (e.g. auxiliary heads) and their parameters
     output_shape: tuple[int, ...]
+    features_field: tuple[int, int] | None = None  # field of the tensor entering the head (forward_features' output)
 
     @property
     def non_trainable_params(self) -> int:
@@ -133,7 +139,13 @@ class ModelSummary:
 
     @property
     def receptive_field(self) -> tuple[int, int]:
-        """Receptive field of the last feature map, before global pooling or flattening."""
+        """Receptive field of the last feature map (what enters global pooling or flattening).
+
+        The field of that tensor, not of the last layer run: Inception's last block concatenates four
+        branches, and the last one run (its pooling branch) sees less than the block's output does.
+        """
+        if self.features_field is not None:
+            return self.features_field
         spatial = [row for row in self.rows if len(row.output_shape) == 3 and not row.type.startswith("Adaptive")]
         return spatial[-1].receptive_field if spatial else self.rows[-1].receptive_field
 
@@ -180,12 +192,21 @@ def layer_kind(type_name: str) -> str:
     return "other"
 
 
-def format_count(value: float) -> str:
-    """416520 → "416.5 K", 1.135e9 → "1.135 G"."""
-    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "K")):
-        if value >= scale:
-            return f"{value / scale:.{3 if suffix == 'G' else 1}f} {suffix}"
-    return f"{value:g}"
+def format_count(value: float | None, digits: int = 3) -> str:
+    """The app's one rule for counts and MACs: ``digits`` significant digits and a K/M/G/T suffix.
+
+    416_520 → "417 K", 25_557_032 → "25.6 M", 4_089_184_256 → "4.09 G", 15_470_264_320 → "15.5 G";
+    below 1000 the number itself. Tables pair it with the exact value (in the CSV or on hover).
+    """
+    if value is None or math.isnan(value):
+        return "—"
+    rounded = float(f"{value:.{digits}g}")  # round first: 999,950 is "1.00 M", not "1000 K"
+    for scale, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "K")):
+        if abs(rounded) >= scale:
+            scaled = rounded / scale
+            decimals = max(0, digits - len(str(int(abs(scaled)))))
+            return f"{scaled:.{decimals}f} {suffix}"
+    return f"{int(value):d}" if float(value).is_integer() else f"{value:.{digits}g}"
 
 
 def format_shape(shape: tuple[int, ...]) -> str:
@@ -310,7 +331,7 @@ def _stages(model: models.ExplorerModel, names: list[str]) -> list[str]:
         if labels[i] is None:
             labels[i] = following
         else:
-            following = labels[i]
+            following = str(labels[i])
     # Rows after the last stage's end are the head, even if a stage label was filled backwards.
     if model.stages:
         last_end = max((i for i, name in enumerate(names) if is_within(name, model.stages[-1][1])), default=-1)
@@ -323,16 +344,19 @@ def analyse(model: models.ExplorerModel, input_shape: tuple[int, int, int], name
 
     Runs in eval mode: layers used only in training (auxiliary heads) are listed in ``unused``.
     """
-    meta = to_meta(model).eval()
+    meta = cast(models.ExplorerModel, to_meta(model).eval())
     leaves = {module: module_name for module_name, module in meta.named_modules() if not list(module.children())}
     tracker = _FieldTracker()
     raw_rows: list[dict[str, Any]] = []
     seen: set[str] = set()
+    head_inputs: list[Field] = []  # the field entering the first pooling-to-a-vector, flattening or dense layer
 
     def hook(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
         module_name = leaves[module]
         source = next(_tensors(inputs), None)
         field = (tracker.get(source) if source is not None else None) or Field()
+        if not head_inputs and isinstance(module, HEAD_ENTRY):
+            head_inputs.append(field)
         window = _window(module, source.shape) if source is not None else None
         if window is not None:
             field = field.grow(*window)
@@ -390,6 +414,7 @@ def analyse(model: models.ExplorerModel, input_shape: tuple[int, int, int], name
         buffers=sum(b.numel() for n, b in model.named_buffers() if not n.endswith("num_batches_tracked")),
         unused=_group_unused(unused),
         output_shape=tuple(logits.shape[1:]),
+        features_field=(head_inputs[0].height, head_inputs[0].width) if head_inputs else None,
     )
 
 
@@ -402,7 +427,7 @@ def _group_unused(unused: tuple[tuple[str, int], ...]) -> tuple[tuple[str, int],
     return tuple(totals.items())
 
 
-def to_meta(model: nn.Module) -> nn.Module:
+def to_meta(model: ModuleT) -> ModuleT:
     """A shape-only copy of ``model`` on the meta device; the original and its weights are untouched."""
     memo: dict[int, Any] = {
         id(p): nn.Parameter(torch.empty_like(p, device="meta"), requires_grad=p.requires_grad)

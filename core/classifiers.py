@@ -8,9 +8,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from core import models, weights
+from core import checkpoints, models, weights
 from core.errors import ExplorerError
-from core.runs import RunStore, load_checkpoint
+from core.runs import RunStore
 
 
 @dataclass(frozen=True)
@@ -43,10 +43,10 @@ class Classifier:
 
 def choices(store: RunStore) -> list[Choice]:
     """Cached ImageNet models, then finished runs with a checkpoint (newest first)."""
-    found = [Choice(f"imagenet:{name}", f"{models.spec(name).display_name} · ImageNet ({weights.pretrained(name).source})")
+    found = [Choice(f"imagenet:{name}", _imagenet_label(name))
              for name in weights.names_with_weights() if weights.is_cached(name)]
     for run in store.runs(limit=200):
-        if run["status"] in ("completed", "stopped") and store.checkpoint_path(run["id"], "best").exists():
+        if run["status"] in ("completed", "stopped") and checkpoints.preferred(store.checkpoint_dir(run["id"])):
             accuracy = (run["test"] or {}).get("accuracy")
             score = f" · test {accuracy:.1%}" if accuracy is not None else ""
             kind = f" · {run['config']['strategy'].replace('_', ' ')}" if run["config"].get("strategy") else ""
@@ -56,16 +56,41 @@ def choices(store: RunStore) -> list[Choice]:
     return found
 
 
+def _imagenet_label(name: str) -> str:
+    """ "ResNet-50 · ImageNet (torchvision)", or with the provenance of weights a user supplied."""
+    found, info = weights.installed(name), weights.pretrained(name)
+    origin = found.provenance if found is not None and not found.official else (info.source if info else "")
+    return f"{models.spec(name).display_name} · ImageNet ({origin})"
+
+
+def best_choice(found: list[Choice], store: RunStore) -> str | None:
+    """The key Classify opens on: the cached ImageNet model with the best published top-1, else the finished
+    run with the highest test accuracy (never merely the newest), else the first choice."""
+    imagenet = [c.key.partition(":")[2] for c in found if c.key.startswith("imagenet:")]
+    if imagenet:
+        top1 = {name: info.top1 for name in imagenet if (info := weights.pretrained(name)) is not None}
+        return f"imagenet:{max(imagenet, key=lambda name: top1.get(name, 0.0))}"
+    offered = {c.key.partition(":")[2] for c in found if c.key.startswith("run:")}
+    scored = [((run["test"] or {}).get("accuracy"), run["id"]) for run in store.runs(limit=200) if run["id"] in offered]
+    scored = [(accuracy, run_id) for accuracy, run_id in scored if accuracy is not None]
+    if scored:
+        return f"run:{max(scored)[1]}"
+    return found[0].key if found else None
+
+
 def load(key: str, store: RunStore, device: torch.device | str = "cpu") -> Classifier:
     """Load the classifier behind ``key`` onto ``device`` (eval mode); a missing or broken one is an
     ExplorerError saying why."""
     kind, _, name = key.partition(":")
     if kind == "imagenet":
         model, info = weights.load_pretrained(name, download=False)
-        return Classifier(key, f"{models.spec(name).display_name} · ImageNet", model.to(device).eval(),
+        return Classifier(key, _imagenet_label(name), model.to(device).eval(),
                           info.categories, info.resize, info.crop, info.mean, info.std, 3)
     if kind == "run":
-        model, sidecar = load_checkpoint(store.checkpoint_path(name, "best"))
+        path = checkpoints.preferred(store.checkpoint_dir(name))
+        if path is None:
+            raise checkpoints.CheckpointError(f"Run {name} has no checkpoint.")
+        model, sidecar = checkpoints.load(path)
         size = int(sidecar["input_size"])
         return Classifier(key, f"{models.spec(sidecar['arch']).display_name} · run {name}", model.to(device).eval(),
                           tuple(sidecar["classes"]), size, size, tuple(sidecar["mean"]), tuple(sidecar["std"]),

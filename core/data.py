@@ -15,6 +15,7 @@ import gzip
 import hashlib
 import os
 import shutil
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,7 +82,7 @@ def _stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
     return tuple(scaled.mean(dim=(0, 2, 3)).tolist()), tuple(scaled.std(dim=(0, 2, 3)).tolist())
 
 
-def _split(images: torch.Tensor, labels: torch.Tensor, fractions: tuple[float, float], seed: int) -> tuple[Split, ...]:
+def _split(images: torch.Tensor, labels: torch.Tensor, fractions: tuple[float, ...], seed: int) -> tuple[Split, ...]:
     """Shuffle once with ``seed`` and cut into len(fractions) + 1 parts."""
     order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
     images, labels = images[order], labels[order]
@@ -127,7 +128,7 @@ def shapes(seed: int = 0, per_class: int = 300, size: int = 64) -> InMemoryData:
         for _ in range(per_class):
             noise = (torch.rand(size // 8, size // 8, 1, generator=generator) * 80 + 70).expand(-1, -1, 3)
             noise = (noise + torch.rand(size // 8, size // 8, 3, generator=generator) * 30).to(torch.uint8)
-            background = Image.fromarray(noise.numpy(), "RGB").resize((size, size), Image.BICUBIC)
+            background = Image.fromarray(noise.numpy(), "RGB").resize((size, size), Image.Resampling.BICUBIC)
             picture = background.filter(ImageFilter.GaussianBlur(1))
             draw = ImageDraw.Draw(picture)
             radius = uniform(0.2, 0.35) * size
@@ -227,7 +228,7 @@ SPLIT_FOLDERS = frozenset({"train", "training", "val", "valid", "validation", "t
 
 @dataclass(frozen=True)
 class FolderSplit:
-    """Image files and their labels; images are decoded when read."""
+    """Image files (each verified when the folder was scanned) and their labels; images are decoded when read."""
 
     paths: tuple[Path, ...]
     labels: torch.Tensor
@@ -238,13 +239,10 @@ class FolderSplit:
         return len(self.paths)
 
     def image(self, index: int) -> torch.Tensor:
-        """Decode, convert and resize one image to uint8 C × size × size."""
-        from PIL import Image
+        """Decode (within the pixel limit, reduced early), convert and resize one image to uint8 C × size × size."""
+        from core import imaging
 
-        with Image.open(self.paths[index]) as handle:
-            picture = handle.convert("RGB" if self.channels == 3 else "L").resize((self.size, self.size))
-        array = torch.frombuffer(bytearray(picture.tobytes()), dtype=torch.uint8)
-        return array.view(self.size, self.size, self.channels).permute(2, 0, 1).contiguous()
+        return imaging.read_square(self.paths[index], self.size, self.channels)
 
 
 @dataclass(frozen=True)
@@ -259,6 +257,8 @@ class FolderData:
     mean: tuple[float, ...] = (0.485, 0.456, 0.406)  # ImageNet's: these sets meet pretrained backbones
     std: tuple[float, ...] = (0.229, 0.224, 0.225)
     skipped: int = 0  # hidden and non-image files left out
+    rejected: tuple[tuple[str, str], ...] = ()  # (file relative to the folder, why): images that failed the check
+    image_sizes: tuple[tuple[str, int], ...] = ()  # ("W×H" as stored, count) of the accepted images
 
     @property
     def channels(self) -> int:
@@ -272,16 +272,21 @@ class FolderData:
 
 
 def image_folder(root: Path, size: int = 224, seed: int = 0, fractions: tuple[float, float] = (0.7, 0.15)) -> FolderData:
-    """Scan ``root``/CLASS/*.{png,jpg,…}; split each class 70/15/15 with ``seed``.
+    """Scan ``root``/CLASS/*.{png,jpg,…}, verify every image once, split each class 70/15/15 with ``seed``.
 
-    Hidden files, ``__MACOSX`` and non-images are skipped and counted. Fewer than two classes, or a class
-    with fewer than three images, is an ExplorerError that says which.
+    Hidden files, ``__MACOSX`` and non-images are skipped and counted. Every image is decoded completely
+    (within the pixel limit, and it must be what its extension says); one that fails is left out and listed
+    with the reason, and so is a link that leads out of ``root``. Fewer than two classes, or a class with
+    fewer than three good images, is an ExplorerError that says which.
     """
     root = Path(root)
     if not root.is_dir():
-        raise ExplorerError(f"{root} is not a folder.")
+        raise ExplorerError(f"{root.name or root} is not a folder.")
+    inside = root.resolve()
+
     def subfolders(parent: Path) -> list[Path]:
-        return sorted(d for d in parent.iterdir() if d.is_dir() and not d.name.startswith((".", "__MACOSX")))
+        return sorted(d for d in parent.iterdir() if d.is_dir() and not d.name.startswith((".", "__MACOSX"))
+                      and d.resolve().is_relative_to(inside))
 
     class_dirs = subfolders(root)
     if class_dirs and all(d.name.lower() in SPLIT_FOLDERS for d in class_dirs):
@@ -289,18 +294,31 @@ def image_folder(root: Path, size: int = 224, seed: int = 0, fractions: tuple[fl
         class_dirs = [d for split in class_dirs for d in subfolders(split)]
     names = sorted({d.name for d in class_dirs})
     skipped = 0
-    per_class: list[list[Path]] = [[] for _ in names]
+    candidates: list[tuple[int, Path]] = []
     for folder in class_dirs:
         files = sorted(f for f in folder.rglob("*") if f.is_file())
         images = [f for f in files if f.suffix.lower() in IMAGE_EXTENSIONS and not f.name.startswith(".")]
         skipped += len(files) - len(images)
-        per_class[names.index(folder.name)].extend(images)
+        candidates.extend((names.index(folder.name), f) for f in images)
+    per_class: list[list[Path]] = [[] for _ in names]
+    rejected: list[tuple[str, str]] = []
+    sizes: dict[str, int] = {}
+    for (label, path), outcome in zip(candidates, _verify_all([p for _, p in candidates], inside), strict=True):
+        if isinstance(outcome, str):
+            rejected.append((_relative(path, root), outcome))
+            continue
+        per_class[label].append(path)
+        key = f"{outcome[0]}×{outcome[1]}"
+        sizes[key] = sizes.get(key, 0) + 1
     if len(names) < 2:
-        raise ExplorerError(f"{root} needs at least two class folders (one sub-folder of images per class); "
-                            f"found {len(names)}.")
+        raise ExplorerError(f"{root.name or root} needs at least two class folders (one sub-folder of images per "
+                            f"class); found {len(names)}.")
     small = [name for name, images in zip(names, per_class, strict=True) if len(images) < MIN_IMAGES_PER_CLASS]
     if small:
-        raise ExplorerError(f"Each class needs at least {MIN_IMAGES_PER_CLASS} images; too few in: {', '.join(small)}.")
+        problems = f" ({len(rejected)} files failed the check, e.g. {rejected[0][0]}: {rejected[0][1]})" \
+            if rejected else ""
+        raise ExplorerError(f"Each class needs at least {MIN_IMAGES_PER_CLASS} good images; too few in: "
+                            f"{', '.join(small)}{problems}.")
     generator = torch.Generator().manual_seed(seed)
     parts: list[list[tuple[Path, int]]] = [[], [], []]
     for label, images in enumerate(per_class):
@@ -316,7 +334,60 @@ def image_folder(root: Path, size: int = 224, seed: int = 0, fractions: tuple[fl
         return FolderSplit(tuple(p for p, _ in items), torch.tensor([lab for _, lab in items], dtype=torch.int64),
                            size, 3)
 
-    return FolderData(FOLDER_PREFIX + str(root), tuple(names), *map(split, parts), skipped=skipped)
+    train, val, test = (split(part) for part in parts)
+    return FolderData(FOLDER_PREFIX + str(root), tuple(names), train, val, test, skipped=skipped,
+                      rejected=tuple(rejected), image_sizes=tuple(sorted(sizes.items(), key=lambda item: -item[1])))
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return path.name
+
+
+# Verified files: (path, size, modification time) → (width, height) or the reason it was refused. A file is
+# decoded once however often its folder is scanned; a changed file is checked again.
+_VERIFIED: dict[tuple[str, int, int], tuple[int, int] | str] = {}
+_VERIFIED_LOCK = threading.Lock()
+_VERIFIED_MAX = 200_000
+
+
+def _verify(path: Path, inside: Path) -> tuple[int, int] | str:
+    """(width, height) of a good image file, or why it is not one."""
+    from core import imaging
+
+    try:
+        if not path.resolve().is_relative_to(inside):
+            return "a link that leads out of the data-set folder"
+        status = path.stat()
+    except (OSError, RuntimeError) as error:  # RuntimeError: a symlink loop
+        return f"cannot be read ({getattr(error, 'strerror', None) or type(error).__name__})"
+    key = (str(path), status.st_size, status.st_mtime_ns)
+    with _VERIFIED_LOCK:
+        known = _VERIFIED.get(key)
+    if known is not None:
+        return known
+    try:
+        outcome: tuple[int, int] | str = imaging.verify_file(path)
+    except imaging.ImageError as error:
+        outcome = str(error).removeprefix(path.name).strip(" :") or "not a readable image"
+    with _VERIFIED_LOCK:
+        if len(_VERIFIED) >= _VERIFIED_MAX:
+            _VERIFIED.clear()
+        _VERIFIED[key] = outcome
+    return outcome
+
+
+def _verify_all(paths: list[Path], inside: Path) -> list[tuple[int, int] | str]:
+    """:func:`_verify` over many files, two at a time (Pillow decodes without holding the interpreter; two large
+    images at the pixel limit stay within the memory an upload may take)."""
+    if len(paths) < 16:
+        return [_verify(path, inside) for path in paths]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(2, os.cpu_count() or 1)) as pool:
+        return list(pool.map(lambda path: _verify(path, inside), paths))
 
 
 # Health of a data set ------------------------------------------------------------------------------
@@ -330,6 +401,7 @@ class Health:
     sizes: dict[str, int]  # "W×H" of the stored images → count
     duplicates: int  # validation or test images identical to a training image
     skipped: int  # files left out (hidden, not images)
+    rejected: tuple[tuple[str, str], ...] = ()  # (file, why): images that failed the check and were left out
 
 
 def _fingerprints(split: Split | FolderSplit) -> list[bytes]:
@@ -346,16 +418,10 @@ def health(dataset: InMemoryData | FolderData) -> Health:
             per_class[dataset.classes[label]][split_name] += 1
     sizes: dict[str, int] = {}
     if isinstance(dataset, FolderData):
-        from PIL import Image
-
-        for split in (dataset.train, dataset.val, dataset.test):
-            for path in split.paths:
-                with Image.open(path) as handle:  # reads the header only
-                    key = f"{handle.width}×{handle.height}"
-                sizes[key] = sizes.get(key, 0) + 1
+        sizes = dict(dataset.image_sizes)  # measured when the folder was scanned
     else:
         count = len(dataset.train) + len(dataset.val) + len(dataset.test)
         sizes[f"{dataset.size}×{dataset.size}"] = count
     seen = set(_fingerprints(dataset.train))
     duplicates = sum(1 for split in (dataset.val, dataset.test) for print_ in _fingerprints(split) if print_ in seen)
-    return Health(per_class, sizes, duplicates, getattr(dataset, "skipped", 0))
+    return Health(per_class, sizes, duplicates, getattr(dataset, "skipped", 0), getattr(dataset, "rejected", ()))

@@ -5,12 +5,14 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
+from typing import Literal, TypeGuard, get_args
 
 import torch
 
 from core.errors import InvalidArgumentError
 
-CHOICES = ("auto", "cuda", "mps", "cpu")
+Device = Literal["auto", "cuda", "mps", "cpu"]  # "auto": the best this machine has
+CHOICES: tuple[Device, ...] = get_args(Device)
 
 
 def _mps_available() -> bool:
@@ -26,12 +28,17 @@ def available() -> list[str]:
     return [*found, "cpu"]
 
 
-def pick_device(preference: str = "auto") -> torch.device:
+def is_device(text: str) -> TypeGuard[Device]:
+    """True when ``text`` names one of the device choices."""
+    return text in CHOICES
+
+
+def pick_device(preference: Device = "auto") -> torch.device:
     """Return the device for ``preference``: "auto" takes CUDA, then MPS, then CPU.
 
-    Asking for a device this machine lacks raises InvalidArgumentError.
+    An unknown name, or a device this machine lacks, raises InvalidArgumentError.
     """
-    if preference not in CHOICES:
+    if not is_device(preference):  # a string from a form or the command line
         raise InvalidArgumentError(f"Unknown device {preference!r}; choose one of {', '.join(CHOICES)}.")
     usable = available()
     if preference == "auto":
@@ -51,7 +58,7 @@ def describe(device: torch.device) -> str:
     return f"CPU · {cpu}, {torch.get_num_threads()} threads of {os.cpu_count()} cores"
 
 
-def autocast(device: torch.device) -> contextlib.AbstractContextManager:
+def autocast(device: torch.device) -> contextlib.AbstractContextManager[object]:
     """The mixed precision everything here computes in: bfloat16 autocast on CUDA, full precision elsewhere."""
     return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
 

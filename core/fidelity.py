@@ -9,6 +9,7 @@ may quote live numbers through ``{placeholders}`` so no number is typed twice.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +17,11 @@ from core import models, structure
 from core.analysis import ModelSummary, format_count, is_within, summarize
 
 NOTES = "course notes"
+NOTES_SOURCE = (
+    "The course notes are “CNN Architecture Documentation”, the Markdown document this project was built from: "
+    "one chapter per architecture (LeNet-5, AlexNet, VGG, Inception-v3, Xception, ResNet) and a comparison. "
+    "Each figure below is quoted as printed there, with the section it comes from."
+)
 
 
 @dataclass(frozen=True)
@@ -182,7 +188,7 @@ _FIGURES: dict[str, list[NotesFigure]] = {
         NotesFigure("Fully connected layers", "3", "dense_layers", 3, 1, "VGG-16 vs VGG-19"),
         NotesFigure("Kernels", "3×3 (uniform)", "kernels", "3×3", where="Architecture comparison"),
         NotesFigure("FLOPs", "~19B", "macs", 19e9, 1e9, "Computational efficiency",
-                    reason="Every convolution and dense layer together need {macs_g} G multiply-accumulates "
+                    note="Every convolution and dense layer together need {macs_g} G multiply-accumulates "
                            "(torchvision reports 19.632); the notes round down."),
         NotesFigure("Memory", "~150 MB", "weight_mb", 150, 10, "Computational efficiency", reason=_FLOAT32),
         NotesFigure("ImageNet top-1", "71.0%", "top1", 71.0, 0.1, "VGG-16 vs VGG-19",
@@ -227,7 +233,7 @@ def _resnet_figures(blocks: str, params: str, flops: str, top1: str, extra: list
     return [
         NotesFigure("Blocks per stage", blocks, "blocks", blocks, where=where),
         NotesFigure("Parameters", params, "params", params_value, 0.1e6, where,
-                    reason="{params:,} rounds to {params_m_1} M; the notes truncate."),
+                    note="The notes truncate {params:,} to one decimal."),
         NotesFigure("FLOPs", flops, "macs", flops_value, 0.1e9, where,
                     reason="The paper's Table 1 gives this figure; counting every convolution and the dense layer "
                            "of the live model gives {macs_g} G multiply-accumulates, as torchvision reports."),
@@ -266,8 +272,9 @@ def notes_figures(name: str) -> list[NotesFigure]:
 
 def format_reference(reference: models.Reference) -> str:
     """A published figure in the unit its metric uses."""
-    if reference.metric == "macs":
-        return f"{format_count(reference.value)} MACs"
+    if reference.metric == "macs":  # K/M/G, at the precision the source printed (torchvision: 4.089 G)
+        scale, suffix = (1e9, "G") if reference.value >= 1e9 else (1e6, "M")
+        return f"{reference.value / scale:g} {suffix} MACs"
     if reference.metric in ("top1", "top5", "mnist_accuracy"):
         return f"{reference.value:g} %"
     return f"{reference.value:,.0f}"
@@ -292,7 +299,7 @@ def _computed(name: str, summary: ModelSummary, metric: str) -> tuple[Any, str]:
         value = summary.total_params - classifier.params
         return value, f"{value:,}"
     if kind == "macs":
-        return summary.total_macs, f"{format_count(summary.total_macs)} MACs"
+        return summary.total_macs, f"{format_count(summary.total_macs, digits=4)} MACs"  # as precise as torchvision
     if kind == "depth":
         return summary.weight_layers, f"{summary.weight_layers} weight layers"
     if kind in ("conv_layers", "dense_layers"):
@@ -300,8 +307,8 @@ def _computed(name: str, summary: ModelSummary, metric: str) -> tuple[Any, str]:
         value = len({r.name for r in summary.rows if r.type == wanted})
         return value, str(value)
     if kind == "weight_mb":
-        value = summary.weight_bytes / 1e6
-        return value, f"{value:.{1 if value >= 1 else 2}f} MB (float32)"
+        megabytes = summary.weight_bytes / 1e6
+        return megabytes, f"{megabytes:.{1 if megabytes >= 1 else 2}f} MB (float32)"
     if kind == "input":
         text = f"{model_spec.input_size}×{model_spec.input_size}×{model_spec.in_channels}"
         return text, text
@@ -338,13 +345,23 @@ def _computed(name: str, summary: ModelSummary, metric: str) -> tuple[Any, str]:
     raise KeyError(metric)
 
 
+def agrees_after_rounding(value: float, printed: float, resolution: float) -> bool:
+    """True if ``value`` printed at ``resolution`` gives ``printed``, rounded to nearest or truncated
+    (25,557,032 at 0.1 M is 25.6 M rounded, 25.5 M truncated: both are that figure, written by its source)."""
+    if resolution <= 0:
+        return abs(value - printed) <= 1e-9 * max(1.0, abs(printed))
+    steps, target = value / resolution, printed / resolution
+    tolerance = 1e-6
+    return abs(round(steps) - target) <= tolerance or abs(math.floor(steps + tolerance) - target) <= tolerance
+
+
 def _agrees(figure: NotesFigure, value: Any) -> bool:
     kind = figure.metric.split(":")[0]
     if kind == "kernels":
         return all(token.strip() in value for token in str(figure.value).split(","))
     if isinstance(figure.value, str):
         return str(value).strip().lower() == figure.value.strip().lower()
-    return abs(float(value) - float(figure.value)) <= figure.resolution / 2 + 1e-9
+    return agrees_after_rounding(float(value), float(figure.value), figure.resolution)
 
 
 def _placeholders(name: str, summary: ModelSummary, figure: NotesFigure) -> dict[str, Any]:
@@ -385,7 +402,7 @@ def compare(name: str) -> list[FidelityRow]:
         published = "; ".join(f"{r.source}: {format_reference(r)}" for r in published_refs)
         if metric in ("top1", "top5", "mnist_accuracy"):
             live = "not computable from the architecture"
-            agrees = any(abs(r.value - figure.value) <= figure.resolution / 2 + 1e-9 for r in published_refs)
+            agrees = any(agrees_after_rounding(r.value, figure.value, figure.resolution) for r in published_refs)
         else:
             value, live = _computed(name, summary, figure.metric)
             agrees = _agrees(figure, value)

@@ -158,8 +158,9 @@ class JobManager:
 
     def _run(self, run_id: str, config: training.TrainConfig, live: Live, stop: threading.Event) -> None:
         data = self.load_data(config.dataset)
-        callbacks = [StoreCallback(self.store, run_id, data.mean, data.std), _LiveCallback(self, live)]
-        result = training.fit(config, data, callbacks, stop=stop)
+        callbacks = [StoreCallback(self.store, run_id), _LiveCallback(self, live)]
+        result = training.fit(config, data, callbacks, stop=stop, checkpoint_dir=self.store.checkpoint_dir(run_id),
+                              run_id=run_id)
         with self.lock:
             live.status = result.progress.status
 

@@ -1,8 +1,7 @@
-"""The run store: SQLite (WAL) for runs and metrics, safetensors + JSON sidecars for checkpoints.
+"""The run store: SQLite (WAL) for runs and metrics; each run's checkpoints in its own folder.
 
 Everything lives under one state directory: ``$CNN_EXPLORER_STATE``, else ``./state``.
-Files are written atomically (a temporary file, then a rename), so a crash never
-leaves a half-written checkpoint where a good one was.
+Checkpoints (safetensors + JSON sidecars, written atomically) are core.checkpoints' business.
 """
 
 from __future__ import annotations
@@ -11,7 +10,6 @@ import json
 import os
 import platform
 import sqlite3
-import tempfile
 import time
 import uuid
 from contextlib import closing
@@ -20,14 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
-from torch import nn
 
-from core import models
 from core.errors import ExplorerError
 from core.training import Progress
-from core.weights import mismatches
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -57,10 +50,6 @@ CREATE INDEX IF NOT EXISTS metrics_run ON metrics(run_id, kind, step);
 """
 
 
-class CheckpointError(ExplorerError):
-    """A checkpoint that is missing, corrupt, or does not fit the architecture it claims."""
-
-
 class RunNotFoundError(ExplorerError):
     """No run with that id in the store."""
 
@@ -75,19 +64,6 @@ def versions() -> dict[str, str]:
     import torchvision
 
     return {"python": platform.python_version(), "torch": torch.__version__, "torchvision": torchvision.__version__}
-
-
-def _atomic_write(path: Path, write) -> None:
-    """Call ``write(temp_path)``, then rename the temporary file over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        write(Path(temp))
-        os.replace(temp, path)
-    finally:
-        if os.path.exists(temp):
-            os.unlink(temp)
 
 
 class RunStore:
@@ -164,6 +140,10 @@ class RunStore:
         self._execute("INSERT INTO metrics VALUES (?,?,?,?,?,?)",
                       (run_id, kind, epoch, step, elapsed, json.dumps(values)))
 
+    def forget_metrics_after(self, run_id: str, step: int) -> None:
+        """Drop a run's metrics logged after ``step`` (a resumed run logs them again from its checkpoint)."""
+        self._execute("DELETE FROM metrics WHERE run_id = ? AND step > ?", (run_id, step))
+
     def metrics(self, run_id: str, kind: str = "epoch") -> list[dict[str, float]]:
         """All metrics rows of a run, in order, flattened to dicts."""
         rows = self._execute("SELECT epoch, step, elapsed, values_json FROM metrics WHERE run_id = ? AND kind = ? "
@@ -173,77 +153,26 @@ class RunStore:
 
     # Checkpoints ----------------------------------------------------------------------------------
 
+    def checkpoint_dir(self, run_id: str) -> Path:
+        """The folder of a run's checkpoints (see core.checkpoints)."""
+        return self.root / "checkpoints" / run_id
+
     def checkpoint_path(self, run_id: str, which: str = "best") -> Path:
         """Where a run's ``best`` or ``last`` checkpoint lives (the sidecar is beside it, ``.json``)."""
-        return self.root / "checkpoints" / run_id / f"{which}.safetensors"
-
-
-def save_checkpoint(model: nn.Module, path: Path, sidecar: dict[str, Any]) -> None:
-    """Write ``model``'s weights as safetensors and ``sidecar`` as JSON beside it, each atomically."""
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-    _atomic_write(path, lambda temp: save_file(tensors, str(temp)))
-    text = json.dumps(sidecar, indent=2)
-    _atomic_write(path.with_suffix(".json"), lambda temp: temp.write_text(text))
-
-
-def read_sidecar(path: Path) -> dict[str, Any]:
-    """The JSON sidecar of a checkpoint."""
-    sidecar_path = Path(path).with_suffix(".json")
-    try:
-        sidecar = json.loads(sidecar_path.read_text())
-    except FileNotFoundError:
-        raise CheckpointError(f"No sidecar {sidecar_path.name} beside {Path(path).name}.") from None
-    except json.JSONDecodeError as error:
-        raise CheckpointError(f"The sidecar {sidecar_path.name} is not valid JSON ({error}).") from None
-    for key in ("arch", "classes", "in_channels", "input_size", "mean", "std"):
-        if key not in sidecar:
-            raise CheckpointError(f"The sidecar {sidecar_path.name} lacks {key!r}.")
-    return sidecar
-
-
-def load_checkpoint(path: Path, expected_arch: str | None = None) -> tuple[nn.Module, dict[str, Any]]:
-    """Build the sidecar's architecture and load the weights; every mismatch is a CheckpointError saying what."""
-    path = Path(path)
-    sidecar = read_sidecar(path)
-    if expected_arch is not None and sidecar["arch"] != expected_arch:
-        raise CheckpointError(f"This checkpoint is a {sidecar['arch']}, not a {expected_arch}.")
-    try:
-        if sidecar.get("strategy"):  # a transfer model: the backbone with the notes' head
-            from core import transfer
-
-            model = transfer.build(sidecar["arch"], num_classes=len(sidecar["classes"]))
-        else:
-            model = models.build(sidecar["arch"], num_classes=len(sidecar["classes"]),
-                                 in_channels=sidecar["in_channels"])
-    except ExplorerError as error:
-        raise CheckpointError(f"The sidecar describes a model this app cannot build: {error}") from None
-    try:
-        tensors = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as error:
-        raise CheckpointError(f"{path.name} is not a readable safetensors file ({error}).") from None
-    problems = mismatches(model, tensors, shown=5)
-    if problems:
-        raise CheckpointError(f"{path.name} does not fit {sidecar['arch']} ({problems}).")
-    model.load_state_dict(tensors)
-    return model.eval(), sidecar
+        return self.checkpoint_dir(run_id) / f"{which}.safetensors"
 
 
 class StoreCallback:
-    """Trainer subscriber that writes metrics, checkpoints and status into the run store."""
+    """Trainer subscriber that writes metrics and status into the run store (the trainer writes the
+    checkpoints, see core.checkpoints)."""
 
-    def __init__(self, store: RunStore, run_id: str, dataset_mean: tuple[float, ...], dataset_std: tuple[float, ...]):
+    def __init__(self, store: RunStore, run_id: str) -> None:
         self.store = store
         self.run_id = run_id
-        self.mean = dataset_mean
-        self.std = dataset_std
-
-    def _sidecar(self, progress: Progress, metrics: dict[str, float]) -> dict[str, Any]:
-        return {"arch": progress.config.arch, "classes": list(progress.classes),
-                "in_channels": progress.model.in_channels, "input_size": progress.input_size, "mean": list(self.mean),
-                "std": list(self.std), "run_id": self.run_id, "dataset": progress.config.dataset,
-                "epoch": progress.epoch, "metrics": metrics, "strategy": progress.config.strategy}
 
     def on_fit_start(self, progress: Progress) -> None:
+        if progress.step:  # a resumed run: what was logged after its checkpoint is logged again
+            self.store.forget_metrics_after(self.run_id, progress.step)
         self.store.update_run(self.run_id, status="running", device=progress.device)
 
     def on_batch_end(self, progress: Progress) -> None:
@@ -254,11 +183,6 @@ class StoreCallback:
         epoch = progress.history[-1].as_dict()
         self.store.log(self.run_id, "epoch", progress.epoch, progress.step, progress.elapsed,
                        {k: v for k, v in epoch.items() if k not in ("epoch", "elapsed")})
-        save_checkpoint(progress.model, self.store.checkpoint_path(self.run_id, "last"),
-                        self._sidecar(progress, epoch))
-        if progress.best_epoch == progress.epoch:
-            save_checkpoint(progress.model, self.store.checkpoint_path(self.run_id, "best"),
-                            self._sidecar(progress, epoch))
         self.store.update_run(self.run_id, best_val_acc=progress.best_val_acc, elapsed=progress.elapsed)
 
     def on_fit_end(self, progress: Progress) -> None:

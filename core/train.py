@@ -2,6 +2,7 @@
 
     python -m core.train --arch lenet5 --dataset mnist --epochs 8
     python -m core.train --preset Fast --dataset digits
+    python -m core.train --resume RUN_ID      # continue a stopped, failed or interrupted run
     torchrun --standalone --nproc-per-node 2 -m core.train --arch lenet5 --dataset digits --epochs 2
 
 Under torchrun every process trains on its share of each epoch (DistributedDataParallel:
@@ -85,7 +86,18 @@ def parse(argv: list[str] | None = None) -> tuple[argparse.Namespace, training.T
     parser.add_argument("--data-root", type=Path, help="where data sets live (default: the state directory's data/)")
     parser.add_argument("--state-dir", type=Path, help="run store location (default: $CNN_EXPLORER_STATE or ./state)")
     parser.add_argument("--no-download", action="store_true", help="never try to download a data set")
+    parser.add_argument("--resume", metavar="RUN_ID", help="continue a stopped, failed or interrupted run from its "
+                                                            "last checkpoint, with its own settings")
     args = parser.parse_args(argv)
+    if args.resume:
+        try:
+            run = _store(args).run(args.resume)
+            config = training.config_from_dict(run["config"])
+        except ExplorerError as error:
+            parser.error(str(error))
+        if run["status"] in ("queued", "running"):
+            parser.error(f"Run {args.resume} is {run['status']}: stop it first.")
+        return args, config
     overrides = {k: v for k, v in vars(args).items()
                  if k in {f.name for f in dataclasses.fields(training.TrainConfig)} and v is not None}
     base = dict(training.PRESETS[args.preset]) if args.preset else {}
@@ -94,6 +106,10 @@ def parse(argv: list[str] | None = None) -> tuple[argparse.Namespace, training.T
     except ExplorerError as error:
         parser.error(str(error))
     return args, config
+
+
+def _store(args: argparse.Namespace) -> RunStore:
+    return RunStore(args.state_dir) if args.state_dir else RunStore()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -119,12 +135,18 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     callbacks: list = []
     store = run_id = None
+    resume_from = _store(args).checkpoint_dir(args.resume) if args.resume else None  # every rank reads it
     if rank == 0:
-        store = RunStore(args.state_dir) if args.state_dir else RunStore()
-        run_id = store.create_run(config, status="running")
-        callbacks = [StoreCallback(store, run_id, data.mean, data.std), ProgressBar()]
+        store = _store(args)
+        run_id = args.resume or store.create_run(config, status="running")
+        callbacks = [StoreCallback(store, run_id), ProgressBar()]
     try:
-        result = training.fit(config, data, callbacks, shard=(rank, world), wrap=wrap)
+        result = training.fit(config, data, callbacks, shard=(rank, world), wrap=wrap, run_id=run_id,
+                              checkpoint_dir=store.checkpoint_dir(run_id) if store is not None else None,
+                              resume_from=resume_from)
+    except ExplorerError as error:  # a run that cannot be resumed
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         if store is not None:
             store.update_run(run_id, status="stopped", message="Interrupted from the keyboard.")

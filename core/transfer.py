@@ -12,6 +12,8 @@ trains the head on them (the feature cache).
 
 from __future__ import annotations
 
+from typing import Literal, TypeGuard, get_args
+
 import torch
 from torch import nn
 
@@ -21,8 +23,9 @@ from core.errors import InvalidArgumentError
 from core.models.base import ExplorerModel, check_positive
 from core.structure import block_modules
 
-# The notes' Adam learning rates for each strategy.
-STRATEGIES: dict[str, float] = {"feature_extraction": 1e-3, "partial": 1e-5, "full": 1e-6}
+Strategy = Literal["feature_extraction", "partial", "full"]
+# Each strategy (in the Literal's order) with the notes' Adam learning rate: 1e-3, 1e-5, 1e-6.
+STRATEGIES: dict[Strategy, float] = dict(zip(get_args(Strategy), (1e-3, 1e-5, 1e-6), strict=True))
 NORMS = (nn.BatchNorm2d, nn.BatchNorm1d)
 
 
@@ -89,12 +92,18 @@ def feature_blocks(backbone: ExplorerModel, input_size: int) -> list[str]:
     return [name for name in dict.fromkeys(order) if name in with_weights]
 
 
-def apply_strategy(model: TransferModel, strategy: str, unfreeze_last: int = 0, input_size: int = 224) -> int:
+def is_strategy(text: str) -> TypeGuard[Strategy]:
+    """True when ``text`` names one of the three strategies."""
+    return text in STRATEGIES
+
+
+def apply_strategy(model: TransferModel, strategy: Strategy, unfreeze_last: int = 0, input_size: int = 224) -> int:
     """Freeze and unfreeze for ``strategy``; return the number of trainable parameters.
 
-    ``unfreeze_last`` counts backbone blocks from the end (partial fine-tuning only).
+    ``unfreeze_last`` counts backbone blocks from the end (partial fine-tuning only); an unknown
+    strategy (a string from a form or a stored config) raises InvalidArgumentError.
     """
-    if strategy not in STRATEGIES:
+    if not is_strategy(strategy):
         raise InvalidArgumentError(f"Unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}.")
     for parameter in model.backbone.parameters():
         parameter.requires_grad_(strategy == "full")

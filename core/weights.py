@@ -4,29 +4,51 @@
   file, the categories, the preprocessing and the accuracy).
 * Xception: the ImageNet weights timm uses for ``legacy_xception`` (ported from Keras).
 
-Files live in the torch hub cache (``$TORCH_HOME/hub/checkpoints``) under their canonical names. A cached
-file loads with no network; online, a missing one is downloaded once; offline, the error names the
-file expected and where. A file a user supplies (``.safetensors``, or ``.pth`` read with
-``weights_only=True`` — never unsafe unpickling) is checked against the architecture before use.
+Files live in the torch hub cache (``$TORCH_HOME/hub/checkpoints``). An official file keeps its canonical
+name (``resnet18-f37072fd.pth``, whose ``f37072fd`` is the start of its SHA-256): it is downloaded, or
+uploaded, and kept under that name only when its content has that hash. Any other file a user supplies
+(``.safetensors``, or a ``.pth`` read with ``weights_only=True`` — never unsafe unpickling) is checked and
+installed under its own name, ``<model>-supplied-<sha256>.safetensors``, with a sidecar saying where it came
+from; that provenance is shown wherever the weights are used.
+
+Every file is checked before its tensors are built: its size; for a ``.pth`` (a zip) every record's declared
+size against a cap and against the file's size, so a compressed record cannot inflate in memory; then every
+tensor against the architecture: its name, shape, a real floating-point type and finite values.
 """
 
 from __future__ import annotations
 
+import hashlib
+import http.client
+import json
+import os
+import re
 import shutil
+import tempfile
 import urllib.error
+import urllib.request
+import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 import torchvision
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from core import models
 from core.errors import ExplorerError
 
 XCEPTION_URL = "https://github.com/rwightman/pytorch-image-models/releases/download/v0.1-cadene/xception-43020ad28.pth"
+XCEPTION_MB = 87.4  # 22.86 M float32 parameters and BN statistics (the release page gives no exact size)
+URL_BASE_VARIABLE = "CNN_EXPLORER_WEIGHTS_URL"  # a folder URL that serves the official file names (a mirror, tests)
+MAX_FILE_BYTES = 600 * 1024 * 1024  # above VGG-19's 548 MiB, the largest official file
+CHUNK_BYTES = 1024 * 1024
+_HASH_IN_NAME = re.compile(r"-([0-9a-f]{8,})\.pth$")
+
+ProgressCallback = Callable[[int, int | None], None]  # (bytes so far, total bytes or None when not announced)
 
 
 class WeightsError(ExplorerError):
@@ -50,11 +72,37 @@ class Pretrained:
     std: tuple[float, ...]
     top1: float
     source: str
+    size_mb: float  # the official file's size in MiB (torchvision's ``_file_size``)
+    hash_checked: bool = True  # the hash in the file name is the start of its SHA-256 (torch hub's rule)
 
     @property
     def file_name(self) -> str:
         """The canonical cache file name (e.g. ``resnet18-f37072fd.pth``)."""
         return self.url.rsplit("/", 1)[-1]
+
+    @property
+    def sha256_prefix(self) -> str | None:
+        """The published start of the file's SHA-256, when the name carries one we can check."""
+        match = _HASH_IN_NAME.search(self.file_name)
+        return match.group(1) if match and self.hash_checked else None
+
+
+@dataclass(frozen=True)
+class Installed:
+    """Weights on this machine for one model, and where they came from."""
+
+    name: str
+    path: Path
+    official: bool
+    sha256: str | None = None  # known for supplied files (their name carries its start)
+    uploaded_as: str | None = None
+
+    @property
+    def provenance(self) -> str:
+        """One line for the UI: official file or supplied by upload, with its hash."""
+        if self.official:
+            return f"official file {self.path.name}"
+        return f"supplied by upload, SHA-256 {(self.sha256 or '')[:16]}…"  # no file name: a user chose it
 
 
 def _torchvision_weights() -> dict[str, Any]:
@@ -77,10 +125,13 @@ def pretrained(name: str) -> Pretrained | None:
         transform = weights.transforms()
         return Pretrained(name, weights.url, tuple(weights.meta["categories"]), transform.resize_size[0],
                           transform.crop_size[0], tuple(transform.mean), tuple(transform.std),
-                          weights.meta["_metrics"]["ImageNet-1K"]["acc@1"], "torchvision")
+                          weights.meta["_metrics"]["ImageNet-1K"]["acc@1"], "torchvision",
+                          float(weights.meta["_file_size"]))
     if name == "xception":
         categories = tuple(table["resnet18"].meta["categories"])  # the same 1000 ImageNet classes
-        return Pretrained(name, XCEPTION_URL, categories, 333, 299, (0.5,) * 3, (0.5,) * 3, 78.892, "timm")
+        # Cadene's "43020ad28" predates torch hub's rule and timm never checks it: the content is checked instead.
+        return Pretrained(name, XCEPTION_URL, categories, 333, 299, (0.5,) * 3, (0.5,) * 3, 78.892, "timm",
+                          XCEPTION_MB, hash_checked=False)
     return None
 
 
@@ -89,35 +140,105 @@ def names_with_weights() -> list[str]:
     return [name for name in models.names() if pretrained(name) is not None]
 
 
+def largest_file_mb() -> float:
+    """The size of the largest official weights file, in MiB (what an upload must accept)."""
+    return max(_require(name).size_mb for name in names_with_weights())
+
+
 def cache_dir() -> Path:
     """The torch hub checkpoint folder (follows ``$TORCH_HOME``)."""
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
-def expected_file(name: str) -> Path:
-    """Where the cached weights of ``name`` must be."""
+def cache_dir_label() -> str:
+    """The checkpoint folder as a user writes it (``$TORCH_HOME/hub/checkpoints``), never a server path."""
+    if os.environ.get("TORCH_HOME"):
+        return "$TORCH_HOME/hub/checkpoints"
+    if os.environ.get("XDG_CACHE_HOME"):
+        return "$XDG_CACHE_HOME/torch/hub/checkpoints"
+    return "~/.cache/torch/hub/checkpoints (or $TORCH_HOME/hub/checkpoints when TORCH_HOME is set)"
+
+
+def _require(name: str) -> Pretrained:
     info = pretrained(name)
     if info is None:
         raise WeightsError(f"{models.spec(name).display_name} has no ImageNet weights in this app.")
-    return cache_dir() / info.file_name
+    return info
+
+
+def expected_file(name: str) -> Path:
+    """Where the official weights of ``name`` must be."""
+    return cache_dir() / _require(name).file_name
+
+
+def _sidecar(path: Path) -> Path:
+    return path.with_suffix(".json")
+
+
+def installed(name: str) -> Installed | None:
+    """The weights of ``name`` on this machine: the official file if present, else the newest supplied one."""
+    if pretrained(name) is None:
+        return None
+    official = expected_file(name)
+    if official.is_file():
+        return Installed(name, official, official=True)
+    supplied = sorted(cache_dir().glob(f"{name}-supplied-*.safetensors"), key=lambda p: p.stat().st_mtime)
+    for path in reversed(supplied):
+        try:
+            facts = json.loads(_sidecar(path).read_text())
+        except (OSError, ValueError):
+            continue  # no provenance, no use
+        if isinstance(facts, dict) and facts.get("model") == name:
+            return Installed(name, path, official=False, sha256=str(facts.get("sha256", "")),
+                             uploaded_as=str(facts["uploaded_as"]) if facts.get("uploaded_as") else None)
+    return None
 
 
 def is_cached(name: str) -> bool:
-    """True if the weights of ``name`` are in the cache (they load offline)."""
-    return pretrained(name) is not None and expected_file(name).is_file()
+    """True if weights of ``name`` (official or supplied) are on this machine: they load offline."""
+    return installed(name) is not None
+
+
+def check_archive(path: Path, max_record_bytes: int = MAX_FILE_BYTES) -> None:
+    """Refuse a file too large, or a ``.pth`` zip whose records would inflate beyond the file or a cap.
+
+    ``torch.save`` stores records uncompressed, so their declared sizes add up to less than the file; a
+    deflate-compressed record is how a small file becomes gigabytes inside ``torch.load``.
+    """
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise WeightsError(f"{path.name} is {size / 2**20:.0f} MiB, over the {MAX_FILE_BYTES / 2**20:.0f} MiB "
+                           "limit (the largest official file, VGG-19, is 548 MiB).")
+    if not zipfile.is_zipfile(path):
+        return  # safetensors, or torch's legacy format: tensors stored raw, bounded by the file's size
+    try:
+        with zipfile.ZipFile(path) as archive:
+            records = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError) as error:
+        raise WeightsError(f"{path.name} is a damaged archive: {error}") from None
+    declared = 0
+    for record in records:
+        if record.file_size > max_record_bytes:
+            raise WeightsError(f"{path.name} declares a record of {record.file_size:,} bytes "
+                               f"({record.filename[-60:]}), over the {max_record_bytes:,}-byte cap.")
+        declared += record.file_size
+    if declared > 2 * size + CHUNK_BYTES:
+        raise WeightsError(f"{path.name} would inflate from {size:,} to {declared:,} bytes when read: its records "
+                           "are compressed, which torch.save never does. Refused before decompressing anything.")
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """Tensors from a ``.safetensors`` file or a ``.pth`` read with ``weights_only=True``.
+    """Tensors from a ``.safetensors`` file or a ``.pth`` read with ``weights_only=True``, sizes checked first.
 
-    Anything else — a pickle that would run code, a truncated file, junk — is a WeightsError.
+    Anything else — a pickle that would run code, a bomb, a truncated file, junk — is a WeightsError.
     """
     path = Path(path)
+    check_archive(path)
     try:
         if path.suffix == ".safetensors":
             return load_file(str(path))
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 (junk through torch.load raises anything: struct.error, KeyError…)
+    except Exception as error:  # noqa: BLE001 (junk through torch.load raises anything)
         raise WeightsError(f"{path.name} cannot be read as weights (safetensors, or a .pth of plain tensors): "
                            f"{type(error).__name__}: {str(error)[:200]}") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
@@ -140,63 +261,178 @@ def mismatches(model: nn.Module, state: dict[str, torch.Tensor], shown: int = 4)
     return f"{len(problems)} problems: {'; '.join(problems[:shown])}{more}"
 
 
+def bad_values(model: nn.Module, state: dict[str, torch.Tensor]) -> str:
+    """The first tensor whose type or values cannot be weights (complex, integer, NaN, ±inf), or ""."""
+    for key, reference in model.state_dict().items():
+        tensor = state.get(key)
+        if tensor is None:
+            continue
+        if tensor.is_complex():
+            return f"{key} holds complex numbers ({tensor.dtype})"
+        if reference.is_floating_point():
+            if not tensor.is_floating_point():
+                return f"{key} holds {tensor.dtype} values where floating-point weights belong"
+            if not bool(torch.isfinite(tensor).all()):
+                return f"{key} holds non-finite values (NaN or ±inf)"
+        elif tensor.is_floating_point():
+            return f"{key} holds {tensor.dtype} values where a count belongs"
+    return ""
+
+
 def check_fits(model: nn.Module, state: dict[str, torch.Tensor], label: str) -> None:
-    """Raise WeightsError saying what does not match, if anything."""
+    """Raise WeightsError saying what does not match (names, shapes, types, finite values), if anything."""
     problems = mismatches(model, state)
     if problems:
         raise WeightsError(f"{label} does not fit this architecture ({problems}).")
+    values = bad_values(model, state)
+    if values:
+        raise WeightsError(f"{label} cannot be used: {values}.")
 
 
 def build_pretrained_shell(name: str) -> nn.Module:
     """The model the pretrained weights belong to (1000 classes; Inception maps ImageNet inputs to [-1, 1])."""
     model = models.build(name, num_classes=1000, in_channels=3)
     if name == "inception_v3":
-        model.transform_input = True  # Google's weights expect [-1, 1] inputs, as torchvision sets up
+        setattr(model, "transform_input", True)  # noqa: B010 (Google's weights expect [-1, 1] inputs)
     return model
 
 
-def load_pretrained(name: str, download: bool = True, progress: bool = True) -> tuple[nn.Module, Pretrained]:
-    """Our model with its ImageNet weights: from the cache, else downloaded once (if allowed)."""
-    info = pretrained(name)
-    path = expected_file(name)
-    if not path.is_file():
+def sha256_of(path: Path) -> str:
+    """The SHA-256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def download_url(name: str, url_base: str | None = None) -> str:
+    """Where the official file of ``name`` is fetched: its published URL, or the same file name under
+    ``url_base`` (or ``$CNN_EXPLORER_WEIGHTS_URL``), a mirror that serves the official names."""
+    info = _require(name)
+    base = url_base or os.environ.get(URL_BASE_VARIABLE)
+    return f"{base.rstrip('/')}/{info.file_name}" if base else info.url
+
+
+def fetch(name: str, progress: ProgressCallback | None = None, url_base: str | None = None,
+             timeout: float = 30.0) -> Installed:
+    """Fetch the official file of ``name`` into the cache: streamed to a temporary file beside it, its SHA-256
+    checked against the hash in its name and its tensors against the architecture, then renamed into place.
+
+    Any failure (offline, interrupted, wrong hash, wrong content) is a WeightsError and leaves no file behind.
+    """
+    info = _require(name)
+    target = expected_file(name)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    url = download_url(name, url_base)
+    handle, temporary_name = tempfile.mkstemp(prefix=f".{info.file_name}.", suffix=".partial", dir=target.parent)
+    temporary = Path(temporary_name)
+    try:
+        digest = hashlib.sha256()
+        received = 0
+        with os.fdopen(handle, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310
+            announced = response.headers.get("Content-Length")
+            total = int(announced) if announced and announced.isdigit() else None
+            if total is not None and total > MAX_FILE_BYTES:
+                raise WeightsError(f"{url} announces {total:,} bytes, over the {MAX_FILE_BYTES:,}-byte limit.")
+            if progress:
+                progress(0, total)
+            while chunk := response.read(CHUNK_BYTES):
+                received += len(chunk)
+                if received > MAX_FILE_BYTES:
+                    raise WeightsError(f"{url} sent more than {MAX_FILE_BYTES:,} bytes; stopped.")
+                out.write(chunk)
+                digest.update(chunk)
+                if progress:
+                    progress(received, total)
+        if total is not None and received != total:
+            raise WeightsError(f"The download of {info.file_name} stopped at {received:,} of {total:,} bytes; "
+                               "nothing was kept. Try again.")
+        prefix = info.sha256_prefix
+        if prefix and not digest.hexdigest().startswith(prefix):
+            raise WeightsError(f"The file downloaded as {info.file_name} has SHA-256 {digest.hexdigest()[:16]}…, "
+                               f"not the published {prefix}…: refused, nothing was kept.")
+        check_fits(build_pretrained_shell(name), read_state_dict(temporary), info.file_name)
+        temporary.replace(target)
+    except WeightsError:
+        temporary.unlink(missing_ok=True)
+        raise
+    except urllib.error.HTTPError as error:
+        temporary.unlink(missing_ok=True)
+        raise WeightsUnavailableError(_missing_message(name, f"{url} answered {error.code} {error.reason}")) from None
+    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as error:  # offline, cut off
+        temporary.unlink(missing_ok=True)
+        reason = getattr(error, "reason", error)
+        raise WeightsUnavailableError(_missing_message(name, f"the download from {url} failed ({reason}); "
+                                                             "this machine may be offline")) from None
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    return Installed(name, target, official=True)
+
+
+def load_pretrained(name: str, download: bool = True,
+                    progress: ProgressCallback | None = None) -> tuple[nn.Module, Pretrained]:
+    """Our model with its ImageNet weights: the official file, else a supplied one, else downloaded (if allowed)."""
+    info = _require(name)
+    found = installed(name)
+    if found is None:
         if not download:
-            raise WeightsUnavailableError(_missing_message(name, path, "downloads are off"))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(path.name + ".partial")
-        try:
-            torch.hub.download_url_to_file(info.url, str(partial), progress=progress)
-            partial.replace(path)
-        except (urllib.error.URLError, OSError, RuntimeError) as error:
-            partial.unlink(missing_ok=True)
-            raise WeightsUnavailableError(_missing_message(name, path, f"the download failed: {error}")) from None
+            raise WeightsUnavailableError(_missing_message(name, "downloads are off"))
+        found = fetch(name, progress)
     model = build_pretrained_shell(name)
-    state = read_state_dict(path)
-    check_fits(model, state, path.name)
+    state = read_state_dict(found.path)
+    check_fits(model, state, found.path.name)
     model.load_state_dict(state)
     return model.eval(), info
 
 
-def _missing_message(name: str, path: Path, why: str) -> str:
+def _missing_message(name: str, why: str) -> str:
     return (f"The ImageNet weights of {models.spec(name).display_name} are not on this machine and {why}. "
-            f"Expected file: {path.name} in {path.parent}. Put it there, or supply it as a .safetensors or "
-            ".pth file; it is checked against the architecture before use.")
+            f"Put the file {_require(name).file_name} in {cache_dir_label()}, or upload it (or a .safetensors "
+            "file) on this page; it is checked against the architecture before use.")
 
 
-def install(name: str, supplied: Path) -> Path:
-    """Check a user-supplied weights file against ``name`` and store it in the cache under its canonical name.
+def _atomic_copy(source: Path, target: Path) -> None:
+    handle, temporary_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
+    os.close(handle)
+    temporary = Path(temporary_name)
+    try:
+        shutil.copyfile(source, temporary)
+        temporary.replace(target)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
 
-    A .pth is copied as is; a .safetensors file is converted (the cache holds what torchvision expects).
-    Returns the cache path. Nothing in the cache is touched unless the file fits.
+
+def install(name: str, supplied: Path, uploaded_as: str | None = None) -> Installed:
+    """Check a user-supplied weights file against ``name`` and store it in the cache.
+
+    A ``.pth`` whose SHA-256 matches the published hash is the official file and takes the canonical name.
+    Anything else is stored as ``<name>-supplied-<sha256[:16]>.safetensors`` with a sidecar (its hash and the
+    name it was uploaded as), so it can never pass for the official file. Nothing in the cache is touched
+    unless the file fits.
     """
-    target = expected_file(name)
+    info = _require(name)
+    supplied = Path(supplied)
     state = read_state_dict(supplied)
-    check_fits(build_pretrained_shell(name), state, Path(supplied).name)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(target.name + ".partial")
-    if Path(supplied).suffix == ".safetensors":
-        torch.save(state, partial)
-    else:
-        shutil.copyfile(supplied, partial)
-    partial.replace(target)
-    return target
+    check_fits(build_pretrained_shell(name), state, uploaded_as or supplied.name)
+    digest = sha256_of(supplied)
+    folder = cache_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    if supplied.suffix in (".pth", ".pt") and info.sha256_prefix and digest.startswith(info.sha256_prefix):
+        _atomic_copy(supplied, expected_file(name))
+        return Installed(name, expected_file(name), official=True)
+    target = folder / f"{name}-supplied-{digest[:16]}.safetensors"
+    handle, temporary_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=folder)
+    os.close(handle)
+    temporary = Path(temporary_name)
+    try:
+        save_file({key: tensor.contiguous() for key, tensor in state.items()}, str(temporary))
+        _sidecar(target).write_text(json.dumps({"model": name, "sha256": digest, "source": "upload",
+                                                "uploaded_as": uploaded_as or supplied.name}))
+        temporary.replace(target)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    return Installed(name, target, official=False, sha256=digest, uploaded_as=uploaded_as or supplied.name)

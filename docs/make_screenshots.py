@@ -13,7 +13,16 @@ sys.path.insert(0, str(ROOT))
 
 from playwright.sync_api import sync_playwright  # noqa: E402
 
-from tests.browser import CHROMIUM_FLAGS, chromium_path, running_app, wait_until_idle  # noqa: E402
+from tests.browser import (  # noqa: E402
+    CHROMIUM_FLAGS,
+    chromium_path,
+    open_page,
+    rerun,
+    running_app,
+    wait_until_drawn,
+    wait_until_idle,
+    watch_script_runs,
+)
 
 SHOTS = [  # file name, path, tab to open (or None), window height
     ("home", "/", None, 1600),
@@ -37,6 +46,7 @@ STROKES = [(210, 60), (190, 110), (160, 170), (140, 230)]  # a 7, drawn from (70
 
 def draw_seven(page) -> None:
     """Draw a 7 on the first drawing pad of the page."""
+    page.locator("canvas").first.wait_for(state="visible")
     box = page.locator("canvas").first.bounding_box()
     page.mouse.move(box["x"] + 70, box["y"] + 60)
     page.mouse.down()
@@ -46,10 +56,10 @@ def draw_seven(page) -> None:
 
 
 def element_shot(page, selector: str, path: Path) -> None:
-    """A screenshot of one element (scrolled into view)."""
+    """A screenshot of one element, once its charts have drawn."""
     element = page.locator(selector).first
     element.scroll_into_view_if_needed()
-    page.wait_for_timeout(800)
+    wait_until_drawn(page)
     element.screenshot(path=str(path))
     print("wrote", path)
 
@@ -59,59 +69,55 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     with running_app() as url, sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_FLAGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1600})
+        context = browser.new_context(viewport={"width": 1400, "height": 1600})
+        watch_script_runs(context)  # every wait below is on a condition, never a pause
+        page = context.new_page()
         for name, path, tab, height in SHOTS:
             page.set_viewport_size({"width": 1400, "height": height})
-            page.goto(url + path)
-            wait_until_idle(page)
+            open_page(page, url + path)
             if tab:
                 page.get_by_role("tab", name=tab).click()
-                page.wait_for_timeout(1500)
-            page.wait_for_timeout(1000)
+                page.get_by_role("tabpanel", name=tab).wait_for(state="visible")
+            wait_until_drawn(page)
             page.screenshot(path=str(out / f"{name}.png"))
             print("wrote", out / f"{name}.png")
         page.set_viewport_size({"width": 1400, "height": 1600})
-        page.goto(url + "/training")
-        wait_until_idle(page)
+        open_page(page, url + "/training")
         page.get_by_role("button", name="Start training").click()
-        page.get_by_text("Test accuracy").wait_for(timeout=480_000)
+        page.get_by_text("Test accuracy").wait_for(timeout=900_000)
         wait_until_idle(page)
-        page.wait_for_timeout(1500)
+        wait_until_drawn(page)
         page.set_viewport_size({"width": 1400, "height": 2300})
         page.screenshot(path=str(out / f"{TRAINING}.png"))
         print("wrote", out / f"{TRAINING}.png")
         page.set_viewport_size({"width": 1400, "height": 1900})
-        page.goto(url + "/classify")
-        wait_until_idle(page)
-        page.get_by_text("Draw a digit").click()  # the LeNet-5 just trained reads a drawn 7
-        wait_until_idle(page)
+        open_page(page, url + "/classify")
+        with rerun(page):
+            page.get_by_text("Draw a digit").click()  # the LeNet-5 just trained reads a drawn 7
         draw_seven(page)
         page.get_by_text("Top predictions").wait_for(timeout=60_000)
-        wait_until_idle(page)
-        page.wait_for_timeout(1500)
+        wait_until_idle(page, after=0)
+        wait_until_drawn(page)
         page.screenshot(path=str(out / f"{CLASSIFY}.png"))
         print("wrote", out / f"{CLASSIFY}.png")
         element_shot(page, ".st-key-classify-gradcam", out / "classify-gradcam.png")
-        page.get_by_text("Sample photos").click()  # a 451×300 photo: each step to scale
-        wait_until_idle(page)
-        page.wait_for_timeout(1500)
+        with rerun(page):
+            page.get_by_text("Sample photos").click()  # a 451×300 photo: each step to scale
         element_shot(page, ".st-key-classify-steps", out / "classify-preprocessing.png")
         page.set_viewport_size({"width": 1400, "height": 3600})
-        page.goto(url + "/inside")
-        wait_until_idle(page)
-        page.get_by_text("Draw a digit").click()
-        wait_until_idle(page)
+        open_page(page, url + "/inside")
+        with rerun(page):
+            page.get_by_text("Draw a digit").click()
         draw_seven(page)
         page.get_by_text("A convolution, computed by hand").wait_for(timeout=60_000)
-        wait_until_idle(page)
-        page.wait_for_timeout(2500)
+        wait_until_idle(page, after=0)
+        wait_until_drawn(page)
         page.screenshot(path=str(out / "inside.png"))
         print("wrote", out / "inside.png")
         page.set_viewport_size({"width": 1280, "height": 720})
         for name, path in PRESENTER:
-            page.goto(url + path)
-            wait_until_idle(page)
-            page.wait_for_timeout(2000)
+            open_page(page, url + path)
+            wait_until_drawn(page)
             page.screenshot(path=str(out / f"{name}.png"))
             print("wrote", out / f"{name}.png")
         browser.close()

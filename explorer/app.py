@@ -11,7 +11,7 @@ if str(ROOT) not in sys.path:  # `streamlit run` puts only explorer/ on the path
 
 import streamlit as st  # noqa: E402
 
-from explorer import presenter, services  # noqa: E402
+from explorer import presenter, services, widgets  # noqa: E402
 
 st.set_page_config(page_title="CNN Architecture Explorer", page_icon="🧠", layout="wide")
 
@@ -29,4 +29,5 @@ navigation = st.navigation(PAGES)
 presenter.switch()  # every page follows presenter mode (the sidebar switch, or ?present=1)
 with st.sidebar:
     st.caption(f"Device: {services.device_name()}")
-navigation.run()
+with widgets.unexpected_errors_logged():  # a short message with an id on the page; the traceback in the server log
+    navigation.run()

@@ -40,9 +40,10 @@ def pick_images(model: classifiers.Classifier, prefix: str, several: bool = Fals
     elif source == "Upload":
         uploads = st.file_uploader("Images" if several else "Image", type=list(services.IMAGE_EXTENSIONS),
                                    accept_multiple_files=several, key=f"{prefix}-upload",
-                                   help="GIFs use their first frame.")
+                                   help="GIFs use their first frame.", max_upload_size=widgets.IMAGE_UPLOAD_MB)
         files = uploads if isinstance(uploads, list) else [uploads] if uploads is not None else []
-        inputs = [(upload.name, upload.getvalue()) for upload in files]
+        inputs = [(upload.name, upload.getvalue()) for upload in files
+                  if widgets.within_limit(upload, widgets.IMAGE_UPLOAD_MB)]
     elif source == "Camera":
         shot = st.camera_input("Take a photo", key=f"{prefix}-camera")
         if shot is not None:
@@ -83,13 +84,16 @@ def inspect(model: classifiers.Classifier, name: str, payload: bytes) -> None:
 
     prediction = services.predict(model, prepared.tensor)
     left, right = st.columns([2, 1])
-    chart = go.Figure(go.Bar(x=[p for _, p in prediction.top][::-1], y=[c for c, _ in prediction.top][::-1],
+    chart = go.Figure(go.Bar(x=[p for _, p in prediction.top][::-1],
+                             y=[widgets.chart_literal(c) for c, _ in prediction.top][::-1],
                              orientation="h", marker_color="#4a6fa5", text=[f"{p:.1%}" for _, p in prediction.top][::-1]))
     chart.update_layout(title="Top predictions", xaxis=dict(range=[0, 1], tickformat=".0%"),
                         margin=dict(t=40, l=10), yaxis=dict(type="category"))
     left.plotly_chart(presenter.figure(chart, height=300), width="stretch", key="classify-topk")
     right.metric("Prediction", prediction.top[0][0], help=f"probability {prediction.top[0][1]:.1%}")
-    right.metric("Inference latency", f"{prediction.latency_ms:.1f} ms", help=f"One image, on {services.device_name()}")
+    timed = services.classifier_latency(model.key)
+    right.metric("Inference latency", f"{timed['median ms']:.1f} ms",
+                 help=f"Batch of 1: {timed['rule']}. The Compare page measures the same way.")
 
     layers = services.conv_layers(model)
     grad_cam(model, prepared, prediction.top[0][0], layers)
@@ -145,14 +149,15 @@ def steps_to_scale(steps: list) -> None:
         for column, i, slot in zip(columns, row, weights, strict=False):
             step = shown[i]
             column.image(_at_scale(step.image, slot), width="stretch")
-            column.caption(f"**{step.name}** · {step.image.width}×{step.image.height} px  \n{step.detail}")
+            column.caption(f"**{step.name}** · {step.image.width}×{step.image.height} px  \n"
+                           f"{widgets.literal(step.detail)}")
     st.caption("Drawn to scale: each picture's width is its true width in pixels relative to the others.")
 
 
 def grad_cam(model: classifiers.Classifier, prepared, label: str, layers: list[str]) -> None:
     """Grad-CAM of the top class: the image, the heat map with its colour scale, and the overlay side by side,
     with the layer, the colour map and the overlay's opacity to choose (all kept in the URL)."""
-    st.subheader(f"Grad-CAM for “{label}”: where the evidence is")
+    st.subheader(f"Grad-CAM for “{widgets.literal(label)}”: where the evidence is")
     default = services.default_cam_layer(model.key)
     left, middle, right = st.columns([2, 1, 2])
     layer = left.selectbox("Layer", layers, index=layers.index(default), key="classify-cam-layer",
@@ -194,7 +199,8 @@ def batch_table(model: classifiers.Classifier, inputs: list[tuple[str, bytes]]) 
             rows.append({"image": name, "prediction": prediction.top[0][0], "probability": prediction.top[0][1],
                          "problem": ""})
         except ExplorerError as error:
-            rows.append({"image": name, "prediction": "", "probability": None, "problem": str(error)})
+            rows.append({"image": name, "prediction": "", "probability": None,
+                         "problem": services.public_text(str(error))})
     st.dataframe(pd.DataFrame(rows), hide_index=True,
                  column_config={"probability": st.column_config.ProgressColumn(format="percent", min_value=0,
                                                                                 max_value=1)})
@@ -203,18 +209,18 @@ def batch_table(model: classifiers.Classifier, inputs: list[tuple[str, bytes]]) 
 def all_models(choices: list[classifiers.Choice], name: str, payload: bytes) -> None:
     """One image through every available model, side by side, with top-5 and latency."""
     st.subheader("All models")
-    if not st.button(f"Run {name} through all {len(choices)} models", key="classify-all"):
+    if not st.button(f"Run {widgets.literal(name)} through all {len(choices)} models", key="classify-all"):
         return
     columns = st.columns(min(len(choices), 4))
     for i, choice in enumerate(choices):
         column = columns[i % len(columns)]
-        column.markdown(f"**{choice.label}**")
+        column.markdown(f"**{widgets.literal(choice.label)}**")
         try:
             model = services.classifier(choice.key)
             prediction = services.predict(model, services.read_image(model, name, payload).tensor)
         except ExplorerError as error:
-            column.caption(str(error))
+            column.caption(widgets.literal(services.public_text(str(error))))
             continue
         column.dataframe(pd.DataFrame(prediction.top, columns=["class", "probability"]), hide_index=True,
                          column_config={"probability": st.column_config.NumberColumn(format="percent")})
-        column.caption(f"{prediction.latency_ms:.1f} ms")
+        column.caption(f"{services.classifier_latency(choice.key)['median ms']:.1f} ms per image (median)")

@@ -11,13 +11,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
+import math
 import os
-import shutil
 import tempfile
 import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import streamlit as st
 import torch
@@ -114,12 +114,19 @@ def traits(name: str) -> structure.Traits:
     return structure.traits(name)
 
 
+def _latency_row(result: latency.Latency) -> dict[str, Any]:
+    return {"model": result.name, "batch": result.batch_size, "median ms": round(result.median_ms, 2),
+            "images/s": round(result.images_per_second, 1), "device": result.device, "rule": result.rule}
+
+
+LATENCY_RULE = (f"median of {latency.REPEATS} timed passes after {latency.WARMUP} warm-up passes, "
+                "bfloat16 and channels_last on CUDA")
+
+
 @st.cache_data(show_spinner=False, max_entries=256)
 def measure_latency(name: str, batch_size: int, device_type: str) -> dict[str, Any]:
-    """Forward latency of ``name`` at ``batch_size`` on ``device_type``; cached per server."""
-    result = latency.measure(name, batch_size, torch.device(device_type), repeats=3, warmup=1)
-    return {"model": name, "batch": batch_size, "device": device_type,
-            "median ms": round(result.median_ms, 2), "images/s": round(result.images_per_second, 1)}
+    """Forward latency of ``name`` at ``batch_size`` on ``device_type`` (the app's one rule); cached per server."""
+    return _latency_row(latency.measure(name, batch_size, torch.device(device_type)))
 
 
 # Training ----------------------------------------------------------------------------------------
@@ -173,14 +180,64 @@ def folders_root() -> Path:
     return root
 
 
+def uploads_root() -> Path:
+    """Where uploaded zips are extracted, one folder per content."""
+    return state_dir() / "uploads"
+
+
+def _places() -> list[tuple[Path, str]]:
+    """Server folders and the names messages use for them instead (longest first)."""
+    places = [(folders_root(), "server folders"), (uploads_root(), "uploads"), (state_dir().resolve(), "state folder"),
+              (state_dir(), "state folder"), (Path(torch.hub.get_dir()), "weights cache")]
+    return sorted(places, key=lambda place: -len(str(place[0])))
+
+
+def public_path(path: Path | str) -> str:
+    """A server path as a user may see it: relative to the state folder, the server folders or the weights cache
+    (``uploads/3fa4…/cats``), never absolute; just the name when it is anywhere else."""
+    path = Path(path)
+    for root, label in _places():
+        if path == root:
+            return label
+        if path.is_relative_to(root):
+            return f"{label}/{path.relative_to(root).as_posix()}"
+    return path.name
+
+
+def public_text(text: str) -> str:
+    """``text`` with every absolute server path it names replaced by :func:`public_path`'s form."""
+    for root, label in _places():
+        text = text.replace(str(root) + os.sep, label + "/").replace(str(root), label)
+    return text
+
+
+def dataset_label(name: str) -> str:
+    """A data-set name as users see it: ``folder:uploads/…`` rather than an absolute path."""
+    if name.startswith(data.FOLDER_PREFIX):
+        return data.FOLDER_PREFIX + public_path(name.removeprefix(data.FOLDER_PREFIX))
+    return name
+
+
+MAX_FOLDER_TEXT = 1024  # characters typed into the server-folder box
+
+
 def folder_dataset(path_text: str) -> str:
-    """``folder:PATH`` for a folder under :func:`folders_root`, checked to hold an image data set."""
+    """``folder:PATH`` for a folder under :func:`folders_root`, checked to hold an image data set. NUL bytes,
+    over-long names and paths (or links) that lead out of the root are refused."""
     root = folders_root()
-    path = (root / path_text).resolve()
+    if "\0" in path_text:
+        raise ExplorerError("A folder name cannot contain a NUL byte.")
+    if len(path_text) > MAX_FOLDER_TEXT or any(len(part.encode()) > 255 for part in Path(path_text).parts):
+        raise ExplorerError(f"That folder name is too long (at most {MAX_FOLDER_TEXT} characters, 255 bytes a part).")
+    try:
+        path = (root / path_text).resolve()
+    except (OSError, RuntimeError, ValueError):  # a link loop, an unreadable component
+        raise ExplorerError("That folder cannot be opened.") from None
     if not path.is_relative_to(root):
-        raise ExplorerError(f"Folders must be inside {root}.")
-    data.image_folder(path)
-    return data.FOLDER_PREFIX + str(path)
+        raise ExplorerError("Folders must be inside the server folders (links that lead out of them are refused).")
+    name = data.FOLDER_PREFIX + str(path)
+    data.load(name)  # scanned and verified once, then cached
+    return name
 
 
 @dataclasses.dataclass(frozen=True)
@@ -191,36 +248,87 @@ class ExtractedZip:
     skipped: int
 
 
-def zip_dataset(payload: bytes) -> ExtractedZip:
-    """Extract an uploaded zip safely (once per content) and check its class folders."""
-    digest = hashlib.sha1(payload).hexdigest()[:16]
-    target = state_dir() / "uploads" / digest
-    skipped = 0
-    if not target.exists():
-        partial = target.with_name(digest + ".partial")
-        shutil.rmtree(partial, ignore_errors=True)
-        extracted = archives.extract_zip(io.BytesIO(payload), partial)
-        partial.replace(target)
-        skipped = extracted.skipped
-    root = archives.class_root(target)
-    data.image_folder(root)
-    return ExtractedZip(data.FOLDER_PREFIX + str(root), skipped)
+UPLOADS_MAX_BYTES = int(float(os.environ.get("CNN_EXPLORER_UPLOADS_MB", "2048")) * 2**20)
 
 
-def weights_status(name: str) -> tuple[bool, str]:
-    """(cached?, the file expected) for a model's ImageNet weights."""
-    return weights.is_cached(name), str(weights.expected_file(name))
+def zip_dataset(upload: bytes | IO[bytes]) -> ExtractedZip:
+    """Extract an uploaded zip (its bytes, or a seekable file such as Streamlit's UploadedFile: no copy is made)
+    safely, once per content (two sessions at once both succeed), check its class folders, and keep the uploads
+    folder under its cap (least recently used first, never one a run uses)."""
+    source = io.BytesIO(upload) if isinstance(upload, bytes) else upload
+    source.seek(0)
+    digest = hashlib.file_digest(source, "sha256").hexdigest()[:20]  # type: ignore[arg-type]
+    source.seek(0)
+    target = uploads_root() / digest
+    if target.is_dir():
+        os.utime(target)  # recently used: pruned last
+        root, skipped = archives.class_root(target), 0
+    else:
+        extracted = archives.extract_zip(source, target)
+        root, skipped = extracted.root, extracted.skipped
+        prune_uploads(keep={target})
+    name = data.FOLDER_PREFIX + str(root)
+    data.load(name)  # scanned and verified once, then cached
+    return ExtractedZip(name, skipped)
 
 
-def install_weights(name: str, file_name: str, payload: bytes) -> Path:
-    """Check an uploaded weights file against the architecture and put it in the cache; where it went."""
+def prune_uploads(keep: set[Path] = frozenset()) -> list[Path]:  # type: ignore[assignment]
+    """Remove extracted uploads beyond the cap, least recently used first; never one a stored run names as its
+    data set (it may be training, or be trained again)."""
+    used = {Path(run["dataset"].removeprefix(data.FOLDER_PREFIX)) for run in run_store().runs(limit=1_000_000)
+            if str(run.get("dataset") or "").startswith(data.FOLDER_PREFIX)}
+    return archives.prune(uploads_root(), UPLOADS_MAX_BYTES, keep=set(keep) | used)
+
+
+# ImageNet weights: the official files, downloads and uploads -----------------------------------------
+
+WEIGHTS_UPLOAD_MB = math.ceil(weights.largest_file_mb()) + 1  # VGG-19's 548 MiB file fits; server.maxUploadSize ≥ it
+WEIGHTS_SUFFIXES = (".safetensors", ".pth", ".pt")
+weights_info = weights.pretrained
+installed_weights = weights.installed
+weights_folder = weights.cache_dir_label
+_DOWNLOAD_LOCK = threading.Lock()  # one download at a time: a second session waits, then finds the file here
+
+
+def weights_overview() -> list[dict[str, Any]]:
+    """Every model with ImageNet weights: its official file, size, and whether (and how) it is on this machine."""
+    rows = []
+    for name in weights.names_with_weights():
+        info, found = weights.pretrained(name), weights.installed(name)
+        rows.append({"model": models.spec(name).display_name, "file": info.file_name, "size MB": round(info.size_mb, 1),
+                     "on this machine": "✓ official file" if found and found.official
+                     else (f"✓ {found.provenance}" if found else "—"),
+                     "ImageNet top-1 %": info.top1, "from": info.source})
+    return rows
+
+
+def check_upload_size(size: int, limit_mb: int) -> None:
+    """The per-widget upload limit, enforced here: the server itself enforces only ``server.maxUploadSize``."""
+    if size > limit_mb * 1024 * 1024:
+        raise ExplorerError(f"The file is {size / 2**20:,.0f} MiB; this upload takes at most {limit_mb} MiB.")
+
+
+def download_weights(name: str, report: Any = None) -> weights.Installed:
+    """Download the official ImageNet weights of ``name`` into the cache (``report(done, total)`` as it goes)."""
+    with _DOWNLOAD_LOCK:
+        found = weights.installed(name)
+        installed = found if found is not None and found.official else weights.fetch(name, report)
+    classifier.clear()  # a model loaded before from other weights must not stay in the cache
+    return installed
+
+
+def install_weights(name: str, file_name: str, payload: bytes) -> weights.Installed:
+    """Check an uploaded weights file against the architecture and put it in the cache; how it was installed."""
+    check_upload_size(len(payload), WEIGHTS_UPLOAD_MB)
     suffix = Path(file_name).suffix.lower()
-    if suffix not in (".safetensors", ".pth", ".pt"):
+    if suffix not in WEIGHTS_SUFFIXES:
         raise weights.WeightsError("Weights must be a .safetensors file, or a .pth of plain tensors.")
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / f"upload{suffix}"
         path.write_bytes(payload)
-        return weights.install(name, path)
+        installed = weights.install(name, path, uploaded_as=Path(file_name).name[:120])
+    classifier.clear()
+    return installed
 
 
 @st.cache_data(show_spinner=False)
@@ -232,7 +340,7 @@ def backbone_blocks(arch: str) -> list[str]:
 
 
 @st.cache_data(show_spinner=False)
-def trainable_counts(arch: str, num_classes: int, strategy: str, unfreeze_last: int) -> tuple[int, int]:
+def trainable_counts(arch: str, num_classes: int, strategy: transfer.Strategy, unfreeze_last: int) -> tuple[int, int]:
     """(trainable, total) parameters of the transfer model for a strategy, counted on the meta device."""
     with torch.device("meta"):
         model = transfer.build(arch, num_classes)
@@ -240,7 +348,7 @@ def trainable_counts(arch: str, num_classes: int, strategy: str, unfreeze_last: 
     return trainable, sum(p.numel() for p in model.parameters())
 
 
-def transfer_config(arch: str, dataset: str, strategy: str, pretrained: bool, unfreeze_last: int, epochs: int,
+def transfer_config(arch: str, dataset: str, strategy: transfer.Strategy, pretrained: bool, unfreeze_last: int, epochs: int,
                     lr: float, batch_size: int, augment: bool) -> training.TrainConfig:
     """The notes' recipe (Adam, no weight decay) for a transfer run, validated."""
     return training.TrainConfig(arch=arch, dataset=dataset, strategy=strategy, pretrained=pretrained,
@@ -248,7 +356,7 @@ def transfer_config(arch: str, dataset: str, strategy: str, pretrained: bool, un
                               optimizer="adam", weight_decay=0.0, augment=augment).validate()
 
 
-def with_strategy(config: training.TrainConfig, strategy: str) -> training.TrainConfig:
+def with_strategy(config: training.TrainConfig, strategy: transfer.Strategy) -> training.TrainConfig:
     """The same run with another strategy and that strategy's learning rate from the notes."""
     return dataclasses.replace(config, strategy=strategy, lr=transfer.STRATEGIES[strategy])
 
@@ -286,18 +394,32 @@ def classifier_choices() -> list[classifiers.Choice]:
     return classifiers.choices(run_store())
 
 
+def best_classifier(choices: list[classifiers.Choice]) -> str | None:
+    """The choice Classify opens on: the best cached ImageNet model, else the most accurate finished run."""
+    return classifiers.best_choice(choices, run_store())
+
+
 @st.cache_resource(show_spinner="Loading the model…", max_entries=8)
 def classifier(key: str) -> classifiers.Classifier:
     """A loaded classifier on the server's device, shared by all sessions (inference only; never trained here)."""
     return classifiers.load(key, run_store(), device())
 
 
-_MODEL_LOCK = threading.Lock()  # every forward pass on a shared model: hooks and grad mode are per model
+# One lock per shared model: every forward pass on it (predict, Grad-CAM, feature maps) holds it, because a hook
+# that one session registers for Grad-CAM would otherwise fire inside another session's pass on the same modules.
+_MODEL_LOCKS: dict[str, threading.Lock] = {}
+_MODEL_LOCKS_GUARD = threading.Lock()
+
+
+def model_lock(key: str) -> threading.Lock:
+    """The lock of the shared classifier ``key`` (the same lock for as long as the server runs)."""
+    with _MODEL_LOCKS_GUARD:
+        return _MODEL_LOCKS.setdefault(key, threading.Lock())
 
 
 @contextmanager
-def _using_shared_model():
-    with _MODEL_LOCK:
+def _using_shared_model(model: classifiers.Classifier):
+    with model_lock(model.key):
         yield
 
 
@@ -312,21 +434,31 @@ def read_image(model: classifiers.Classifier, name: str, payload: bytes, convent
     return prepared
 
 
+@st.cache_data(show_spinner="Timing the model…", max_entries=64)
+def classifier_latency(key: str, batch_size: int = 1) -> dict[str, Any]:
+    """Forward latency of a shared classifier at its input size: the same rule (and function) as Compare's."""
+    model = classifier(key)
+    with _using_shared_model(model):
+        result = latency.measure_model(model.model, key, (model.channels, model.crop, model.crop), batch_size,
+                                       device())
+    return _latency_row(result)
+
+
 def predict(model: classifiers.Classifier, x: torch.Tensor) -> explain.Prediction:
     """Top-k classes of a shared model for one preprocessed image."""
-    with _using_shared_model():
+    with _using_shared_model(model):
         return explain.predict(model.model, x, model.classes)
 
 
 def grad_cam(model: classifiers.Classifier, x: torch.Tensor, layer: str) -> torch.Tensor:
     """Grad-CAM of the top class on a shared model."""
-    with _using_shared_model():
+    with _using_shared_model(model):
         return explain.grad_cam(model.model, x, layer)
 
 
 def feature_maps(model: classifiers.Classifier, x: torch.Tensor, layer: str) -> torch.Tensor:
     """Feature maps of a layer of a shared model."""
-    with _using_shared_model():
+    with _using_shared_model(model):
         return explain.feature_maps(model.model, x, layer)
 
 
@@ -368,7 +500,7 @@ def default_cam_layer(key: str) -> str:
     """The last convolution with a spatial map of classifier ``key`` (found once: it depends only on the model
     and its input size, not on the image)."""
     model = classifier(key)
-    with _using_shared_model():
+    with _using_shared_model(model):
         return explain.default_cam_layer(model.model, torch.zeros(1, model.channels, model.crop, model.crop))
 
 

@@ -23,6 +23,17 @@ def _duration(seconds: float) -> str:
     return f"{minutes} min {seconds:02d} s" if minutes else f"{seconds} s"
 
 
+def _rate_axis(figure: go.Figure, rates: list[float]) -> None:
+    """A constant rate is said in words (a flat line on an axis labelled "0" reads as zero); one that varies
+    gets a log axis, where schedules over decades stay readable."""
+    if max(rates) == min(rates):
+        figure.update_yaxes(showticklabels=False, row=1, col=3)
+        figure.add_annotation(text=f"constant {rates[0]:g}", xref="x3 domain", yref="y3 domain", x=0.5, y=0.6,
+                              showarrow=False, font=dict(size=14))
+    elif min(rates) > 0:
+        figure.update_yaxes(type="log", exponentformat="power", row=1, col=3)
+
+
 def curves(steps: list[dict[str, float]], epochs: list[dict[str, float]], steps_per_epoch: float) -> go.Figure:
     """Loss, accuracy and learning rate: per batch (train) and per epoch (train and validation)."""
     figure = make_subplots(rows=1, cols=3, subplot_titles=("Loss", "Accuracy", "Learning rate"))
@@ -34,6 +45,7 @@ def curves(steps: list[dict[str, float]], epochs: list[dict[str, float]], steps_
                                     line=dict(color="#9db4d6", width=1), showlegend=False), 1, 2)
         figure.add_trace(go.Scatter(x=x, y=[s["lr"] for s in steps], name="learning rate",
                                     line=dict(color="#c77d2e")), 1, 3)
+        _rate_axis(figure, [s["lr"] for s in steps])
     if epochs:
         x = [e["epoch"] for e in epochs]
         for key, name, colour, column in [("train_loss", "train", "#4a6fa5", 1), ("val_loss", "validation", "#c0392b", 1),
@@ -58,7 +70,8 @@ def follow(run_id: str) -> None:
         status = snapshot.status if snapshot else run["status"]
         config = run["config"]
         st.subheader(f"Run {run_id}")
-        st.caption(f"{components.display_name(config['arch'])} on {config['dataset']} · {config['optimizer']} "
+        st.caption(f"{components.display_name(config['arch'])} on "
+                   f"{widgets.literal(services.dataset_label(config['dataset']))} · {config['optimizer']} "
                    f"lr {config['lr']} · batch {config['batch_size']} · {config['epochs']} epochs · "
                    f"{run.get('device') or 'device pending'}")
         if snapshot and status in ACTIVE:
@@ -85,7 +98,7 @@ def _live(manager: Any, snapshot: Any, run_id: str) -> None:
         st.plotly_chart(curves(snapshot.steps, snapshot.epochs_done, steps_per_epoch), width="stretch",
                         key=f"live-{run_id}")
     for message in snapshot.messages:
-        st.info(message)
+        st.info(widgets.literal(services.public_text(message)))
     if st.button("Stop", key=f"stop-{run_id}", icon=":material/stop_circle:"):
         manager.stop(run_id)
         st.toast("Stopping after the current batch; what was learned is kept.")
@@ -98,11 +111,11 @@ def _finished(run: dict[str, Any], messages: list[str]) -> None:
     steps = store.metrics(run["id"], "step")
     message = run.get("message") or " ".join(messages)
     if status == "failed":
-        st.error(f"The run failed. {message or ''}", icon=":material/error:")
+        st.error(f"The run failed. {widgets.literal(services.public_text(message or ''))}", icon=":material/error:")
         if "digits" in (message or "") and run["config"]["dataset"] != "digits":
             st.caption("Choose the **digits** data set above: it is bundled and works offline.")
     elif message:
-        st.info(message)
+        st.info(widgets.literal(services.public_text(message)))
     if epochs:
         steps_per_epoch = max(e["step"] for e in epochs) / len(epochs)
         st.plotly_chart(curves(steps, epochs, steps_per_epoch), width="stretch", key=f"done-{run['id']}")
@@ -134,11 +147,12 @@ def _misclassified(run: dict[str, Any], test: dict[str, Any]) -> None:
     try:
         images = services.test_images(run["config"]["dataset"], wrong)
     except ExplorerError as error:
-        st.caption(f"The images cannot be shown: {error}")
+        st.caption(f"The images cannot be shown: {widgets.literal(services.public_text(str(error)))}")
         return
     columns = st.columns(12)
     for i, ((image, truth), predicted) in enumerate(zip(images, test["predicted"], strict=True)):
-        columns[i % 12].image(image, caption=f"{test['classes'][truth]} → {test['classes'][predicted]}", width=56)
+        caption = f"{widgets.literal(test['classes'][truth])} → {widgets.literal(test['classes'][predicted])}"
+        columns[i % 12].image(image, caption=caption, width=56)
 
 
 def _downloads(run: dict[str, Any]) -> None:
@@ -162,7 +176,8 @@ def history() -> None:
         st.caption("No runs yet. Start one above: LeNet-5 on the bundled digits takes a few seconds.")
         return
     table = pd.DataFrame([{
-        "run": r["id"], "model": components.display_name(r["arch"]), "data": r["dataset"], "status": r["status"],
+        "run": r["id"], "model": components.display_name(r["arch"]), "data": services.dataset_label(r["dataset"]),
+        "status": r["status"],
         "epochs": r["config"]["epochs"], "best val acc": r["best_val_acc"],
         "test acc": (r["test"] or {}).get("accuracy"), "time (s)": r["elapsed"],
     } for r in runs])

@@ -8,7 +8,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core import data
-from explorer import components, services
+from explorer import components, services, widgets
 
 PREVIEW = 8
 
@@ -17,7 +17,7 @@ def _grid(images, captions: list[str] | None = None) -> None:
     columns = st.columns(PREVIEW)
     for i, image in enumerate(images):
         columns[i % PREVIEW].image(image.permute(1, 2, 0).squeeze(-1).numpy(),
-                                   caption=captions[i] if captions else None, width="stretch")
+                                   caption=widgets.literal(captions[i]) if captions else None, width="stretch")
 
 
 def health_panel(dataset: data.InMemoryData | data.FolderData) -> None:
@@ -25,7 +25,7 @@ def health_panel(dataset: data.InMemoryData | data.FolderData) -> None:
     report = services.health(dataset)
     with st.expander(f"Data set health — {len(dataset.classes)} classes, "
                      f"{len(dataset.train) + len(dataset.val) + len(dataset.test):,} images", expanded=True):
-        counts = pd.DataFrame([{"class": name, "split": split, "images": n}
+        counts = pd.DataFrame([{"class": widgets.chart_literal(name), "split": split, "images": n}
                                for name, splits in report.per_class.items() for split, n in splits.items()])
         left, right = st.columns([2, 1])
         left.plotly_chart(px.bar(counts, x="class", y="images", color="split", barmode="stack", height=280),
@@ -33,7 +33,12 @@ def health_panel(dataset: data.InMemoryData | data.FolderData) -> None:
         sizes = sorted(report.sizes.items(), key=lambda item: -item[1])
         right.markdown("**Image sizes**  \n" + "  \n".join(f"{size}: {n:,}" for size, n in sizes[:6])
                        + (f"  \n… and {len(sizes) - 6} more" if len(sizes) > 6 else ""))
-        right.markdown(f"**Skipped files:** {report.skipped}")
+        right.markdown(f"**Skipped files:** {report.skipped} (hidden or not images)")
+        if report.rejected:
+            st.warning(f"{len(report.rejected)} image files failed the check and are left out of every split "
+                       "(training, validation, test and this preview):", icon=":material/warning:")
+            st.dataframe(pd.DataFrame(report.rejected, columns=["file", "problem"]), hide_index=True,
+                         key="health-rejected")  # cells are plain text: names show as they are
         if report.duplicates:
             st.warning(f"{report.duplicates} validation or test images are identical to training images: "
                        "accuracy on them overstates what the model learned.")

@@ -6,7 +6,11 @@ per-session choices that a slide can link to (the model, the followed run) live 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+import re
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TypeVar
 
 import streamlit as st
@@ -19,9 +23,61 @@ RUN_PARAM = "run"
 T = TypeVar("T")
 
 
+# Every ASCII punctuation character may be backslash-escaped in Markdown. These can start a link, an image,
+# emphasis, code, HTML or an entity, a table, LaTeX, an emoji or colour code (``:red[…]``), or a bare URL or e-mail
+# address that GitHub-flavoured Markdown would link (``https://``, ``www.``, ``a@b.c``) anywhere in a line; the
+# second set only at its start (a heading, a list, a rule).
+_MARKDOWN_ANYWHERE = re.compile(r"([\\`*_{}\[\]()<>!|~$&:@.])")
+_MARKDOWN_AT_START = "#-+"  # (a numbered list needs its dot, escaped above)
+# Streamlit links bare URLs and e-mail addresses, and turns ``:smile:``, ``:material/home:`` and ``:red[…]`` into
+# emoji, icons and colours, in the text *after* escapes are resolved (the browser test saw ``https\://x`` become a
+# link): an invisible WORD JOINER (U+2060) after every colon, inside ``www.`` and before ``@`` stops them all.
+_AUTOLINK = re.compile(r"(?i)(?<=:)|(?<=www)(?=\.)|(?=@)")
+
+
+def literal(text: object) -> str:
+    """``text`` escaped so that Markdown shows it exactly as it is: no link, image, formatting, HTML or emoji from
+    it. Use it on every string a user or a file controls (URL parameters, file, folder and class names, run names,
+    messages that quote them) before it goes into markdown, a caption, a message box or a widget label."""
+    unlinked = _AUTOLINK.sub("\u2060", " ".join(str(text).splitlines()))
+    escaped = _MARKDOWN_ANYWHERE.sub(r"\\\1", unlinked)
+    return "\\" + escaped if escaped[:1] and escaped[0] in _MARKDOWN_AT_START else escaped
+
+
+def chart_literal(text: object) -> str:
+    """``text`` for a Plotly label (axis ticks, bar names), which renders a little HTML (links, bold): its ``&``,
+    ``<`` and ``>`` as entities, so that it shows as it is."""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def show_error(error: Exception) -> None:
-    """A clear message on the page for a core error; never a traceback."""
-    st.error(str(error), icon=":material/error:")
+    """A clear message on the page for a core error, shown literally, with server paths made relative; never a
+    traceback."""
+    st.error(literal(services.public_text(str(error))), icon=":material/error:")
+
+
+_LOG = logging.getLogger("cnn_explorer")
+if not _LOG.handlers:  # Streamlit configures only its own loggers: make sure ours reaches the server's stderr
+    _handler = logging.StreamHandler()
+    _handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    _LOG.addHandler(_handler)
+    _LOG.setLevel(logging.INFO)
+
+
+@contextmanager
+def unexpected_errors_logged() -> Iterator[None]:
+    """Run a page: an ExplorerError that escaped it becomes its message; any other error a short message with an
+    id, its traceback in the server log under that id. Streamlit's own control flow (``st.stop``, ``st.rerun``,
+    page switches) is not an Exception and passes through."""
+    try:
+        yield
+    except ExplorerError as error:
+        show_error(error)
+    except Exception:  # noqa: BLE001 — the last line of defence: nothing raw reaches the browser
+        error_id = uuid.uuid4().hex[:8]
+        _LOG.exception("error %s", error_id)
+        st.error(f"Something went wrong on this page (error {error_id}). It has been logged under that id for the "
+                 "server's administrator; the rest of the app still works.", icon=":material/error:")
 
 
 def attempt(action: Callable[..., T], *args: object, **kwargs: object) -> T | None:
@@ -41,7 +97,7 @@ def url_model(default: str) -> str:
     try:
         return services.model_spec(requested).name
     except ExplorerError as error:
-        st.warning(f"The link asks for a model this app does not have. {error} Showing {default}.")
+        st.warning(f"The link asks for a model this app does not have. {literal(error)} Showing {default}.")
         return default
 
 
@@ -67,27 +123,40 @@ def url_run() -> str | None:
         services.run_store().run(run_id)
         return run_id
     except ExplorerError:
-        st.warning(f"The link names run {run_id!r}, which is not in this app's run store.")
+        st.warning(f"The link names run {literal(repr(run_id))}, which is not in this app's run store.")
         return None
 
 
-def zip_dataset(name: str, payload: bytes) -> str | None:
-    """An uploaded zip as a data-set name, saying what was skipped; None after saying why it was refused."""
-    extracted = attempt(services.zip_dataset, payload)
+# Per-uploader limits (MB). Streamlit's browser enforces ``max_upload_size``, its server only the global
+# ``server.maxUploadSize`` (which must be at least the largest of these): :func:`within_limit` checks again here.
+IMAGE_UPLOAD_MB = 25  # a 40-megapixel photo is about 20 MB as a JPEG
+ZIP_UPLOAD_MB = 200
+
+
+def within_limit(upload: object, limit_mb: int) -> bool:
+    """True if an uploaded file is within its uploader's limit; otherwise say so (the server's own check: the
+    browser's can be bypassed)."""
+    size = int(getattr(upload, "size", 0))
+    if size <= limit_mb * 2**20:
+        return True
+    name = getattr(upload, "name", "the file")
+    st.error(f"{literal(name)} is {size / 2**20:,.1f} MB, more than this uploader's limit of {limit_mb} MB.",
+             icon=":material/error:")
+    return False
+
+
+def zip_dataset(upload: object) -> str | None:
+    """An uploaded zip (a Streamlit UploadedFile) as a data-set name, saying what was skipped; None after saying why
+    it was refused."""
+    if not within_limit(upload, ZIP_UPLOAD_MB):
+        return None
+    extracted = attempt(services.zip_dataset, upload)
     if extracted is None:
         return None
     if extracted.skipped:
-        st.caption(f"{name}: {extracted.skipped} hidden, __MACOSX or non-image files were skipped.")
+        st.caption(f"{literal(getattr(upload, 'name', 'zip'))}: {extracted.skipped} hidden, __MACOSX or non-image "
+                   "files were skipped.")
     return extracted.dataset
-
-
-def install_weights(name: str, file_name: str, payload: bytes) -> bool:
-    """Check and install an uploaded weights file; say how it went."""
-    installed = attempt(services.install_weights, name, file_name, payload)
-    if installed is None:
-        return False
-    st.success(f"Checked and installed as {installed}.")
-    return True
 
 
 def preset_picker() -> str | None:

@@ -2,15 +2,18 @@
 
 import streamlit as st
 
-from explorer import classify_view, services, training_view, widgets
+from explorer import classify_view, services, training_view, weights_panel, widgets
 
 st.title("Classify")
 choices = services.classifier_choices()
 if not choices:
     st.info("No model can classify yet: this machine has no ImageNet weights and no finished training run. "
-            "Train LeNet-5 on the bundled digits (a few seconds), fine-tune a backbone on the Transfer-learning "
-            "page, or put torchvision's weights in the torch hub cache.", icon=":material/info:")
-    if st.button("Train LeNet-5 on digits now", type="primary", key="classify-train"):
+            "Get an ImageNet model below (one click online; offline, the file to place or upload), or train "
+            "LeNet-5 on the bundled digits in a few seconds.", icon=":material/info:")
+    if weights_panel.chooser(key="classify-weights"):
+        st.rerun()
+    st.markdown("**Or train a model here**: LeNet-5 on handwritten digits, then draw one.")
+    if st.button("Train LeNet-5 on digits now", key="classify-train"):
         run_id = widgets.attempt(services.submit, services.training_preset("Fast", arch="lenet5", dataset="digits"))
         if run_id:
             st.session_state["classify-run"] = run_id
@@ -21,7 +24,14 @@ if not choices:
     st.stop()
 
 labels = {choice.key: choice.label for choice in choices}
-key = st.selectbox("Model", list(labels), format_func=labels.get, key="classify-model")
+best = services.best_classifier(choices)
+key = st.selectbox("Model", list(labels), format_func=labels.get, key="classify-model",
+                   index=list(labels).index(best) if best in labels else 0,
+                   help="Opens on the best model here: the most accurate cached ImageNet model, else the finished "
+                        "run with the highest test accuracy.")
+with st.expander("ImageNet weights: which are here, and how to get the others"):
+    if weights_panel.chooser(key="classify-weights"):
+        st.rerun()
 model = widgets.attempt(services.classifier, key)
 if model is None:
     st.stop()

@@ -16,43 +16,31 @@ if not chosen:
 summaries = {name: summary for name in chosen if (summary := widgets.attempt(services.summary, name)) is not None}
 
 
-rows = []
-for name, summary in summaries.items():
-    spec, traits = services.model_spec(name), services.traits(name)
-    top1 = spec.published_top1()
-    rows.append({
-        "model": spec.display_name, "year": spec.year, "parameters": summary.total_params,
-        "MACs": summary.total_macs, "depth (weight layers)": summary.weight_layers,
-        "modules": summary.module_count, "input": f"{spec.input_size}×{spec.input_size}",
-        "kernels": ", ".join(traits.kernels) + (" depthwise" if traits.depthwise else ""),
-        "skip connections": traits.residual_blocks, "normalisation": ", ".join(traits.normalisation) or "none",
-        "dropout": "yes" if traits.dropout else "no",
-        "top-1 (published)": top1.value if top1 else None, "top-1 source": top1.source if top1 else "",
-        "receptive field": summary.receptive_field[0],
-    })
-table = pd.DataFrame(rows)
+table = pd.DataFrame(components.comparison_rows(summaries))
+shown = components.count_columns(table, ["parameters", "MACs"])
+shown["top-1 %"] = [f"{value:.1f}" if pd.notna(value) else "—" for value in table["top-1 %"]]
 st.subheader("Architecture comparison")
-st.dataframe(table, hide_index=True, column_config={
-    "parameters": st.column_config.NumberColumn(format="localized"),
-    "MACs": st.column_config.NumberColumn(format="localized", help=components.MACS_NOTE),
+st.dataframe(shown, hide_index=True, width="stretch",
+             height=components.table_height(len(table)), column_config={
+    "model": st.column_config.TextColumn(pinned=True),
+    "top-1 %": st.column_config.TextColumn(help="Published ImageNet top-1 accuracy (source in the last column)"),
+    "parameters": st.column_config.TextColumn(help="Exact counts in the CSV"),
+    "MACs": st.column_config.TextColumn(help=components.MACS_NOTE + " Exact counts in the CSV."),
     "skip connections": st.column_config.NumberColumn(help="Blocks with a residual connection"),
-    "top-1 (published)": st.column_config.NumberColumn(format="%.1f %%"),
+    "receptive field": st.column_config.NumberColumn(help="Input pixels (square) that one position of the last "
+                                                          "feature map sees"),
 })
+components.csv_button(table, "compare.csv", key="compare-csv")
 st.caption(components.MACS_NOTE + " Kernels are listed largest first; 1×7 and 7×1 are Inception's factorised 7×7.")
 
 st.subheader("Cost against accuracy")
-bubbles = table.dropna(subset=["top-1 (published)"])
+bubbles = table.dropna(subset=["top-1 %"])
 if bubbles.empty:
     st.caption("None of the chosen models has a published ImageNet accuracy.")
 else:
-    figure = px.scatter(bubbles, x="MACs", y="top-1 (published)", size="parameters", text="model",
-                        hover_data=["parameters", "top-1 source"], log_x=True, size_max=60,
-                        labels={"MACs": "MACs per image (log scale)", "top-1 (published)": "ImageNet top-1 (%)"})
-    figure.update_traces(textposition="top center")
-    figure.update_layout(height=480, margin=dict(t=20))
-    st.plotly_chart(figure, width="stretch")
+    st.plotly_chart(components.cost_accuracy_chart(bubbles), width="stretch")
     missing = sorted(set(table["model"]) - set(bubbles["model"]))
-    st.caption("Bubble area: parameters. Accuracies are published figures (source in the table's hover); "
+    st.caption("Bubble area: parameters. Accuracies are published figures (source in the table); "
                "the AlexNet point is the paper's one-network figure, since torchvision's AlexNet is a different variant."
                + (f" Not shown (no ImageNet accuracy): {', '.join(missing)}." if missing else ""))
 
@@ -61,18 +49,18 @@ by_kind = pd.DataFrame([
     {"model": services.model_spec(name).display_name, "kind": kind, "parameters": count}
     for name, summary in summaries.items() for kind, count in summary.params_by("kind").items() if count
 ])
-st.plotly_chart(px.bar(by_kind, x="model", y="parameters", color="kind", barmode="stack", height=420),
-                width="stretch")
+st.plotly_chart(components.counts_axis(px.bar(by_kind, x="model", y="parameters", color="kind", barmode="stack",
+                                             height=420)), width="stretch")
 stage_model = st.selectbox("Per stage, for", chosen, format_func=components.display_name,
                            index=chosen.index("resnet50") if "resnet50" in chosen else 0)
 by_stage = pd.DataFrame([
     {"stage": stage, "parameters": count} for stage, count in summaries[stage_model].params_by("stage").items()
 ])
-st.plotly_chart(px.bar(by_stage, x="stage", y="parameters", height=360), width="stretch")
+st.plotly_chart(components.counts_axis(px.bar(by_stage, x="stage", y="parameters", height=360)), width="stretch")
 
 st.subheader("Forward latency on this device")
-st.caption(f"Measured here, now, on {services.device_name()}: median of 3 timed passes after one warm-up, "
-           "random weights and inputs at each model's native size (bfloat16 and channels_last on CUDA).")
+st.caption(f"Measured here, now, on {services.device_name()}: {services.LATENCY_RULE}; random inputs at each "
+           "model's native size. The Classify page times its models by the same rule, so the two agree.")
 left, right = st.columns([3, 1])
 quick = [n for n in ("lenet5", "alexnet", "resnet18") if n in chosen]
 timed = left.multiselect("Models to time", chosen, default=quick,
@@ -90,6 +78,7 @@ if st.button("Measure latency", type="primary", disabled=not (timed and batches)
 if st.session_state.get("latency-results"):
     results = pd.DataFrame(st.session_state["latency-results"])
     results["model"] = results["model"].map(components.display_name)
-    st.dataframe(results, hide_index=True)
+    st.dataframe(results.drop(columns=["rule", "device"]), hide_index=True,
+                 height=components.table_height(len(results)))
     st.plotly_chart(px.bar(results, x="model", y="median ms", color=results["batch"].astype(str), barmode="group",
                            labels={"color": "batch"}, height=360), width="stretch")

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from explorer import components, services, training_view, transfer_view, widgets
+from explorer import components, services, training_view, transfer_view, weights_panel, widgets
 
 st.title("Transfer learning")
 st.markdown(
@@ -15,21 +15,13 @@ st.markdown(
 left, right = st.columns([1, 2])
 arch = left.selectbox("Backbone", services.names_with_weights(), index=services.names_with_weights().index("resnet18"),
                       format_func=components.display_name, key="transfer-arch")
-cached, expected = services.weights_status(arch)
 with right:
-    if cached:
-        st.success(f"ImageNet weights ready ({expected}).", icon=":material/check_circle:")
-        pretrained = True
-    else:
-        st.warning(f"The ImageNet weights of {components.display_name(arch)} are not on this machine. Online, "
-                   f"they are downloaded when training starts; offline, put `{expected.rsplit('/', 1)[-1]}` in "
-                   f"`{expected.rsplit('/', 1)[0]}` or upload the file here. Without them the backbone starts "
-                   "from random weights, which shows the mechanics but not the benefit.", icon=":material/warning:")
-        upload = st.file_uploader("Weights file", type=["safetensors", "pth", "pt"], key=f"weights-{arch}")
-        if upload is not None and widgets.install_weights(arch, upload.name, upload.getvalue()):
-            st.rerun()
-        pretrained = st.toggle("Download the ImageNet weights when training starts", value=False,
-                               key="transfer-download", help="Needs internet; off: random backbone weights.")
+    if weights_panel.panel(arch, key="transfer-weights"):
+        st.rerun()
+    pretrained = services.installed_weights(arch) is not None
+    if not pretrained:
+        st.caption("Without them the backbone starts from random weights, which shows the mechanics of transfer "
+                   "learning but not its benefit.")
 
 # 2. Data ---------------------------------------------------------------------------------------------
 st.subheader("Your images")
@@ -44,12 +36,14 @@ elif source.startswith("A preset"):
     dataset_name = widgets.preset_picker()
 elif source.startswith("Upload"):
     upload = st.file_uploader("Zip with one folder per class (e.g. rock/, paper/, scissors/)", type=["zip"],
-                              key="transfer-zip")
+                              key="transfer-zip", max_upload_size=widgets.ZIP_UPLOAD_MB)
     if upload is not None:
-        dataset_name = widgets.zip_dataset(upload.name, upload.getvalue())
+        dataset_name = widgets.zip_dataset(upload)
 else:
-    path = st.text_input(f"Folder inside {services.folders_root()}", key="transfer-folder",
-                         placeholder="my-photos (holding one sub-folder per class)")
+    path = st.text_input("Folder inside the server folders", key="transfer-folder", max_chars=services.MAX_FOLDER_TEXT,
+                         placeholder="my-photos (holding one sub-folder per class)",
+                         help="Relative to the folder the server's administrator set aside for data sets "
+                              "($CNN_EXPLORER_FOLDERS, else folders/ in the state folder).")
     if path:
         dataset_name = widgets.attempt(services.folder_dataset, path)
 
@@ -72,7 +66,8 @@ if strategy == "partial":
                          key="transfer-unfreeze")
     st.caption("Unfrozen: " + ", ".join(blocks[-unfreeze:]))
 trainable, total = services.trainable_counts(arch, len(dataset.classes), strategy, unfreeze)
-st.metric("Trainable parameters", f"{trainable:,}", help=f"of {total:,} in the whole model")
+st.metric("Trainable parameters", components.format_count(trainable),
+          help=f"{trainable:,} of {total:,} ({components.format_count(total)}) in the whole model")
 
 columns = st.columns(4)
 epochs = columns[0].number_input("Epochs", 1, 200, 5, key="transfer-epochs")

@@ -1,6 +1,16 @@
-"""Shared fixtures: a fixed seed and the registry's names."""
+"""Shared fixtures: a fixed seed, a temporary state directory, a run store, and the app in a browser."""
 
 from __future__ import annotations
+
+import http.server
+import io
+import os
+import stat
+import time
+import zipfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 import torch
@@ -18,12 +28,51 @@ def _seed() -> None:
 @pytest.fixture(autouse=True, scope="session")
 def _state_dir(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Runs, checkpoints and data sets of the whole test session go to a temporary state directory."""
-    import os
-
     os.environ["CNN_EXPLORER_STATE"] = str(tmp_path_factory.mktemp("state"))
+    os.environ["TORCH_HOME"] = str(tmp_path_factory.mktemp("torch"))  # no weights but what a test puts there
 
 
 # Helpers shared by test files (import them from here: no test file imports another) ---------------
+
+T = TypeVar("T")
+
+
+def wait_until(condition: Callable[[], T], timeout: float, what: str, poll: float = 0.1) -> T:
+    """Call ``condition`` until it returns something truthy and return that; after ``timeout`` seconds raise
+    ``TimeoutError("waited {timeout}s for {what}")``. The poll interval is a pause between checks, never a
+    guess of how long something takes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"waited {timeout:g}s for {what}")
+        time.sleep(poll)
+
+
+def png(colour: str = "red", size: tuple[int, int] = (12, 10)) -> bytes:
+    """A small PNG of one colour."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", size, colour).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def make_zip(members: dict[str, bytes], symlinks: tuple[str, ...] = ()) -> io.BytesIO:
+    """A zip in memory with ``members`` (name → bytes) and symlink members pointing at /etc/passwd."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name, payload in members.items():
+            archive.writestr(name, payload)
+        for name in symlinks:
+            info = zipfile.ZipInfo(name)
+            info.external_attr = (stat.S_IFLNK | 0o777) << 16
+            archive.writestr(info, "/etc/passwd")
+    buffer.seek(0)
+    return buffer
+
 
 FAST = dict(optimizer="adam", lr=3e-3, batch_size=16, weight_decay=0.0)  # a recipe that learns tiny() in a few epochs
 
@@ -76,3 +125,111 @@ class Recorder:
         if name.startswith("on_"):
             return lambda progress: (self.calls.append(name), self.snapshots.append(progress))
         raise AttributeError(name)
+
+
+@pytest.fixture
+def run_store(tmp_path: Path) -> Iterator[Any]:
+    """A run store of its own; on teardown every run still queued or running in it is stopped."""
+    from core.runs import RunStore
+    from tests.browser import stop_runs
+
+    store = RunStore(tmp_path / "store")
+    yield store
+    stop_runs(store.root)
+
+
+# The app in a browser ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """One headless Debian chromium for the session (skipped where there is none, an error in CI)."""
+    from tests.browser import CHROMIUM_FLAGS, chromium_path
+
+    executable = chromium_path()
+    if executable is None:
+        if os.environ.get("CI"):
+            raise RuntimeError("CI must run the browser tests: install Debian's chromium (see tests/run.sh)")
+        pytest.skip("no chromium on this machine: `apt-get install chromium` to run the browser tests")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[Any]:
+    """A fresh browser context and page that count Streamlit's script runs (for ``tests.browser.rerun``)."""
+    from playwright.sync_api import expect
+
+    from tests.browser import watch_script_runs
+
+    expect.set_options(timeout=60_000)  # a busy 2-core machine renders slowly; conditions, not sleeps
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    watch_script_runs(context)
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    yield page
+    context.close()
+
+
+@pytest.fixture
+def app() -> Iterator[Any]:
+    """The app on its own server and state directory, for a test that starts runs; stopped, with every
+    run it started, when the test ends (also when it fails)."""
+    from tests.browser import serve
+
+    with serve() as running:
+        yield running
+        print(f"--- the app's log ends ({running.log}):\n{running.log_tail()}")  # shown when the test fails
+
+
+@pytest.fixture(scope="module")
+def shared_app() -> Iterator[Any]:
+    """One app for a module's tests that start no run; torn down like ``app``."""
+    from tests.browser import serve
+
+    with serve() as running:
+        yield running
+
+
+@pytest.fixture
+def app_url(shared_app: Any) -> Iterator[str]:
+    """The shared app's URL; after each test no run may be left active in it."""
+    from tests.browser import stop_runs
+
+    yield shared_app.url
+    left = stop_runs(shared_app.state_dir)
+    assert not left, f"the test left runs active in the shared app (use the `app` fixture): {left}"
+class LocalHub(http.server.ThreadingHTTPServer):
+    """A local HTTP server standing in for a download site (tests never reach the network).
+
+    Serves ``files`` (name → bytes); a name in ``cut`` announces its full length and sends half.
+    """
+
+    def __init__(self) -> None:
+        self.files: dict[str, bytes] = {}
+        self.cut: set[str] = set()
+        super().__init__(("127.0.0.1", 0), LocalHubHandler)
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/models"
+
+
+class LocalHubHandler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802 (the http.server API)
+        name = self.path.rsplit("/", 1)[-1]
+        payload = self.server.files.get(name)
+        if payload is None:
+            self.send_error(404)
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload[: len(payload) // 2] if name in self.server.cut else payload)
+
+    def log_message(self, *args) -> None:
+        pass

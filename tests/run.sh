@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Install everything the tests need, then run them: ruff, then pytest (arguments are passed on).
-# Works offline except for the package registries (PyPI, Debian).
+# Install everything the tests need into the virtual environment (scripts/venv.sh), then run them:
+# ruff, mypy, then pytest (arguments are passed on). Works offline except for the package registries.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore -r tests/requirements.txt
+bash scripts/venv.sh tests/requirements.txt
+venv=${VIRTUAL_ENV:-${VENV:-.venv}}
+python="$venv/bin/python"
 
 # The browser tests drive Debian's chromium: Playwright cannot download its own browser here.
 if [ ! -x /usr/bin/chromium ]; then
@@ -17,5 +19,6 @@ if [ ! -x /usr/bin/chromium ]; then
   fi
 fi
 
-python3 -m ruff check .
-python3 -m pytest -q --durations=10 "$@"
+"$python" -m ruff check .
+"$python" -m mypy  # core/ and explorer/, configured in pyproject.toml; fails on any error
+"$python" -m pytest -q --durations=15 "$@"

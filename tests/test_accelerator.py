@@ -7,6 +7,8 @@ so there they run on the CPU; on a GPU machine ``python -m pytest tests/test_acc
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 import torch
 import torchvision
@@ -89,7 +91,7 @@ def test_a_trained_run_classifies_on_the_device(device: str, tmp_path) -> None:
     data = tiny()
     config = training.preset("Fast", arch="lenet5", epochs=3, batch_size=16, device=device)
     run_id = store.create_run(config)
-    training.fit(config, data, [StoreCallback(store, run_id, data.mean, data.std)])
+    training.fit(config, data, [StoreCallback(store, run_id)], checkpoint_dir=store.checkpoint_dir(run_id))
     loaded = classifiers.load(f"run:{run_id}", store, device)
     assert explain.model_device(loaded.model).type == device and not loaded.model.training
     x = (data.test.images[:1].float() / 255 - data.mean[0]) / data.std[0]
@@ -103,3 +105,25 @@ def test_a_trained_run_classifies_on_the_device(device: str, tmp_path) -> None:
     maps = explain.feature_maps(loaded.model, x, "features.0", limit=4)
     assert heat.device.type == "cpu" and heat.shape == (28, 28) and 0 <= float(heat.min()) <= float(heat.max()) <= 1
     assert maps.device.type == "cpu" and maps.shape == (4, 28, 28)
+
+
+def test_a_stopped_run_resumes_on_the_device(device: str, tmp_path) -> None:
+    """The training state restores onto the device: optimiser state, the device generator, the epoch's order."""
+    config = training.TrainConfig(arch="lenet5", epochs=2, optimizer="adam", lr=3e-3, batch_size=4, augment=True,
+                                  schedule="onecycle", device=device)
+    whole = training.fit(config, tiny())
+    stop = threading.Event()
+
+    class StopAtFirstReport:
+        def on_batch_end(self, progress: training.Progress) -> None:
+            stop.set()
+
+    first = training.fit(config, tiny(), [StopAtFirstReport()], stop=stop, checkpoint_dir=tmp_path)
+    assert first.progress.status == "stopped"
+    resumed = training.fit(config, tiny(), checkpoint_dir=tmp_path, resume_from=tmp_path)
+    assert resumed.progress.status == "completed" and resumed.progress.step == whole.progress.step
+    assert [row.epoch for row in resumed.progress.history] == [1, 2]
+    assert next(resumed.model.parameters()).device.type == device
+    if device == "cpu":  # GPU kernels need not be bitwise deterministic
+        for name, tensor in whole.model.state_dict().items():
+            assert torch.equal(resumed.model.state_dict()[name], tensor), name

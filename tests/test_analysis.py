@@ -74,6 +74,7 @@ def test_depth_as_papers_count_it(name: str, depth: int) -> None:
     ("alexnet", 195),
     ("vgg16", 212),
     ("resnet50", 427),
+    ("inception_v3", 1311),  # the concatenation of Mixed_7c's branches, not its last branch (1247)
 ])
 def test_receptive_field_of_the_last_feature_map(name: str, field: int) -> None:
     assert analysis.summarize(name).receptive_field == (field, field)
@@ -162,5 +163,9 @@ def test_formatting() -> None:
     assert analysis.format_pair((7, 7)) == "7"
     assert analysis.format_pair((1, 7)) == "1×7"
     assert analysis.format_shape((64, 56, 56)) == "64×56×56"
-    assert analysis.format_count(416_520) == "416.5 K"
-    assert analysis.format_count(4_089_184_256) == "4.089 G"
+    assert analysis.format_count(416_520) == "417 K"
+    assert analysis.format_count(4_089_184_256) == "4.09 G"
+    assert analysis.format_count(15_470_264_320) == "15.5 G" and analysis.format_count(25_557_032) == "25.6 M"
+    assert analysis.format_count(999_950) == "1.00 M" and analysis.format_count(61_706) == "61.7 K"
+    assert analysis.format_count(850) == "850" and analysis.format_count(0) == "0"
+    assert analysis.format_count(None) == "—" and analysis.format_count(float("nan")) == "—"

@@ -3,33 +3,12 @@
 from __future__ import annotations
 
 import io
-import stat
-import zipfile
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
 from core import archives, data
-
-
-def png(colour: str = "red") -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", (12, 10), colour).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def make_zip(members: dict[str, bytes], symlinks: tuple[str, ...] = ()) -> io.BytesIO:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        for name, payload in members.items():
-            archive.writestr(name, payload)
-        for name in symlinks:
-            info = zipfile.ZipInfo(name)
-            info.external_attr = (stat.S_IFLNK | 0o777) << 16
-            archive.writestr(info, "/etc/passwd")
-    buffer.seek(0)
-    return buffer
+from tests.conftest import make_zip, png
 
 
 def classes(wrapper: str = "") -> dict[str, bytes]:
@@ -80,3 +59,125 @@ def test_not_a_zip_and_no_images(tmp_path: Path) -> None:
         archives.extract_zip(io.BytesIO(b"PK but not really"), tmp_path / "a")
     with pytest.raises(archives.ArchiveError, match="no images"):
         archives.extract_zip(make_zip({"notes.txt": b"x"}), tmp_path / "b")
+
+
+# Every way a zip or one of its members can fail ------------------------------------------------------------------
+
+import os  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+
+from core import imaging  # noqa: E402
+from tests import hostile  # noqa: E402
+
+BAD_ZIPS = hostile.bad_zips()
+
+
+@pytest.mark.parametrize("case", list(BAD_ZIPS))
+def test_every_bad_zip_is_a_clear_refusal_that_leaves_nothing_behind(tmp_path: Path, case: str) -> None:
+    payload, message = BAD_ZIPS[case]
+    uploads = tmp_path / "uploads"
+    with pytest.raises(archives.ArchiveError, match=message) as refusal:
+        archives.extract_zip(io.BytesIO(payload), uploads / "digest")
+    assert str(tmp_path) not in str(refusal.value)
+    assert not uploads.exists() or not list(uploads.iterdir()), "no .partial, no half-extracted folder"
+    good = archives.extract_zip(io.BytesIO(hostile.make_zip(hostile.good_members())), uploads / "good")
+    assert data.image_folder(good.root, size=16).classes == ("cat", "dog")  # the next upload works
+
+
+def test_bad_members_are_extracted_then_left_out_and_listed_by_the_scan(tmp_path: Path) -> None:
+    bad = hostile.bad_members()
+    members = {**hostile.good_members(), **{path: payload for path, payload in bad.values()}}
+    extracted = archives.extract_zip(io.BytesIO(hostile.make_zip(members)), tmp_path / "out")
+    loaded = data.image_folder(extracted.root, size=16)
+    rejected = dict(loaded.rejected)
+    assert set(rejected) == {path for path, _ in bad.values()}
+    assert "pixels" in rejected["dog/huge.png"] and "pixels" in rejected["dog/real-huge.png"]
+    assert "JPEG" in rejected["dog/wrong.jpg"] and "truncated" in rejected["cat/cut.jpg"]
+    kept = {p.name for split in (loaded.train, loaded.val, loaded.test) for p in split.paths}
+    assert kept == {"0.png", "1.png", "2.png"} and len(loaded.train) + len(loaded.val) + len(loaded.test) == 6
+    health = data.health(loaded)
+    assert health.rejected == loaded.rejected and sum(health.sizes.values()) == 6
+    assert all(str(tmp_path) not in reason for reason in rejected.values())
+
+
+def test_a_class_left_with_too_few_good_images_says_why(tmp_path: Path) -> None:
+    members = {**hostile.good_members(), "dog/1.png": b"not a picture"}
+    extracted = archives.extract_zip(io.BytesIO(hostile.make_zip(members)), tmp_path / "out")
+    with pytest.raises(data.ExplorerError, match="too few in: dog.*dog/1.png"):
+        data.image_folder(extracted.root)
+
+
+def test_a_server_folder_keeps_links_inside_it(tmp_path: Path) -> None:
+    root = tmp_path / "set"
+    for name, payload in hostile.good_members().items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(payload)
+    outside = tmp_path / "secret.png"
+    outside.write_bytes(hostile.png())
+    (root / "cat" / "link.png").symlink_to(outside)
+    (tmp_path / "elsewhere").mkdir()
+    (root / "bird").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    loaded = data.image_folder(root, size=16)
+    assert loaded.classes == ("cat", "dog")
+    assert dict(loaded.rejected) == {"cat/link.png": "a link that leads out of the data-set folder"}
+
+
+def test_a_changed_file_is_verified_again(tmp_path: Path) -> None:
+    root = tmp_path / "set"
+    for name, payload in hostile.good_members(per_class=4).items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(payload)
+    assert not data.image_folder(root, size=16).rejected
+    (root / "cat" / "3.png").write_bytes(b"now junk")
+    os.utime(root / "cat" / "3.png", ns=(1, 1))
+    assert dict(data.image_folder(root, size=16).rejected) == {"cat/3.png": "is not an image Pillow can read as PNG."}
+
+
+def test_two_sessions_extracting_the_same_upload_both_succeed(tmp_path: Path) -> None:
+    payload = hostile.make_zip(hostile.good_members(per_class=20))
+    for trial in range(4):
+        target = tmp_path / f"digest{trial}"
+        barrier = threading.Barrier(2)
+        results: list[object] = []
+
+        def extract(barrier: threading.Barrier = barrier, target: Path = target, results: list = results) -> None:
+            barrier.wait()
+            try:
+                results.append(archives.extract_zip(io.BytesIO(payload), target))
+            except Exception as error:  # noqa: BLE001 — collected and asserted on below
+                results.append(error)
+
+        threads = [threading.Thread(target=extract) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert all(isinstance(r, archives.Extracted) for r in results) and len(results) == 2, results
+        assert len(list(target.rglob("*.png"))) == 40
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"digest{i}" for i in range(4)]
+
+
+def test_the_uploads_folder_is_kept_under_its_cap_oldest_first(tmp_path: Path) -> None:
+    uploads = tmp_path / "uploads"
+    for age, name in enumerate(["newest", "middle", "used-by-a-run", "oldest"]):
+        folder = uploads / name / "cat"
+        folder.mkdir(parents=True)
+        (folder / "x.png").write_bytes(b"\0" * 1000)
+        stamp = time.time() - 100 * (age + 1)
+        os.utime(uploads / name, (stamp, stamp))
+    stale = uploads / f".abc{archives.PARTIAL}xyz"
+    stale.mkdir()
+    os.utime(stale, (time.time() - 7200, time.time() - 7200))
+    removed = archives.prune(uploads, max_bytes=2500, keep={uploads / "used-by-a-run" / "cat"})
+    assert {p.name for p in removed} == {stale.name, "oldest", "middle"}
+    assert sorted(p.name for p in uploads.iterdir()) == ["newest", "used-by-a-run"]
+
+
+def test_images_in_a_zip_use_the_one_pixel_limit(tmp_path: Path) -> None:
+    members = {**hostile.good_members(), **{f"cat/big{i}.png": hostile.png_stream(13000, 13000) for i in range(3)}}
+    payload = hostile.make_zip(members)
+    assert len(payload) < 200_000
+    extracted = archives.extract_zip(io.BytesIO(payload), tmp_path / "out")
+    loaded = data.image_folder(extracted.root, size=16)
+    assert len(loaded.rejected) == 3 and all(f"{imaging.MAX_PIXELS:,}" in why for _, why in loaded.rejected)

@@ -15,6 +15,9 @@ from core import models
 from core.models.inception import Inception3
 
 TORCHVISION = ["vgg16", "vgg19", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152"]
+SMALL = 64  # px: every layer runs (VGG's smallest input is 32), at a twelfth of the native cost
+
+pytestmark = pytest.mark.slow  # whole models in float64
 
 
 def assert_same_logits(ours: torch.nn.Module, reference: torch.nn.Module, size: int) -> None:
@@ -31,7 +34,7 @@ def assert_same_logits(ours: torch.nn.Module, reference: torch.nn.Module, size: 
 @pytest.mark.parametrize("name", TORCHVISION)
 def test_torchvision_weights_load_and_agree(name: str) -> None:
     reference = getattr(torchvision.models, name)(weights=None)
-    assert_same_logits(models.build(name), reference, size=96)
+    assert_same_logits(models.build(name), reference, size=SMALL)
 
 
 def test_torchvision_weights_agree_at_native_size_in_float32() -> None:
@@ -70,4 +73,4 @@ def test_xception_matches_timm_legacy_xception() -> None:
     ours_shapes = {k: tuple(v.shape) for k, v in ours.state_dict().items()}
     reference_shapes = {k: tuple(v.shape) for k, v in reference.state_dict().items()}
     assert ours_shapes == reference_shapes  # so the public ImageNet weights load unchanged
-    assert_same_logits(ours, reference, size=96)
+    assert_same_logits(ours, reference, size=SMALL)

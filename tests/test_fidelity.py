@@ -68,3 +68,16 @@ def test_reference_formatting() -> None:
     assert fidelity.format_reference(models.Reference("macs", 4.089e9, "torchvision")) == "4.089 G MACs"
     assert fidelity.format_reference(models.Reference("top1", 76.13, "torchvision")) == "76.13 %"
     assert fidelity.format_reference(models.Reference("params", 22_910_480, "Keras")) == "22,910,480"
+
+
+def test_a_figure_that_agrees_after_its_sources_rounding_agrees() -> None:
+    assert fidelity.agrees_after_rounding(25_557_032, 25.5e6, 0.1e6)  # truncated
+    assert fidelity.agrees_after_rounding(25_557_032, 25.6e6, 0.1e6)  # rounded
+    assert not fidelity.agrees_after_rounding(25_557_032, 25.4e6, 0.1e6)
+    assert not fidelity.agrees_after_rounding(15.47e9, 15.3e9, 0.1e9)
+    parameters = {r.label: r for r in fidelity.compare("resnet50")}["Parameters"]
+    assert parameters.agrees and parameters.notes == "25.5M" and "truncate" in parameters.explanation
+
+
+def test_the_notes_source_is_said_once() -> None:
+    assert "CNN Architecture Documentation" in fidelity.NOTES_SOURCE

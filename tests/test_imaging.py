@@ -170,3 +170,117 @@ def test_the_default_grad_cam_layer_keeps_a_spatial_map() -> None:
     lenet = models.build("lenet5").eval()
     assert explain.default_cam_layer(lenet, torch.zeros(1, 1, 28, 28)) == "features.3"  # conv3 is 1×1
     assert explain.default_cam_layer(Planted(), torch.zeros(1, 1, 8, 8)) == "conv"
+
+
+# Hostile and careless images: every mode, every format's bomb and truncation ------------------------------------
+
+from tests import hostile  # noqa: E402
+
+SHOWABLE = ("L", "RGB", "RGBA")  # what st.image encodes without complaint
+
+
+def _check_prepared(image: Image.Image, steps: list[imaging.Step]) -> None:
+    assert image.mode == "RGB"
+    prepared = imaging.prepare(image, 256, 224, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    assert prepared.tensor.shape == (1, 3, 224, 224) and torch.isfinite(prepared.tensor).all()
+    for step in steps + prepared.steps:
+        if step.image is not None:
+            assert step.image.mode in SHOWABLE, (step.name, step.image.mode)
+            hostile.encode(step.image, "PNG" if step.image.mode == "RGBA" else "JPEG")  # what st.image does
+
+
+@pytest.mark.parametrize(("mode", "format_"), hostile.FILE_MODES, ids=[f"{m}-{f}" for m, f in hostile.FILE_MODES])
+def test_every_mode_pillow_decodes_classifies_and_displays(mode: str, format_: str) -> None:
+    image, steps = imaging.open_image(hostile.image_file(mode, format_), f"x{hostile.EXTENSION[format_]}")
+    _check_prepared(image, steps)
+    pixels = np.array(image)
+    assert pixels.max() - pixels.min() > 40, "the gradient survives the conversion (no clipping to one value)"
+
+
+@pytest.mark.parametrize("mode", hostile.MEMORY_MODES)
+def test_every_mode_in_memory_has_an_8_bit_display_copy(mode: str) -> None:
+    source = hostile.gradient(mode)
+    copy = imaging.display_copy(source)
+    assert copy.mode in SHOWABLE and copy.size == source.size
+    rgb, detail = imaging.to_rgb(source)
+    assert rgb.mode == "RGB" and detail
+
+
+@pytest.mark.parametrize("mode", ["I", "F", "I;16", "I;16B"])
+def test_deep_greyscale_is_rescaled_in_display_copies_too(mode: str) -> None:
+    copy = np.array(imaging.display_copy(hostile.gradient(mode)))
+    assert copy.min() == 0 and copy.max() == 255
+
+
+def test_float_images_with_nan_and_infinity() -> None:
+    values = np.array([[np.nan, np.inf], [-np.inf, 1.5]], dtype=np.float32).repeat(8, 0).repeat(8, 1)
+    image, steps = imaging.open_image(hostile.encode(Image.fromarray(values, "F"), "TIFF"), "odd.tiff")
+    _check_prepared(image, steps)
+
+
+@pytest.mark.parametrize("format_", list(hostile.CLAIMS))
+@pytest.mark.parametrize("claim", [(20000, 20000), (7000, 7000)], ids=["far over", "just over"])
+def test_a_header_bomb_in_every_format_is_refused_before_decoding(format_: str, claim: tuple[int, int]) -> None:
+    payload = hostile.claims(format_, *claim)
+    assert len(payload) < 10_000
+    with pytest.raises(imaging.ImageError, match="pixels"):
+        imaging.open_image(payload, f"bomb{hostile.EXTENSION[format_]}")
+    with pytest.raises(imaging.ImageError):
+        imaging.decode(payload, "bomb")
+    _check_prepared(*imaging.open_image(hostile.image_file("RGB", "PNG"), "good.png"))  # and the next one works
+
+
+def test_a_real_13000_square_png_is_refused_from_its_header() -> None:
+    payload = hostile.png_stream(13000, 13000)
+    assert len(payload) < 100_000
+    with pytest.raises(imaging.ImageError, match="more than 40,000,000 pixels"):
+        imaging.open_image(payload, "huge.png")
+
+
+@pytest.mark.parametrize("format_", ["PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP"])
+def test_a_truncated_file_in_every_format(format_: str) -> None:
+    with pytest.raises(imaging.ImageError, match="truncated or corrupt|not an image"):
+        imaging.open_image(hostile.truncated(format_), f"cut{hostile.EXTENSION[format_]}")
+
+
+@pytest.mark.parametrize(("payload", "name"), [
+    (b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\n", "drawing.eps"),  # would start Ghostscript
+    (hostile.encode(Image.new("RGB", (8, 8)), "PPM"), "x.ppm"),
+    (hostile.encode(Image.new("RGB", (8, 8)), "ICO"), "x.ico"),
+])
+def test_formats_outside_the_list_are_not_opened(payload: bytes, name: str) -> None:
+    with pytest.raises(imaging.ImageError, match="not an image"):
+        imaging.open_image(payload, name)
+
+
+def test_a_large_image_is_reduced_before_any_conversion() -> None:
+    image, steps = imaging.open_image(hostile.encode(Image.new("RGBA", (3000, 2400), (10, 200, 30, 128))), "big.png")
+    assert min(image.size) >= imaging.WORK_SIDE and min(image.size) < 2 * imaging.WORK_SIDE
+    assert [s.name for s in steps] == ["Decoded", "Reduced early", "Converted to RGB"]
+    assert max(steps[0].image.size) <= imaging.DISPLAY_SIDE
+    photo = hostile.encode(Image.effect_noise((4000, 3000), 40).convert("RGB"), "JPEG")
+    decoded = imaging.decode(photo, "photo.jpg")
+    assert decoded.size == (4000, 3000) and decoded.reduced_by == 2 and decoded.image.size == (2000, 1500)
+
+
+def test_what_the_extension_says_is_checked_for_folder_files(tmp_path) -> None:
+    good = tmp_path / "good.png"
+    good.write_bytes(hostile.image_file("RGB", "PNG"))
+    assert imaging.verify_file(good) == (48, 32)
+    for name, payload, message in [("wrong.jpg", hostile.png(), "as JPEG"), ("notes.png", b"text", "as PNG"),
+                                   ("cut.jpg", hostile.truncated("JPEG"), "truncated"),
+                                   ("huge.png", hostile.claims("PNG"), "pixels"), ("empty.png", b"", "as PNG")]:
+        path = tmp_path / name
+        path.write_bytes(payload)
+        with pytest.raises(imaging.ImageError, match=message):
+            imaging.verify_file(path)
+        assert str(tmp_path) not in str(pytest.raises(imaging.ImageError, imaging.verify_file, path).value)
+
+
+@pytest.mark.parametrize(("mode", "format_"), [("I;16", "PNG"), ("F", "TIFF"), ("RGBA", "PNG"), ("P", "GIF")])
+def test_training_reads_any_mode_at_its_size(tmp_path, mode: str, format_: str) -> None:
+    path = tmp_path / f"x{hostile.EXTENSION[format_]}"
+    path.write_bytes(hostile.image_file(mode, format_, (300, 200)))
+    square = imaging.read_square(path, 64, 3)
+    assert square.shape == (3, 64, 64) and square.dtype == torch.uint8 and int(square.max() - square.min()) > 40
+    assert imaging.read_square(path, 28, 1).shape == (1, 28, 28)

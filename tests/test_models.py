@@ -31,6 +31,20 @@ def count(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def small_size(name: str) -> int:
+    """A cheap input the model accepts (at least 32 px): the interface does not depend on the size."""
+    minimum, maximum = models.input_size_range(name)
+    size = max(minimum, 32)
+    return size if maximum is None else min(size, maximum)
+
+
+@pytest.fixture(scope="module", params=NAMES)
+def built(request: pytest.FixtureRequest) -> tuple[str, models.ExplorerModel]:
+    """Each registry model built once, in eval mode, for the tests that only run it (pytest groups the tests
+    by model, so one is alive at a time)."""
+    return request.param, models.build(request.param).eval()
+
+
 def test_names_are_exactly_the_eleven_architectures() -> None:
     assert models.names() == list(EXPECTED_PARAMS)
 
@@ -57,38 +71,42 @@ def test_registry_facts_are_complete(name: str) -> None:
     assert all(ref.source and ref.value > 0 for ref in spec.references)
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_forward_shape_at_native_size(name: str) -> None:
+@pytest.mark.slow
+def test_forward_shape_at_native_size(built: tuple[str, models.ExplorerModel]) -> None:
+    name, model = built
     spec = models.spec(name)
-    model = models.build(name, num_classes=7).eval()
     with torch.no_grad():
         out = model(torch.randn(2, spec.in_channels, spec.input_size, spec.input_size))
-    assert out.shape == (2, 7)
+    assert out.shape == (2, spec.num_classes)
     assert torch.isfinite(out).all()
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_backward_pass_reaches_every_parameter(name: str) -> None:
+    """On the meta device: the autograd graph, not the numbers, decides which parameters get a gradient."""
     spec = models.spec(name)
-    model = models.build(name, num_classes=5).train()
-    # Inception's auxiliary head needs a 17×17 grid, i.e. the native size; the others train on small inputs.
-    size = spec.input_size if model.auxiliary_classifier_names else max(models.input_size_range(name)[0], 64)
+    with torch.device("meta"):
+        model = models.build(name, num_classes=5).train()
+    # Auxiliary heads (Inception's) run in training mode and need a larger input than the main path.
+    size = max(models.input_size_range(name, training=True)[0], 32)
     size = min(size, models.input_size_range(name)[1] or size)
-    output = model(torch.randn(2, spec.in_channels, size, size))
+    target = torch.tensor([0, 1], device="meta")
+    output = model(torch.randn(2, spec.in_channels, size, size, device="meta"))
     logits, auxiliary = model.split_output(output)
-    loss = nn.functional.cross_entropy(logits, torch.tensor([0, 1]))
-    loss = loss + sum(model.aux_loss_weight * nn.functional.cross_entropy(a, torch.tensor([0, 1])) for a in auxiliary)
+    loss = nn.functional.cross_entropy(logits, target)
+    loss = loss + sum(model.aux_loss_weight * nn.functional.cross_entropy(a, target) for a in auxiliary)
+    assert logits.shape == (2, 5)
     loss.backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None]
     assert not missing
     assert len(auxiliary) == len(model.auxiliary_classifier_names)
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_uniform_interface(name: str) -> None:
+def test_uniform_interface(built: tuple[str, models.ExplorerModel]) -> None:
+    name, model = built
     spec = models.spec(name)
-    model = models.build(name).eval()
-    x = torch.randn(1, spec.in_channels, spec.input_size, spec.input_size)
+    assert isinstance(model, models.Model)
+    x = torch.randn(1, spec.in_channels, small_size(name), small_size(name))
     with torch.no_grad():
         features = model.forward_features(x)
         assert features.dim() == 4 and features.shape[1] == model.num_features
@@ -99,20 +117,33 @@ def test_uniform_interface(name: str) -> None:
     assert model.num_classes == spec.num_classes
     module_names = {n for n, _ in model.named_modules()}
     assert model.stages and all(last in module_names for _, last in model.stages)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_reset_classifier_replaces_every_head(name: str) -> None:
+    """Shapes only, so on the meta device."""
+    spec = models.spec(name)
+    with torch.device("meta"):
+        model = models.build(name).eval()
     model.reset_classifier(3)
     assert model.num_classes == 3
     assert all(model.get_submodule(n).out_features == 3 for n in model.auxiliary_classifier_names)
     with torch.no_grad():
+        x = torch.empty(1, spec.in_channels, small_size(name), small_size(name), device="meta")
         assert model(x).shape == (1, 3)
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_in_channels_adapts_the_first_layer(name: str) -> None:
+    """Shapes only, so on the meta device."""
     spec = models.spec(name)
     channels = 1 if spec.in_channels == 3 else 3
-    model = models.build(name, num_classes=4, in_channels=channels).eval()
+    with torch.device("meta"):
+        model = models.build(name, num_classes=4, in_channels=channels).eval()
+    assert model.in_channels == channels
     with torch.no_grad():
-        assert model(torch.randn(1, channels, spec.input_size, spec.input_size)).shape == (1, 4)
+        x = torch.empty(1, channels, small_size(name), small_size(name), device="meta")
+        assert model(x).shape == (1, 4)
 
 
 def test_unknown_name_lists_the_valid_names() -> None:
@@ -137,12 +168,11 @@ def test_errors_are_value_errors() -> None:
     assert issubclass(ExplorerError, ValueError)
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_minimum_input_size_is_the_real_boundary(name: str) -> None:
+def test_minimum_input_size_is_the_real_boundary(built: tuple[str, models.ExplorerModel]) -> None:
+    name, model = built
     spec = models.spec(name)
     minimum, maximum = models.input_size_range(name)
     assert minimum <= spec.input_size and (maximum is None or maximum >= spec.input_size)
-    model = models.build(name).eval()
     with torch.no_grad():
         model(torch.zeros(1, spec.in_channels, minimum, minimum))  # the minimum works on real tensors
         if minimum > 1:  # one pixel less fails on real tensors, and the core says so first

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from core import data, presets
-from tests.test_archives import make_zip, png
+from tests.conftest import make_zip, png
 
 
 def hymenoptera_like() -> bytes:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 import os
 import subprocess
@@ -13,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from core import jobs, models, runs, training
+from core import checkpoints, jobs, runs, training
 from core import train as cli
 from tests.conftest import FAST, tiny
 
@@ -54,57 +53,6 @@ def test_runs_round_trip(tmp_path: Path) -> None:
     assert store.mark_interrupted() == 1 and store.run(other)["status"] == "failed"
 
 
-def _sidecar(arch: str = "lenet5", classes: int = 10, channels: int = 1) -> dict:
-    return {"arch": arch, "classes": [str(i) for i in range(classes)], "in_channels": channels, "input_size": 28,
-            "mean": [0.1], "std": [0.3]}
-
-
-def test_checkpoint_round_trip(tmp_path: Path) -> None:
-    model = models.build("lenet5")
-    path = tmp_path / "best.safetensors"
-    runs.save_checkpoint(model, path, _sidecar())
-    loaded, sidecar = runs.load_checkpoint(path, expected_arch="lenet5")
-    assert sidecar["classes"][0] == "0"
-    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values(),
-                                                   strict=True))
-
-
-def test_checkpoint_writes_are_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    path = tmp_path / "last.safetensors"
-    runs.save_checkpoint(models.build("lenet5"), path, _sidecar())
-    before = path.read_bytes()
-
-    def crash(tensors, filename):
-        Path(filename).write_bytes(b"half a file")
-        raise OSError("disk full")
-
-    monkeypatch.setattr(runs, "save_file", crash)
-    with pytest.raises(OSError):
-        runs.save_checkpoint(models.build("lenet5"), path, _sidecar())
-    assert path.read_bytes() == before  # the good checkpoint survives
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.json", "last.safetensors"]  # no temp files left
-
-
-def test_corrupt_or_mismatched_checkpoints_are_refused_clearly(tmp_path: Path) -> None:
-    path = tmp_path / "bad.safetensors"
-    path.write_bytes(b"this is not a safetensors file")
-    path.with_suffix(".json").write_text(json.dumps(_sidecar()))
-    with pytest.raises(runs.CheckpointError, match="not a readable safetensors"):
-        runs.load_checkpoint(path)
-    runs.save_checkpoint(models.build("lenet5"), path, _sidecar(arch="resnet18", channels=3))
-    with pytest.raises(runs.CheckpointError, match="does not fit resnet18"):
-        runs.load_checkpoint(path)
-    runs.save_checkpoint(models.build("lenet5"), path, _sidecar())
-    with pytest.raises(runs.CheckpointError, match="not a vgg16"):
-        runs.load_checkpoint(path, expected_arch="vgg16")
-    path.with_suffix(".json").write_text("{")
-    with pytest.raises(runs.CheckpointError, match="not valid JSON"):
-        runs.load_checkpoint(path)
-    path.with_suffix(".json").unlink()
-    with pytest.raises(runs.CheckpointError, match="No sidecar"):
-        runs.load_checkpoint(path)
-
-
 def _manager(tmp_path: Path, load=None) -> jobs.JobManager:
     return jobs.JobManager(runs.RunStore(tmp_path), load_data=load or (lambda name: tiny()))
 
@@ -127,7 +75,7 @@ def test_jobs_queue_and_run_one_at_a_time(tmp_path: Path) -> None:
     assert store.run(first)["test"]["accuracy"] > 0.5
     assert len(store.metrics(first, "epoch")) == 2
     assert store.checkpoint_path(first, "best").exists() and store.checkpoint_path(first, "last").exists()
-    runs.load_checkpoint(store.checkpoint_path(first, "best"), expected_arch="lenet5")
+    checkpoints.load(store.checkpoint_path(first, "best"), expected_arch="lenet5")
 
 
 def test_jobs_stop_and_cancel(tmp_path: Path) -> None:

@@ -114,29 +114,9 @@ def test_source_is_the_defining_module(name: str) -> None:
     assert "streamlit" not in source
 
 
-def test_device_choice() -> None:
-    assert devices.pick_device().type == devices.available()[0]
-    assert devices.pick_device("cpu").type == "cpu"
-    assert "CPU" in devices.describe(devices.pick_device("cpu"))
-    with pytest.raises(InvalidArgumentError):
-        devices.pick_device("tpu")
-    missing = next((d for d in ("cuda", "mps") if d not in devices.available()), None)
-    if missing:
-        with pytest.raises(InvalidArgumentError, match=missing.upper()):
-            devices.pick_device(missing)
-
-
 def test_latency_is_measured() -> None:
     result = latency.measure("lenet5", 4, devices.pick_device("cpu"), repeats=2)
     assert result.median_ms > 0 and result.images_per_second > 0
     assert (result.batch_size, result.input_size, result.repeats) == (4, 28, 2)
     with pytest.raises(InvalidArgumentError):
         latency.measure("lenet5", 0, devices.pick_device("cpu"))
-
-
-def test_core_never_imports_streamlit() -> None:
-    import pathlib
-
-    core = pathlib.Path(__file__).resolve().parents[1] / "core"
-    offenders = [p.name for p in core.rglob("*.py") if "import streamlit" in p.read_text()]
-    assert not offenders

@@ -77,3 +77,11 @@ def test_the_feature_cache_gives_the_same_head_as_the_naive_loop() -> None:
         heads[cached] = {k: v.clone() for k, v in result.model.head.state_dict().items()}
     for key in heads[True]:
         torch.testing.assert_close(heads[True][key], heads[False][key], rtol=1e-4, atol=1e-5)
+
+
+def test_the_strategies_are_the_literal_type() -> None:
+    import typing
+
+    assert tuple(transfer.STRATEGIES) == typing.get_args(transfer.Strategy) == ("feature_extraction", "partial", "full")
+    assert transfer.STRATEGIES == {"feature_extraction": 1e-3, "partial": 1e-5, "full": 1e-6}  # the notes' rates
+    assert transfer.is_strategy("partial") and not transfer.is_strategy("everything")

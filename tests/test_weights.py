@@ -2,28 +2,36 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import io
+import math
 import os
 import pickle
-import urllib.error
+import socket
+import threading
+import zipfile
 from pathlib import Path
 
 import pytest
 import timm
+import tomllib
 import torch
 import torchvision
 from safetensors.torch import save_file
 
 from core import models, weights
+from tests.conftest import LocalHub
 
 
 @pytest.fixture
 def torch_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh weights cache; downloads go to a closed local port (the machine is "offline")."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-
-    def offline(url, dst, *args, **kwargs):
-        raise urllib.error.URLError("no network in tests")
-
-    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    with socket.socket() as probe:  # a port nobody listens on: connection refused, at once
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv(weights.URL_BASE_VARIABLE, f"http://127.0.0.1:{port}/models")
     return tmp_path
 
 
@@ -77,7 +85,8 @@ def test_xception_takes_timms_legacy_weights(torch_home: Path) -> None:
 def test_offline_without_the_file_names_it(torch_home: Path) -> None:
     with pytest.raises(weights.WeightsUnavailableError, match="resnet50-0676ba61.pth") as caught:
         weights.load_pretrained("resnet50", download=True)
-    assert str(torch_home) in str(caught.value)
+    assert "offline" in str(caught.value) and "$TORCH_HOME/hub/checkpoints" in str(caught.value)
+    assert str(torch_home) not in str(caught.value)  # no server path in a message a browser shows
     assert not list((torch_home / "hub" / "checkpoints").glob("*"))  # no partial file left behind
     with pytest.raises(weights.WeightsError, match="no ImageNet weights"):
         weights.load_pretrained("lenet5")
@@ -113,7 +122,181 @@ def test_a_supplied_safetensors_file_is_checked_then_installed(tmp_path: Path, t
     reference = torchvision.models.resnet18(weights=None)
     supplied = tmp_path / "my-resnet18.safetensors"
     save_file(reference.state_dict(), str(supplied))
-    installed = weights.install("resnet18", supplied)
-    assert installed == weights.expected_file("resnet18")
+    installed = weights.install("resnet18", supplied, uploaded_as="my-resnet18.safetensors")
+    assert not installed.official and not weights.expected_file("resnet18").exists()  # never the canonical name
+    assert weights.installed("resnet18") == installed and installed.path.name.startswith("resnet18-supplied-")
+    assert installed.provenance.startswith("supplied by upload, SHA-256 " + weights.sha256_of(supplied)[:16])
     model, _ = weights.load_pretrained("resnet18", download=False)
     assert torch.equal(model.fc.weight, reference.fc.weight)
+
+
+# Downloads from a local server standing in for the hub ------------------------------------------------------
+
+
+@pytest.fixture
+def hub(torch_home: Path, monkeypatch: pytest.MonkeyPatch):
+    server = LocalHub()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    monkeypatch.setenv(weights.URL_BASE_VARIABLE, server.base)
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def _official(monkeypatch: pytest.MonkeyPatch, name: str, payload: bytes) -> str:
+    """Make ``payload`` the "official" file of ``name``: a file name carrying the start of its SHA-256."""
+    file_name = f"{name}-{hashlib.sha256(payload).hexdigest()[:8]}.pth"
+    real = weights.pretrained
+
+    def patched(model: str):
+        info = real(model)
+        return dataclasses.replace(info, url=f"https://download.example/models/{file_name}") if model == name else info
+
+    monkeypatch.setattr(weights, "pretrained", patched)
+    return file_name
+
+
+def _saved(state: dict[str, torch.Tensor]) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def resnet18_state() -> dict[str, torch.Tensor]:
+    return torchvision.models.resnet18(weights=None).state_dict()
+
+
+def _leftovers(torch_home: Path) -> list[str]:
+    folder = torch_home / "hub" / "checkpoints"
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+def test_a_download_streams_with_progress_checks_the_hash_and_loads_offline_after(
+        hub: LocalHub, monkeypatch: pytest.MonkeyPatch, torch_home: Path, resnet18_state) -> None:
+    payload = _saved(resnet18_state)
+    file_name = _official(monkeypatch, "resnet18", payload)
+    hub.files[file_name] = payload
+    seen: list[tuple[int, int | None]] = []
+    installed = weights.fetch("resnet18", progress=lambda done, total: seen.append((done, total)))
+    assert installed.official and installed.path.name == file_name and _leftovers(torch_home) == [file_name]
+    assert seen[0] == (0, len(payload)) and seen[-1] == (len(payload), len(payload)) and len(seen) > 3
+    assert [done for done, _ in seen] == sorted(done for done, _ in seen)
+    hub.files.clear()  # from now on the cache alone must serve it
+    model, _ = weights.load_pretrained("resnet18", download=False)
+    assert torch.equal(model.fc.weight, resnet18_state["fc.weight"])
+
+
+def test_a_download_whose_hash_differs_is_refused_and_leaves_nothing(
+        hub: LocalHub, monkeypatch: pytest.MonkeyPatch, torch_home: Path, resnet18_state) -> None:
+    file_name = _official(monkeypatch, "resnet18", _saved(resnet18_state))
+    tampered = dict(resnet18_state, **{"fc.bias": resnet18_state["fc.bias"] + 1})
+    hub.files[file_name] = _saved(tampered)
+    with pytest.raises(weights.WeightsError, match="not the published"):
+        weights.fetch("resnet18")
+    assert _leftovers(torch_home) == [] and not weights.is_cached("resnet18")
+
+
+def test_an_interrupted_download_leaves_nothing(hub: LocalHub, monkeypatch: pytest.MonkeyPatch, torch_home: Path,
+                                                resnet18_state) -> None:
+    payload = _saved(resnet18_state)
+    file_name = _official(monkeypatch, "resnet18", payload)
+    hub.files[file_name] = payload
+    hub.cut.add(file_name)
+    with pytest.raises(weights.WeightsError):
+        weights.fetch("resnet18")
+    assert _leftovers(torch_home) == []
+
+
+def test_a_missing_file_on_the_server_is_named(hub: LocalHub, torch_home: Path) -> None:
+    with pytest.raises(weights.WeightsUnavailableError, match="404"):
+        weights.fetch("resnet34")
+    assert _leftovers(torch_home) == []
+
+
+def test_every_official_file_is_listed_with_its_size() -> None:
+    sizes = {name: weights.pretrained(name).size_mb for name in weights.names_with_weights()}
+    assert sizes["vgg19"] == pytest.approx(548.051) and weights.largest_file_mb() == sizes["vgg19"]
+    assert all(size > 40 for size in sizes.values())
+    assert weights.pretrained("resnet18").sha256_prefix == "f37072fd"
+    assert weights.pretrained("xception").sha256_prefix is None  # Cadene's name is not a checkable SHA-256
+
+
+def test_the_server_upload_limit_takes_the_largest_official_file() -> None:
+    config = tomllib.loads((Path(__file__).parents[1] / ".streamlit" / "config.toml").read_text())
+    assert config["server"]["maxUploadSize"] >= math.ceil(weights.largest_file_mb())
+
+
+# Hardening: every supplied file is bounded and checked before use --------------------------------------------
+
+
+def _deflated(payload: bytes) -> bytes:
+    """The same .pth with every record deflate-compressed (torch.load still reads it)."""
+    source = zipfile.ZipFile(io.BytesIO(payload))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as target:
+        for record in source.infolist():
+            target.writestr(record.filename, source.read(record))
+    return out.getvalue()
+
+
+def test_a_compressed_pth_bomb_is_refused_before_anything_is_decompressed(
+        tmp_path: Path, torch_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bomb = tmp_path / "bomb.pth"
+    bomb.write_bytes(_deflated(_saved({"fc.weight": torch.zeros(64 * 1024 * 1024 // 4)})))  # 64 MB of zeros
+    assert bomb.stat().st_size < 1024 * 1024
+
+    def never(*args, **kwargs):
+        raise AssertionError("torch.load must not see a bomb")
+
+    monkeypatch.setattr(torch, "load", never)
+    with pytest.raises(weights.WeightsError, match="inflate"):
+        weights.install("resnet18", bomb)
+    assert _leftovers(torch_home) == []
+
+
+def test_a_record_over_the_cap_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "big.pth"
+    path.write_bytes(_saved({"w": torch.zeros(1000)}))
+    with pytest.raises(weights.WeightsError, match="cap"):
+        weights.check_archive(path, max_record_bytes=1000)
+    weights.check_archive(path)  # within the default cap
+
+
+@pytest.mark.parametrize("spoil, message", [
+    (lambda s: s.__setitem__("conv1.weight", torch.full_like(s["conv1.weight"], float("nan"))), "non-finite"),
+    (lambda s: s.__setitem__("fc.weight", s["fc.weight"].to(torch.complex64)), "complex"),
+    (lambda s: s.__setitem__("fc.weight", s["fc.weight"].to(torch.int32)), "int32"),
+    (lambda s: s.__setitem__("fc.weight", torch.zeros(10, 512)), "does not fit"),
+], ids=["nan", "complex", "int", "shape"])
+def test_weights_that_cannot_be_weights_are_refused(tmp_path: Path, torch_home: Path, resnet18_state, spoil,
+                                                    message: str) -> None:
+    state = dict(resnet18_state)
+    spoil(state)
+    path = tmp_path / "spoilt.pth"
+    path.write_bytes(_saved(state))
+    with pytest.raises(weights.WeightsError, match=message):
+        weights.install("resnet18", path)
+    assert _leftovers(torch_home) == [] and not weights.is_cached("resnet18")
+
+
+def test_a_supplied_pth_that_is_the_official_file_takes_the_canonical_name(
+        tmp_path: Path, torch_home: Path, monkeypatch: pytest.MonkeyPatch, resnet18_state) -> None:
+    payload = _saved(resnet18_state)
+    file_name = _official(monkeypatch, "resnet18", payload)
+    path = tmp_path / "whatever.pth"
+    path.write_bytes(payload)
+    installed = weights.install("resnet18", path, uploaded_as="whatever.pth")
+    assert installed.official and installed.path.name == file_name
+    assert installed.provenance == f"official file {file_name}"
+
+
+def test_a_supplied_pth_that_differs_keeps_its_own_name(tmp_path: Path, torch_home: Path, resnet18_state) -> None:
+    path = tmp_path / "resnet18-f37072fd.pth"  # claims the canonical name; its content is not the official file
+    path.write_bytes(_saved(resnet18_state))
+    installed = weights.install("resnet18", path, uploaded_as=path.name)
+    assert not installed.official and not weights.expected_file("resnet18").exists()
+    assert installed.provenance == f"supplied by upload, SHA-256 {weights.sha256_of(path)[:16]}…"
+    assert installed.uploaded_as == "resnet18-f37072fd.pth"
+    assert weights.installed("resnet18") == installed

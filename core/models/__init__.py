@@ -1,6 +1,6 @@
 """The model zoo: ``names()``, ``build(name, num_classes=..., in_channels=...)`` and each model's facts."""
 
-from core.models.base import ExplorerModel, ModelOutput
+from core.models.base import ExplorerModel, Model, ModelOutput
 from core.models.registry import (
     REGISTRY,
     ModelSpec,
@@ -15,6 +15,7 @@ from core.models.registry import (
 __all__ = [
     "REGISTRY",
     "ExplorerModel",
+    "Model",
     "ModelOutput",
     "ModelSpec",
     "Reference",

@@ -7,12 +7,16 @@ architecture's name.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
 
 import torch
 from torch import nn
 
 from core.errors import InvalidArgumentError
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 
 class ModelOutput(NamedTuple):
@@ -84,13 +88,20 @@ class ExplorerModel(nn.Module):
         """Map features to logits, or to the vector fed to the classifier if ``pre_logits``."""
         raise NotImplementedError
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Return the logits (N × num_classes)."""
+    def forward(self, x: torch.Tensor) -> torch.Tensor | ModelOutput:
+        """Return the logits (N × num_classes); a model with auxiliary heads returns a ModelOutput in training."""
         return self.forward_head(self.forward_features(x))
+
+    def _linear(self, name: str) -> nn.Linear:
+        """The ``nn.Linear`` at dotted ``name``."""
+        layer = self.get_submodule(name)
+        if not isinstance(layer, nn.Linear):
+            raise TypeError(f"{type(self).__name__}.{name} is a {type(layer).__name__}, not the nn.Linear classifier")
+        return layer
 
     def get_classifier(self) -> nn.Linear:
         """Return the final linear layer."""
-        return self.get_submodule(self.classifier_name)
+        return self._linear(self.classifier_name)
 
     @property
     def num_classes(self) -> int:
@@ -106,7 +117,7 @@ class ExplorerModel(nn.Module):
         """Replace the final (and any auxiliary) classifier with fresh ones of ``num_classes`` outputs."""
         check_positive(num_classes, "num_classes")
         for name in (self.classifier_name, *self.auxiliary_classifier_names):
-            old = self.get_submodule(name)
+            old = self._linear(name)
             new = nn.Linear(old.in_features, num_classes, device=old.weight.device, dtype=old.weight.dtype)
             self.set_submodule(name, new)
 
@@ -115,3 +126,92 @@ class ExplorerModel(nn.Module):
         if isinstance(output, ModelOutput):
             return output.logits, [output.aux_logits]
         return output, []
+
+
+@runtime_checkable
+class Model(Protocol):
+    """The model interface (timm's surface) that the trainer, the views and the tools rely on.
+
+    Every ``ExplorerModel`` (the zoo and ``TransferModel``) satisfies it; code that takes a ``Model``
+    never branches on an architecture's name.
+    """
+
+    classifier_name: str
+    auxiliary_classifier_names: tuple[str, ...]
+    stages: tuple[tuple[str, str], ...]
+    num_features: int
+    aux_loss_weight: float
+    training: bool
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes the classifier predicts."""
+        ...
+
+    @property
+    def in_channels(self) -> int:
+        """Channels of the input images."""
+        ...
+
+    def __call__(self, x: torch.Tensor) -> Any:
+        """``forward``: logits, or a ModelOutput in training mode for models with auxiliary heads."""
+        ...
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The last feature map, before global pooling (N × C × H × W)."""
+        ...
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Features to logits, or to the classifier's input if ``pre_logits``."""
+        ...
+
+    def get_classifier(self) -> nn.Linear:
+        """The final linear layer."""
+        ...
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Fresh final (and auxiliary) classifiers with ``num_classes`` outputs."""
+        ...
+
+    def split_output(self, output: torch.Tensor | ModelOutput) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Main logits and the list of auxiliary logits."""
+        ...
+
+    # The parts of nn.Module that training and inspection use.
+    def parameters(self, recurse: bool = True) -> Iterator[nn.Parameter]:
+        """The weights."""
+        ...
+
+    def named_modules(self, *args: Any, **kwargs: Any) -> Iterator[tuple[str, nn.Module]]:
+        """Every submodule with its dotted name."""
+        ...
+
+    def get_submodule(self, target: str) -> nn.Module:
+        """The submodule at a dotted name."""
+        ...
+
+    def train(self, mode: bool = True) -> Self:
+        """Training mode (``eval()`` is ``train(False)``)."""
+        ...
+
+    def eval(self) -> Self:
+        """Inference mode."""
+        ...
+
+    def to(self, *args: Any, **kwargs: Any) -> Self:
+        """Move to a device or dtype."""
+        ...
+
+    def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """The weights and buffers by name."""
+        ...
+
+    def load_state_dict(self, *args: Any, **kwargs: Any) -> Any:
+        """Load weights and buffers by name."""
+        ...
+
+
+if TYPE_CHECKING:
+    def _every_explorer_model_is_a_model(model: ExplorerModel) -> Model:
+        """Fails type checking the day ExplorerModel stops satisfying the Model protocol."""
+        return model

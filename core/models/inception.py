@@ -162,7 +162,7 @@ class Inception3(ExplorerModel):
     """Stem, 3 × A, B, 4 × C, D, 2 × E, global pool, dropout, dense; 299×299 input."""
 
     classifier_name = "fc"
-    auxiliary_classifier_names = ("AuxLogits.fc",)
+    auxiliary_classifier_names: tuple[str, ...] = ("AuxLogits.fc",)
     stages = (("stem", "maxpool2"), ("35×35", "Mixed_5d"), ("17×17", "Mixed_6e"), ("8×8", "Mixed_7c"))
     num_features = 2048
     aux_loss_weight = 0.4  # the paper's weight on the auxiliary loss

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypedDict
 
 import torch
 
@@ -80,7 +81,21 @@ def _torchvision(params: int, gmacs: float, top1: float, top5: float) -> tuple[R
     )
 
 
-_RESNET_PAPER = dict(
+class _Paper(TypedDict):
+    """The facts a family of models shares: one paper."""
+
+    family: str
+    year: int
+    authors: str
+    paper_title: str
+    paper_url: str
+    task: str
+    dataset: str
+    input_size: int
+    idea: str
+
+
+_RESNET_PAPER = _Paper(
     family="ResNet",
     year=2015,
     authors="Kaiming He, Xiangyu Zhang, Shaoqing Ren, Jian Sun",
@@ -92,7 +107,7 @@ _RESNET_PAPER = dict(
     idea="Skip connections let each block learn a residual F(x) = H(x) − x, so very deep networks still train.",
 )
 
-_VGG_PAPER = dict(
+_VGG_PAPER = _Paper(
     family="VGG",
     year=2014,
     authors="Karen Simonyan, Andrew Zisserman",

@@ -28,7 +28,8 @@ def make_layers(config: list[int | str], in_channels: int) -> nn.Sequential:
 
 def _stages(config: list[int | str]) -> tuple[tuple[str, str], ...]:
     """One stage per block, each ending at its max-pool's index in ``features``."""
-    stages, index = [], 0
+    stages: list[tuple[str, str]] = []
+    index = 0
     for item in config:
         index += 1 if item == "M" else 2
         if item == "M":
@@ -52,7 +53,8 @@ class VGG(ExplorerModel):
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-                nn.init.zeros_(module.bias)
+                if module.bias is not None:  # every convolution here has one
+                    nn.init.zeros_(module.bias)
             elif isinstance(module, nn.Linear):
                 nn.init.normal_(module.weight, 0, 0.01)
                 nn.init.zeros_(module.bias)

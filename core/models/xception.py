@@ -35,11 +35,10 @@ class Block(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, reps: int, stride: int = 1,
                  start_with_relu: bool = True, grow_first: bool = True) -> None:
         super().__init__()
+        self.skip: nn.Conv2d | None = None  # the identity unless the shape changes
         if out_channels != in_channels or stride != 1:
             self.skip = nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False)
             self.skipbn = nn.BatchNorm2d(out_channels)
-        else:
-            self.skip = None
         # Where the width changes: on the first separable conv ("grow first") or the last.
         widths = [out_channels] * reps if grow_first else [in_channels] * (reps - 1) + [out_channels]
         layers: list[nn.Module] = []

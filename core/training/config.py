@@ -8,6 +8,7 @@ from typing import Any, Literal, get_args
 
 from core import models
 from core.data import FOLDER_PREFIX, IN_MEMORY
+from core.devices import Device
 from core.errors import InvalidArgumentError
 
 Optimizer = Literal["sgd", "adam", "adamw"]
@@ -43,7 +44,7 @@ class TrainConfig:
     pretrained: bool = False  # start the backbone from its ImageNet weights (transfer learning)
     unfreeze_last: int = 2  # blocks the "partial" strategy unfreezes
     seed: int = 0
-    device: str = "auto"  # auto | cuda | mps | cpu
+    device: Device = "auto"  # auto | cuda | mps | cpu (core.devices.CHOICES)
 
     def validate(self) -> TrainConfig:
         """Return self, or raise InvalidArgumentError naming the first bad field."""

@@ -13,14 +13,14 @@ import gc
 import math
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, cast
 
 import torch
 from torch import nn
 
-from core import devices, models
+from core import checkpoints, devices, models
 from core.data import FolderData, InMemoryData
 from core.models.base import ExplorerModel
 from core.training.batches import (
@@ -32,7 +32,7 @@ from core.training.batches import (
     make_batches,
     training_steps,
 )
-from core.training.config import TrainConfig
+from core.training.config import TrainConfig, config_dict
 from core.training.evaluation import Evaluation, evaluate, training_loss
 from core.training.progress import LOG_EVERY, EpochFigures, Progress, Status, StopTraining, TestFigures, Which
 from core.training.schedule import LearningRate, make_optimizer
@@ -79,15 +79,14 @@ class Trainer:
     def __init__(self, config: TrainConfig, data: Data, callbacks: list[Any] | tuple = (),
                  stop: threading.Event | None = None, model: ExplorerModel | None = None,
                  shard: Shard = (0, 1), wrap: Any = None, checkpoint_dir: Path | None = None,
-                 run_id: str | None = None) -> None:
+                 run_id: str | None = None, resume_from: Path | None = None) -> None:
         self.config = config.validate()
         self.data = data
         self.callbacks = list(callbacks)
         self.stop = stop or threading.Event()
         self.shard = shard
-        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
-        self.run_id = run_id
         self.messages: list[str] = []
+        resume = checkpoints.read_resume(Path(resume_from), config) if resume_from is not None else None
         # The device, and the random state every run of the same config starts from.
         self.device = devices.pick_device(config.device)
         torch.manual_seed(config.seed)
@@ -101,6 +100,8 @@ class Trainer:
         channels_last = self.device.type == "cuda"
         if channels_last:
             self.model.to(memory_format=torch.channels_last)
+        if resume is not None:  # before the feature cache: it runs the (restored) backbone
+            self.model.load_state_dict(resume.weights)
         self.input_size = training_input_size(config.arch, data.size)
         if self.input_size != data.size:
             self.say(f"{models.spec(config.arch).display_name} needs at least {self.input_size}×{self.input_size} "
@@ -143,6 +144,10 @@ class Trainer:
         self.started = time.perf_counter()
         self.status: Status = "running"
         self.test: TestFigures | None = None
+        self.checkpoints = (checkpoints.Writer(Path(checkpoint_dir), run_id, data.mean, data.std)
+                            if checkpoint_dir is not None else None)
+        if resume is not None:
+            self.restore(resume)
 
     # The loop ---------------------------------------------------------------------------------------
 
@@ -172,10 +177,11 @@ class Trainer:
         assert self.order is not None
         self.trained.train()
         usable = self.steps_per_epoch * self.batch_size  # full batches only (see training_steps)
-        remaining = self.order[self.position:usable]
+        batches_left = max(usable - self.position, 0) // self.batch_size  # also after an out-of-memory restart
+        end = min(self.position + batches_left * self.batch_size, len(self.order))
+        remaining = self.order[self.position:end]
+        self.check_stop()
         for x, y in self.train_batches.batches(remaining, self.batch_size, self.config.augment, self.generator):
-            if self.stop.is_set():
-                raise StopTraining("Stopped by the user.")
             with self.autocast:
                 loss, logits = training_loss(self.step_model, self.trained(x), y, self.config.label_smoothing)
             self.optimizer.zero_grad(set_to_none=True)
@@ -190,7 +196,7 @@ class Trainer:
             self.epoch_loss += loss.detach() * len(y)
             self.epoch_correct += (logits.argmax(1) == y).sum()
             self.epoch_seen += len(y)
-            if self.step % LOG_EVERY == 0 or self.position >= min(usable, len(self.order)):
+            if self.step % LOG_EVERY == 0 or self.position >= end:
                 self.train_loss = float(self.epoch_loss) / self.epoch_seen  # a sync point on a GPU
                 self.train_acc = float(self.epoch_correct) / self.epoch_seen
                 if not math.isfinite(self.train_loss):
@@ -199,6 +205,7 @@ class Trainer:
                              "training diverged (try a lower learning rate).")
                     return
                 self.emit("on_batch_end")
+            self.check_stop()  # before the next batch is drawn: a resumed run draws it from the same random state
 
     def end_epoch(self) -> None:
         """Validate, record the epoch, keep the best weights, step the schedule, report, stop early."""
@@ -219,6 +226,9 @@ class Trainer:
         self.epoch_loss.zero_()
         self.epoch_correct.zero_()
         self.epoch_seen = 0
+        self.save("last")
+        if improved:
+            self.save("best")
         self.emit("on_epoch_end")
         if self.config.patience and self.epochs_without_improvement >= self.config.patience:
             self.say(f"Early stop: no better validation loss for {self.config.patience} epochs "
@@ -226,33 +236,118 @@ class Trainer:
             self.status = "completed"
 
     def finish(self) -> FitResult:
-        """Set the final status, evaluate the test split, report ``on_fit_end``."""
+        """Set the final status, save where training ended, evaluate the test split, report ``on_fit_end``."""
         if self.status == "running":
             self.status = "completed"
+        saved_last = self.checkpoints.written.get("last") if self.checkpoints else None
+        if self.status != "failed" and (saved_last is None or saved_last["step"] != self.step):
+            self.save("last")  # where it stopped, mid-epoch too (a failed run's weights are not worth keeping)
         self.test = self.test_figures()
+        if self.checkpoints is not None:
+            self.checkpoints.update("last", status=self.status)
+            if self.status != "completed":
+                self.say(self.checkpoints.describe())
         self.emit("on_fit_end")
         return FitResult(model=self.model, progress=self.progress(), test=self.test.evaluation if self.test else None)
 
     def test_figures(self) -> TestFigures | None:
-        """The test evaluation shown for the run: of the best weights by validation if an epoch was validated,
-        else of the final ones; none for a failed run without a validated epoch, or without a test split."""
-        if not len(self.data.test) or (self.status == "failed" and self.best_weights is None):
+        """Evaluate the test split on the saved weights: the best by validation (if an epoch was validated)
+        and the last (where training ended, unless it diverged). Each checkpoint's sidecar gets its own
+        figures; the run is shown those of the best, else of the last."""
+        if not len(self.data.test):
             return None
-        which: Which = "best" if self.best_weights is not None else "last"
-        epoch, step = (self.best_epoch, self.best_step) if which == "best" else (self.epoch, self.step)
-        final = None
-        if self.best_weights is not None and self.best_step != self.step:  # evaluate the best, then put back
-            final = _cpu_copy(self.model)
-            self.model.load_state_dict(self.best_weights)
+        figures: dict[Which, TestFigures] = {}
+        if self.best_weights is not None:
+            figures["best"] = self._test("best", self.best_epoch, self.best_step, self.best_weights)
+        if self.status != "failed" and (self.checkpoints is not None or not figures):
+            same = figures.get("best") if self.best_step == self.step else None
+            figures["last"] = (replace(same, checkpoint="last", saved=self._saved("last")) if same is not None
+                               else self._test("last", self.epoch, self.step, None))
+        if self.checkpoints is not None:
+            for which, figure in figures.items():
+                self.checkpoints.update(which, test=figure.report(tuple(self.data.classes)))
+        return figures.get("best") or figures.get("last")
+
+    def _test(self, which: Which, epoch: int, step: int, weights: dict[str, torch.Tensor] | None) -> TestFigures:
+        """Test figures of ``weights`` (None: the model as it is), leaving the model as it was."""
+        current = _cpu_copy(self.model) if weights is not None else None
+        if weights is not None:
+            self.model.load_state_dict(weights)
         test_batches: BatchSource = make_batches(self.data.test, self.preprocess)
         if isinstance(self.step_model, HeadView):
             test_batches = feature_cache(self.model, test_batches)
         result = evaluate(self.step_model, test_batches, self.eval_batch_size, len(self.data.classes))
-        if final is not None:
-            self.model.load_state_dict(final)
-        return TestFigures(which, epoch, step, result, tuple(self.data.test.labels.tolist()), saved=False)
+        if current is not None:
+            self.model.load_state_dict(current)
+        return TestFigures(which, epoch, step, result, tuple(self.data.test.labels.tolist()), self._saved(which))
+
+    def _saved(self, which: Which) -> bool:
+        return self.checkpoints is not None and which in self.checkpoints.written
+
+    # Checkpoints and resuming -------------------------------------------------------------------------
+
+    def save(self, which: Which) -> None:
+        """Write the ``which`` checkpoint, if this run keeps checkpoints; the last one with its training state."""
+        if self.checkpoints is None:
+            return
+        progress = self.progress()
+        if which == "best":
+            assert self.best_weights is not None
+            self.checkpoints.save("best", self.best_weights, progress, complete=True)
+        else:
+            self.checkpoints.save("last", self.model, progress, complete=self.order is None,
+                                  training_state=self.training_state())
+
+    def training_state(self) -> dict[str, Any]:
+        """Everything besides the weights that continuing this run needs (tensors and plain values only)."""
+        cuda = self.device.type == "cuda"
+        return {
+            "config": config_dict(self.config), "shard": list(self.shard),
+            "epochs_done": self.epochs_done, "step": self.step, "position": self.position,
+            "order": self.order.cpu() if self.order is not None else None,
+            "batch_size": self.batch_size, "eval_batch_size": self.eval_batch_size,
+            "steps_per_epoch": self.steps_per_epoch, "total_steps": self.total_steps,
+            "epoch_loss": float(self.epoch_loss), "epoch_correct": int(self.epoch_correct),
+            "epoch_seen": self.epoch_seen, "train_loss": self.train_loss, "train_acc": self.train_acc,
+            "val_loss": self.val_loss, "val_acc": self.val_acc, "history": [row.as_dict() for row in self.history],
+            "best_val_loss": self.best_val_loss, "best_epoch": self.best_epoch, "best_step": self.best_step,
+            "epochs_without_improvement": self.epochs_without_improvement, "images_seen": self.images_seen,
+            "elapsed": self.elapsed, "optimizer": self.optimizer.state_dict(), "schedule": self.schedule.state_dict(),
+            "rng_cpu": torch.get_rng_state(), "rng_generator": self.generator.get_state(),
+            "rng_cuda": torch.cuda.get_rng_state(self.device) if cuda else None,
+        }
+
+    def restore(self, resume: checkpoints.Resume) -> None:
+        """Continue from a saved training state: counters, history, optimiser, schedule, random generators."""
+        state = resume.state
+        if tuple(state["shard"]) != tuple(self.shard):
+            raise checkpoints.CheckpointError(f"This run was trained by {state['shard'][1]} processes; resume it "
+                                              f"with as many (not {self.shard[1]}).")
+        for name in ("epochs_done", "step", "position", "batch_size", "eval_batch_size", "steps_per_epoch",
+                     "total_steps", "epoch_seen", "train_loss", "train_acc", "val_loss", "val_acc", "best_val_loss",
+                     "best_epoch", "best_step", "epochs_without_improvement", "images_seen"):
+            setattr(self, name, state[name])
+        self.order = state["order"].to(self.device) if state["order"] is not None else None
+        self.epoch_loss.fill_(state["epoch_loss"])
+        self.epoch_correct.fill_(state["epoch_correct"])
+        self.history = [EpochFigures(**row) for row in state["history"]]
+        self.elapsed_before = state["elapsed"]
+        self.best_weights = resume.best_weights
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.schedule.load_state_dict(state["schedule"])
+        torch.set_rng_state(state["rng_cpu"])
+        self.generator.set_state(state["rng_generator"])
+        if self.device.type == "cuda" and state["rng_cuda"] is not None:
+            torch.cuda.set_rng_state(state["rng_cuda"], self.device)
+        where = f"end of epoch {self.epochs_done}" if self.order is None else f"epoch {self.epoch}, step {self.step}"
+        self.say(f"Resumed from the last checkpoint ({where}).")
 
     # Helpers ----------------------------------------------------------------------------------------
+
+    def check_stop(self) -> None:
+        """End the run here if the user asked to stop."""
+        if self.stop.is_set():
+            raise StopTraining("Stopped by the user.")
 
     @property
     def epoch(self) -> int:
@@ -325,11 +420,14 @@ def restart_on_out_of_memory(trainer: Trainer) -> None:
 
 
 def fit(config: TrainConfig, data: Data, callbacks: list[Any] | tuple = (), stop: threading.Event | None = None,
-        model: ExplorerModel | None = None, shard: Shard = (0, 1), wrap: Any = None) -> FitResult:
+        model: ExplorerModel | None = None, shard: Shard = (0, 1), wrap: Any = None,
+        checkpoint_dir: Path | None = None, run_id: str | None = None, resume_from: Path | None = None) -> FitResult:
     """Train ``config.arch`` on ``data``; evaluate on validation each epoch and on test at the end.
 
     Stops early on ``stop`` (within one batch), on a StopTraining from a subscriber, on early stopping,
     or on a non-finite loss (status "failed", with the reason). Running out of device memory halves the
     batch size and continues. ``shard``/``wrap`` serve distributed training (see core.train).
+    With ``checkpoint_dir`` the run keeps a last checkpoint (every epoch end, and where it stopped) and a
+    best one there; ``resume_from`` (a run's checkpoint folder) continues a run from its last checkpoint.
     """
-    return Trainer(config, data, callbacks, stop, model, shard, wrap).fit()
+    return Trainer(config, data, callbacks, stop, model, shard, wrap, checkpoint_dir, run_id, resume_from).fit()

@@ -1,0 +1,29 @@
+"""Device choice: CUDA, then Apple MPS, then the CPU; the choices are one Literal type."""
+
+from __future__ import annotations
+
+import typing
+
+import pytest
+
+from core import devices
+from core.errors import InvalidArgumentError
+
+
+def test_device_choice() -> None:
+    assert devices.pick_device().type == devices.available()[0]
+    assert devices.pick_device("cpu").type == "cpu"
+    assert "CPU" in devices.describe(devices.pick_device("cpu"))
+    with pytest.raises(InvalidArgumentError):
+        devices.pick_device("tpu")  # type: ignore[arg-type]
+    missing = next((d for d in ("cuda", "mps") if d not in devices.available()), None)
+    if missing:
+        with pytest.raises(InvalidArgumentError, match=missing.upper()):
+            devices.pick_device(missing)  # type: ignore[arg-type]
+
+
+def test_the_choices_are_the_literal_type() -> None:
+    assert devices.CHOICES == typing.get_args(devices.Device) == ("auto", "cuda", "mps", "cpu")
+    assert all(devices.is_device(choice) for choice in devices.CHOICES)
+    assert not devices.is_device("CPU") and not devices.is_device("")
+    assert set(devices.available()) <= set(devices.CHOICES)

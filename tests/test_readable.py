@@ -1,0 +1,43 @@
+"""Numbers and charts a lecture hall can read: one rule for counts, round ticks, no flat "0" rate axis."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from core import analysis, models
+
+
+def test_the_cost_accuracy_chart_labels_every_bubble_on_round_ticks() -> None:
+    from explorer import components, services
+
+    summaries = {name: services.summary(name) for name in models.names()}
+    table = pd.DataFrame(components.comparison_rows(summaries)).dropna(subset=["top-1 %"])
+    figure = components.cost_accuracy_chart(table)
+    trace = figure.data[0]
+    assert set(trace.text) == set(table["model"]) and "text" in trace.mode and trace.cliponaxis is False
+    ticks = figure.layout.xaxis.tickvals
+    assert all(round(v / 10 ** math.floor(math.log10(v))) in (1, 2, 5) for v in ticks)  # 1, 2, 5 × 10ⁿ
+    assert list(figure.layout.xaxis.ticktext) == [analysis.format_count(v) for v in ticks]
+    assert figure.layout.yaxis.dtick == 2
+
+
+def test_every_count_in_the_comparison_is_exact_and_its_display_follows_the_rule() -> None:
+    from explorer import components, services
+
+    rows = components.comparison_rows({"resnet50": services.summary("resnet50")})
+    assert rows[0]["parameters"] == 25_557_032 and rows[0]["MACs"] == 4_089_184_256  # what the CSV carries
+    shown = components.count_columns(pd.DataFrame(rows), ["parameters", "MACs"])
+    assert (shown.loc[0, "parameters"], shown.loc[0, "MACs"]) == ("25.6 M", "4.09 G")
+
+
+def test_a_constant_learning_rate_is_said_not_drawn_at_zero() -> None:
+    from explorer import training_view
+
+    steps = [{"step": i, "train_loss": 1.0, "train_acc": 0.5, "lr": 1e-3} for i in range(5)]
+    flat = training_view.curves(steps, [], 5)
+    assert flat.layout.yaxis3.showticklabels is False
+    assert any(a.text == "constant 0.001" for a in flat.layout.annotations)
+    decaying = training_view.curves([dict(s, lr=0.1 / (s["step"] + 1)) for s in steps], [], 5)
+    assert decaying.layout.yaxis3.type == "log"

@@ -1,0 +1,144 @@
+"""The weights panel (Classify and Transfer), Classify's default model and the one latency rule, through AppTest."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import threading
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision
+from safetensors.torch import save_file
+from streamlit.testing.v1 import AppTest
+
+from core import latency, weights
+from tests.conftest import LocalHub
+
+APP = str(Path(__file__).resolve().parents[1] / "explorer" / "app.py")
+
+
+def open_page(page: str) -> AppTest:
+    """The app, switched to ``page``, rendered without an exception."""
+    at = AppTest.from_file(APP, default_timeout=120)  # importing torch alone exceeds AppTest's 3 s default
+    at.run()
+    at.switch_page(f"../pages/{page}.py")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+@pytest.fixture
+def fresh_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty weights cache; "the hub" is a closed port unless a test serves files."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv(weights.URL_BASE_VARIABLE, "http://127.0.0.1:9/models")
+    return tmp_path / "torch" / "hub" / "checkpoints"
+
+
+def test_classify_on_a_fresh_install_says_what_to_do(fresh_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from explorer import services
+
+    monkeypatch.setattr(services, "classifier_choices", lambda: [])
+    at = open_page("classify")
+    table = at.dataframe[0].value
+    assert len(table) == 9 and set(table["on this machine"]) == {"—"}
+    assert table.set_index("model").loc["VGG-19", "size MB"] == 548.1
+    warning = " ".join(w.value for w in at.warning)
+    assert "resnet18-f37072fd.pth" in warning and "44.7 MB" in warning
+    offline = " ".join(m.value for m in at.markdown)
+    assert "`$TORCH_HOME/hub/checkpoints`" in offline and str(fresh_cache) not in offline
+    assert any("Download ResNet-18" in b.label for b in at.button)
+    at.button(key="classify-weights-download-resnet18").click().run()  # offline: said so, nothing left behind
+    assert not at.exception
+    assert any("offline" in e.value and "resnet18-f37072fd.pth" in e.value for e in at.error)
+    assert not fresh_cache.exists() or not list(fresh_cache.iterdir())
+
+
+def test_one_click_downloads_the_weights_with_progress(fresh_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    state = torchvision.models.resnet18(weights=None).state_dict()
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    payload = buffer.getvalue()
+    file_name = f"resnet18-{hashlib.sha256(payload).hexdigest()[:8]}.pth"
+    real = weights.pretrained
+    monkeypatch.setattr(weights, "pretrained", lambda name: dataclasses.replace(
+        real(name), url=f"https://example.org/{file_name}") if name == "resnet18" else real(name))
+    hub = LocalHub()
+    hub.files[file_name] = payload
+    threading.Thread(target=hub.serve_forever, daemon=True).start()
+    monkeypatch.setenv(weights.URL_BASE_VARIABLE, hub.base)
+    try:
+        at = open_page("transfer")
+        at.button(key="transfer-weights-download-resnet18").click().run()
+        assert not at.exception, [e.value for e in at.exception]
+        assert (fresh_cache / file_name).is_file()
+        assert any("on this machine (official file" in s.value for s in at.success)
+    finally:
+        hub.shutdown()
+        hub.server_close()
+
+
+def test_an_uploaded_file_is_checked_and_shown_as_supplied(fresh_cache: Path, tmp_path: Path) -> None:
+    at = open_page("transfer")
+    at.file_uploader(key="transfer-weights-upload-resnet18").upload("w.pth", b"junk", "application/octet-stream").run()
+    assert any("cannot be read" in e.value for e in at.error)  # refused, page intact
+    good = tmp_path / "mine.safetensors"
+    save_file(torchvision.models.resnet18(weights=None).state_dict(), str(good))
+    at.file_uploader(key="transfer-weights-upload-resnet18").upload(
+        "[click](https://evil.example).safetensors", good.read_bytes(), "application/octet-stream").run()
+    assert not at.exception
+    shown = " ".join(s.value for s in at.success)
+    assert "supplied by upload, SHA-256" in shown and "evil" not in shown  # the provenance, not a user's text
+    assert not (fresh_cache / "resnet18-f37072fd.pth").exists()
+
+
+def test_the_weights_uploader_takes_full_size_files() -> None:
+    from explorer import services
+
+    assert services.WEIGHTS_UPLOAD_MB >= 549  # VGG-19: 548.05 MiB
+    services.check_upload_size(548 * 2**20, services.WEIGHTS_UPLOAD_MB)
+    with pytest.raises(Exception, match="at most"):
+        services.check_upload_size(600 * 2**20, services.WEIGHTS_UPLOAD_MB)
+
+
+def test_classify_opens_on_the_most_accurate_run_not_the_newest() -> None:
+    from core import classifiers
+
+    good = classifiers.Choice("run:good", "good")
+    bad = classifiers.Choice("run:bad", "bad")
+    store_runs = [{"id": "bad", "test": {"accuracy": 0.348}}, {"id": "good", "test": {"accuracy": 0.97}}]
+
+    class Store:
+        def runs(self, limit: int = 100) -> list[dict]:
+            return store_runs
+
+    assert classifiers.best_choice([bad, good], Store()) == "run:good"  # the newest (first) is worse
+    imagenet = [classifiers.Choice("imagenet:resnet18", "r18"), classifiers.Choice("imagenet:resnet50", "r50")]
+    assert classifiers.best_choice([bad, *imagenet, good], Store()) == "imagenet:resnet50"
+    assert classifiers.best_choice([], Store()) is None
+
+
+def test_classify_and_compare_time_by_the_same_rule(monkeypatch: pytest.MonkeyPatch) -> None:
+    from core import classifiers, models
+    from explorer import services
+
+    calls: list[tuple] = []
+    real = latency.measure_model
+
+    def spy(model, name, input_shape, batch_size, device, *args, **kwargs):
+        calls.append((type(model).__name__, tuple(input_shape), batch_size))
+        return real(model, name, input_shape, batch_size, device, *args, **kwargs)
+
+    monkeypatch.setattr(latency, "measure_model", spy)
+    lenet = models.build("lenet5").eval()
+    loaded = classifiers.Classifier("run:x", "LeNet-5 · run x", lenet, tuple("0123456789"), 28, 28, (0.5,), (0.5,), 1)
+    monkeypatch.setattr(services, "classifier", lambda key: loaded)
+    services.measure_latency.clear()
+    services.classifier_latency.clear()
+    compare = services.measure_latency("lenet5", 1, services.device().type)
+    classify = services.classifier_latency("run:x")
+    assert len(calls) == 2 and calls[0] == calls[1]  # the same function on the same model, input and batch
+    assert compare["rule"] == classify["rule"] and "median of 7 timed passes after 2 warm-up" in compare["rule"]
