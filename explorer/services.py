@@ -479,19 +479,19 @@ def overlay(image: torch.Tensor, heat: torch.Tensor, alpha: float = 0.5, colorma
 
 def stages(model: classifiers.Classifier, x: torch.Tensor, shown: int = 6) -> list[explain.Stage]:
     """One image followed through a shared model stage by stage."""
-    with _using_shared_model():
+    with _using_shared_model(model):
         return explain.stages(model.model, x, shown)
 
 
 def first_conv(model: classifiers.Classifier, x: torch.Tensor) -> tuple[str, torch.Tensor, torch.Tensor]:
     """The first convolution of a shared model on one image: its name, input and output."""
-    with _using_shared_model():
+    with _using_shared_model(model):
         return explain.first_conv(model.model, x)
 
 
 def first_conv_at(model: classifiers.Classifier, x: torch.Tensor, channel: int, row: int, col: int) -> explain.ConvAt:
     """The first convolution of a shared model at one position, recomputed by hand."""
-    with _using_shared_model():
+    with _using_shared_model(model):
         return explain.first_conv_at(model.model, x, channel, row, col)
 
 

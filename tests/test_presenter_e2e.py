@@ -6,7 +6,16 @@ import re
 
 import pytest
 
-from tests.browser import CHROMIUM_FLAGS, chromium_path, running_app, wait_until_idle
+from tests.browser import (
+    CHROMIUM_FLAGS,
+    chromium_path,
+    open_page,
+    rerun,
+    running_app,
+    wait_until_drawn,
+    wait_until_idle,
+    watch_script_runs,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -58,12 +67,12 @@ def test_every_page_fits_a_projector_in_presenter_mode(tmp_path) -> None:
     with running_app(state_dir=str(state)) as url, sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_FLAGS)
         try:
-            page = browser.new_page(viewport={"width": 1280, "height": 720})
+            context = browser.new_context(viewport={"width": 1280, "height": 720})
+            watch_script_runs(context)
+            page = context.new_page()
             for path in PAGES:
-                page.goto(url + path + ("&" if "?" in path else "?") + "present=1")
-                wait_until_idle(page)
-                page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot .main-svg').length > 0 || "
-                                       "!document.querySelector('[data-testid=\"stPlotlyChart\"]')", timeout=60_000)
+                open_page(page, url + path + ("&" if "?" in path else "?") + "present=1")
+                wait_until_drawn(page)
                 expect(page.locator('[data-testid="stException"]')).to_have_count(0)
                 assert page.evaluate("getComputedStyle(document.documentElement).fontSize") == "20px", path
                 expect(page.locator(".st-key-presenter-mode input")).to_be_checked()
@@ -75,13 +84,14 @@ def test_every_page_fits_a_projector_in_presenter_mode(tmp_path) -> None:
             plot = page.locator(".st-key-inside-map .nsewdrag").first
             plot.scroll_into_view_if_needed()
             box = plot.bounding_box()
-            page.mouse.click(box["x"] + box["width"] * 0.1, box["y"] + box["height"] * 0.1)
+            with rerun(page):
+                page.mouse.click(box["x"] + box["width"] * 0.1, box["y"] + box["height"] * 0.1)
             expect(position).not_to_have_text(before, timeout=60_000)
             wait_until_idle(page)
             assert position.inner_text().startswith("Position (0, 0) of"), position.inner_text()
             # The switch turns the mode off again, and the URL follows.
-            page.get_by_text("Presenter mode").click()
-            wait_until_idle(page)
+            with rerun(page):
+                page.get_by_text("Presenter mode").click()
             assert page.evaluate("getComputedStyle(document.documentElement).fontSize") == "16px"
             assert "present=1" not in page.url
         finally:
