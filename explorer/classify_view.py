@@ -35,7 +35,7 @@ def pick_images(model: classifiers.Classifier, prefix: str, several: bool = Fals
     inputs: list[tuple[str, bytes]] = []
     if source == "Sample photos":
         name = st.selectbox("Photo", list(services.SAMPLES), key=f"{prefix}-sample", bind="query-params",
-                            help="Real photographs bundled with scikit-image.")
+                            help="Real photographs bundled with scikit-image.") or next(iter(services.SAMPLES))
         inputs = [(f"{name}.png", services.sample_photo(name))]
     elif source == "Upload":
         uploads = st.file_uploader("Images" if several else "Image", type=list(services.IMAGE_EXTENSIONS),
@@ -98,7 +98,7 @@ def inspect(model: classifiers.Classifier, name: str, payload: bytes) -> None:
     layers = services.conv_layers(model)
     grad_cam(model, prepared, prediction.top[0][0], layers)
     st.subheader("Feature maps")
-    layer = st.selectbox("Feature maps of", layers, index=0, key="classify-map-layer", bind="query-params")
+    layer = st.selectbox("Feature maps of", layers, index=0, key="classify-map-layer", bind="query-params") or layers[0]
     maps = services.feature_maps(model, prepared.tensor, layer)
     st.caption(f"First {min(MAPS_SHOWN, len(maps))} of the channels of {layer} ({tuple(maps.shape[1:])} each)")
     grid = st.columns(8)
@@ -163,11 +163,11 @@ def grad_cam(model: classifiers.Classifier, prepared, label: str, layers: list[s
     layer = left.selectbox("Layer", layers, index=layers.index(default), key="classify-cam-layer",
                            bind="query-params",
                            help="Default: the last convolution that still has a spatial map, where the evidence is "
-                                "most class-specific.")
+                                "most class-specific.") or default
     colormap = middle.radio("Colours", list(services.COLORMAPS), horizontal=True, key="classify-cam-colours",
                             bind="query-params",
                             help="Turbo: blue (none) → red (strongest), readable on warm and cold photos. "
-                                 "Inferno: black → yellow, perceptually uniform.")
+                                 "Inferno: black → yellow, perceptually uniform.") or "turbo"
     alpha = right.slider("Heat-map opacity", 0.0, 1.0, 0.5, 0.05, key="classify-cam-opacity", bind="query-params",
                          help="0 shows the photo only, 1 the heat map only.")
     heat = services.grad_cam(model, prepared.tensor, layer)

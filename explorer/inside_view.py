@@ -118,7 +118,8 @@ def overview(image: Image.Image, found: list[explain.Stage]) -> None:
 def position_explorer(image: Image.Image, found: list[explain.Stage]) -> None:
     """Pick a stage and a position (click the map, or the sliders): its receptive field is drawn on the image."""
     labels = [stage.label for stage in found]
-    label = st.selectbox("Stage", labels, index=len(labels) // 2, key="inside-stage", bind="query-params")
+    label = st.selectbox("Stage", labels, index=len(labels) // 2, key="inside-stage",
+                         bind="query-params") or labels[len(labels) // 2]
     stage = found[labels.index(label)]
     channels, height, width = stage.shape
     _take_click("inside-map", "inside-row", "inside-col")
@@ -127,7 +128,7 @@ def position_explorer(image: Image.Image, found: list[explain.Stage]) -> None:
     controls = st.columns(3)
     rank = controls[0].selectbox("Feature map", range(len(stage.channels)), key="inside-channel",
                                  format_func=lambda i: f"channel {stage.channels[i]} (#{i + 1} most active)",
-                                 help="The most active channels of this stage on this image.")
+                                 help="The most active channels of this stage on this image.") or 0
     shown = stage.channels[rank]
     row = controls[1].slider("Row", 0, height - 1, key="inside-row")
     col = controls[2].slider("Column", 0, width - 1, key="inside-col")

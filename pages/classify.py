@@ -25,7 +25,7 @@ if not choices:
 
 labels = {choice.key: choice.label for choice in choices}
 best = services.best_classifier(choices)
-key = st.selectbox("Model", list(labels), format_func=labels.get, key="classify-model",
+key = st.selectbox("Model", list(labels), format_func=lambda k: labels[k], key="classify-model",
                    index=list(labels).index(best) if best in labels else 0,
                    help="Opens on the best model here: the most accurate cached ImageNet model, else the finished "
                         "run with the highest test accuracy.")
