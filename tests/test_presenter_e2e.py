@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 
 import pytest
 
 from tests.browser import (
     CHROMIUM_FLAGS,
+    ROOT,
     chromium_path,
     open_page,
     rerun,
@@ -51,14 +55,15 @@ OVERFLOW = """() => {
 
 
 def _digits_model(state) -> None:
-    """A LeNet-5 trained on the bundled digits, so Classify and Inside the network have a model to show."""
+    """A LeNet-5 trained on the bundled digits by one worker, so Classify and Inside the network have a model."""
     from core import training
-    from core.jobs import JobManager
     from core.runs import RunStore
 
-    jobs = JobManager(RunStore(state))
-    run_id = jobs.submit(training.preset("Fast", arch="lenet5", dataset="digits", epochs=2))
-    assert jobs.wait(run_id, timeout=300) == "completed"
+    store = RunStore(state)
+    run_id = store.create_run(training.preset("Fast", arch="lenet5", dataset="digits", epochs=2).validate())
+    subprocess.run([sys.executable, "-m", "core.worker", "--state", str(state), "--device", "cpu", "--once"],
+                   cwd=ROOT, check=True, timeout=900, env={**os.environ, "CNN_EXPLORER_STATE": str(state)})
+    assert store.run(run_id)["status"] == "completed"
 
 
 def test_every_page_fits_a_projector_in_presenter_mode(tmp_path) -> None:
