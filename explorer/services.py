@@ -98,9 +98,14 @@ def fidelity_rows(name: str) -> list[fidelity.FidelityRow]:
     return fidelity.compare(name)
 
 
-def blocks_diagram(name: str) -> str:
-    """Graphviz DOT of the model's blocks."""
-    return structure.diagram(name)
+def topology(name: str, opened: tuple[str, ...] = ()) -> structure.Topology:
+    """The model's dataflow graph (cached in core), with the blocks in ``opened`` drawn layer by layer."""
+    return structure.topology(name, frozenset(opened))
+
+
+def topology_dot(graph: structure.Topology, font_size: int = 11) -> str:
+    """Graphviz DOT of a topology."""
+    return structure.topology_dot(graph, font_size)
 
 
 def model_source(name: str) -> str:
@@ -541,9 +546,32 @@ def conv_layers(model: classifiers.Classifier) -> list[str]:
     return explain.conv_layers(model.model)
 
 
-def overlay(image: torch.Tensor, heat: torch.Tensor) -> torch.Tensor:
-    """A heat map blended over an image."""
-    return explain.overlay(image, heat)
+COLORMAPS = explain.COLORMAPS
+colorize = explain.colorize
+plotly_colorscale = explain.plotly_colorscale
+
+
+def overlay(image: torch.Tensor, heat: torch.Tensor, alpha: float = 0.5, colormap: str = "turbo") -> torch.Tensor:
+    """A heat map in a perceptual colour map blended over an image at opacity ``alpha``."""
+    return explain.overlay(image, heat, alpha, colormap)
+
+
+def stages(model: classifiers.Classifier, x: torch.Tensor, shown: int = 6) -> list[explain.Stage]:
+    """One image followed through a shared model stage by stage."""
+    with _using_shared_model(model):
+        return explain.stages(model.model, x, shown)
+
+
+def first_conv(model: classifiers.Classifier, x: torch.Tensor) -> tuple[str, torch.Tensor, torch.Tensor]:
+    """The first convolution of a shared model on one image: its name, input and output."""
+    with _using_shared_model(model):
+        return explain.first_conv(model.model, x)
+
+
+def first_conv_at(model: classifiers.Classifier, x: torch.Tensor, channel: int, row: int, col: int) -> explain.ConvAt:
+    """The first convolution of a shared model at one position, recomputed by hand."""
+    with _using_shared_model(model):
+        return explain.first_conv_at(model.model, x, channel, row, col)
 
 
 @st.cache_data(show_spinner=False)
