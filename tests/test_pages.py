@@ -62,14 +62,16 @@ def test_architectures_follows_the_url() -> None:
 def test_unknown_model_in_the_url_is_a_warning_not_a_traceback() -> None:
     at = open_page("architectures", model="googlenet")
     assert any("googlenet" in w.value for w in at.warning)
-    assert {m.label: m.value for m in at.metric}["Parameters"] == "25,557,032"
+    parameters = {m.label: m for m in at.metric}["Parameters"]
+    assert parameters.value == "25.6 M" and "25,557,032 exactly" in parameters.help
 
 
 def test_picking_a_model_updates_the_url() -> None:
     at = open_page("architectures")
     at.selectbox(key="model").set_value("lenet5").run()
     assert not at.exception
-    assert {m.label: m.value for m in at.metric}["Parameters"] == "61,706"
+    parameters = {m.label: m for m in at.metric}["Parameters"]
+    assert parameters.value == "61.7 K" and "61,706 exactly" in parameters.help
     assert "lenet5" in str(at.query_params["model"])
 
 
