@@ -367,6 +367,8 @@ def prune_uploads(keep: set[Path] = frozenset()) -> list[Path]:  # type: ignore[
 # ImageNet weights: the official files, downloads and uploads -----------------------------------------
 
 WEIGHTS_UPLOAD_MB = math.ceil(weights.largest_file_mb()) + 1  # VGG-19's 548 MiB file fits; server.maxUploadSize ≥ it
+IMAGE_UPLOAD_MB = 25  # a 40-megapixel photo (the pixel limit) is about 20 MB as a JPEG
+ZIP_UPLOAD_MB = 200
 WEIGHTS_SUFFIXES = (".safetensors", ".pth", ".pt")
 weights_info = weights.pretrained
 installed_weights = weights.installed
