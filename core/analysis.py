@@ -15,7 +15,7 @@ import functools
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
@@ -344,7 +344,7 @@ def analyse(model: models.ExplorerModel, input_shape: tuple[int, int, int], name
 
     Runs in eval mode: layers used only in training (auxiliary heads) are listed in ``unused``.
     """
-    meta = cast(models.ExplorerModel, to_meta(model).eval())
+    meta = to_meta(model).eval()
     leaves = {module: module_name for module_name, module in meta.named_modules() if not list(module.children())}
     tracker = _FieldTracker()
     raw_rows: list[dict[str, Any]] = []

@@ -184,7 +184,7 @@ def saved(folder: Path) -> dict[str, dict[str, Any]]:
     """The sidecars of the checkpoints a run folder holds, by name (``best``, ``last``); unreadable ones left out."""
     found = {}
     for which in ("best", "last"):
-        path = weights_path(folder, which)  # type: ignore[arg-type]
+        path = weights_path(folder, which)
         if path.exists():
             try:
                 found[which] = read_sidecar(path)
@@ -218,7 +218,7 @@ def preferred(folder: Path) -> Path | None:
     """The checkpoint a run is shown, classified and downloaded by: the best by validation if an epoch was
     validated, else the last (a run stopped in its first epoch), else None."""
     for which in ("best", "last"):
-        path = weights_path(folder, which)  # type: ignore[arg-type]
+        path = weights_path(folder, which)
         if path.exists():
             return path
     return None

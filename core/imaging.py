@@ -291,7 +291,7 @@ def prepare(image: Image.Image, resize: int, crop: int, mean: tuple[float, ...],
     steps = []
     width, height = image.size
     scale = resize / min(width, height)
-    resized = image.resize((max(1, round(width * scale)), max(1, round(height * scale))), Image.BILINEAR)
+    resized = image.resize((max(1, round(width * scale)), max(1, round(height * scale))), Image.Resampling.BILINEAR)
     steps.append(Step("Resized", f"shorter side {min(width, height)} → {resize} px: {resized.width}×{resized.height}",
                       resized))
     left, top = (resized.width - crop) // 2, (resized.height - crop) // 2
@@ -327,7 +327,7 @@ def digit_like_mnist(image: Image.Image, mean: tuple[float, ...], std: tuple[flo
     if pixels.max() < 30 or (pixels > 30).sum() < 4:
         raise ImageError("The drawing is empty: draw a digit first.")
     if not convention:
-        small = grey.resize((28, 28), Image.BILINEAR)
+        small = grey.resize((28, 28), Image.Resampling.BILINEAR)
         steps.append(Step("Resized", "straight to 28×28, no MNIST convention", small))
         return Prepared(_normalise(small, mean, std, steps), small, steps)
     rows, columns = torch.nonzero(pixels > 30, as_tuple=True)
@@ -336,7 +336,7 @@ def digit_like_mnist(image: Image.Image, mean: tuple[float, ...], std: tuple[flo
     steps.append(Step("Cropped to the stroke", f"bounding box {box[2] - box[0]}×{box[3] - box[1]}", stroke))
     scale = 20 / max(stroke.size)
     fitted = stroke.resize((max(1, round(stroke.width * scale)), max(1, round(stroke.height * scale))),
-                           Image.LANCZOS)
+                           Image.Resampling.LANCZOS)
     steps.append(Step("Scaled into 20×20", f"{fitted.width}×{fitted.height}, aspect kept", fitted))
     weights = torch.as_tensor(np.array(fitted), dtype=torch.float32)
     total = weights.sum().clamp(min=1e-6)

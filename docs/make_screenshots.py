@@ -24,16 +24,44 @@ from tests.browser import (  # noqa: E402
     watch_script_runs,
 )
 
-SHOTS = [  # file name, path, tab to open (or None)
-    ("home", "/", None),
-    ("architectures", "/architectures?model=resnet50", None),
-    ("architectures-diagram", "/architectures?model=xception", "Block diagram"),
-    ("architectures-fidelity", "/architectures?model=alexnet", "Fidelity to the course notes"),
-    ("compare", "/compare", None),
-    ("transfer", "/transfer", None),
+SHOTS = [  # file name, path, tab to open (or None), window height
+    ("home", "/", None, 1600),
+    ("architectures", "/architectures?model=resnet50", None, 1600),
+    ("architectures-diagram", "/architectures?model=xception", "Block diagram", 1600),
+    ("architectures-topology", "/architectures?model=inception_v3&tab=Block+diagram&open-inception_v3=Mixed_5b",
+     None, 3000),
+    ("architectures-fidelity", "/architectures?model=alexnet", "Fidelity to the course notes", 1600),
+    ("compare", "/compare", None, 1600),
+    ("transfer", "/transfer", None, 1600),
 ]
 CLASSIFY = "classify"  # captured after the training run above: the trained LeNet-5 reads a sample
 TRAINING = "training"  # started, then captured once the run has finished
+PRESENTER = [  # presenter mode on a 1280×720 projector, once a model is trained: file name, path
+    ("presenter-architectures", "/architectures?model=resnet50&present=1"),
+    ("presenter-compare", "/compare?present=1"),
+    ("presenter-classify", "/classify?present=1"),
+]
+STROKES = [(210, 60), (190, 110), (160, 170), (140, 230)]  # a 7, drawn from (70, 60) on the pad
+
+
+def draw_seven(page) -> None:
+    """Draw a 7 on the first drawing pad of the page."""
+    page.locator("canvas").first.wait_for(state="visible")
+    box = page.locator("canvas").first.bounding_box()
+    page.mouse.move(box["x"] + 70, box["y"] + 60)
+    page.mouse.down()
+    for x, y in STROKES:
+        page.mouse.move(box["x"] + x, box["y"] + y, steps=8)
+    page.mouse.up()
+
+
+def element_shot(page, selector: str, path: Path) -> None:
+    """A screenshot of one element, once its charts have drawn."""
+    element = page.locator(selector).first
+    element.scroll_into_view_if_needed()
+    wait_until_drawn(page)
+    element.screenshot(path=str(path))
+    print("wrote", path)
 
 
 def main() -> None:
@@ -44,7 +72,8 @@ def main() -> None:
         context = browser.new_context(viewport={"width": 1400, "height": 1600})
         watch_script_runs(context)  # every wait below is on a condition, never a pause
         page = context.new_page()
-        for name, path, tab in SHOTS:
+        for name, path, tab, height in SHOTS:
+            page.set_viewport_size({"width": 1400, "height": height})
             open_page(page, url + path)
             if tab:
                 page.get_by_role("tab", name=tab).click()
@@ -52,6 +81,7 @@ def main() -> None:
             wait_until_drawn(page)
             page.screenshot(path=str(out / f"{name}.png"))
             print("wrote", out / f"{name}.png")
+        page.set_viewport_size({"width": 1400, "height": 1600})
         open_page(page, url + "/training")
         page.get_by_role("button", name="Start training").click()
         page.get_by_text("Test accuracy").wait_for(timeout=900_000)
@@ -64,18 +94,32 @@ def main() -> None:
         open_page(page, url + "/classify")
         with rerun(page):
             page.get_by_text("Draw a digit").click()  # the LeNet-5 just trained reads a drawn 7
-        page.locator("canvas").first.wait_for(state="visible")
-        box = page.locator("canvas").first.bounding_box()
-        page.mouse.move(box["x"] + 70, box["y"] + 60)
-        page.mouse.down()
-        for x, y in [(210, 60), (190, 110), (160, 170), (140, 230)]:
-            page.mouse.move(box["x"] + x, box["y"] + y, steps=8)
-        page.mouse.up()
+        draw_seven(page)
         page.get_by_text("Top predictions").wait_for(timeout=60_000)
         wait_until_idle(page, after=0)
         wait_until_drawn(page)
         page.screenshot(path=str(out / f"{CLASSIFY}.png"))
         print("wrote", out / f"{CLASSIFY}.png")
+        element_shot(page, ".st-key-classify-gradcam", out / "classify-gradcam.png")
+        with rerun(page):
+            page.get_by_text("Sample photos").click()  # a 451×300 photo: each step to scale
+        element_shot(page, ".st-key-classify-steps", out / "classify-preprocessing.png")
+        page.set_viewport_size({"width": 1400, "height": 3600})
+        open_page(page, url + "/inside")
+        with rerun(page):
+            page.get_by_text("Draw a digit").click()
+        draw_seven(page)
+        page.get_by_text("A convolution, computed by hand").wait_for(timeout=60_000)
+        wait_until_idle(page, after=0)
+        wait_until_drawn(page)
+        page.screenshot(path=str(out / "inside.png"))
+        print("wrote", out / "inside.png")
+        page.set_viewport_size({"width": 1280, "height": 720})
+        for name, path in PRESENTER:
+            open_page(page, url + path)
+            wait_until_drawn(page)
+            page.screenshot(path=str(out / f"{name}.png"))
+            print("wrote", out / f"{name}.png")
         browser.close()
 
 

@@ -11,7 +11,7 @@ if str(ROOT) not in sys.path:  # `streamlit run` puts only explorer/ on the path
 
 import streamlit as st  # noqa: E402
 
-from explorer import services, widgets  # noqa: E402
+from explorer import presenter, services, widgets  # noqa: E402
 
 st.set_page_config(page_title="CNN Architecture Explorer", page_icon="🧠", layout="wide")
 
@@ -22,9 +22,11 @@ PAGES = [
     st.Page("../pages/training.py", title="Training", icon=":material/monitoring:", url_path="training"),
     st.Page("../pages/transfer.py", title="Transfer learning", icon=":material/move_up:", url_path="transfer"),
     st.Page("../pages/classify.py", title="Classify", icon=":material/image_search:", url_path="classify"),
+    st.Page("../pages/inside.py", title="Inside the network", icon=":material/layers:", url_path="inside"),
 ]
 
 navigation = st.navigation(PAGES)
+presenter.switch()  # every page follows presenter mode (the sidebar switch, or ?present=1)
 with st.sidebar:
     st.caption(f"Device: {services.device_name()}")
 with widgets.unexpected_errors_logged():  # a short message with an id on the page; the traceback in the server log

@@ -7,10 +7,13 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 import torch
+from PIL import Image
+from plotly.subplots import make_subplots
 
 from core import classifiers
 from core.errors import ExplorerError
-from explorer import services, widgets
+from explorer import presenter, services, widgets
+from explorer.digit_pad import digit_pad
 
 MAPS_SHOWN = 16
 
@@ -20,6 +23,42 @@ def _image(picture) -> object:
     if isinstance(picture, torch.Tensor):
         return picture.numpy()
     return picture
+
+
+def pick_images(model: classifiers.Classifier, prefix: str, several: bool = False) -> list[tuple[str, bytes]]:
+    """(name, bytes) of the chosen image: a bundled sample, uploads (``several`` at once if allowed), a camera shot
+    or, for digit models, a drawing. Widget keys start with ``prefix``; the source and the sample live in the URL.
+    Stops the page with a hint while nothing is chosen."""
+    sources = ["Sample photos", "Upload", "Camera"] + (["Draw a digit"] if model.digits else [])
+    source = st.radio("Image", sources, horizontal=True, key=f"{prefix}-source", bind="query-params",
+                      help="Drawing is offered for digit models (28×28, one channel).")
+    inputs: list[tuple[str, bytes]] = []
+    if source == "Sample photos":
+        name = st.selectbox("Photo", list(services.SAMPLES), key=f"{prefix}-sample", bind="query-params",
+                            help="Real photographs bundled with scikit-image.") or next(iter(services.SAMPLES))
+        inputs = [(f"{name}.png", services.sample_photo(name))]
+    elif source == "Upload":
+        uploads = st.file_uploader("Images" if several else "Image", type=list(services.IMAGE_EXTENSIONS),
+                                   accept_multiple_files=several, key=f"{prefix}-upload",
+                                   help="GIFs use their first frame.", max_upload_size=widgets.IMAGE_UPLOAD_MB)
+        files = uploads if isinstance(uploads, list) else [uploads] if uploads is not None else []
+        inputs = [(upload.name, upload.getvalue()) for upload in files
+                  if widgets.within_limit(upload, widgets.IMAGE_UPLOAD_MB)]
+    elif source == "Camera":
+        shot = st.camera_input("Take a photo", key=f"{prefix}-camera")
+        if shot is not None:
+            inputs = [("camera.jpg", shot.getvalue())]
+    else:
+        st.caption("Draw one digit, large, with the mouse or a finger; each stroke updates the page.")
+        drawing = digit_pad(key=f"{prefix}-pad")
+        if drawing is None:
+            st.info("The pad is empty: draw a digit.")
+            st.stop()
+        inputs = [("drawing.png", drawing)]
+    if not inputs:
+        st.info("Choose a sample, upload an image or take a photo.")
+        st.stop()
+    return inputs
 
 
 def inspect(model: classifiers.Classifier, name: str, payload: bytes) -> None:
@@ -34,12 +73,9 @@ def inspect(model: classifiers.Classifier, name: str, payload: bytes) -> None:
     except ExplorerError as error:
         widgets.show_error(error)
         return
-    st.subheader("What the model sees")
-    shown = [step for step in prepared.steps if step.image is not None]
-    columns = st.columns(max(len(shown), 1))
-    for column, step in zip(columns, shown, strict=False):
-        column.image(step.image, caption=f"{step.name}: {step.detail}", width=150)
-    st.caption(" → ".join(f"**{step.name}**" for step in prepared.steps) + f". {prepared.steps[-1].detail}.")
+    with st.container(key="classify-steps"):
+        st.subheader("What the model sees")
+        steps_to_scale(prepared.steps)
     with st.expander("The exact tensor"):
         x = prepared.tensor
         st.code(f"shape {tuple(x.shape)}, dtype {x.dtype}\n"
@@ -51,32 +87,107 @@ def inspect(model: classifiers.Classifier, name: str, payload: bytes) -> None:
     chart = go.Figure(go.Bar(x=[p for _, p in prediction.top][::-1],
                              y=[widgets.chart_literal(c) for c, _ in prediction.top][::-1],
                              orientation="h", marker_color="#4a6fa5", text=[f"{p:.1%}" for _, p in prediction.top][::-1]))
-    chart.update_layout(title="Top predictions", xaxis=dict(range=[0, 1], tickformat=".0%"), height=300,
+    chart.update_layout(title="Top predictions", xaxis=dict(range=[0, 1], tickformat=".0%"),
                         margin=dict(t=40, l=10), yaxis=dict(type="category"))
-    left.plotly_chart(chart, width="stretch", key="classify-topk")
+    left.plotly_chart(presenter.figure(chart, height=300), width="stretch", key="classify-topk")
     right.metric("Prediction", prediction.top[0][0], help=f"probability {prediction.top[0][1]:.1%}")
     timed = services.classifier_latency(model.key)
     right.metric("Inference latency", f"{timed['median ms']:.1f} ms",
                  help=f"Batch of 1: {timed['rule']}. The Compare page measures the same way.")
 
     layers = services.conv_layers(model)
-    left, right = st.columns(2)
-    with left:
-        default = services.default_cam_layer(model.key)
-        layer = st.selectbox("Grad-CAM layer", layers, index=layers.index(default), key="classify-cam-layer",
-                             help="Default: the last convolution that still has a spatial map, where the "
-                                  "evidence is most class-specific.")
-        heat = services.grad_cam(model, prepared.tensor, layer)
-        base = torch.as_tensor(np.array(prepared.display.convert("RGB")))
-        st.image(services.overlay(base, heat).numpy(),
-                 caption=f"Grad-CAM for “{widgets.literal(prediction.top[0][0])}” at {layer}", width=360)
-    with right:
-        layer = st.selectbox("Feature maps of", layers, index=0, key="classify-map-layer")
-        maps = services.feature_maps(model, prepared.tensor, layer)
-        st.caption(f"First {min(MAPS_SHOWN, len(maps))} of the channels of {layer} ({tuple(maps.shape[1:])} each)")
-        grid = st.columns(4)
-        for i, feature in enumerate(maps[:MAPS_SHOWN]):
-            grid[i % 4].image((feature * 255).byte().numpy(), width="stretch")
+    grad_cam(model, prepared, prediction.top[0][0], layers)
+    st.subheader("Feature maps")
+    layer = st.selectbox("Feature maps of", layers, index=0, key="classify-map-layer", bind="query-params") or layers[0]
+    maps = services.feature_maps(model, prepared.tensor, layer)
+    st.caption(f"First {min(MAPS_SHOWN, len(maps))} of the channels of {layer} ({tuple(maps.shape[1:])} each)")
+    grid = st.columns(8)
+    for i, feature in enumerate(maps[:MAPS_SHOWN]):
+        grid[i % 8].image((feature * 255).byte().numpy(), width="stretch")
+
+
+STEPS_PER_ROW = 4
+SLOT_MIN = 0.2  # the narrowest slot, as a share of the widest row: room for a tiny step's caption
+SLOT_PIXELS = 640  # a step's picture is sent at most this wide (the browser scales it anyway)
+
+
+def _at_scale(image: Image.Image, slot: float) -> Image.Image:
+    """``image`` on a transparent canvas ``slot`` pixels wide (at least its own width), so that stretched to its
+    column it keeps its true size relative to the other steps; shrunk for sending if large."""
+    picture = image.convert("RGBA")
+    factor = min(1.0, SLOT_PIXELS / slot)
+    if factor < 1:
+        picture = picture.resize((max(1, round(picture.width * factor)), max(1, round(picture.height * factor))),
+                                 Image.Resampling.BILINEAR)
+    canvas = Image.new("RGBA", (max(picture.width, round(slot * factor)), picture.height), (0, 0, 0, 0))
+    canvas.paste(picture, (0, 0))
+    return canvas
+
+
+def scale_layout(widths: list[int]) -> list[tuple[list[int], list[float]]]:
+    """Rows of at most four pictures: each row's indices and its column weights (a slot per picture, then a spacer),
+    all on one scale, so a picture stretched to its slot shows at its true width relative to every other."""
+    rows = [list(range(i, min(i + STEPS_PER_ROW, len(widths)))) for i in range(0, len(widths), STEPS_PER_ROW)]
+    widest_row = max(sum(widths[i] for i in row) for row in rows)
+    slots = [max(float(width), SLOT_MIN * widest_row) for width in widths]
+    span = max(sum(slots[i] for i in row) for row in rows)
+    layout = []
+    for row in rows:
+        spare = span - sum(slots[i] for i in row)
+        layout.append((row, [slots[i] for i in row] + ([spare] if spare > 1e-6 * span else [])))
+    return layout
+
+
+def steps_to_scale(steps: list) -> None:
+    """Every preprocessing step that has a picture, drawn at its true size relative to the others (a 224-px crop
+    is visibly smaller than a 451×300 original), four to a row; columns stretch, so nothing overlaps."""
+    shown = [step for step in steps if step.image is not None]
+    if not shown:
+        return
+    for row, weights in scale_layout([step.image.width for step in shown]):
+        columns = st.columns(weights, gap="small", vertical_alignment="top")
+        for column, i, slot in zip(columns, row, weights, strict=False):
+            step = shown[i]
+            column.image(_at_scale(step.image, slot), width="stretch")
+            column.caption(f"**{step.name}** · {step.image.width}×{step.image.height} px  \n"
+                           f"{widgets.literal(step.detail)}")
+    st.caption("Drawn to scale: each picture's width is its true width in pixels relative to the others.")
+
+
+def grad_cam(model: classifiers.Classifier, prepared, label: str, layers: list[str]) -> None:
+    """Grad-CAM of the top class: the image, the heat map with its colour scale, and the overlay side by side,
+    with the layer, the colour map and the overlay's opacity to choose (all kept in the URL)."""
+    st.subheader(f"Grad-CAM for “{widgets.literal(label)}”: where the evidence is")
+    default = services.default_cam_layer(model.key)
+    left, middle, right = st.columns([2, 1, 2])
+    layer = left.selectbox("Layer", layers, index=layers.index(default), key="classify-cam-layer",
+                           bind="query-params",
+                           help="Default: the last convolution that still has a spatial map, where the evidence is "
+                                "most class-specific.") or default
+    colormap = middle.radio("Colours", list(services.COLORMAPS), horizontal=True, key="classify-cam-colours",
+                            bind="query-params",
+                            help="Turbo: blue (none) → red (strongest), readable on warm and cold photos. "
+                                 "Inferno: black → yellow, perceptually uniform.") or "turbo"
+    alpha = right.slider("Heat-map opacity", 0.0, 1.0, 0.5, 0.05, key="classify-cam-opacity", bind="query-params",
+                         help="0 shows the photo only, 1 the heat map only.")
+    heat = services.grad_cam(model, prepared.tensor, layer)
+    base = torch.as_tensor(np.array(prepared.display.convert("RGB")))
+    blended = services.overlay(base, heat, alpha, colormap)
+    figure = make_subplots(rows=1, cols=3, horizontal_spacing=0.03,
+                           subplot_titles=("The model's input", f"Grad-CAM at {layer}", f"Overlay, opacity {alpha:.2f}"))
+    figure.add_trace(go.Image(z=base.numpy(), hoverinfo="skip"), row=1, col=1)
+    figure.add_trace(go.Heatmap(z=heat.numpy(), zmin=0, zmax=1, colorscale=services.plotly_colorscale(colormap),
+                                colorbar=dict(title=dict(text="evidence", side="right"), tickvals=[0, 0.5, 1],
+                                              ticktext=["none", "half", "strongest"], len=0.9, thickness=14),
+                                hovertemplate="x %{x}, y %{y}: %{z:.2f}<extra></extra>"), row=1, col=2)
+    figure.add_trace(go.Image(z=blended.numpy(), hoverinfo="skip"), row=1, col=3)
+    for col in (1, 2, 3):
+        axis = "" if col == 1 else str(col)
+        figure.update_layout({f"xaxis{axis}": dict(visible=False, constrain="domain"),
+                              f"yaxis{axis}": dict(visible=False, autorange="reversed", scaleanchor=f"x{axis}",
+                                                   constrain="domain")})
+    figure.update_layout(margin=dict(t=40, b=10, l=10, r=10))
+    st.plotly_chart(presenter.figure(figure, height=340), width="stretch", key="classify-gradcam")
 
 
 def batch_table(model: classifiers.Classifier, inputs: list[tuple[str, bytes]]) -> None:

@@ -28,6 +28,7 @@ from core import (
     classifiers,
     data,
     devices,
+    executors,
     explain,
     fidelity,
     imaging,
@@ -97,9 +98,14 @@ def fidelity_rows(name: str) -> list[fidelity.FidelityRow]:
     return fidelity.compare(name)
 
 
-def blocks_diagram(name: str) -> str:
-    """Graphviz DOT of the model's blocks."""
-    return structure.diagram(name)
+def topology(name: str, opened: tuple[str, ...] = ()) -> structure.Topology:
+    """The model's dataflow graph (cached in core), with the blocks in ``opened`` drawn layer by layer."""
+    return structure.topology(name, frozenset(opened))
+
+
+def topology_dot(graph: structure.Topology, font_size: int = 11) -> str:
+    """Graphviz DOT of a topology."""
+    return structure.topology_dot(graph, font_size)
 
 
 def model_source(name: str) -> str:
@@ -131,9 +137,20 @@ def measure_latency(name: str, batch_size: int, device_type: str) -> dict[str, A
 
 
 @st.cache_resource(show_spinner=False)
-def supervisor() -> workers.Supervisor:
-    """The training workers of this server (started when first needed; see explorer/workers.py for the count)."""
+def supervisor() -> executors.Executor:
+    """What trains the queue: local worker processes (explorer/workers.py), or Ray when chosen (core/executors.py)."""
+    if executors.configured_kind(_secret("executor")) == "ray":
+        return executors.RayExecutor(state_dir(), executors.configured_address(_secret("ray_address")))
     return workers.Supervisor(state_dir(), workers.configured_count(_secret("workers")))
+
+
+def serve_queue() -> None:
+    """Make sure the queue is being trained; an ExplorerError says why it cannot be (Ray unreachable, say)."""
+    executor = supervisor()
+    executor.ensure()
+    problem = getattr(executor, "problem", None)
+    if problem:
+        raise ExplorerError(f"Queued runs wait: {problem}")
 
 
 def _secret(name: str) -> object:
@@ -321,7 +338,10 @@ def zip_dataset(upload: bytes | IO[bytes]) -> ExtractedZip:
     folder under its cap (least recently used first, never one a run uses)."""
     source = io.BytesIO(upload) if isinstance(upload, bytes) else upload
     source.seek(0)
-    digest = hashlib.file_digest(source, "sha256").hexdigest()[:20]  # type: ignore[arg-type]
+    hasher = hashlib.sha256()  # chunk by chunk (hashlib.file_digest is Python 3.11+; we support 3.10)
+    for chunk in iter(lambda: source.read(1 << 20), b""):
+        hasher.update(chunk)
+    digest = hasher.hexdigest()[:20]
     source.seek(0)
     target = uploads_root() / digest
     if target.is_dir():
@@ -347,6 +367,8 @@ def prune_uploads(keep: set[Path] = frozenset()) -> list[Path]:  # type: ignore[
 # ImageNet weights: the official files, downloads and uploads -----------------------------------------
 
 WEIGHTS_UPLOAD_MB = math.ceil(weights.largest_file_mb()) + 1  # VGG-19's 548 MiB file fits; server.maxUploadSize ≥ it
+IMAGE_UPLOAD_MB = 25  # a 40-megapixel photo (the pixel limit) is about 20 MB as a JPEG
+ZIP_UPLOAD_MB = 200
 WEIGHTS_SUFFIXES = (".safetensors", ".pth", ".pt")
 weights_info = weights.pretrained
 installed_weights = weights.installed
@@ -359,17 +381,13 @@ def weights_overview() -> list[dict[str, Any]]:
     rows = []
     for name in weights.names_with_weights():
         info, found = weights.pretrained(name), weights.installed(name)
+        if info is None:  # names_with_weights() lists only models that have them
+            continue
         rows.append({"model": models.spec(name).display_name, "file": info.file_name, "size MB": round(info.size_mb, 1),
                      "on this machine": "✓ official file" if found and found.official
                      else (f"✓ {found.provenance}" if found else "—"),
                      "ImageNet top-1 %": info.top1, "from": info.source})
     return rows
-
-
-def check_upload_size(size: int, limit_mb: int) -> None:
-    """The per-widget upload limit, enforced here: the server itself enforces only ``server.maxUploadSize``."""
-    if size > limit_mb * 1024 * 1024:
-        raise ExplorerError(f"The file is {size / 2**20:,.0f} MiB; this upload takes at most {limit_mb} MiB.")
 
 
 def download_weights(name: str, report: Any = None) -> weights.Installed:
@@ -383,7 +401,6 @@ def download_weights(name: str, report: Any = None) -> weights.Installed:
 
 def install_weights(name: str, file_name: str, payload: bytes) -> weights.Installed:
     """Check an uploaded weights file against the architecture and put it in the cache; how it was installed."""
-    check_upload_size(len(payload), WEIGHTS_UPLOAD_MB)
     suffix = Path(file_name).suffix.lower()
     if suffix not in WEIGHTS_SUFFIXES:
         raise weights.WeightsError("Weights must be a .safetensors file, or a .pth of plain tensors.")
@@ -531,9 +548,32 @@ def conv_layers(model: classifiers.Classifier) -> list[str]:
     return explain.conv_layers(model.model)
 
 
-def overlay(image: torch.Tensor, heat: torch.Tensor) -> torch.Tensor:
-    """A heat map blended over an image."""
-    return explain.overlay(image, heat)
+COLORMAPS = explain.COLORMAPS
+colorize = explain.colorize
+plotly_colorscale = explain.plotly_colorscale
+
+
+def overlay(image: torch.Tensor, heat: torch.Tensor, alpha: float = 0.5, colormap: str = "turbo") -> torch.Tensor:
+    """A heat map in a perceptual colour map blended over an image at opacity ``alpha``."""
+    return explain.overlay(image, heat, alpha, colormap)
+
+
+def stages(model: classifiers.Classifier, x: torch.Tensor, shown: int = 6) -> list[explain.Stage]:
+    """One image followed through a shared model stage by stage."""
+    with _using_shared_model(model):
+        return explain.stages(model.model, x, shown)
+
+
+def first_conv(model: classifiers.Classifier, x: torch.Tensor) -> tuple[str, torch.Tensor, torch.Tensor]:
+    """The first convolution of a shared model on one image: its name, input and output."""
+    with _using_shared_model(model):
+        return explain.first_conv(model.model, x)
+
+
+def first_conv_at(model: classifiers.Classifier, x: torch.Tensor, channel: int, row: int, col: int) -> explain.ConvAt:
+    """The first convolution of a shared model at one position, recomputed by hand."""
+    with _using_shared_model(model):
+        return explain.first_conv_at(model.model, x, channel, row, col)
 
 
 @st.cache_data(show_spinner=False)

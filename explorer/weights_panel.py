@@ -72,7 +72,7 @@ def panel(name: str, key: str = "weights") -> bool:
             help=f"Up to {services.WEIGHTS_UPLOAD_MB} MB, enough for VGG-19's official file. The file is checked "
                  "against the architecture; unless it is byte for byte the official file, it is kept under its "
                  "own name and shown as supplied by upload.")
-        if upload is not None:
+        if upload is not None and widgets.within_limit(upload, services.WEIGHTS_UPLOAD_MB):
             installed = widgets.attempt(services.install_weights, name, upload.name, upload.getvalue())
             if installed is not None:
                 st.toast(f"{title}: {installed.provenance}.", icon=":material/check_circle:")

@@ -162,22 +162,22 @@ def url_run() -> str | None:
         return None
 
 
-# Per-uploader limits (MB). Streamlit's browser enforces ``max_upload_size``, its server only the global
-# ``server.maxUploadSize`` (which must be at least the largest of these): :func:`within_limit` checks again here.
-IMAGE_UPLOAD_MB = 25  # a 40-megapixel photo is about 20 MB as a JPEG
-ZIP_UPLOAD_MB = 200
+# Per-uploader limits (MB), beside the weights' own (services.WEIGHTS_UPLOAD_MB). Streamlit's browser enforces
+# ``max_upload_size``, its server only the global ``server.maxUploadSize`` (at least the largest of these):
+# :func:`within_limit` checks again here.
+IMAGE_UPLOAD_MB = services.IMAGE_UPLOAD_MB
+ZIP_UPLOAD_MB = services.ZIP_UPLOAD_MB
 
 
 def within_limit(upload: object, limit_mb: int) -> bool:
     """True if an uploaded file is within its uploader's limit; otherwise say so (the server's own check: the
     browser's can be bypassed)."""
-    size = int(getattr(upload, "size", 0))
-    if size <= limit_mb * 2**20:
-        return True
-    name = getattr(upload, "name", "the file")
-    st.error(f"{literal(name)} is {size / 2**20:,.1f} MB, more than this uploader's limit of {limit_mb} MB.",
-             icon=":material/error:")
-    return False
+    try:
+        services.check_upload_size(int(getattr(upload, "size", 0)), limit_mb)
+    except ExplorerError as error:
+        st.error(literal(f"{getattr(upload, 'name', 'The file')}: {error}"), icon=":material/error:")
+        return False
+    return True
 
 
 def zip_dataset(upload: object) -> str | None:

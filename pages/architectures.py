@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from explorer import components, services, widgets
+from explorer import components, presenter, services, topology_view, widgets
 
 st.title("Architectures")
 name = components.model_picker()
@@ -16,8 +16,10 @@ size = left.number_input(
     help=f"{spec.display_name} takes {minimum} px and up" + (f" to {maximum} px" if maximum else "")
     + f"; it was designed for {spec.input_size} px. MACs and shapes follow the size you choose.",
 )
-classes = right.number_input("Classes", min_value=1, max_value=100_000, value=spec.num_classes, step=1,
-                             key=f"classes-{name}")
+classes = spec.num_classes
+if presenter.editing():  # a lecture shows the published head; changing it is for exploring on one's own
+    classes = right.number_input("Classes", min_value=1, max_value=100_000, value=spec.num_classes, step=1,
+                                 key=f"classes-{name}")
 summary = widgets.attempt(services.summary, name, int(size), int(classes))
 if summary is None:
     st.stop()
@@ -25,14 +27,14 @@ if summary is None:
 components.summary_metrics(summary)
 st.caption(components.MACS_NOTE)
 
-tabs = st.tabs(["Layer table", "Charts", "Block diagram", "Fidelity to the course notes", "Source code"])
+tabs = st.tabs(["Layer table", "Charts", "Block diagram", "Fidelity to the course notes", "Source code"],
+               key="tab", bind="query-params")
 with tabs[0]:
     components.layer_table(summary)
 with tabs[1]:
     components.layer_charts(summary)
 with tabs[2]:
-    st.caption("Blocks in execution order; runs of identical blocks are merged. Orange blocks add a skip connection.")
-    st.graphviz_chart(services.blocks_diagram(name))
+    topology_view.diagram(name)
 with tabs[3]:
     st.caption("Figures at the model's native input size; accuracies cannot be computed from an architecture, "
                "so they are checked against the published references.")

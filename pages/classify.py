@@ -3,7 +3,6 @@
 import streamlit as st
 
 from explorer import classify_view, services, training_view, weights_panel, widgets
-from explorer.digit_pad import digit_pad
 
 st.title("Classify")
 store_ok = widgets.store_ok("classify-store")  # without it, the ImageNet models still classify
@@ -27,7 +26,7 @@ if not choices:
 
 labels = {choice.key: choice.label for choice in choices}
 best = services.best_classifier(choices)
-key = st.selectbox("Model", list(labels), format_func=labels.get, key="classify-model",
+key = st.selectbox("Model", list(labels), format_func=lambda k: labels[k], key="classify-model",
                    index=list(labels).index(best) if best in labels else 0,
                    help="Opens on the best model here: the most accurate cached ImageNet model, else the finished "
                         "run with the highest test accuracy.")
@@ -38,35 +37,7 @@ model = widgets.attempt(services.classifier, key)
 if model is None:
     st.stop()
 
-sources = ["Sample photos", "Upload", "Camera"] + (["Draw a digit"] if model.digits else [])
-source = st.radio("Image", sources, horizontal=True, key="classify-source",
-                  help="Drawing is offered for digit models (28×28, one channel).")
-inputs: list[tuple[str, bytes]] = []
-if source == "Sample photos":
-    name = st.selectbox("Photo", list(services.SAMPLES), key="classify-sample",
-                        help="Real photographs bundled with scikit-image.")
-    inputs = [(f"{name}.png", services.sample_photo(name))]
-elif source == "Upload":
-    uploads = st.file_uploader("Images", type=list(services.IMAGE_EXTENSIONS), accept_multiple_files=True,
-                               key="classify-upload", help="GIFs use their first frame.",
-                               max_upload_size=widgets.IMAGE_UPLOAD_MB)
-    inputs = [(upload.name, upload.getvalue()) for upload in uploads or []
-              if widgets.within_limit(upload, widgets.IMAGE_UPLOAD_MB)]
-elif source == "Camera":
-    shot = st.camera_input("Take a photo", key="classify-camera")
-    if shot is not None:
-        inputs = [("camera.jpg", shot.getvalue())]
-else:
-    st.caption("Draw one digit, large, with the mouse or a finger; each stroke updates the prediction.")
-    drawing = digit_pad(key="classify-pad")
-    if drawing is None:
-        st.info("The pad is empty: draw a digit.")
-        st.stop()
-    inputs = [("drawing.png", drawing)]
-
-if not inputs:
-    st.info("Choose a sample, upload an image or take a photo.")
-    st.stop()
+inputs = classify_view.pick_images(model, "classify", several=True)
 if len(inputs) > 1:
     classify_view.batch_table(model, inputs)
     picked = st.selectbox("Inspect", [name for name, _ in inputs], key="classify-pick")

@@ -141,7 +141,8 @@ def test_a_zip_of_class_folders_is_fine_tuned_in_the_browser(page: Page, app: Ap
     page.get_by_role("button", name="Start fine-tuning").click()
     expect(page.get_by_text("Test accuracy")).to_be_visible(timeout=180_000)
     expect(page.get_by_text("feature cache")).to_be_visible()
-    assert [run["status"] for run in app.store().runs()] == ["completed"]
+    wait_until(lambda: [run["status"] for run in app.store().runs()] == ["completed"], 60,
+               "the fine-tuning run to be completed in the store")
     no_exception(page)
 
 

@@ -4,42 +4,20 @@ trained on; markdown in a URL parameter; nothing of it becomes a link or an imag
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests import hostile
-from tests.browser import CHROMIUM_FLAGS, chromium_path, running_app, wait_until_idle
+from tests.browser import App, open_page, rerun, wait_until_idle
+from tests.conftest import wait_until
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-if chromium_path() is None:
-    if os.environ.get("CI"):
-        raise RuntimeError("CI must run the browser tests: install Debian's chromium (see .ci/run)")
-    pytest.skip("no chromium on this machine: `apt-get install chromium` to run the browser tests",
-                allow_module_level=True)
-
-from playwright.sync_api import Page, expect, sync_playwright  # noqa: E402
+from playwright.sync_api import Page, expect  # noqa: E402
 
 SHOTS = Path(os.environ.get("CNN_EXPLORER_SHOTS", "/tmp/cnn-explorer-shots"))
 CLASS_NAMES = ("[Click here](https:example.com)", "**b** <img src=https:example.com>")
-
-
-@pytest.fixture(scope="module")
-def app_url() -> Iterator[str]:
-    with running_app() as url:
-        yield url
-
-
-@pytest.fixture
-def page() -> Iterator[Page]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_FLAGS)
-        context = browser.new_context(viewport={"width": 1400, "height": 1000})
-        yield context.new_page()
-        context.close()
-        browser.close()
 
 
 def no_injection(page: Page) -> None:
@@ -55,8 +33,7 @@ def no_injection(page: Page) -> None:
 def test_markdown_in_a_url_parameter_stays_text(page: Page, app_url: str) -> None:
     from urllib.parse import quote
 
-    page.goto(f"{app_url}/architectures?model={quote(hostile.MARKDOWN)}")
-    wait_until_idle(page)
+    open_page(page, f"{app_url}/architectures?model={quote(hostile.MARKDOWN)}")
     no_injection(page)
     shown = page.inner_text('[data-testid="stAlert"]').replace("\u2060", "")
     assert hostile.MARKDOWN in shown, shown  # every character as typed: no link, emoji, icon, colour or LaTeX
@@ -64,17 +41,16 @@ def test_markdown_in_a_url_parameter_stays_text(page: Page, app_url: str) -> Non
     page.screenshot(path=str(SHOTS / "url-parameter.png"))
 
 
-def test_a_bad_zip_then_a_good_one_with_markdown_class_names_trains(page: Page, app_url: str, tmp_path) -> None:
+def test_a_bad_zip_then_a_good_one_with_markdown_class_names_trains(page: Page, app: App, tmp_path) -> None:
     bad = tmp_path / "bad.zip"
     bad.write_bytes(hostile.bad_zips()["bad CRC"][0])
     good = tmp_path / "good.zip"
     members = hostile.good_members(per_class=5, names=CLASS_NAMES)
     members[f"{CLASS_NAMES[0]}/cut.jpg"] = hostile.truncated("JPEG")  # extracted, then left out by the scan
     good.write_bytes(hostile.make_zip(members))
-    page.goto(f"{app_url}/transfer")
-    wait_until_idle(page)
-    page.get_by_text("Upload a zip of class folders").click()
-    wait_until_idle(page)
+    open_page(page, f"{app.url}/transfer")
+    with rerun(page):
+        page.get_by_text("Upload a zip of class folders").click()
     uploader = page.locator('input[type="file"]').nth(1)
     uploader.set_input_files(str(bad))
     expect(page.get_by_text("cannot be read", exact=False)).to_be_visible(timeout=60_000)
@@ -88,10 +64,12 @@ def test_a_bad_zip_then_a_good_one_with_markdown_class_names_trains(page: Page, 
     page.screenshot(path=str(SHOTS / "good-zip-health.png"), full_page=True)
     epochs = page.get_by_role("spinbutton", name="Epochs")
     epochs.fill("1")
-    epochs.press("Tab")
-    wait_until_idle(page)
+    with rerun(page):
+        epochs.press("Tab")
     page.get_by_role("button", name="Start fine-tuning").click()
-    expect(page.get_by_text("Test accuracy")).to_be_visible(timeout=180_000)
+    expect(page.get_by_text("Test accuracy")).to_be_visible(timeout=300_000)
     wait_until_idle(page)
+    wait_until(lambda: [run["status"] for run in app.store().runs()] == ["completed"], 60,
+               "the fine-tuning run to be completed in the store")
     no_injection(page)
     page.screenshot(path=str(SHOTS / "trained.png"), full_page=True)

@@ -20,8 +20,15 @@ SMALL = 64  # px: every layer runs (VGG's smallest input is 32), at a twelfth of
 pytestmark = pytest.mark.slow  # whole models in float64
 
 
+def load_into(ours: torch.nn.Module, reference: torch.nn.Module) -> torch.nn.Module:
+    """The reference's weights in ours, strictly (same names, same shapes). Ours is built on the meta device:
+    its own initialisation would be overwritten anyway, so only the reference pays for one."""
+    ours.load_state_dict(reference.state_dict(), strict=True, assign=True)
+    return ours
+
+
 def assert_same_logits(ours: torch.nn.Module, reference: torch.nn.Module, size: int) -> None:
-    ours.load_state_dict(reference.state_dict(), strict=True)
+    load_into(ours, reference)
     ours, reference = ours.double().eval(), reference.double().eval()
     x = torch.randn(2, 3, size, size, dtype=torch.float64)
     with torch.no_grad():
@@ -34,13 +41,16 @@ def assert_same_logits(ours: torch.nn.Module, reference: torch.nn.Module, size: 
 @pytest.mark.parametrize("name", TORCHVISION)
 def test_torchvision_weights_load_and_agree(name: str) -> None:
     reference = getattr(torchvision.models, name)(weights=None)
-    assert_same_logits(models.build(name), reference, size=SMALL)
+    with torch.device("meta"):
+        ours = models.build(name)
+    assert_same_logits(ours, reference, size=SMALL)
 
 
 def test_torchvision_weights_agree_at_native_size_in_float32() -> None:
     reference = torchvision.models.resnet50(weights=None).eval()
-    ours = models.build("resnet50").eval()
-    ours.load_state_dict(reference.state_dict(), strict=True)
+    with torch.device("meta"):
+        ours = models.build("resnet50")
+    load_into(ours, reference).eval()
     x = torch.randn(1, 3, 224, 224)
     with torch.no_grad():
         torch.testing.assert_close(ours(x), reference(x), rtol=1e-4, atol=1e-4)
@@ -50,15 +60,17 @@ def test_torchvision_weights_agree_at_native_size_in_float32() -> None:
 def test_inception_v3_agrees_with_torchvision(transform_input: bool) -> None:
     reference = torchvision.models.inception_v3(weights=None, init_weights=True, aux_logits=True,
                                                 transform_input=transform_input)
-    ours = Inception3(transform_input=transform_input)
+    with torch.device("meta"):
+        ours = Inception3(transform_input=transform_input)
     assert_same_logits(ours, reference, size=107)
 
 
 def test_inception_v3_training_outputs_agree_with_torchvision() -> None:
     """In training mode both return main and auxiliary logits; dropout off so they are deterministic."""
     reference = torchvision.models.inception_v3(weights=None, init_weights=True, aux_logits=True, dropout=0.0)
-    ours = Inception3(dropout=0.0)
-    ours.load_state_dict(reference.state_dict(), strict=True)
+    with torch.device("meta"):
+        ours = Inception3(dropout=0.0)
+    load_into(ours, reference)
     ours, reference = ours.double().train(), reference.double().train()
     x = torch.randn(2, 3, 299, 299, dtype=torch.float64)
     expected = reference(x)
@@ -69,7 +81,8 @@ def test_inception_v3_training_outputs_agree_with_torchvision() -> None:
 
 def test_xception_matches_timm_legacy_xception() -> None:
     reference = timm.create_model("legacy_xception", pretrained=False)
-    ours = models.build("xception")
+    with torch.device("meta"):
+        ours = models.build("xception")
     ours_shapes = {k: tuple(v.shape) for k, v in ours.state_dict().items()}
     reference_shapes = {k: tuple(v.shape) for k, v in reference.state_dict().items()}
     assert ours_shapes == reference_shapes  # so the public ImageNet weights load unchanged

@@ -149,7 +149,7 @@ def test_an_upload_over_the_uploaders_limit_is_refused_by_the_server(digits_run:
     too_big = b"\0" * (widgets.IMAGE_UPLOAD_MB * 2**20 + 1)
     at.file_uploader(key="classify-upload").upload("big.png", too_big, "image/png").run()
     healthy(at)
-    assert f"more than this uploader's limit of {widgets.IMAGE_UPLOAD_MB} MB" in errors(at)
+    assert f"this upload takes at most {widgets.IMAGE_UPLOAD_MB} MiB" in errors(at)
     at.file_uploader(key="classify-upload").clear().run()
     upload_good_image(at)
 

@@ -53,7 +53,8 @@ def test_classify_on_a_fresh_install_says_what_to_do(fresh_cache: Path, monkeypa
     assert any("Download ResNet-18" in b.label for b in at.button)
     at.button(key="classify-weights-download-resnet18").click().run()  # offline: said so, nothing left behind
     assert not at.exception
-    assert any("offline" in e.value and "resnet18-f37072fd.pth" in e.value for e in at.error)
+    shown = [e.value.replace("\\", "") for e in at.error]  # messages are escaped Markdown
+    assert any("offline" in text and "resnet18-f37072fd.pth" in text for text in shown), shown
     assert not fresh_cache.exists() or not list(fresh_cache.iterdir())
 
 
@@ -96,12 +97,13 @@ def test_an_uploaded_file_is_checked_and_shown_as_supplied(fresh_cache: Path, tm
 
 
 def test_the_weights_uploader_takes_full_size_files() -> None:
+    import tomllib
+
     from explorer import services
 
     assert services.WEIGHTS_UPLOAD_MB >= 549  # VGG-19: 548.05 MiB
-    services.check_upload_size(548 * 2**20, services.WEIGHTS_UPLOAD_MB)
-    with pytest.raises(Exception, match="at most"):
-        services.check_upload_size(600 * 2**20, services.WEIGHTS_UPLOAD_MB)
+    config = tomllib.loads((Path(APP).parents[1] / ".streamlit" / "config.toml").read_text())
+    assert config["server"]["maxUploadSize"] >= services.WEIGHTS_UPLOAD_MB  # the server lets it through
 
 
 def test_classify_opens_on_the_most_accurate_run_not_the_newest() -> None:

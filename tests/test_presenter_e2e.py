@@ -1,0 +1,103 @@
+"""Presenter mode in a real browser: every page at 1280×720 with ?present=1, nothing wider than its column."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from tests.browser import (
+    CHROMIUM_FLAGS,
+    ROOT,
+    chromium_path,
+    open_page,
+    rerun,
+    running_app,
+    wait_until_drawn,
+    wait_until_idle,
+    watch_script_runs,
+)
+
+pytestmark = pytest.mark.e2e
+
+if chromium_path() is None:
+    pytest.skip("no chromium on this machine: `apt-get install chromium` to run the browser tests",
+                allow_module_level=True)
+
+from playwright.sync_api import expect, sync_playwright  # noqa: E402
+
+PAGES = ["/", "/architectures?model=inception_v3&tab=Block+diagram", "/architectures?model=resnet152&tab=Charts",
+         "/compare", "/training", "/transfer", "/classify", "/inside"]
+
+# Every element, picture, chart and table in the main column, against the column's content box.
+OVERFLOW = """() => {
+  const main = document.querySelector('[data-testid="stMainBlockContainer"]');
+  const box = main.getBoundingClientRect(), style = getComputedStyle(main);
+  const left = box.left + parseFloat(style.paddingLeft) - 1, right = box.right - parseFloat(style.paddingRight) + 1;
+  const found = [];
+  const selector = '[data-testid="stElementContainer"], img, canvas, svg.main-svg, ' +
+                   '[data-testid="stGraphVizChart"] svg, table';
+  for (const element of main.querySelectorAll(selector)) {
+    const r = element.getBoundingClientRect();
+    if (r.width === 0 || r.height === 0) continue;  // in a hidden tab
+    if (r.left < left || r.right > right) {
+      const owner = element.closest('[data-testid="stElementContainer"]');
+      found.push(`${element.tagName} ${(owner && owner.className.match(/st-key-[^ ]+/)) || ''} ` +
+                 `${Math.round(r.left)}–${Math.round(r.right)} outside ${Math.round(left)}–${Math.round(right)}`);
+    }
+  }
+  if (document.documentElement.scrollWidth > window.innerWidth) found.push('the page scrolls sideways');
+  return found;
+}"""
+
+
+def _digits_model(state) -> None:
+    """A LeNet-5 trained on the bundled digits by one worker, so Classify and Inside the network have a model."""
+    from core import training
+    from core.runs import RunStore
+
+    store = RunStore(state)
+    run_id = store.create_run(training.preset("Fast", arch="lenet5", dataset="digits", epochs=2).validate())
+    subprocess.run([sys.executable, "-m", "core.worker", "--state", str(state), "--device", "cpu", "--once"],
+                   cwd=ROOT, check=True, timeout=900, env={**os.environ, "CNN_EXPLORER_STATE": str(state)})
+    assert store.run(run_id)["status"] == "completed"
+
+
+def test_every_page_fits_a_projector_in_presenter_mode(tmp_path) -> None:
+    state = tmp_path / "state"
+    _digits_model(state)
+    with running_app(state_dir=str(state)) as url, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_FLAGS)
+        try:
+            context = browser.new_context(viewport={"width": 1280, "height": 720})
+            watch_script_runs(context)
+            page = context.new_page()
+            for path in PAGES:
+                open_page(page, url + path + ("&" if "?" in path else "?") + "present=1")
+                wait_until_drawn(page)
+                expect(page.locator('[data-testid="stException"]')).to_have_count(0)
+                assert page.evaluate("getComputedStyle(document.documentElement).fontSize") == "20px", path
+                expect(page.locator(".st-key-presenter-mode input")).to_be_checked()
+                assert "present=1" in page.url, path
+                assert page.evaluate(OVERFLOW) == [], path
+            # On Inside the network, a click on a feature map moves the receptive field to the clicked position.
+            position = page.get_by_text(re.compile(r"^Position \(\d+, \d+\) of"))
+            before = position.inner_text()
+            plot = page.locator(".st-key-inside-map .nsewdrag").first
+            plot.scroll_into_view_if_needed()
+            box = plot.bounding_box()
+            with rerun(page):
+                page.mouse.click(box["x"] + box["width"] * 0.1, box["y"] + box["height"] * 0.1)
+            expect(position).not_to_have_text(before, timeout=60_000)
+            wait_until_idle(page)
+            assert position.inner_text().startswith("Position (0, 0) of"), position.inner_text()
+            # The switch turns the mode off again, and the URL follows.
+            with rerun(page):
+                page.get_by_text("Presenter mode").click()
+            assert page.evaluate("getComputedStyle(document.documentElement).fontSize") == "16px"
+            assert "present=1" not in page.url
+        finally:
+            browser.close()
