@@ -98,19 +98,20 @@ def test_training_run_survives_a_refresh_stops_resumes_and_its_checkpoint_downlo
     page.reload()  # a refresh reattaches to the running job through the URL
     wait_until_idle(page)
     expect(page.get_by_text("images/s")).to_be_visible(timeout=60_000)
-    page.get_by_role("button", name="Stop").click()
+    # by key (Streamlit's header has a Stop button too); .first: a page redrawn by its fragment can hold the old copy
+    stop = page.locator(f".st-key-stop-{run_id} button").first
+    stop.click()
     wait_until(lambda: _status(app, run_id) == "stopped", 120, f"run {run_id} to be stopped in the store")
-    resume = page.get_by_role("button", name="Resume")
+    resume = page.locator(f".st-key-resume-{run_id} button").first
     expect(resume).to_be_visible(timeout=60_000)
     expect(page.get_by_text("Test accuracy")).to_be_visible()
     wait_until_idle(page)
     resume.click()
     wait_until(lambda: _status(app, run_id) == "running", 180, f"run {run_id} to train again")
-    stop = page.get_by_role("button", name="Stop")
     expect(stop).to_be_visible(timeout=60_000)
     stop.click()
     wait_until(lambda: _status(app, run_id) == "stopped", 120, f"run {run_id} to be stopped again")
-    expect(page.get_by_role("button", name="Resume")).to_be_visible(timeout=60_000)
+    expect(resume).to_be_visible(timeout=60_000)
     wait_until_idle(page)
     with page.expect_download(timeout=60_000) as download:
         page.get_by_text("Download the last checkpoint").click()
