@@ -1,5 +1,6 @@
 """Every model that can classify an image here: ImageNet-pretrained ones whose weights are on this machine,
-and the checkpoints of finished runs in the run store — each with its class names and preprocessing."""
+and the saved checkpoints of runs in the run store, whatever their status (a stopped, failed or interrupted
+run is labelled so) — each with its class names and preprocessing."""
 
 from __future__ import annotations
 
@@ -41,18 +42,25 @@ class Classifier:
         return self.channels == 1 and self.crop == 28
 
 
-def choices(store: RunStore) -> list[Choice]:
-    """Cached ImageNet models, then finished runs with a checkpoint (newest first)."""
+def choices(store: RunStore | None) -> list[Choice]:
+    """Cached ImageNet models, then every run with a saved checkpoint, whatever its status (newest first;
+    ``store`` None: none)."""
     found = [Choice(f"imagenet:{name}", _imagenet_label(name))
              for name in weights.names_with_weights() if weights.is_cached(name)]
+    if store is None:
+        return found
     for run in store.runs(limit=200):
-        if run["status"] in ("completed", "stopped") and checkpoints.preferred(store.checkpoint_dir(run["id"])):
-            accuracy = (run["test"] or {}).get("accuracy")
-            score = f" · test {accuracy:.1%}" if accuracy is not None else ""
-            kind = f" · {run['config']['strategy'].replace('_', ' ')}" if run["config"].get("strategy") else ""
-            dataset = run["dataset"].rsplit("/", 1)[-1]
-            found.append(Choice(f"run:{run['id']}", f"{models.spec(run['arch']).display_name} · {dataset}{kind}"
-                                                    f"{score} · run {run['id']}"))
+        saved = store.checkpoints(run["id"])
+        if not saved or run["arch"] not in models.names():
+            continue
+        accuracy = (run["test"] or {}).get("accuracy")
+        score = f" · test {accuracy:.1%}" if accuracy is not None else ""
+        kind = f" · {run['config']['strategy'].replace('_', ' ')}" if (run["config"] or {}).get("strategy") else ""
+        status = "" if run["status"] == "completed" else f" · {run['status']}"
+        which = "" if "best" in saved else " · last checkpoint"
+        dataset = run["dataset"].rsplit("/", 1)[-1]
+        found.append(Choice(f"run:{run['id']}", f"{models.spec(run['arch']).display_name} · {dataset}{kind}"
+                                                f"{score}{status}{which} · run {run['id']}"))
     return found
 
 

@@ -1,17 +1,26 @@
-"""The run store: SQLite (WAL) for runs and metrics; each run's checkpoints in its own folder.
+"""The run store: SQLite (WAL) for runs, metrics and the queue; each run's checkpoints in its own folder.
 
 Everything lives under one state directory: ``$CNN_EXPLORER_STATE``, else ``./state``.
-Checkpoints (safetensors + JSON sidecars, written atomically) are core.checkpoints' business.
+Checkpoints (safetensors + JSON sidecars, written atomically) are core.checkpoints' business; the store
+can be rebuilt from their sidecars when its database is lost.
+
+    python -m core.runs [--state DIR] list [--json] | show RUN | stop RUN | delete RUN | resume RUN | rebuild
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import logging
 import os
 import platform
+import shutil
 import sqlite3
+import sys
+import threading
 import time
 import uuid
+from collections.abc import Callable
 from contextlib import closing
 from dataclasses import asdict
 from pathlib import Path
@@ -22,12 +31,14 @@ import torch
 from core.errors import ExplorerError
 from core.training import Progress
 
+log = logging.getLogger(__name__)
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY,
     created REAL NOT NULL,
     updated REAL NOT NULL,
-    status TEXT NOT NULL,          -- queued | running | completed | stopped | failed
+    status TEXT NOT NULL,          -- queued | running | completed | stopped | failed (interrupted: computed on read)
     arch TEXT NOT NULL,
     dataset TEXT NOT NULL,
     config TEXT NOT NULL,          -- JSON of TrainConfig
@@ -48,15 +59,56 @@ CREATE TABLE IF NOT EXISTS metrics (
 );
 CREATE INDEX IF NOT EXISTS metrics_run ON metrics(run_id, kind, step);
 """
+# Columns added since the first schema (older stores get them on open).
+COLUMNS = {
+    "heartbeat": "REAL",                          # time.time() of the trainer's last sign of life
+    "worker": "TEXT",                             # who trains it: "worker-HOST-PID", "cli-HOST-PID"
+    "stop_requested": "INTEGER NOT NULL DEFAULT 0",
+    "resume": "INTEGER NOT NULL DEFAULT 0",       # 1: continue from the last checkpoint when claimed
+    "group_id": "TEXT",                           # runs started together (a strategy race)
+    "queued_at": "REAL",                          # place in the queue (a resumed run queues again)
+    "progress": "TEXT",                           # JSON: the trainer's latest progress snapshot
+}
+ACTIVE = ("queued", "running")
+RESUMABLE = ("stopped", "failed", "interrupted")
+DEFAULT_HEARTBEAT_TIMEOUT = 30.0  # seconds without a heartbeat before a running run counts as interrupted
 
 
 class RunNotFoundError(ExplorerError):
     """No run with that id in the store."""
 
 
+class RunStateError(ExplorerError):
+    """An action the run's status does not allow (deleting a running run, resuming a completed one)."""
+
+
+class StoreUnreadableError(ExplorerError):
+    """The run database cannot be read (damaged, or empty while checkpoints exist): rebuild it."""
+
+    def __init__(self, store: RunStore, reason: str) -> None:
+        self.path = store.db_path
+        self.reason = reason
+        count = len(store.checkpoint_folders())
+        found = (f"from the {count} run folders with checkpoints on disk" if count
+                 else "(no checkpoints are on disk, so it starts empty)")
+        super().__init__(
+            f"The run database {store.db_path.name} in the state folder {store.root} cannot be read: {reason}. "
+            f"Rebuild it {found}: use the Rebuild button, or run `python -m core.runs --state {store.root} rebuild`. "
+            f"The unreadable file is kept beside it as {store.db_path.name}.broken-<time>.")
+
+
 def state_dir() -> Path:
     """The one configurable state directory (``$CNN_EXPLORER_STATE``, default ``./state``)."""
     return Path(os.environ.get("CNN_EXPLORER_STATE", "state")).resolve()
+
+
+def default_heartbeat_timeout() -> float:
+    """Seconds without a heartbeat after which a running run is interrupted (``$CNN_EXPLORER_HEARTBEAT_TIMEOUT``)."""
+    try:
+        value = float(os.environ.get("CNN_EXPLORER_HEARTBEAT_TIMEOUT", DEFAULT_HEARTBEAT_TIMEOUT))
+    except ValueError:
+        return DEFAULT_HEARTBEAT_TIMEOUT
+    return value if value > 0 else DEFAULT_HEARTBEAT_TIMEOUT
 
 
 def versions() -> dict[str, str]:
@@ -66,41 +118,107 @@ def versions() -> dict[str, str]:
     return {"python": platform.python_version(), "torch": torch.__version__, "torchvision": torchvision.__version__}
 
 
-class RunStore:
-    """Runs, their metrics and their checkpoints under ``root``. Safe to use from several threads and processes."""
+def new_id(prefix: str = "") -> str:
+    """A sortable unique id: ``[prefix]YYYYmmdd-HHMMSS-xxxxxx``."""
+    return prefix + time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
 
-    def __init__(self, root: Path | None = None) -> None:
+
+class RunStore:
+    """Runs, their metrics, the queue and the checkpoints under ``root``; safe from many threads and processes.
+
+    The queue is the runs table itself: a run is ``queued`` until one worker claims it (atomically), stop and
+    cancel are requests written here, and a ``running`` run whose trainer stopped sending heartbeats reads as
+    ``interrupted`` to everyone, whenever they look.
+    """
+
+    def __init__(self, root: Path | None = None, heartbeat_timeout: float | None = None) -> None:
         self.root = Path(root) if root is not None else state_dir()
         self.root.mkdir(parents=True, exist_ok=True)
         self.db_path = self.root / "runs.sqlite"
-        with closing(self._connect()) as db:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.executescript(SCHEMA)
+        self.heartbeat_timeout = heartbeat_timeout or default_heartbeat_timeout()
+        self._ready = False
+
+    # Connections --------------------------------------------------------------------------------------------------
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.db_path, timeout=30, isolation_level=None)  # autocommit; one per call
         db.row_factory = sqlite3.Row
         return db
 
+    def _open(self) -> None:
+        """Create or upgrade the schema once; an unreadable database is a StoreUnreadableError."""
+        if self._ready:
+            return
+        empty = not self.db_path.exists() or self.db_path.stat().st_size == 0
+        if empty and self.checkpoint_folders():
+            state = "missing" if not self.db_path.exists() else "empty (0 bytes)"
+            raise StoreUnreadableError(self, f"it is {state}, yet checkpoints of earlier runs are on disk")
+        try:
+            with closing(self._connect()) as db:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.executescript(SCHEMA)
+                present = {row["name"] for row in db.execute("PRAGMA table_info(runs)")}
+                for name, kind in COLUMNS.items():
+                    if name not in present:
+                        db.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
+        except sqlite3.DatabaseError as error:
+            raise self._unreadable(error) from None
+        self._ready = True
+
+    def _unreadable(self, error: sqlite3.DatabaseError) -> ExplorerError:
+        if isinstance(error, sqlite3.OperationalError) and "locked" in str(error):
+            return ExplorerError(f"The run database {self.db_path.name} is busy (locked by another process "
+                                 "for more than 30 s); try again in a moment.")
+        self._ready = False
+        return StoreUnreadableError(self, str(error))
+
     def _execute(self, sql: str, parameters: tuple = ()) -> list[sqlite3.Row]:
-        with closing(self._connect()) as db:
-            return db.execute(sql, parameters).fetchall()
+        self._open()
+        try:
+            with closing(self._connect()) as db:
+                return db.execute(sql, parameters).fetchall()
+        except sqlite3.DatabaseError as error:
+            raise self._unreadable(error) from None
 
-    # Runs -----------------------------------------------------------------------------------------
+    def _transaction(self, body: Callable[[sqlite3.Connection], Any]) -> Any:
+        """Run ``body(db)`` inside BEGIN IMMEDIATE … COMMIT: one writer at a time across processes."""
+        self._open()
+        try:
+            with closing(self._connect()) as db:
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    result = body(db)
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
+                db.execute("COMMIT")
+                return result
+        except sqlite3.DatabaseError as error:
+            raise self._unreadable(error) from None
 
-    def create_run(self, config: Any, status: str = "queued") -> str:
-        """Record a new run of ``config`` (a TrainConfig); return its id."""
-        run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+    def check(self) -> None:
+        """Raise StoreUnreadableError (or a busy ExplorerError) unless the database can be read."""
+        self._execute("SELECT COUNT(*) FROM runs")
+
+    # Runs ---------------------------------------------------------------------------------------------------------
+
+    def create_run(self, config: Any, status: str = "queued", group: str | None = None,
+                   worker: str | None = None) -> str:
+        """Record a new run of ``config`` (a TrainConfig): queued for a worker, or running under ``worker``."""
+        run_id = new_id()
         now = time.time()
+        heartbeat = now if status == "running" else None
         self._execute(
-            "INSERT INTO runs (id, created, updated, status, arch, dataset, config, versions) VALUES (?,?,?,?,?,?,?,?)",
-            (run_id, now, now, status, config.arch, config.dataset, json.dumps(asdict(config)), json.dumps(versions())),
+            "INSERT INTO runs (id, created, updated, status, arch, dataset, config, versions, group_id, queued_at, "
+            "heartbeat, worker) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            (run_id, now, now, status, config.arch, config.dataset, json.dumps(asdict(config)), json.dumps(versions()),
+             group, now, heartbeat, worker),
         )
         return run_id
 
     def update_run(self, run_id: str, **fields: Any) -> None:
         """Set columns of a run (dicts and lists are stored as JSON)."""
-        allowed = {"status", "device", "message", "elapsed", "best_val_acc", "test"}
+        allowed = {"status", "device", "message", "elapsed", "best_val_acc", "test", "progress", "heartbeat"}
         unknown = set(fields) - allowed
         if unknown:
             raise ValueError(f"unknown run fields: {sorted(unknown)}")
@@ -109,31 +227,153 @@ class RunStore:
         self._execute(f"UPDATE runs SET {assignments}, updated = ? WHERE id = ?", (*values, time.time(), run_id))
 
     def run(self, run_id: str) -> dict[str, Any]:
-        """One run as a dict (config and test decoded)."""
+        """One run as a dict (config, test and progress decoded; status ``interrupted`` if its trainer went quiet)."""
         rows = self._execute("SELECT * FROM runs WHERE id = ?", (run_id,))
         if not rows:
             raise RunNotFoundError(f"No run {run_id!r} in {self.db_path}.")
         return self._decode(rows[0])
 
-    def runs(self, limit: int = 100) -> list[dict[str, Any]]:
-        """The latest runs, newest first."""
-        return [self._decode(r) for r in self._execute("SELECT * FROM runs ORDER BY created DESC LIMIT ?", (limit,))]
+    def runs(self, limit: int = 100, group: str | None = None) -> list[dict[str, Any]]:
+        """The latest runs (of one group, if given), newest first."""
+        if group is not None:
+            rows = self._execute("SELECT * FROM runs WHERE group_id = ? ORDER BY created, id", (group,))
+        else:
+            rows = self._execute("SELECT * FROM runs ORDER BY created DESC LIMIT ?", (limit,))
+        return [self._decode(row) for row in rows]
 
-    @staticmethod
-    def _decode(row: sqlite3.Row) -> dict[str, Any]:
+    def _decode(self, row: sqlite3.Row) -> dict[str, Any]:
         run = dict(row)
-        for key in ("config", "versions", "test"):
-            run[key] = json.loads(run[key]) if run[key] else None
+        for key in ("config", "versions", "test", "progress"):
+            run[key] = json.loads(run[key]) if run.get(key) else None
+        if run["status"] == "running" and self._stale(run["heartbeat"]):
+            run["status"] = "interrupted"
+            quiet = "never" if run["heartbeat"] is None else f"not for {time.time() - run['heartbeat']:.0f} s"
+            run["message"] = (f"Interrupted: its trainer ({run.get('worker') or 'unknown'}) has {quiet} sent a sign "
+                              "of life (the process was killed, or its machine stopped). Resume continues from the "
+                              "last checkpoint.")
         return run
 
-    def mark_interrupted(self) -> int:
-        """Runs left 'running' or 'queued' by a process that died are failed; returns how many."""
-        rows = self._execute("SELECT id FROM runs WHERE status IN ('running', 'queued')")
-        for row in rows:
-            self.update_run(row["id"], status="failed", message="The app stopped while this run was active.")
-        return len(rows)
+    def _stale(self, heartbeat: float | None) -> bool:
+        return heartbeat is None or time.time() - heartbeat > self.heartbeat_timeout
 
-    # Metrics --------------------------------------------------------------------------------------
+    # The queue ----------------------------------------------------------------------------------------------------
+
+    def claim(self, worker: str) -> dict[str, Any] | None:
+        """Take the oldest queued run for ``worker`` (atomically: exactly one worker gets it); None if none waits."""
+
+        def take(db: sqlite3.Connection) -> str | None:
+            row = db.execute("SELECT id FROM runs WHERE status = 'queued' ORDER BY queued_at, created LIMIT 1"
+                             ).fetchone()
+            if row is None:
+                return None
+            now = time.time()
+            claimed = db.execute("UPDATE runs SET status = 'running', worker = ?, heartbeat = ?, updated = ?, "
+                                 "stop_requested = 0, message = NULL WHERE id = ? AND status = 'queued'",
+                                 (worker, now, now, row["id"])).rowcount
+            return row["id"] if claimed else None
+
+        run_id = self._transaction(take)
+        return self.run(run_id) if run_id else None
+
+    def heartbeat(self, run_id: str) -> None:
+        """The trainer of ``run_id`` is alive."""
+        self._execute("UPDATE runs SET heartbeat = ? WHERE id = ? AND status = 'running'", (time.time(), run_id))
+
+    def request_stop(self, run_id: str) -> str:
+        """Cancel a queued run at once, or ask a running one to stop; returns "cancelled", "stopping" or the status."""
+
+        def stop(db: sqlite3.Connection) -> str:
+            now = time.time()
+            if db.execute("UPDATE runs SET status = 'stopped', message = 'Cancelled before it started.', updated = ? "
+                          "WHERE id = ? AND status = 'queued'", (now, run_id)).rowcount:
+                return "cancelled"
+            if db.execute("UPDATE runs SET stop_requested = 1, updated = ? WHERE id = ? AND status = 'running'",
+                          (now, run_id)).rowcount:
+                return "stopping"
+            return ""
+
+        outcome = self._transaction(stop)
+        return outcome or self.run(run_id)["status"]
+
+    def stop_requested(self, run_id: str) -> bool:
+        """Has someone asked this run to stop?"""
+        rows = self._execute("SELECT stop_requested FROM runs WHERE id = ?", (run_id,))
+        return bool(rows and rows[0]["stop_requested"])
+
+    def stop_group(self, group: str) -> int:
+        """Stop or cancel every active run of a group; returns how many were asked."""
+        asked = [run["id"] for run in self.runs(group=group) if run["status"] in ACTIVE]
+        for run_id in asked:
+            self.request_stop(run_id)
+        return len(asked)
+
+    def position(self, run_id: str) -> int | None:
+        """1 for the next run a worker takes, 2 after it…; None if the run is not queued."""
+        rows = self._execute(
+            "SELECT COUNT(*) AS ahead FROM runs AS other, runs AS mine WHERE mine.id = ? AND mine.status = 'queued' "
+            "AND other.status = 'queued' AND (other.queued_at < mine.queued_at OR "
+            "(other.queued_at = mine.queued_at AND other.created <= mine.created))", (run_id,))
+        ahead = rows[0]["ahead"] if rows else 0
+        return ahead or None
+
+    def resume(self, run_id: str) -> None:
+        """Queue a stopped, failed or interrupted run again, to continue from its last checkpoint."""
+
+        def requeue(db: sqlite3.Connection) -> None:
+            row = db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+            if row is None:
+                raise RunNotFoundError(f"No run {run_id!r} in {self.db_path}.")
+            status = self._decode(row)["status"]
+            if status not in RESUMABLE:
+                raise RunStateError(f"Run {run_id} is {status}: only a stopped, failed or interrupted run resumes.")
+            now = time.time()
+            db.execute("UPDATE runs SET status = 'queued', resume = 1, queued_at = ?, updated = ?, stop_requested = 0, "
+                       "message = NULL, heartbeat = NULL WHERE id = ?", (now, now, run_id))
+
+        self._transaction(requeue)
+
+    def attach(self, run_id: str, trainer: str) -> None:
+        """Mark a stopped, failed or interrupted run as running again under ``trainer`` (``core.train --resume``)."""
+
+        def take(db: sqlite3.Connection) -> None:
+            row = db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+            if row is None:
+                raise RunNotFoundError(f"No run {run_id!r} in {self.db_path}.")
+            status = self._decode(row)["status"]
+            if status not in RESUMABLE:
+                raise RunStateError(f"Run {run_id} is {status}: only a stopped, failed or interrupted run resumes.")
+            now = time.time()
+            db.execute("UPDATE runs SET status = 'running', worker = ?, heartbeat = ?, updated = ?, resume = 1, "
+                       "stop_requested = 0, message = NULL WHERE id = ?", (trainer, now, now, run_id))
+
+        self._transaction(take)
+
+    def wait(self, run_id: str, timeout: float = 600, poll: float = 0.1) -> str:
+        """Block until the run is neither queued nor running (for tests and scripts); return that status."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            status = self.run(run_id)["status"]
+            if status not in ACTIVE:
+                return status
+            time.sleep(poll)
+        raise TimeoutError(f"run {run_id} still active after {timeout} s")
+
+    def delete(self, run_id: str) -> None:
+        """Remove a run, its metrics and its checkpoint files (refused while it is running)."""
+
+        def remove(db: sqlite3.Connection) -> None:
+            row = db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+            if row is None:
+                raise RunNotFoundError(f"No run {run_id!r} in {self.db_path}.")
+            if self._decode(row)["status"] == "running":
+                raise RunStateError(f"Run {run_id} is running: stop it first, then delete it.")
+            db.execute("DELETE FROM metrics WHERE run_id = ?", (run_id,))
+            db.execute("DELETE FROM runs WHERE id = ?", (run_id,))
+
+        self._transaction(remove)
+        shutil.rmtree(self.root / "checkpoints" / run_id, ignore_errors=True)
+
+    # Metrics ------------------------------------------------------------------------------------------------------
 
     def log(self, run_id: str, kind: str, epoch: int, step: int, elapsed: float, values: dict[str, float]) -> None:
         """Append one row of metrics (kind "step" or "epoch")."""
@@ -144,14 +384,14 @@ class RunStore:
         """Drop a run's metrics logged after ``step`` (a resumed run logs them again from its checkpoint)."""
         self._execute("DELETE FROM metrics WHERE run_id = ? AND step > ?", (run_id, step))
 
-    def metrics(self, run_id: str, kind: str = "epoch") -> list[dict[str, float]]:
-        """All metrics rows of a run, in order, flattened to dicts."""
+    def metrics(self, run_id: str, kind: str = "epoch", after_step: int = -1) -> list[dict[str, float]]:
+        """Metrics rows of a run in order (only those with step > ``after_step``), flattened to dicts."""
         rows = self._execute("SELECT epoch, step, elapsed, values_json FROM metrics WHERE run_id = ? AND kind = ? "
-                             "ORDER BY step, rowid", (run_id, kind))
+                             "AND step > ? ORDER BY step, rowid", (run_id, kind, after_step))
         return [{"epoch": r["epoch"], "step": r["step"], "elapsed": r["elapsed"], **json.loads(r["values_json"])}
                 for r in rows]
 
-    # Checkpoints ----------------------------------------------------------------------------------
+    # Checkpoints --------------------------------------------------------------------------------------------------
 
     def checkpoint_dir(self, run_id: str) -> Path:
         """The folder of a run's checkpoints (see core.checkpoints)."""
@@ -161,31 +401,246 @@ class RunStore:
         """Where a run's ``best`` or ``last`` checkpoint lives (the sidecar is beside it, ``.json``)."""
         return self.checkpoint_dir(run_id) / f"{which}.safetensors"
 
+    def checkpoints(self, run_id: str) -> dict[str, Path]:
+        """The saved checkpoints of a run that exist: ``{"best": path, "last": path}`` or fewer."""
+        return {which: path for which in ("best", "last")
+                if (path := self.checkpoint_path(run_id, which)).exists()}
+
+    def checkpoint_folders(self) -> list[Path]:
+        """Run folders under ``checkpoints/`` that hold at least one sidecar."""
+        folder = self.root / "checkpoints"
+        if not folder.is_dir():
+            return []
+        return sorted(path for path in folder.iterdir() if path.is_dir() and any(path.glob("*.json")))
+
+    def rebuild(self) -> int:
+        """Rebuild the database from the checkpoint sidecars on disk; returns how many runs were added.
+
+        An unreadable database is moved aside (``runs.sqlite.broken-<time>``) and a new one made; a readable one
+        only gains the runs it lacks. A rebuilt run knows what its sidecars record: config, epoch, figures.
+        """
+        try:
+            self._ready = False
+            self._open()
+        except StoreUnreadableError:
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            for suffix in ("", "-wal", "-shm"):
+                part = Path(f"{self.db_path}{suffix}")
+                if part.exists():
+                    part.replace(Path(f"{self.db_path}.broken-{stamp}{suffix}"))
+            self._create_empty()
+        known = {row["id"] for row in self._execute("SELECT id FROM runs")}
+        added = 0
+        for folder in self.checkpoint_folders():
+            if folder.name not in known and self._restore(folder):
+                added += 1
+        return added
+
+    def _create_empty(self) -> None:
+        self.db_path.unlink(missing_ok=True)
+        with closing(self._connect()) as db:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.executescript(SCHEMA)
+            for name, kind in COLUMNS.items():
+                db.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
+        self._ready = True
+
+    def _restore(self, folder: Path) -> bool:
+        """Insert the run a checkpoint folder belongs to, from its sidecars; False if none can be read."""
+        sidecars: dict[str, dict[str, Any]] = {}
+        for which in ("last", "best"):
+            try:
+                sidecar = json.loads((folder / f"{which}.json").read_text())
+            except (OSError, ValueError):
+                continue
+            if isinstance(sidecar, dict):
+                sidecars[which] = sidecar
+        if not sidecars:
+            return False
+        last = sidecars.get("last") or sidecars["best"]
+        best = sidecars.get("best") or last
+        config = dict(last.get("config") or {})
+        for key, value in (("arch", last.get("arch", "unknown")), ("dataset", last.get("dataset", "unknown")),
+                           ("strategy", last.get("strategy") or ""), ("epochs", last.get("epoch") or 0),
+                           ("optimizer", "?"), ("lr", float("nan")), ("batch_size", 0)):
+            config.setdefault(key, value)
+        status = last.get("status") or "stopped"
+        if status not in ("completed", "stopped", "failed", "running"):
+            status = "stopped"
+        # a run whose sidecar still says "running" never ended: stored without a heartbeat, it reads as interrupted
+        history = [row for row in last.get("history") or [] if isinstance(row, dict) and row.get("epoch")]
+        if not history and isinstance(last.get("metrics"), dict) and last.get("epoch"):
+            history = [{"epoch": last["epoch"], **last["metrics"]}]
+        try:
+            created = time.mktime(time.strptime(folder.name[:15], "%Y%m%d-%H%M%S"))
+        except ValueError:
+            created = folder.stat().st_mtime
+        best_val = max((row["val_acc"] for row in history if isinstance(row.get("val_acc"), (int, float))),
+                       default=None)
+        test = best.get("test") or last.get("test")
+        self._execute(
+            "INSERT INTO runs (id, created, updated, status, arch, dataset, config, message, best_val_acc, test, "
+            "elapsed, queued_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            (folder.name, created, time.time(), status, config["arch"], config["dataset"], json.dumps(config),
+             f"Rebuilt from its checkpoint sidecars (up to epoch {last.get('epoch') or 0}, step "
+             f"{last.get('step') or 0}); per-batch curves are not kept there.", best_val,
+             json.dumps(test) if test else None, history[-1].get("elapsed") if history else None, created))
+        for row in history:
+            figures = {k: v for k, v in row.items() if k not in ("epoch", "elapsed")}
+            self.log(folder.name, "epoch", int(row["epoch"]), int(row["epoch"]), float(row.get("elapsed") or 0.0),
+                     figures)
+        return True
+
 
 class StoreCallback:
-    """Trainer subscriber that writes metrics and status into the run store (the trainer writes the
-    checkpoints, see core.checkpoints)."""
+    """Trainer subscriber that writes metrics, progress (with a heartbeat) and status into the run store (the
+    trainer writes the checkpoints, see core.checkpoints)."""
 
     def __init__(self, store: RunStore, run_id: str) -> None:
         self.store = store
         self.run_id = run_id
 
+    @staticmethod
+    def progress(progress: Progress) -> dict[str, Any]:
+        """What a live view shows of a running trainer."""
+        return {"epoch": progress.epoch, "epochs": progress.config.epochs, "step": progress.step,
+                "total_steps": progress.total_steps, "elapsed": progress.elapsed, "eta": progress.eta_seconds,
+                "images_per_second": progress.images_per_second, "messages": list(progress.messages)}
+
     def on_fit_start(self, progress: Progress) -> None:
         if progress.step:  # a resumed run: what was logged after its checkpoint is logged again
             self.store.forget_metrics_after(self.run_id, progress.step)
-        self.store.update_run(self.run_id, status="running", device=progress.device)
+        self.store.update_run(self.run_id, status="running", device=progress.device,
+                              progress=self.progress(progress), heartbeat=time.time())
 
     def on_batch_end(self, progress: Progress) -> None:
         self.store.log(self.run_id, "step", progress.epoch, progress.step, progress.elapsed,
                        {"train_loss": progress.train_loss, "train_acc": progress.train_acc, "lr": progress.lr})
+        self.store.update_run(self.run_id, progress=self.progress(progress), heartbeat=time.time())
 
     def on_epoch_end(self, progress: Progress) -> None:
         epoch = progress.history[-1].as_dict()
         self.store.log(self.run_id, "epoch", progress.epoch, progress.step, progress.elapsed,
                        {k: v for k, v in epoch.items() if k not in ("epoch", "elapsed")})
-        self.store.update_run(self.run_id, best_val_acc=progress.best_val_acc, elapsed=progress.elapsed)
+        self.store.update_run(self.run_id, best_val_acc=progress.best_val_acc, elapsed=progress.elapsed,
+                              progress=self.progress(progress))
 
     def on_fit_end(self, progress: Progress) -> None:
         test = progress.test.report(progress.classes) if progress.test is not None else None
         self.store.update_run(self.run_id, status=progress.status, message=" ".join(progress.messages) or None,
-                              elapsed=progress.elapsed, test=test)
+                              elapsed=progress.elapsed, test=test, progress=self.progress(progress))
+
+
+class StopFlag(threading.Event):
+    """The stop event a trainer checks every batch: set here (a signal), or requested in the store by anyone.
+
+    The store is asked at most every ``every`` seconds, so checking costs nothing measurable per batch.
+    """
+
+    def __init__(self, store: RunStore | None, run_id: str | None, every: float = 0.25,
+                 also: Callable[[], bool] | None = None) -> None:
+        super().__init__()
+        self.store = store
+        self.run_id = run_id
+        self.every = every
+        self.also = also  # an extra reason to stop (the worker's parent went away)
+        self._polled = time.monotonic()
+
+    def is_set(self) -> bool:
+        """True once a stop was set here or requested in the store."""
+        if super().is_set():
+            return True
+        now = time.monotonic()
+        if now - self._polled >= self.every:
+            self._polled = now
+            try:
+                if (self.store is not None and self.run_id is not None and self.store.stop_requested(self.run_id)) \
+                        or (self.also is not None and self.also()):
+                    self.set()
+            except ExplorerError as error:  # a busy or damaged store must not end the run
+                log.warning("could not read the stop request of run %s: %s", self.run_id, error)
+        return super().is_set()
+
+
+class Heartbeat:
+    """A daemon thread that tells the store a run's trainer is alive, until the ``with`` block ends."""
+
+    def __init__(self, store: RunStore, run_id: str, interval: float | None = None) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.interval = interval or max(store.heartbeat_timeout / 5, 0.05)
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{run_id}", daemon=True)
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._done.set()
+        self._thread.join(timeout=5)
+
+    def _beat(self) -> None:
+        while not self._done.wait(self.interval):
+            try:
+                self.store.heartbeat(self.run_id)
+            except Exception as error:  # noqa: BLE001 (a heartbeat that fails once must try again, not die)
+                log.warning("heartbeat of run %s failed: %s", self.run_id, error)
+
+
+# Command line ---------------------------------------------------------------------------------------------------
+
+
+def _summary(run: dict[str, Any]) -> dict[str, Any]:
+    """The fields ``list --json`` prints."""
+    return {"id": run["id"], "status": run["status"], "architecture": run["arch"], "data": run["dataset"],
+            "epochs": (run["config"] or {}).get("epochs"), "best_val_acc": run["best_val_acc"],
+            "test_acc": (run["test"] or {}).get("accuracy"), "group": run.get("group_id")}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m core.runs``: list, show, delete, resume runs, or rebuild the store; returns the exit status."""
+    parser = argparse.ArgumentParser(prog="python -m core.runs", description="Manage the runs of the run store.")
+    parser.add_argument("--state", type=Path, help="state folder (default: $CNN_EXPLORER_STATE or ./state)")
+    commands = parser.add_subparsers(dest="command", required=True)
+    listing = commands.add_parser("list", help="the latest runs, newest first")
+    listing.add_argument("--json", action="store_true", help="one JSON array instead of a table")
+    listing.add_argument("--limit", type=int, default=100)
+    for name, text in (("show", "everything about one run"), ("delete", "remove a run and its checkpoint files"),
+                       ("stop", "cancel a queued run, or ask a running one to stop after its batch"),
+                       ("resume", "queue a stopped, failed or interrupted run again (a worker continues it)")):
+        commands.add_parser(name, help=text).add_argument("run_id")
+    commands.add_parser("rebuild", help="rebuild the database from the checkpoint sidecars on disk")
+    args = parser.parse_args(argv)
+    store = RunStore(args.state)
+    try:
+        if args.command == "list":
+            rows = [_summary(run) for run in store.runs(limit=args.limit)]
+            if args.json:
+                print(json.dumps(rows, indent=2))
+            else:
+                for row in rows:
+                    test = f"{row['test_acc']:.2%}" if row["test_acc"] is not None else "–"
+                    print(f"{row['id']}  {row['status']:<11} {row['architecture']:<14} {row['data']:<14} "
+                          f"{row['epochs']!s:>4} epochs  test {test}")
+        elif args.command == "show":
+            print(json.dumps(store.run(args.run_id), indent=2, default=str))
+            print(json.dumps({"checkpoints": {k: str(v) for k, v in store.checkpoints(args.run_id).items()}}))
+        elif args.command == "stop":
+            print(f"run {args.run_id}: {store.request_stop(args.run_id)}")
+        elif args.command == "delete":
+            store.delete(args.run_id)
+            print(f"deleted run {args.run_id} and its files")
+        elif args.command == "resume":
+            store.resume(args.run_id)
+            print(f"run {args.run_id} queued again: a worker (`python -m core.worker`, or the app's) continues it")
+        else:
+            print(f"rebuilt {store.db_path}: {store.rebuild()} runs added from checkpoint sidecars")
+    except ExplorerError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

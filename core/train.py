@@ -6,7 +6,11 @@
     torchrun --standalone --nproc-per-node 2 -m core.train --arch lenet5 --dataset digits --epochs 2
 
 Under torchrun every process trains on its share of each epoch (DistributedDataParallel:
-NCCL on GPUs, gloo on CPUs); only rank 0 writes to the run store and prints.
+NCCL on GPUs, gloo on CPUs); only rank 0 writes to the run store, sends heartbeats and prints.
+A rank that hangs ends the run after ``--dist-timeout`` seconds (default 300, or
+``$CNN_EXPLORER_DIST_TIMEOUT``), not the 30 minutes of PyTorch's default.
+SIGTERM is handled like Ctrl-C: the run stops after the current batch and keeps a checkpoint;
+a second Ctrl-C aborts at once.
 """
 
 from __future__ import annotations
@@ -14,7 +18,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import signal
+import socket
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import torch
@@ -23,7 +30,7 @@ import torch.distributed as dist
 from core import data as datasets
 from core import models, training
 from core.errors import ExplorerError
-from core.runs import RunStore, StoreCallback
+from core.runs import Heartbeat, RunStore, StopFlag, StoreCallback
 
 
 class ProgressBar:
@@ -86,6 +93,9 @@ def parse(argv: list[str] | None = None) -> tuple[argparse.Namespace, training.T
     parser.add_argument("--data-root", type=Path, help="where data sets live (default: the state directory's data/)")
     parser.add_argument("--state-dir", type=Path, help="run store location (default: $CNN_EXPLORER_STATE or ./state)")
     parser.add_argument("--no-download", action="store_true", help="never try to download a data set")
+    parser.add_argument("--dist-timeout", type=float,
+                        default=float(os.environ.get("CNN_EXPLORER_DIST_TIMEOUT", "300")),
+                        help="seconds a distributed run waits for a silent rank before it fails (default 300)")
     parser.add_argument("--resume", metavar="RUN_ID", help="continue a stopped, failed or interrupted run from its "
                                                             "last checkpoint, with its own settings")
     args = parser.parse_args(argv)
@@ -108,6 +118,18 @@ def parse(argv: list[str] | None = None) -> tuple[argparse.Namespace, training.T
     return args, config
 
 
+def _stop_on_signals(stop: StopFlag) -> None:
+    """SIGTERM and a first Ctrl-C stop the run after its batch (checkpoint kept); a second Ctrl-C aborts."""
+
+    def handle(signum: int, frame: object) -> None:
+        if signum == signal.SIGINT and stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
+
+
 def _store(args: argparse.Namespace) -> RunStore:
     return RunStore(args.state_dir) if args.state_dir else RunStore()
 
@@ -122,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         cuda = torch.cuda.is_available()
         if cuda:
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        dist.init_process_group(backend="nccl" if cuda else "gloo")
+        dist.init_process_group(backend="nccl" if cuda else "gloo", timeout=timedelta(seconds=args.dist_timeout))
 
         def wrap(model: torch.nn.Module) -> torch.nn.Module:
             local = [torch.cuda.current_device()] if cuda else None
@@ -133,29 +155,47 @@ def main(argv: list[str] | None = None) -> int:
     except ExplorerError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    callbacks: list = []
-    store = run_id = None
     resume_from = _store(args).checkpoint_dir(args.resume) if args.resume else None  # every rank reads it
-    if rank == 0:
-        store = _store(args)
-        run_id = args.resume or store.create_run(config, status="running")
-        callbacks = [StoreCallback(store, run_id), ProgressBar()]
+    if rank != 0:
+        stop = StopFlag(None, None)
+        _stop_on_signals(stop)
+        try:
+            training.fit(config, data, [], stop=stop, shard=(rank, world), wrap=wrap, resume_from=resume_from)
+        finally:
+            dist.destroy_process_group()
+        return 0
+    store = _store(args)
+    trainer = f"cli-{socket.gethostname()}-{os.getpid()}"
     try:
-        result = training.fit(config, data, callbacks, shard=(rank, world), wrap=wrap, run_id=run_id,
-                              checkpoint_dir=store.checkpoint_dir(run_id) if store is not None else None,
-                              resume_from=resume_from)
-    except ExplorerError as error:  # a run that cannot be resumed
+        if args.resume:
+            store.attach(args.resume, trainer)
+        run_id = args.resume or store.create_run(config, status="running", worker=trainer)
+    except ExplorerError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    stop = StopFlag(store, run_id)  # `python -m core.runs stop` or the app can ask it to stop, too
+    _stop_on_signals(stop)
+    callbacks = [StoreCallback(store, run_id), ProgressBar()]
+    try:
+        with Heartbeat(store, run_id):
+            result = training.fit(config, data, callbacks, stop=stop, shard=(rank, world), wrap=wrap, run_id=run_id,
+                                  checkpoint_dir=store.checkpoint_dir(run_id), resume_from=resume_from)
     except KeyboardInterrupt:
-        if store is not None:
-            store.update_run(run_id, status="stopped", message="Interrupted from the keyboard.")
+        store.update_run(run_id, status="stopped", message="Aborted from the keyboard (no checkpoint of this epoch).")
         return 130
+    except Exception as error:  # noqa: BLE001 (record why, e.g. a rank that timed out, then report it)
+        message = str(error) if isinstance(error, ExplorerError) else f"{type(error).__name__}: {error}"
+        if args.resume and isinstance(error, ExplorerError):  # it could not resume: it stays as it was, stopped
+            store.update_run(run_id, status="stopped", message=f"Could not resume: {message}")
+            print(f"error: {message}", file=sys.stderr)
+            return 2
+        store.update_run(run_id, status="failed", message=message)
+        print(f"error: run {run_id} failed: {message}", file=sys.stderr)
+        return 1
     finally:
         if world > 1:
             dist.destroy_process_group()
-    if rank == 0:
-        print(f"run {run_id} in {store.root}", file=sys.stderr)
+    print(f"run {run_id} in {store.root}", file=sys.stderr)
     return 1 if result.progress.status == "failed" else 0
 
 

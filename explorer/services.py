@@ -40,8 +40,8 @@ from core import (
     weights,
 )
 from core.errors import ExplorerError
-from core.jobs import JobManager
-from core.runs import RunStore, state_dir
+from core.runs import ACTIVE, RESUMABLE, RunStore, StoreUnreadableError, new_id, state_dir
+from explorer import workers
 
 # What pages may name without importing core (they reach core only through explorer/).
 model_names = models.names
@@ -59,6 +59,9 @@ IMAGE_EXTENSIONS = imaging.EXTENSIONS
 names_with_weights = weights.names_with_weights
 Classifier = classifiers.Classifier
 Choice = classifiers.Choice
+RUN_ACTIVE = ACTIVE
+RUN_RESUMABLE = RESUMABLE
+StoreUnreadable = StoreUnreadableError
 
 
 # Device ------------------------------------------------------------------------------------------
@@ -128,21 +131,87 @@ def measure_latency(name: str, batch_size: int, device_type: str) -> dict[str, A
 
 
 @st.cache_resource(show_spinner=False)
-def job_manager() -> JobManager:
-    """The one job manager of this server, shared by every browser session and tab."""
-    store = RunStore()
-    store.mark_interrupted()  # runs a previous server left active can no longer finish
-    return JobManager(store)
+def supervisor() -> workers.Supervisor:
+    """The training workers of this server (started when first needed; see explorer/workers.py for the count)."""
+    return workers.Supervisor(state_dir(), workers.configured_count(_secret("workers")))
 
 
+def _secret(name: str) -> object:
+    """A value from ``.streamlit/secrets.toml``, or None when there is no such file or key."""
+    try:
+        return st.secrets.get(name)
+    except Exception:  # noqa: BLE001 (no secrets file, or one that does not parse: the default applies)
+        return None
+
+
+@st.cache_resource(show_spinner=False)
 def run_store() -> RunStore:
-    """The run store the job manager writes to."""
-    return job_manager().store
+    """The run store: runs, the training queue, metrics and checkpoints (shared by every session and worker)."""
+    return RunStore()
 
 
-def submit(config: training.TrainConfig) -> str:
-    """Queue a training run; its id."""
-    return job_manager().submit(config)
+def check_store() -> None:
+    """Raise StoreUnreadableError (an ExplorerError) when the run database cannot be read."""
+    run_store().check()
+
+
+def rebuild_store() -> int:
+    """Rebuild the run database from the checkpoint sidecars on disk; how many runs were recovered."""
+    return run_store().rebuild()
+
+
+def submit(config: training.TrainConfig, group: str | None = None) -> str:
+    """Queue a training run for the workers (starting them if needed); its id."""
+    run_id = run_store().create_run(config.validate(), status="queued", group=group)
+    supervisor().ensure()
+    return run_id
+
+
+def new_group() -> str:
+    """An id for runs started together (a strategy race)."""
+    return new_id("group-")
+
+
+def run(run_id: str) -> dict[str, Any]:
+    """One run as the store reads it now (``interrupted`` when its trainer went quiet)."""
+    return run_store().run(run_id)
+
+
+def stop(run_id: str) -> str:
+    """Cancel a queued run at once or ask a running one to stop: "cancelled", "stopping" or its status."""
+    return run_store().request_stop(run_id)
+
+
+def group_runs(group: str) -> list[dict[str, Any]]:
+    """The runs of a group, in the order they were started."""
+    return run_store().runs(group=group)
+
+
+def stop_group(group: str) -> int:
+    """Stop or cancel every active run of a group; how many."""
+    return run_store().stop_group(group)
+
+
+def resume(run_id: str) -> None:
+    """Queue a stopped, failed or interrupted run to continue from its last checkpoint."""
+    run_store().resume(run_id)
+    supervisor().ensure()
+
+
+def delete_run(run_id: str) -> None:
+    """Delete a run that is not running, with its checkpoint files."""
+    run_store().delete(run_id)
+
+
+def checkpoint_files(run_id: str) -> dict[str, tuple[bytes, bytes]]:
+    """Each saved checkpoint of a run ("best", "last") as (weights, sidecar JSON) bytes."""
+    files = {}
+    for which, path in run_store().checkpoints(run_id).items():
+        try:
+            files[which] = (path.read_bytes(), path.with_suffix(".json").read_bytes())
+        except OSError:  # removed or being replaced right now: offer the others
+            continue
+    return files
 
 
 def dataset_on_disk(name: str) -> bool:
@@ -389,9 +458,9 @@ TRANSFER_PRESETS = presets.PRESETS
 SAMPLES = {"cat (Chelsea)": "chelsea", "coffee": "coffee", "astronaut": "astronaut", "rocket": "rocket"}
 
 
-def classifier_choices() -> list[classifiers.Choice]:
-    """Classifiers available now (cached ImageNet weights, finished runs)."""
-    return classifiers.choices(run_store())
+def classifier_choices(with_runs: bool = True) -> list[classifiers.Choice]:
+    """Classifiers available now: cached ImageNet weights, then (``with_runs``) every run with a checkpoint."""
+    return classifiers.choices(run_store() if with_runs else None)
 
 
 def best_classifier(choices: list[classifiers.Choice]) -> str | None:

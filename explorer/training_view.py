@@ -13,7 +13,10 @@ from plotly.subplots import make_subplots
 from core.errors import ExplorerError
 from explorer import components, services, widgets
 
-ACTIVE = ("queued", "running")
+STEP_POINTS = 2000  # the live curve keeps at most this many per-batch points
+DRAWN_POINTS = 400  # per-batch points drawn per curve
+PROGRESS_EVERY = 1.0  # seconds between polls of the progress line (one small read of the store)
+CHART_EVERY = 3.0  # seconds between redraws of the live curves: drawing them is what costs a watching browser most
 
 
 def _duration(seconds: float) -> str:
@@ -37,6 +40,9 @@ def _rate_axis(figure: go.Figure, rates: list[float]) -> None:
 def curves(steps: list[dict[str, float]], epochs: list[dict[str, float]], steps_per_epoch: float) -> go.Figure:
     """Loss, accuracy and learning rate: per batch (train) and per epoch (train and validation)."""
     figure = make_subplots(rows=1, cols=3, subplot_titles=("Loss", "Accuracy", "Learning rate"))
+    if len(steps) > DRAWN_POINTS:  # every k-th batch point (and the latest): what a browser redraws stays small
+        stride = -(-len(steps) // DRAWN_POINTS)
+        steps = steps[::-1][::stride][::-1]
     if steps:
         x = [s["step"] / steps_per_epoch for s in steps] if steps_per_epoch else [s["step"] for s in steps]
         figure.add_trace(go.Scatter(x=x, y=[s["train_loss"] for s in steps], name="train (batches)",
@@ -58,75 +64,128 @@ def curves(steps: list[dict[str, float]], epochs: list[dict[str, float]], steps_
 
 
 def follow(run_id: str) -> None:
-    """The followed run: live while it is active (polled each second), then its results."""
-    manager = services.job_manager()
-    live = manager.snapshot(run_id)
-    active = live is not None and live.status in ACTIVE
+    """The followed run: live while it is queued or running (polling the store), then its results."""
+    run = widgets.attempt(services.run, run_id)
+    if run is None:
+        return
+    if run["status"] not in services.RUN_ACTIVE:
+        _header(run)
+        _finished(run)
+        return
+    if run["status"] == "queued":
+        services.supervisor().ensure()  # e.g. runs queued before the server restarted
 
-    @st.fragment(run_every=1.0 if active else None)
-    def panel() -> None:
-        snapshot = manager.snapshot(run_id)
-        run = services.run_store().run(run_id)
-        status = snapshot.status if snapshot else run["status"]
-        config = run["config"]
-        st.subheader(f"Run {run_id}")
-        st.caption(f"{components.display_name(config['arch'])} on "
-                   f"{widgets.literal(services.dataset_label(config['dataset']))} · {config['optimizer']} "
-                   f"lr {config['lr']} · batch {config['batch_size']} · {config['epochs']} epochs · "
-                   f"{run.get('device') or 'device pending'}")
-        if snapshot and status in ACTIVE:
-            _live(manager, snapshot, run_id)
+    @st.fragment(run_every=PROGRESS_EVERY)
+    def progress() -> None:
+        run = widgets.attempt(services.run, run_id)
+        if run is None:
             return
-        if active:  # it has just finished: redraw the page without polling
+        if run["status"] not in services.RUN_ACTIVE:  # it has just ended: redraw the page once, no more polling
             st.rerun()
-        _finished(run, snapshot.messages if snapshot else [])
+        _header(run)
+        _live(run)
 
-    panel()
-
-
-def _live(manager: Any, snapshot: Any, run_id: str) -> None:
-    position = manager.position(run_id)
-    if snapshot.status == "queued":
-        st.info(f"Queued: place {position} — the device is busy with another run." if position
-                else "Starting…", icon=":material/schedule:")
-    else:
-        done = snapshot.step / snapshot.total_steps if snapshot.total_steps else 0.0
-        st.progress(min(done, 1.0), text=f"Epoch {snapshot.epoch}/{snapshot.epochs} · {done:.0%} · "
-                    f"{snapshot.images_per_second:,.0f} images/s · {_duration(snapshot.elapsed)} elapsed · "
-                    f"ETA {_duration(snapshot.eta)}")
-        steps_per_epoch = snapshot.total_steps / snapshot.epochs if snapshot.epochs else 0
-        st.plotly_chart(curves(snapshot.steps, snapshot.epochs_done, steps_per_epoch), width="stretch",
+    @st.fragment(run_every=CHART_EVERY)
+    def chart() -> None:
+        run = widgets.attempt(services.run, run_id)
+        seen = _curves_so_far(run_id)
+        if run is None or not (seen["steps"] or seen["epochs"]):
+            return
+        progress = run.get("progress") or {}
+        epochs = progress.get("epochs") or 0
+        steps_per_epoch = progress["total_steps"] / epochs if epochs and progress.get("total_steps") else 0
+        st.plotly_chart(curves(seen["steps"], seen["epochs"], steps_per_epoch), width="stretch",
                         key=f"live-{run_id}")
-    for message in snapshot.messages:
-        st.info(widgets.literal(services.public_text(message)))
-    if st.button("Stop", key=f"stop-{run_id}", icon=":material/stop_circle:"):
-        manager.stop(run_id)
-        st.toast("Stopping after the current batch; what was learned is kept.")
+
+    progress()
+    chart()
 
 
-def _finished(run: dict[str, Any], messages: list[str]) -> None:
+def _header(run: dict[str, Any]) -> None:
+    config = run["config"]
+    st.subheader(f"Run {run['id']}")
+    st.caption(f"{components.display_name(config['arch'])} on "
+               f"{widgets.literal(services.dataset_label(config['dataset']))} · {config['optimizer']} "
+               f"lr {config['lr']} · batch {config['batch_size']} · {config['epochs']} epochs · "
+               f"{run.get('device') or 'device pending'}")
+
+
+def _curves_so_far(run_id: str) -> dict[str, Any]:
+    """This session's copy of a run's curves, topped up with only the rows logged since the last poll."""
+    seen = st.session_state.setdefault(f"curves-{run_id}", {"steps": [], "epochs": []})
+    store = services.run_store()
+    last_step = seen["steps"][-1]["step"] if seen["steps"] else -1
+    last_epoch = seen["epochs"][-1]["step"] if seen["epochs"] else -1
+    seen["steps"] = (seen["steps"] + store.metrics(run_id, "step", after_step=last_step))[-STEP_POINTS:]
+    seen["epochs"] = seen["epochs"] + store.metrics(run_id, "epoch", after_step=last_epoch)
+    return seen
+
+
+def _live(run: dict[str, Any]) -> None:
+    """Progress line, messages and the Stop (or, while queued, Cancel) button of an active run."""
+    run_id = run["id"]
+    progress = run.get("progress") or {}
+    if run["status"] == "queued":
+        position = services.run_store().position(run_id)
+        st.info(f"Queued: place {position} — the workers are busy with other runs." if position and position > 1
+                else "Starting: a worker is taking this run…", icon=":material/schedule:")
+        if st.button("Cancel", key=f"cancel-{run_id}", icon=":material/cancel:"):
+            widgets.attempt(services.stop, run_id)
+            st.rerun()
+        return
+    if progress:
+        done = progress["step"] / progress["total_steps"] if progress.get("total_steps") else 0.0
+        st.progress(min(done, 1.0), text=f"Epoch {progress['epoch']}/{progress['epochs']} · {done:.0%} · "
+                    f"{progress['images_per_second']:,.0f} images/s · {_duration(progress['elapsed'])} elapsed · "
+                    f"ETA {_duration(progress['eta'])}")
+        for message in progress.get("messages") or []:
+            st.info(widgets.literal(services.public_text(message)))
+    else:
+        st.info("Loading the data and building the model…", icon=":material/hourglass_top:")
+    if run.get("stop_requested"):
+        st.caption("Stopping after the current batch; its checkpoint is saved.")
+    elif st.button("Stop", key=f"stop-{run_id}", icon=":material/stop_circle:"):
+        widgets.attempt(services.stop, run_id)
+        st.toast("Stopping after the current batch; its checkpoint is saved.")
+
+
+def _finished(run: dict[str, Any]) -> None:
+    """Messages, Resume / Delete, the curves, the test figures and the checkpoints of an ended run."""
     status = run["status"]
     store = services.run_store()
     epochs = store.metrics(run["id"], "epoch")
     steps = store.metrics(run["id"], "step")
-    message = run.get("message") or " ".join(messages)
+    message = run.get("message")
     if status == "failed":
         st.error(f"The run failed. {widgets.literal(services.public_text(message or ''))}", icon=":material/error:")
         if "digits" in (message or "") and run["config"]["dataset"] != "digits":
             st.caption("Choose the **digits** data set above: it is bundled and works offline.")
+    elif status == "interrupted":
+        st.warning(widgets.literal(services.public_text(message or "Interrupted.")), icon=":material/heart_broken:")
     elif message:
         st.info(widgets.literal(services.public_text(message)))
+    _actions(run)
     if epochs:
         steps_per_epoch = max(e["step"] for e in epochs) / len(epochs)
         st.plotly_chart(curves(steps, epochs, steps_per_epoch), width="stretch", key=f"done-{run['id']}")
+    _test_figures(run)
+    _downloads(run)
+
+
+def _test_figures(run: dict[str, Any]) -> None:
     test = run.get("test")
     if not test:
         return
     columns = st.columns(4)
     columns[0].metric("Test accuracy", f"{test['accuracy']:.2%}")
     columns[1].metric("Test loss", f"{test['loss']:.4f}")
-    columns[2].metric("Best validation accuracy", f"{run['best_val_acc']:.2%}" if run["best_val_acc"] else "–")
+    best = run["best_val_acc"]
+    columns[2].metric("Best validation accuracy", f"{best:.2%}" if best is not None and math.isfinite(best) else "–")
     columns[3].metric("Training time", _duration(run["elapsed"] or 0))
+    if test.get("checkpoint"):
+        where = f"epoch {test.get('epoch')}, step {test.get('step')}"
+        kept = "saved, downloadable below" if test.get("saved") else "not saved"
+        st.caption(f"Test figures of the {test['checkpoint']} checkpoint ({where}; {kept}).")
     classes = test["classes"]
     left, right = st.columns(2)
     left.plotly_chart(components.confusion_heatmap(test, "Confusion matrix (test set)"), width="stretch",
@@ -135,7 +194,6 @@ def _finished(run: dict[str, Any], messages: list[str]) -> None:
     right.dataframe(per_class, hide_index=True, column_config={
         name: st.column_config.NumberColumn(format="%.3f") for name in ("precision", "recall", "f1")})
     _misclassified(run, test)
-    _downloads(run)
 
 
 def _misclassified(run: dict[str, Any], test: dict[str, Any]) -> None:
@@ -155,16 +213,48 @@ def _misclassified(run: dict[str, Any], test: dict[str, Any]) -> None:
         columns[i % 12].image(image, caption=caption, width=56)
 
 
+def _actions(run: dict[str, Any]) -> None:
+    """Resume (a stopped, failed or interrupted run) and delete (with its files, after a confirmation)."""
+    run_id = run["id"]
+    left, right, _ = st.columns([1, 1, 3])
+    if run["status"] in services.RUN_RESUMABLE and left.button(
+            "Resume", key=f"resume-{run_id}", icon=":material/play_circle:",
+            help="Continue from the last checkpoint (or from the start if none was saved)."):
+        try:
+            services.resume(run_id)
+        except ExplorerError as error:
+            widgets.show_error(error)
+        else:
+            st.rerun()
+    with right.popover("Delete", icon=":material/delete:"):
+        st.markdown(f"Delete run `{run_id}`, its curves and its checkpoint files? This cannot be undone.")
+        if st.button("Delete this run", key=f"delete-{run_id}", type="primary"):
+            try:
+                services.delete_run(run_id)
+            except ExplorerError as error:
+                widgets.show_error(error)
+            else:
+                for key in ("run", f"curves-{run_id}"):
+                    st.session_state.pop(key, None)
+                widgets.run_url(None)
+                st.rerun()
+
+
 def _downloads(run: dict[str, Any]) -> None:
-    store = services.run_store()
-    path = store.checkpoint_path(run["id"], "best")
-    if not path.exists():
+    """Every saved checkpoint of the run, whatever its status, with its JSON sidecar."""
+    files = widgets.attempt(services.checkpoint_files, run["id"])
+    if not files:
+        st.caption("No checkpoint was saved for this run.")
         return
-    left, right = st.columns(2)
-    left.download_button("Download the best checkpoint (safetensors)", path.read_bytes(),
-                         file_name=f"{run['id']}-{run['arch']}.safetensors", key=f"weights-{run['id']}")
-    right.download_button("Download its metadata (JSON sidecar)", path.with_suffix(".json").read_bytes(),
-                          file_name=f"{run['id']}-{run['arch']}.json", key=f"sidecar-{run['id']}")
+    columns = st.columns(2 * len(files))
+    labels = {"best": "best (by validation)", "last": "last"}
+    for i, (which, (weights, sidecar)) in enumerate(sorted(files.items())):
+        stem = f"{run['id']}-{run['arch']}-{which}"
+        columns[2 * i].download_button(f"Download the {labels[which]} checkpoint", weights,
+                                       file_name=f"{stem}.safetensors", key=f"weights-{which}-{run['id']}",
+                                       icon=":material/download:")
+        columns[2 * i + 1].download_button(f"Its sidecar ({which}, JSON)", sidecar, file_name=f"{stem}.json",
+                                           key=f"sidecar-{which}-{run['id']}")
 
 
 def history() -> None:

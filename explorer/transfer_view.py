@@ -66,27 +66,34 @@ def augmentation_preview(dataset: data.InMemoryData | data.FolderData) -> None:
         st.rerun()
 
 
-def race(run_ids: list[str]) -> None:
-    """Two or three strategies on the same split: progress, overlaid curves, accuracy and time per epoch."""
-    manager = services.job_manager()
-    active = any((s := manager.snapshot(r)) is not None and s.status in ("queued", "running") for r in run_ids)
+def race(group: str) -> None:
+    """A strategy race (a group of runs on the same split): progress, overlaid curves, accuracy and time per
+    epoch; it can be stopped as one. Polls the store while any of its runs is queued or running."""
+    runs = widgets.attempt(services.group_runs, group)
+    if not runs:
+        st.warning(f"The link names a strategy race {group!r} that is not in this app's run store.")
+        return
+    active = any(run["status"] in services.RUN_ACTIVE for run in runs)
 
     @st.fragment(run_every=1.0 if active else None)
     def panel() -> None:
-        store = services.run_store()
-        runs = [store.run(run_id) for run_id in run_ids]
+        runs = widgets.attempt(services.group_runs, group) or []
+        running = [run for run in runs if run["status"] in services.RUN_ACTIVE]
         st.subheader("Strategy race")
+        st.caption(f"Race {group}: {len(runs)} runs, {len(running)} still queued or running.")
+        if running and st.button("Stop the race", key=f"stop-{group}", icon=":material/stop_circle:"):
+            widgets.attempt(services.stop_group, group)
+            st.toast("Stopping every run of the race after its current batch; queued ones are cancelled.")
+        store = services.run_store()
         figure = go.Figure()
         rows = []
         for run in runs:
             epochs = store.metrics(run["id"], "epoch")
-            snapshot = manager.snapshot(run["id"])
-            status = snapshot.status if snapshot else run["status"]
             name = run["config"]["strategy"]
             figure.add_trace(go.Scatter(x=[e["epoch"] for e in epochs], y=[e["val_acc"] for e in epochs],
                                         name=name, mode="lines+markers"))
             per_epoch = (epochs[-1]["elapsed"] / len(epochs)) if epochs else None
-            rows.append({"strategy": name, "status": status, "epochs": len(epochs),
+            rows.append({"strategy": name, "status": run["status"], "epochs": len(epochs),
                          "best val acc": run["best_val_acc"], "test acc": (run["test"] or {}).get("accuracy"),
                          "s / epoch": per_epoch, "run": run["id"]})
         st.dataframe(pd.DataFrame(rows), hide_index=True, column_config={
@@ -101,8 +108,7 @@ def race(run_ids: list[str]) -> None:
             for column, run in zip(columns, finished, strict=True):
                 heatmap = components.confusion_heatmap(run["test"], run["config"]["strategy"], 300, scale=False)
                 column.plotly_chart(heatmap, width="stretch", key=f"race-confusion-{run['id']}")
-        if active and not any((s := manager.snapshot(r)) is not None and s.status in ("queued", "running")
-                              for r in run_ids):
+        if active and not running:
             st.rerun()
 
     panel()

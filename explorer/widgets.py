@@ -20,6 +20,7 @@ from explorer import services
 
 MODEL_PARAM = "model"
 RUN_PARAM = "run"
+GROUP_PARAM = "group"
 T = TypeVar("T")
 
 
@@ -89,6 +90,27 @@ def attempt(action: Callable[..., T], *args: object, **kwargs: object) -> T | No
         return None
 
 
+def store_ok(key: str = "store") -> bool:
+    """True if the run database can be read; else its message, with a button that rebuilds it, and False."""
+    rebuilt = st.session_state.pop(f"{key}-rebuilt", None)
+    if rebuilt is not None:
+        st.success(f"Run database rebuilt: {rebuilt} runs recovered from their checkpoints.",
+                   icon=":material/check_circle:")
+    try:
+        services.check_store()
+        return True
+    except ExplorerError as error:
+        show_error(error)
+        if not isinstance(error, services.StoreUnreadable):
+            return False
+    if st.button("Rebuild the run database from the checkpoints", key=f"{key}-rebuild", icon=":material/build:"):
+        count = attempt(services.rebuild_store)
+        if count is not None:
+            st.session_state[f"{key}-rebuilt"] = count
+            st.rerun()
+    return False
+
+
 def url_model(default: str) -> str:
     """The model named in the URL (``?model=``), or ``default`` with a warning if it is unknown."""
     requested = st.query_params.get(MODEL_PARAM)
@@ -112,6 +134,19 @@ def run_url(run_id: str | None) -> None:
         st.query_params[RUN_PARAM] = run_id
     elif RUN_PARAM in st.query_params:
         del st.query_params[RUN_PARAM]
+
+
+def group_url(group: str | None) -> None:
+    """Keep the followed group of runs (a strategy race) in the URL, so a refresh reattaches to it."""
+    if group:
+        st.query_params[GROUP_PARAM] = group
+    elif GROUP_PARAM in st.query_params:
+        del st.query_params[GROUP_PARAM]
+
+
+def url_group() -> str | None:
+    """The group of runs named in the URL (checked by whoever shows it)."""
+    return st.query_params.get(GROUP_PARAM) or None
 
 
 def url_run() -> str | None:

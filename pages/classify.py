@@ -6,7 +6,8 @@ from explorer import classify_view, services, training_view, weights_panel, widg
 from explorer.digit_pad import digit_pad
 
 st.title("Classify")
-choices = services.classifier_choices()
+store_ok = widgets.store_ok("classify-store")  # without it, the ImageNet models still classify
+choices = services.classifier_choices(with_runs=store_ok)
 if not choices:
     st.info("No model can classify yet: this machine has no ImageNet weights and no finished training run. "
             "Get an ImageNet model below (one click online; offline, the file to place or upload), or train "
@@ -14,7 +15,7 @@ if not choices:
     if weights_panel.chooser(key="classify-weights"):
         st.rerun()
     st.markdown("**Or train a model here**: LeNet-5 on handwritten digits, then draw one.")
-    if st.button("Train LeNet-5 on digits now", key="classify-train"):
+    if store_ok and st.button("Train LeNet-5 on digits now", key="classify-train"):
         run_id = widgets.attempt(services.submit, services.training_preset("Fast", arch="lenet5", dataset="digits"))
         if run_id:
             st.session_state["classify-run"] = run_id

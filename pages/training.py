@@ -5,7 +5,8 @@ import streamlit as st
 from explorer import components, services, training_view, widgets
 
 st.title("Training")
-manager = services.job_manager()
+if not widgets.store_ok():
+    st.stop()
 followed = st.session_state.get("run") or widgets.url_run()
 
 left, middle, right = st.columns(3)

@@ -81,21 +81,28 @@ if augment:
 
 config = widgets.attempt(services.transfer_config, arch, dataset_name, strategy, pretrained, unfreeze, int(epochs),
                          float(lr), int(batch_size), augment)
+if not widgets.store_ok("transfer-store"):
+    st.stop()
 left, right = st.columns(2)
 if left.button("Start fine-tuning", type="primary", key="transfer-start") and config is not None:
     run_id = widgets.attempt(services.submit, config)
     if run_id:
         st.session_state["transfer-run"] = run_id
-        st.session_state["transfer-race"] = []
+        st.session_state["transfer-group"] = None
+        widgets.group_url(None)
         widgets.run_url(run_id)
 if right.button("Race the three strategies", key="transfer-race-start") and config is not None:
-    race = [widgets.attempt(services.submit, services.with_strategy(config, name)) for name in services.STRATEGIES]
-    st.session_state["transfer-race"] = [run_id for run_id in race if run_id]
-    st.session_state["transfer-run"] = race[0]
+    group = services.new_group()
+    started = [widgets.attempt(services.submit, services.with_strategy(config, name), group)
+               for name in services.STRATEGIES]
+    if any(started):
+        st.session_state["transfer-group"] = group
+        widgets.run_url(None)
+        widgets.group_url(group)
 
-race = st.session_state.get("transfer-race") or []
+group = st.session_state.get("transfer-group") or widgets.url_group()
 followed = st.session_state.get("transfer-run") or widgets.url_run()
-if race:
-    transfer_view.race(race)
+if group:
+    transfer_view.race(group)
 elif followed:
     training_view.follow(followed)

@@ -6,6 +6,7 @@ import http.server
 import io
 import os
 import stat
+import sys
 import time
 import zipfile
 from collections.abc import Callable, Iterator
@@ -233,3 +234,13 @@ class LocalHubHandler(http.server.BaseHTTPRequestHandler):
 
     def log_message(self, *args) -> None:
         pass
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _stop_app_workers() -> Iterator[None]:
+    """Stop the training workers that pages of this module started (and forget them: later modules start anew)."""
+    yield
+    services = sys.modules.get("explorer.services")
+    if services is not None:
+        services.supervisor().close()
+        services.supervisor.clear()

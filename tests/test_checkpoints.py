@@ -122,7 +122,8 @@ def test_a_completed_run_keeps_best_and_last_each_with_its_own_figures(tmp_path:
     result, store, run_id = _train(tmp_path)
     folder = store.checkpoint_dir(run_id)
     best, last = checkpoints.read_sidecar(folder / "best.safetensors"), checkpoints.read_sidecar(folder / "last.safetensors")
-    assert last["epoch"] == 3 and last["epoch_complete"] and last["status"] == "completed"
+    assert last["epoch"] == 3 and last["epoch_complete"] and last["status"] == best["status"] == "completed"
+    assert best["config"] == training.config_dict(result.progress.config) and best["run_id"] == run_id
     assert best["epoch"] == result.progress.best_epoch and best["metrics"]["val_loss"] == result.progress.best_val_loss
     for sidecar, path in ((best, folder / "best.safetensors"), (last, folder / "last.safetensors")):
         assert sidecar["test"]["accuracy"] == _test_accuracy_of(path)

@@ -86,25 +86,43 @@ def _status(app: App, run_id: str) -> str:
     return str(app.store().run(run_id)["status"])
 
 
-def test_training_run_streams_survives_a_refresh_and_stops(page: Page, app: App) -> None:
+def test_training_run_survives_a_refresh_stops_resumes_and_its_checkpoint_downloads(page: Page, app: App,
+                                                                                   tmp_path) -> None:
+    from safetensors.torch import load_file
+
     open_page(page, f"{app.url}/training")
     page.get_by_text("Hyperparameters").click()
     epochs = page.get_by_role("spinbutton", name="Epochs")
     epochs.fill("400")
     epochs.press("Enter")  # Enter in a form field submits the form, as the "Start training" button does
-    expect(page.get_by_text("images/s")).to_be_visible(timeout=RUN_STARTS)
+    expect(page.get_by_text("images/s")).to_be_visible(timeout=RUN_STARTS)  # a worker process trains it
     expect(page.locator('[data-testid="stPlotlyChart"]').first).to_be_visible()
     run_id = _run_id(page)
     assert _status(app, run_id) == "running"
     first = _epoch(page)
-    wait_until(lambda: _epoch(page) > first, 120, f"the progress bar to pass epoch {first}", poll=0.5)
+    wait_until(lambda: _epoch(page) > first, 180, f"the progress bar to pass epoch {first}", poll=0.5)
     page.reload()  # a refresh reattaches to the running job through the URL
     wait_until_idle(page)
     expect(page.get_by_text("images/s")).to_be_visible(timeout=60_000)
     page.get_by_role("button", name="Stop").click()
     wait_until(lambda: _status(app, run_id) == "stopped", 120, f"run {run_id} to be stopped in the store")
-    expect(page.get_by_text("Stopped by the user")).to_be_visible(timeout=60_000)
+    resume = page.get_by_role("button", name="Resume")
+    expect(resume).to_be_visible(timeout=60_000)
     expect(page.get_by_text("Test accuracy")).to_be_visible()
+    wait_until_idle(page)
+    resume.click()
+    wait_until(lambda: _status(app, run_id) == "running", 180, f"run {run_id} to train again")
+    stop = page.get_by_role("button", name="Stop")
+    expect(stop).to_be_visible(timeout=60_000)
+    stop.click()
+    wait_until(lambda: _status(app, run_id) == "stopped", 120, f"run {run_id} to be stopped again")
+    expect(page.get_by_role("button", name="Resume")).to_be_visible(timeout=60_000)
+    wait_until_idle(page)
+    with page.expect_download(timeout=60_000) as download:
+        page.get_by_text("Download the last checkpoint").click()
+    saved = tmp_path / download.value.suggested_filename
+    download.value.save_as(saved)
+    assert saved.name.endswith("-last.safetensors") and load_file(str(saved))  # real weights, not a page
     no_exception(page)
 
 

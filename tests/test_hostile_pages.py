@@ -89,11 +89,11 @@ def errors(at: AppTest) -> str:
 
 @pytest.fixture(scope="module")
 def digits_run() -> str:
-    from core import engine
+    from core import training
     from explorer import services
 
-    run_id = services.job_manager().submit(engine.preset("Fast", arch="lenet5", dataset="digits", epochs=2))
-    assert services.job_manager().wait(run_id, timeout=300) == "completed"
+    run_id = services.submit(training.preset("Fast", arch="lenet5", dataset="digits", epochs=2))
+    assert services.run_store().wait(run_id, timeout=300) == "completed"
     return run_id
 
 
@@ -234,7 +234,7 @@ def test_markdown_folder_names_stay_literal_through_training_and_classify() -> N
     at.number_input(key="transfer-batch").set_value(4).run()
     at.button(key="transfer-start").click().run()
     run_id = at.session_state["transfer-run"]
-    assert services.job_manager().wait(run_id, timeout=600) == "completed"
+    assert services.run_store().wait(run_id, timeout=600) == "completed"
     at.run()
     healthy(at)
     classify = open_page("classify")

@@ -120,7 +120,7 @@ def test_compare_with_no_model_says_so() -> None:
 def _finish(at: AppTest, run_id: str) -> None:
     from explorer import services
 
-    assert services.job_manager().wait(run_id, timeout=300) in ("completed", "stopped")
+    assert services.run_store().wait(run_id, timeout=300) in ("completed", "stopped")
     at.run()
 
 
@@ -144,7 +144,7 @@ def test_training_page_reattaches_to_a_run_named_in_the_url() -> None:
     from core import training
     from explorer import services
 
-    run_id = services.job_manager().submit(training.TrainConfig(epochs=1, optimizer="adam", lr=3e-3))
+    run_id = services.submit(training.TrainConfig(epochs=1, optimizer="adam", lr=3e-3))
     at = open_page("training", run=run_id)  # a refresh, or a second tab with the link
     _finish(at, run_id)
     assert any(run_id in h.value for h in at.subheader)
@@ -177,7 +177,7 @@ def test_a_data_set_that_is_not_on_disk_is_explained() -> None:
     run_id = str(at.query_params["run"][0] if isinstance(at.query_params["run"], list) else at.query_params["run"])
     from explorer import services
 
-    status = services.job_manager().wait(run_id, timeout=300)
+    status = services.run_store().wait(run_id, timeout=300)
     at.run()
     assert not at.exception
     if status == "failed":  # offline, as in CI: a clear message, never a traceback
@@ -190,16 +190,17 @@ def test_transfer_page_fine_tunes_on_the_generated_shapes() -> None:
     at = open_page("transfer")
     assert at.selectbox(key="transfer-arch").value == "resnet18"
     assert any("not on this machine" in w.value for w in at.warning)  # no weights in the test's TORCH_HOME
-    metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Trainable parameters"] == f"{512 * 256 + 256 + 256 * 3 + 3:,}"  # the head only
+    trainable = {m.label: m for m in at.metric}["Trainable parameters"]
+    assert trainable.value == "132 K" and f"{512 * 256 + 256 + 256 * 3 + 3:,} of" in trainable.help  # the head only
     at.radio(key="transfer-strategy").set_value("partial").run()
     at.slider(key="transfer-unfreeze").set_value(1).run()
-    assert {m.label: m.value for m in at.metric}["Trainable parameters"] == f"{132_099 + 4_720_640:,}"
+    trainable = {m.label: m for m in at.metric}["Trainable parameters"]
+    assert trainable.value == "4.85 M" and f"{132_099 + 4_720_640:,} of" in trainable.help
     at.radio(key="transfer-strategy").set_value("feature_extraction").run()
     at.number_input(key="transfer-epochs").set_value(1).run()
     at.button(key="transfer-start").click().run()
     run_id = at.session_state["transfer-run"]
-    assert services.job_manager().wait(run_id, timeout=300) == "completed"
+    assert services.run_store().wait(run_id, timeout=300) == "completed"
     at.run()
     assert not at.exception
     assert "Test accuracy" in {m.label for m in at.metric}
@@ -238,8 +239,8 @@ def digits_run() -> str:
     from core import training
     from explorer import services
 
-    run_id = services.job_manager().submit(training.preset("Fast", arch="lenet5", dataset="digits", epochs=3))
-    assert services.job_manager().wait(run_id, timeout=300) == "completed"
+    run_id = services.submit(training.preset("Fast", arch="lenet5", dataset="digits", epochs=3))
+    assert services.run_store().wait(run_id, timeout=300) == "completed"
     return run_id
 
 
@@ -253,12 +254,12 @@ def open_classify(run_id: str) -> AppTest:
 def test_classify_with_no_model_offers_to_train_one(monkeypatch: pytest.MonkeyPatch) -> None:
     from explorer import services
 
-    monkeypatch.setattr(services, "classifier_choices", lambda: [])
+    monkeypatch.setattr(services, "classifier_choices", lambda **_: [])
     at = open_page("classify")
     assert any("No model can classify yet" in i.value for i in at.info)
     at.button(key="classify-train").click().run()
     run_id = at.session_state["classify-run"]
-    assert services.job_manager().wait(run_id, timeout=300) == "completed"
+    assert services.run_store().wait(run_id, timeout=300) == "completed"
     monkeypatch.undo()
     at.run()
     assert any(run_id in option for option in at.selectbox(key="classify-model").options)
@@ -325,7 +326,7 @@ def test_classify_several_uploads_at_once(digits_run: str) -> None:
     uploader.upload("junk.png", b"junk", "image/png")
     at.run()
     assert not at.exception
-    table = at.dataframe[0].value
+    table = next(frame.value for frame in at.dataframe if "image" in frame.value.columns)
     assert list(table["image"]) == ["one.png", "junk.png"]
     assert table["problem"].iloc[1] and not table["problem"].iloc[0]
 
@@ -353,3 +354,98 @@ def test_classify_offers_the_drawing_pad_for_digit_models(digits_run: str) -> No
     at.radio(key="classify-source").set_value("Draw a digit").run()
     assert not at.exception
     assert any("pad is empty" in i.value for i in at.info)  # no JavaScript in AppTest: nothing drawn yet
+
+
+def _wait_for(condition, timeout: float = 300) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.2)
+
+
+def test_training_page_stops_resumes_downloads_and_deletes_a_run() -> None:
+    from core import training
+    from explorer import services
+
+    store = services.run_store()
+    run_id = services.submit(training.TrainConfig(epochs=500, optimizer="adam", lr=3e-3))
+    _wait_for(lambda: store.metrics(run_id, "step"))
+    at = open_page("training", run=run_id)
+    assert any("images/s" in p.proto.text for p in at.get("progress"))  # live, from the store
+    at.button(key=f"stop-{run_id}").click().run()
+    assert store.wait(run_id, timeout=120) == "stopped"
+    at.run()
+    assert not at.exception
+    downloads = {b.proto.label for b in at.get("download_button")}
+    assert "Download the last checkpoint" in downloads  # whatever the status, a saved checkpoint is offered
+    at.button(key=f"resume-{run_id}").click().run()
+    assert not at.exception and store.run(run_id)["status"] in ("queued", "running")
+    _wait_for(lambda: store.run(run_id)["status"] == "running" and store.run(run_id)["progress"])
+    at.run()
+    at.button(key=f"stop-{run_id}").click().run()
+    assert store.wait(run_id, timeout=120) == "stopped"
+    at.run()
+    at.button(key=f"delete-{run_id}").click().run()
+    assert not at.exception
+    with pytest.raises(services.ExplorerError):
+        store.run(run_id)
+    assert not store.checkpoints(run_id) and "run" not in at.query_params
+
+
+def test_training_page_cancels_a_queued_run_at_once() -> None:
+    from core import training
+    from explorer import services
+
+    store = services.run_store()
+    busy = services.submit(training.TrainConfig(epochs=500, optimizer="adam", lr=3e-3))
+    waiting = services.submit(training.TrainConfig(epochs=1, optimizer="adam", lr=3e-3))
+    try:
+        at = open_page("training", run=waiting)
+        assert any("Queued" in i.value or "Starting" in i.value for i in at.info)
+        at.button(key=f"cancel-{waiting}").click().run()
+        assert not at.exception
+        assert store.run(waiting)["status"] == "stopped" and store.run(busy)["status"] in ("queued", "running")
+    finally:
+        services.stop(busy)
+        store.wait(busy, timeout=120)
+
+
+def test_an_unreadable_run_database_is_a_message_with_a_rebuild_button(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from core import runs
+    from explorer import services
+    from tests.test_runs import _finished_run
+
+    store = runs.RunStore(tmp_path)
+    run_id = _finished_run(store, epochs=1)
+    store.db_path.write_bytes(b"damaged" * 1000)
+    for suffix in ("-wal", "-shm"):
+        Path(f"{store.db_path}{suffix}").unlink(missing_ok=True)
+    monkeypatch.setattr(services, "run_store", lambda: store)
+    for page in ("classify", "transfer", "training"):
+        at = open_page(page)
+        assert any("runs.sqlite" in e.value and "Rebuild" in e.value for e in at.error), page
+    at.button(key="store-rebuild").click().run()
+    assert not at.exception
+    assert any("1 runs recovered" in s.value for s in at.success)
+    assert run_id in set(at.dataframe[-1].value["run"])
+
+
+def test_the_strategy_race_is_a_group_in_the_url_that_reattaches_and_stops_as_one() -> None:
+    from explorer import services
+
+    at = open_page("transfer")
+    at.number_input(key="transfer-epochs").set_value(50).run()
+    at.button(key="transfer-race-start").click().run()
+    assert not at.exception
+    group = str(at.query_params["group"][0] if isinstance(at.query_params["group"], list) else at.query_params["group"])
+    runs = services.group_runs(group)
+    assert len(runs) == 3 and {r["config"]["strategy"] for r in runs} == set(services.STRATEGIES)
+    again = open_page("transfer", group=group)  # a refresh: the race is back, from the URL
+    assert any(s.value == "Strategy race" for s in again.subheader)
+    again.button(key=f"stop-{group}").click().run()
+    assert not again.exception
+    for run in runs:
+        assert services.run_store().wait(run["id"], timeout=300) == "stopped"

@@ -1,18 +1,19 @@
-"""Run store, checkpoints, job manager and command line."""
+"""Run store: runs, the queue, liveness, checkpoints, rebuild and its command line (python -m core.runs)."""
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import subprocess
 import sys
-import threading
+import time
 from pathlib import Path
 
 import pytest
 import torch
 
-from core import checkpoints, jobs, runs, training
+from core import runs, training
 from core import train as cli
 from tests.conftest import FAST, tiny
 
@@ -49,63 +50,152 @@ def test_runs_round_trip(tmp_path: Path) -> None:
     assert store.runs()[0]["id"] == run_id
     with pytest.raises(runs.RunNotFoundError):
         store.run("nope")
-    other = store.create_run(training.TrainConfig(), status="running")
-    assert store.mark_interrupted() == 1 and store.run(other)["status"] == "failed"
+    assert not hasattr(store, "mark_interrupted")  # nothing is marked failed because some process started
 
 
-def _manager(tmp_path: Path, load=None) -> jobs.JobManager:
-    return jobs.JobManager(runs.RunStore(tmp_path), load_data=load or (lambda name: tiny()))
+def _queue(store: runs.RunStore, count: int, **config) -> list[str]:
+    return [store.create_run(training.TrainConfig(**{"epochs": 1, **FAST, **config})) for _ in range(count)]
 
 
-def test_jobs_queue_and_run_one_at_a_time(tmp_path: Path) -> None:
-    gate = threading.Event()
-
-    def slow_load(name: str):
-        gate.wait(30)
-        return tiny()
-
-    manager = _manager(tmp_path, slow_load)
-    first = manager.submit(training.TrainConfig(epochs=2, **FAST))  # e.g. one browser session
-    second = manager.submit(training.TrainConfig(epochs=2, **FAST))  # another session, while the device is busy
-    assert manager.position(second) == 1
-    assert set(manager.active()) == {first, second}
-    gate.set()
-    assert manager.wait(first) == "completed" and manager.wait(second) == "completed"
-    store = manager.store
-    assert store.run(first)["test"]["accuracy"] > 0.5
-    assert len(store.metrics(first, "epoch")) == 2
-    assert store.checkpoint_path(first, "best").exists() and store.checkpoint_path(first, "last").exists()
-    checkpoints.load(store.checkpoint_path(first, "best"), expected_arch="lenet5")
+def test_a_queued_run_is_cancelled_at_once_and_a_running_one_asked_to_stop(tmp_path: Path) -> None:
+    store = runs.RunStore(tmp_path)
+    first, second, third = _queue(store, 3)
+    assert [store.position(r) for r in (first, second, third)] == [1, 2, 3]
+    assert store.request_stop(second) == "cancelled"
+    assert store.run(second)["status"] == "stopped" and "Cancelled" in store.run(second)["message"]
+    assert store.position(third) == 2 and store.position(second) is None
+    assert store.claim("w")["id"] == first  # oldest first; the cancelled one is never claimed
+    assert store.request_stop(first) == "stopping" and store.stop_requested(first)
+    assert store.claim("w")["id"] == third and store.claim("w") is None
 
 
-def test_jobs_stop_and_cancel(tmp_path: Path) -> None:
-    manager = _manager(tmp_path)
-    running = manager.submit(training.TrainConfig(epochs=500, **FAST))
-    queued = manager.submit(training.TrainConfig(epochs=2, **FAST))
-    manager.stop(queued)
-    while (manager.snapshot(running).epoch or 0) < 2:
-        pass
-    manager.stop(running)
-    assert manager.wait(running) == "stopped"
-    assert manager.wait(queued) == "stopped"
-    assert manager.store.run(running)["status"] == "stopped"
-    assert "Cancelled" in manager.store.run(queued)["message"]
+def _claim_all(root: str, name: str, out: str) -> None:
+    store = runs.RunStore(Path(root))
+    taken = []
+    while (run := store.claim(name)) is not None:
+        taken.append(run["id"])
+    Path(out).write_text(json.dumps(taken))
 
 
-def test_a_crashed_job_fails_its_run_and_the_worker_goes_on(tmp_path: Path) -> None:
-    calls = []
+def test_two_workers_never_claim_the_same_run(tmp_path: Path) -> None:
+    store = runs.RunStore(tmp_path)
+    queued = set(_queue(store, 40))
+    context = multiprocessing.get_context("spawn")
+    outs = [tmp_path / f"claimed-{i}.json" for i in range(2)]
+    claimers = [context.Process(target=_claim_all, args=(str(tmp_path), f"w{i}", str(out)))
+                for i, out in enumerate(outs)]
+    for claimer in claimers:
+        claimer.start()
+    for claimer in claimers:
+        claimer.join(120)
+    assert [c.exitcode for c in claimers] == [0, 0]
+    first, second = (json.loads(out.read_text()) for out in outs)
+    assert not set(first) & set(second) and set(first) | set(second) == queued
+    assert len(first) + len(second) == len(queued)
+    assert {store.run(r)["worker"] for r in first} <= {"w0"} and {store.run(r)["worker"] for r in second} <= {"w1"}
 
-    def flaky_load(name: str):
-        calls.append(name)
-        if len(calls) == 1:
-            raise RuntimeError("worker exploded")
-        return tiny()
 
-    manager = _manager(tmp_path, flaky_load)
-    crashed = manager.submit(training.TrainConfig(epochs=1, **FAST))
-    fine = manager.submit(training.TrainConfig(epochs=1, **FAST))
-    assert manager.wait(crashed) == "failed" and "worker exploded" in manager.store.run(crashed)["message"]
-    assert manager.wait(fine) == "completed"
+def test_a_running_run_without_heartbeats_reads_as_interrupted(tmp_path: Path) -> None:
+    store = runs.RunStore(tmp_path, heartbeat_timeout=0.3)
+    (run_id,) = _queue(store, 1)
+    assert store.claim("gone")["status"] == "running"
+    with runs.Heartbeat(store, run_id, interval=0.05):
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline:  # alive while it beats, whenever anyone looks
+            assert store.run(run_id)["status"] == "running"
+            time.sleep(0.05)
+    assert _eventually(lambda: store.run(run_id)["status"] == "interrupted", timeout=30)
+    interrupted = store.run(run_id)
+    assert "gone" in interrupted["message"] and store.runs()[0]["status"] == "interrupted"
+    assert runs.RunStore(tmp_path, heartbeat_timeout=3600).run(run_id)["status"] == "running"  # read-time rule
+    store.resume(run_id)
+    assert store.run(run_id)["status"] == "queued" and store.run(run_id)["resume"] == 1
+    with pytest.raises(runs.RunStateError):
+        store.resume(run_id)
+
+
+def _eventually(condition, timeout: float = 60, poll: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(poll)
+    return condition()
+
+
+def _finished_run(store: runs.RunStore, epochs: int = 2) -> str:
+    run_id = store.create_run(training.TrainConfig(epochs=epochs, **FAST), status="running", worker="test")
+    training.fit(training.TrainConfig(epochs=epochs, **FAST), tiny(), [runs.StoreCallback(store, run_id)],
+                 run_id=run_id, checkpoint_dir=store.checkpoint_dir(run_id))
+    return run_id
+
+
+def test_delete_removes_the_run_its_metrics_and_its_files(tmp_path: Path) -> None:
+    store = runs.RunStore(tmp_path)
+    run_id = _finished_run(store, epochs=1)
+    assert set(store.checkpoints(run_id)) == {"best", "last"} and store.metrics(run_id)
+    running = store.create_run(training.TrainConfig(), status="running")
+    with pytest.raises(runs.RunStateError, match="stop it first"):
+        store.delete(running)
+    store.delete(run_id)
+    with pytest.raises(runs.RunNotFoundError):
+        store.run(run_id)
+    assert not store.metrics(run_id) and not (tmp_path / "checkpoints" / run_id).exists()
+
+
+@pytest.mark.parametrize("damage", ["garbage", "empty", "missing"])
+def test_an_unreadable_database_is_a_clear_error_and_rebuilds_from_the_sidecars(tmp_path: Path, damage: str) -> None:
+    store = runs.RunStore(tmp_path)
+    finished = [_finished_run(store, epochs=2), _finished_run(store, epochs=1)]
+    figures = {r: (store.run(r)["best_val_acc"], store.run(r)["config"]) for r in finished}
+    for suffix in ("-wal", "-shm"):
+        Path(f"{store.db_path}{suffix}").unlink(missing_ok=True)
+    if damage == "garbage":
+        store.db_path.write_bytes(b"these bytes are not an SQLite database" * 200)
+    elif damage == "empty":
+        store.db_path.write_bytes(b"")
+    else:
+        store.db_path.unlink()
+    reopened = runs.RunStore(tmp_path)
+    with pytest.raises(runs.StoreUnreadableError) as error:
+        reopened.runs()
+    message = str(error.value)
+    assert "runs.sqlite" in message and "rebuild" in message.lower() and "2 run folders" in message
+    assert "Traceback" not in message
+    assert store.rebuild() == 2
+    rebuilt = {r["id"]: r for r in runs.RunStore(tmp_path).runs()}
+    assert set(rebuilt) == set(finished)
+    for run_id in finished:
+        assert rebuilt[run_id]["best_val_acc"] == pytest.approx(figures[run_id][0])
+        assert rebuilt[run_id]["config"] == figures[run_id][1] and rebuilt[run_id]["status"] == "completed"
+        assert store.metrics(run_id)  # the epochs the sidecars record
+    if damage == "garbage":
+        assert list(tmp_path.glob("runs.sqlite.broken-*"))  # the damaged file is kept, not overwritten
+    assert store.rebuild() == 0  # a readable store only gains what it lacks
+
+
+def test_command_line_lists_shows_resumes_and_deletes_runs(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    store = runs.RunStore(tmp_path)
+    done = _finished_run(store, epochs=1)
+    (queued,) = _queue(store, 1)
+    assert runs.main(["--state", str(tmp_path), "list", "--json"]) == 0
+    listed = {row["id"]: row for row in json.loads(capsys.readouterr().out)}
+    assert listed[done]["status"] == "completed" and listed[done]["architecture"] == "lenet5"
+    assert listed[done]["data"] == "digits" and listed[done]["epochs"] == 1
+    assert listed[done]["test_acc"] == store.run(done)["test"]["accuracy"] and listed[done]["best_val_acc"] > 0
+    assert listed[queued]["status"] == "queued" and listed[queued]["test_acc"] is None
+    assert runs.main(["--state", str(tmp_path), "show", done]) == 0 and "best.safetensors" in capsys.readouterr().out
+    assert runs.main(["--state", str(tmp_path), "resume", done]) == 1
+    assert "only a stopped, failed or interrupted run" in capsys.readouterr().err
+    assert runs.main(["--state", str(tmp_path), "stop", queued]) == 0 and "cancelled" in capsys.readouterr().out
+    assert runs.main(["--state", str(tmp_path), "delete", done]) == 0
+    assert "deleted" in capsys.readouterr().out
+    assert runs.main(["--state", str(tmp_path), "list"]) == 0
+    out = capsys.readouterr().out
+    assert done not in out and queued in out
+    result = subprocess.run([sys.executable, "-m", "core.runs", "--state", str(tmp_path), "list", "--json"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 0 and [row["id"] for row in json.loads(result.stdout)] == [queued]
 
 
 def test_command_line_trains_into_the_store(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -41,7 +41,7 @@ def fresh_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_classify_on_a_fresh_install_says_what_to_do(fresh_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from explorer import services
 
-    monkeypatch.setattr(services, "classifier_choices", lambda: [])
+    monkeypatch.setattr(services, "classifier_choices", lambda **_: [])
     at = open_page("classify")
     table = at.dataframe[0].value
     assert len(table) == 9 and set(table["on this machine"]) == {"—"}

@@ -244,7 +244,8 @@ class Trainer:
             self.save("last")  # where it stopped, mid-epoch too (a failed run's weights are not worth keeping)
         self.test = self.test_figures()
         if self.checkpoints is not None:
-            self.checkpoints.update("last", status=self.status)
+            for which in ("best", "last"):
+                self.checkpoints.update(which, status=self.status)  # how the run ended, for whoever reads one
             if self.status != "completed":
                 self.say(self.checkpoints.describe())
         self.emit("on_fit_end")

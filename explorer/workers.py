@@ -1,0 +1,122 @@
+"""The app's training workers: ``python -m core.worker`` processes, started when first needed, replaced if they die.
+
+Training never runs in the web server: the server only writes runs into the store's queue, and
+these processes claim and train them. How many: ``$CNN_EXPLORER_WORKERS``, else ``workers = N`` in
+``.streamlit/secrets.toml``, else one per GPU (one on a CPU-only machine). Worker *i* trains on GPU
+*i mod count*. Each worker is told the server's process id and stops its run (checkpoint kept) and
+exits when the server is gone; the server stops them when it exits. Logs: ``<state>/logs/worker-N.log``.
+No streamlit here: ``explorer.services`` owns the one supervisor of the server.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import torch
+
+log = logging.getLogger(__name__)
+ROOT = Path(__file__).resolve().parents[1]
+WORKERS_ENV = "CNN_EXPLORER_WORKERS"
+
+
+def default_count() -> int:
+    """One worker per GPU, one on a CPU-only machine."""
+    return max(torch.cuda.device_count(), 1)
+
+
+def configured_count(secret: object = None) -> int:
+    """The worker count: ``$CNN_EXPLORER_WORKERS``, else the ``workers`` secret, else :func:`default_count`."""
+    for value in (os.environ.get(WORKERS_ENV), secret):
+        if value is None or value == "":
+            continue
+        try:
+            count = int(str(value))
+        except ValueError:
+            log.warning("ignoring a worker count that is not a number: %r", value)
+            continue
+        if count >= 1:
+            return count
+        log.warning("ignoring a worker count below 1: %r", value)
+    return default_count()
+
+
+class Supervisor:
+    """Keeps ``count`` worker processes serving the run store in ``state``."""
+
+    def __init__(self, state: Path, count: int, check_every: float = 2.0) -> None:
+        self.state = Path(state)
+        self.count = count
+        self.check_every = check_every
+        gpus = torch.cuda.device_count()
+        self.devices = [f"cuda:{i % gpus}" if gpus else "auto" for i in range(count)]
+        self.processes: list[subprocess.Popen | None] = [None] * count
+        self.started = 0  # processes started so far (replacements included)
+        self._lock = threading.Lock()
+        self._closed = threading.Event()
+        self._monitor: threading.Thread | None = None
+        atexit.register(self.close)
+
+    def ensure(self) -> None:
+        """Start the workers that are missing or dead; from then on, check on them every few seconds."""
+        with self._lock:
+            if self._closed.is_set():
+                return
+            for slot, process in enumerate(self.processes):
+                if process is None or process.poll() is not None:
+                    if process is not None:
+                        log.warning("worker %d exited with %s; starting another", slot, process.returncode)
+                    self.processes[slot] = self._start(slot)
+            if self._monitor is None:
+                self._monitor = threading.Thread(target=self._watch, name="worker-supervisor", daemon=True)
+                self._monitor.start()
+
+    def alive(self) -> int:
+        """How many workers are running now."""
+        with self._lock:
+            return sum(1 for p in self.processes if p is not None and p.poll() is None)
+
+    def pids(self) -> list[int]:
+        """Process ids of the running workers."""
+        with self._lock:
+            return [p.pid for p in self.processes if p is not None and p.poll() is None]
+
+    def close(self, timeout: float = 20) -> None:
+        """Ask every worker to stop (SIGTERM: the current run stops, keeping its checkpoint); kill the slow."""
+        with self._lock:
+            self._closed.set()
+            processes = [p for p in self.processes if p is not None]
+        for process in processes:
+            if process.poll() is None:
+                process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+    def _start(self, slot: int) -> subprocess.Popen:
+        logs = self.state / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        command = [sys.executable, "-m", "core.worker", "--state", str(self.state), "--device", self.devices[slot],
+                   "--parent", str(os.getpid())]
+        path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+        with open(logs / f"worker-{slot}.log", "ab") as output:
+            process = subprocess.Popen(command, cwd=ROOT, stdout=output, stderr=subprocess.STDOUT,
+                                       stdin=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": path})
+        self.started += 1
+        log.info("started worker %d (pid %d) on %s", slot, process.pid, self.devices[slot])
+        return process
+
+    def _watch(self) -> None:
+        while not self._closed.wait(self.check_every):
+            try:
+                self.ensure()
+            except OSError as error:  # cannot start a process now (out of memory, no pids): try again later
+                log.error("cannot start a training worker: %s", error)

@@ -1,0 +1,50 @@
+"""The command line trainer: SIGTERM stops a run like Ctrl-C, a frozen rank ends a distributed run in time."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from core import runs
+from tests.test_worker import eventually
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "CNN_EXPLORER_HEARTBEAT_TIMEOUT": "5"}
+
+
+def test_sigterm_stops_a_command_line_run_and_keeps_its_checkpoint(tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "core.train", "--arch", "lenet5", "--dataset", "digits", "--epochs", "500",
+               "--optimizer", "adam", "--lr", "0.003", "--state-dir", str(tmp_path)]
+    process = subprocess.Popen(command, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        store = runs.RunStore(tmp_path, heartbeat_timeout=5)
+        assert eventually(lambda: store.db_path.exists() and store.runs() and store.metrics(store.runs()[0]["id"]),
+                          timeout=240), "no epoch finished"
+        (run,) = store.runs()
+        assert run["status"] == "running" and run["worker"].startswith("cli-")
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, output[-2000:]
+    run = store.run(run["id"])
+    assert run["status"] == "stopped" and "Stopped" in (run["message"] or "")
+    assert "last" in store.checkpoints(run["id"])
+    assert runs.read_sidecar(store.checkpoint_path(run["id"], "last"))["run_id"] == run["id"]
+
+
+def test_a_frozen_rank_ends_a_distributed_run_within_the_process_group_timeout(tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+               "-m", "tests.frozen_rank", "--arch", "lenet5", "--dataset", "digits", "--epochs", "2",
+               "--optimizer", "adam", "--lr", "0.003", "--batch-size", "32", "--dist-timeout", "5",
+               "--state-dir", str(tmp_path)]
+    result = subprocess.run(command, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=400)
+    assert result.returncode != 0  # the run ended (here, or torchrun's deadline above would fail the test)
+    (run,) = runs.RunStore(tmp_path).runs()
+    assert run["status"] == "failed", (run, result.stderr[-3000:])
+    assert run["message"]

@@ -1,0 +1,165 @@
+"""Training workers: runs train outside the web server, survive crashes of each other, stop on request."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from core import runs, training, worker
+from explorer import workers
+from tests.conftest import FAST, tiny
+
+ROOT = Path(__file__).resolve().parents[1]
+HEARTBEAT_TIMEOUT = 3.0  # short in tests; the app's default is 30 s
+
+
+def eventually(condition: Callable[[], bool], timeout: float, poll: float = 0.1) -> bool:
+    """Poll ``condition`` until it holds or ``timeout`` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(poll)
+    return condition()
+
+
+@pytest.fixture
+def fast_heartbeats(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Workers started by the test (they inherit the environment) and stores read with a short timeout."""
+    monkeypatch.setenv("CNN_EXPLORER_HEARTBEAT_TIMEOUT", str(HEARTBEAT_TIMEOUT))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+
+
+@pytest.fixture
+def supervisor(tmp_path: Path, fast_heartbeats: None) -> Iterator[workers.Supervisor]:
+    """One app-style worker process on ``tmp_path``, replaced when it dies; stopped after the test."""
+    keeper = workers.Supervisor(tmp_path, count=1, check_every=0.5)
+    try:
+        yield keeper
+    finally:
+        keeper.close()
+        assert keeper.alive() == 0
+
+
+def test_a_killed_worker_leaves_its_run_interrupted_and_the_next_run_completes(
+        tmp_path: Path, supervisor: workers.Supervisor) -> None:
+    store = runs.RunStore(tmp_path)
+    doomed = store.create_run(training.TrainConfig(epochs=500, **FAST))
+    following = store.create_run(training.TrainConfig(epochs=1, **FAST))
+    supervisor.ensure()
+    assert eventually(lambda: store.metrics(doomed, "step"), timeout=240), "the worker never started training"
+    (pid,) = supervisor.pids()
+    os.kill(pid, signal.SIGKILL)  # no handler, no goodbye: only the missing heartbeats tell
+    assert eventually(lambda: store.run(doomed)["status"] == "interrupted", timeout=HEARTBEAT_TIMEOUT + 60)
+    assert "sign of life" in store.run(doomed)["message"]
+    assert store.wait(following, timeout=300) == "completed"  # the replacement worker took the queue on
+    assert supervisor.started == 2 and store.run(following)["worker"] != store.run(doomed)["worker"]
+    assert store.run(doomed)["status"] == "interrupted"  # nobody marked it anything else
+
+
+def test_a_queued_run_is_cancelled_at_once_and_a_running_one_stops_with_a_checkpoint(
+        tmp_path: Path, supervisor: workers.Supervisor) -> None:
+    store = runs.RunStore(tmp_path)
+    running = store.create_run(training.TrainConfig(epochs=500, **FAST))
+    queued = store.create_run(training.TrainConfig(epochs=1, **FAST))
+    supervisor.ensure()
+    assert eventually(lambda: store.run(running)["status"] == "running", timeout=240)
+    assert store.request_stop(queued) == "cancelled"
+    assert store.run(queued)["status"] == "stopped"  # at once, while the other run still trains
+    assert store.run(running)["status"] == "running"
+    assert eventually(lambda: store.metrics(running, "epoch"), timeout=240)
+    assert store.request_stop(running) == "stopping"
+    assert store.wait(running, timeout=120) == "stopped"
+    assert "last" in store.checkpoints(running)
+    assert store.run(queued)["worker"] is None  # it never reached a worker
+
+
+def test_a_failing_store_write_in_the_error_path_does_not_end_the_worker(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    store = runs.RunStore(tmp_path, heartbeat_timeout=1.0)
+    broken = store.create_run(training.TrainConfig(epochs=1, **FAST))
+    fine = store.create_run(training.TrainConfig(epochs=1, **FAST))
+    loads = []
+
+    def load(name: str):
+        loads.append(name)
+        if len(loads) == 1:
+            raise RuntimeError("the data vanished")
+        return tiny()
+
+    original = store.update_run
+
+    def update_run(run_id: str, **fields):
+        if fields.get("status") == "failed":
+            raise OSError(28, "No space left on device")  # the disk is full while recording the failure
+        original(run_id, **fields)
+
+    monkeypatch.setattr(store, "update_run", update_run)
+    trainer = worker.Worker(store, load_data=load)
+    assert trainer.take_one() and trainer.take_one()  # the worker goes on with the next run
+    assert store.run(fine)["status"] == "completed"
+    assert "could not record that run" in caplog.text and "No space left" in caplog.text
+    assert eventually(lambda: store.run(broken)["status"] == "interrupted", timeout=30)  # honest, not "running"
+    assert not trainer.take_one()
+
+
+def test_an_unreadable_store_does_not_end_the_worker(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    store = runs.RunStore(tmp_path)
+    store.check()
+    store.db_path.write_bytes(b"not a database" * 500)
+    for suffix in ("-wal", "-shm"):
+        Path(f"{store.db_path}{suffix}").unlink(missing_ok=True)
+    trainer = worker.Worker(runs.RunStore(tmp_path))
+    assert not trainer.take_one()
+    assert "cannot claim a run" in caplog.text and "runs.sqlite" in caplog.text
+
+
+def test_a_resumed_run_continues_its_numbering_from_the_last_checkpoint(tmp_path: Path) -> None:
+    store = runs.RunStore(tmp_path)
+    run_id = store.create_run(training.TrainConfig(epochs=40, **FAST))
+    trainer = worker.Worker(store, load_data=lambda name: tiny())
+    thread = threading.Thread(target=trainer.take_one)
+    thread.start()
+    try:
+        assert eventually(lambda: store.metrics(run_id, "epoch"), timeout=240)
+        store.request_stop(run_id)
+    finally:
+        thread.join(300)
+    assert store.run(run_id)["status"] == "stopped"
+    first = store.metrics(run_id, "epoch")
+    assert len(first) < 40, "the run ended before the stop request was read"
+    store.resume(run_id)
+    assert trainer.take_one() and store.run(run_id)["status"] == "completed"
+    epochs = store.metrics(run_id, "epoch")
+    assert [e["epoch"] for e in epochs] == list(range(1, 41))  # the curves go on where they stopped
+    assert epochs[: len(first)] == first and epochs[-1]["step"] > first[-1]["step"]
+
+
+def test_worker_command_line_trains_one_queued_run(tmp_path: Path) -> None:
+    import subprocess
+
+    store = runs.RunStore(tmp_path)
+    run_id = store.create_run(training.TrainConfig(epochs=1, **FAST))
+    result = subprocess.run([sys.executable, "-m", "core.worker", "--state", str(tmp_path), "--once",
+                             "--device", "cpu"], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert store.run(run_id)["status"] == "completed" and "streamlit" not in result.stderr
+    assert store.run(run_id)["device"].lower().startswith("cpu")
+
+
+def test_the_worker_count_setting() -> None:
+    assert workers.configured_count("3") == 3
+    assert workers.configured_count("zero") == workers.default_count() == workers.configured_count(None)
+    os.environ[workers.WORKERS_ENV] = "2"
+    try:
+        assert workers.configured_count("3") == 2  # the environment wins over the secret
+    finally:
+        del os.environ[workers.WORKERS_ENV]
