@@ -26,6 +26,7 @@ def _write_metrics(root: str, run_id: str, writer: int, count: int) -> None:
         store.log(run_id, "step", 1, writer * 10_000 + i, 0.0, {"train_loss": float(i)})
 
 
+@pytest.mark.slow  # separate Python processes
 def test_two_writers_at_once(tmp_path: Path) -> None:
     store = runs.RunStore(tmp_path)
     run_id = store.create_run(training.TrainConfig())
@@ -211,6 +212,7 @@ def test_command_line_trains_into_the_store(tmp_path: Path, capsys: pytest.Captu
         cli.main(["--epochs", "0", "--state-dir", str(tmp_path)])
 
 
+@pytest.mark.slow  # separate Python processes
 def test_distributed_data_parallel_with_two_processes(tmp_path: Path) -> None:
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
                "-m", "core.train", "--arch", "lenet5", "--dataset", "digits", "--epochs", "2", "--optimizer", "adam",

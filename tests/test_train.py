@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "CNN_EXPLORER_HEARTBEAT_TIMEOUT": "5"}
 
 
+@pytest.mark.slow  # separate Python processes
 def test_sigterm_stops_a_command_line_run_and_keeps_its_checkpoint(tmp_path: Path) -> None:
     command = [sys.executable, "-m", "core.train", "--arch", "lenet5", "--dataset", "digits", "--epochs", "500",
                "--optimizer", "adam", "--lr", "0.003", "--state-dir", str(tmp_path)]
@@ -38,6 +39,7 @@ def test_sigterm_stops_a_command_line_run_and_keeps_its_checkpoint(tmp_path: Pat
     assert runs.read_sidecar(store.checkpoint_path(run["id"], "last"))["run_id"] == run["id"]
 
 
+@pytest.mark.slow  # separate Python processes
 def test_a_frozen_rank_ends_a_distributed_run_within_the_process_group_timeout(tmp_path: Path) -> None:
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
                "-m", "tests.frozen_rank", "--arch", "lenet5", "--dataset", "digits", "--epochs", "2",

@@ -48,6 +48,7 @@ def supervisor(tmp_path: Path, fast_heartbeats: None) -> Iterator[workers.Superv
         assert keeper.alive() == 0
 
 
+@pytest.mark.slow  # separate Python processes
 def test_a_killed_worker_leaves_its_run_interrupted_and_the_next_run_completes(
         tmp_path: Path, supervisor: workers.Supervisor) -> None:
     store = runs.RunStore(tmp_path)
@@ -142,6 +143,7 @@ def test_a_resumed_run_continues_its_numbering_from_the_last_checkpoint(tmp_path
     assert epochs[: len(first)] == first and epochs[-1]["step"] > first[-1]["step"]
 
 
+@pytest.mark.slow  # separate Python processes
 def test_worker_command_line_trains_one_queued_run(tmp_path: Path) -> None:
     import subprocess
 
