@@ -68,6 +68,7 @@ COLUMNS = {
     "group_id": "TEXT",                           # runs started together (a strategy race)
     "queued_at": "REAL",                          # place in the queue (a resumed run queues again)
     "progress": "TEXT",                           # JSON: the trainer's latest progress snapshot
+    "processes": "INTEGER NOT NULL DEFAULT 1",    # processes (GPUs) that train it together (the Ray executor)
 }
 ACTIVE = ("queued", "running")
 RESUMABLE = ("stopped", "failed", "interrupted")
@@ -203,16 +204,16 @@ class RunStore:
     # Runs ---------------------------------------------------------------------------------------------------------
 
     def create_run(self, config: Any, status: str = "queued", group: str | None = None,
-                   worker: str | None = None) -> str:
+                   worker: str | None = None, processes: int = 1) -> str:
         """Record a new run of ``config`` (a TrainConfig): queued for a worker, or running under ``worker``."""
         run_id = new_id()
         now = time.time()
         heartbeat = now if status == "running" else None
         self._execute(
             "INSERT INTO runs (id, created, updated, status, arch, dataset, config, versions, group_id, queued_at, "
-            "heartbeat, worker) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            "heartbeat, worker, processes) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (run_id, now, now, status, config.arch, config.dataset, json.dumps(asdict(config)), json.dumps(versions()),
-             group, now, heartbeat, worker),
+             group, now, heartbeat, worker, processes),
         )
         return run_id
 
@@ -258,12 +259,15 @@ class RunStore:
 
     # The queue ----------------------------------------------------------------------------------------------------
 
-    def claim(self, worker: str) -> dict[str, Any] | None:
-        """Take the oldest queued run for ``worker`` (atomically: exactly one worker gets it); None if none waits."""
+    def claim(self, worker: str, run_id: str | None = None) -> dict[str, Any] | None:
+        """Take the oldest queued run (or ``run_id``, if still queued) for ``worker``, atomically; None if none."""
 
         def take(db: sqlite3.Connection) -> str | None:
-            row = db.execute("SELECT id FROM runs WHERE status = 'queued' ORDER BY queued_at, created LIMIT 1"
-                             ).fetchone()
+            if run_id is not None:
+                row = db.execute("SELECT id FROM runs WHERE id = ? AND status = 'queued'", (run_id,)).fetchone()
+            else:
+                row = db.execute("SELECT id FROM runs WHERE status = 'queued' ORDER BY queued_at, created LIMIT 1"
+                                 ).fetchone()
             if row is None:
                 return None
             now = time.time()
@@ -272,8 +276,13 @@ class RunStore:
                                  (worker, now, now, row["id"])).rowcount
             return row["id"] if claimed else None
 
-        run_id = self._transaction(take)
-        return self.run(run_id) if run_id else None
+        claimed = self._transaction(take)
+        return self.run(claimed) if claimed else None
+
+    def queued(self) -> list[str]:
+        """Ids of the queued runs, next first (an executor that places runs itself reads the queue here)."""
+        rows = self._execute("SELECT id FROM runs WHERE status = 'queued' ORDER BY queued_at, created")
+        return [row["id"] for row in rows]
 
     def heartbeat(self, run_id: str) -> None:
         """The trainer of ``run_id`` is alive."""

@@ -20,6 +20,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -48,7 +49,7 @@ class Worker:
         self.load_data = load_data
         self.parent = parent  # exit (stopping the current run) once this process is no longer our parent
         self.exiting = False
-        self._current: StopFlag | None = None
+        self._current: threading.Event | None = None
 
     def should_exit(self) -> bool:
         """A signal arrived, or the process that started this worker is gone."""
@@ -82,10 +83,14 @@ class Worker:
             if not took:
                 time.sleep(poll)
 
-    def train(self, run: dict[str, Any]) -> None:
-        """Train one claimed run; whatever goes wrong is recorded (or, failing that, logged), never raised."""
+    def train(self, run: dict[str, Any], shard: tuple[int, int] = (0, 1), wrap: Any = None,
+              stop: threading.Event | None = None) -> None:
+        """Train one claimed run; whatever goes wrong is recorded (or, failing that, logged), never raised.
+
+        ``shard``, ``wrap`` and ``stop`` serve a run trained by several processes (rank 0 trains it here).
+        """
         run_id = run["id"]
-        self._current = stop = StopFlag(self.store, run_id, also=self.should_exit)
+        self._current = stop = stop if stop is not None else StopFlag(self.store, run_id, also=self.should_exit)
         try:
             with Heartbeat(self.store, run_id):
                 config = self._config(run)
@@ -98,7 +103,7 @@ class Worker:
                     else:  # stopped before its first checkpoint: it starts again, and so do its curves
                         self.store.forget_metrics_after(run_id, -1)
                 training.fit(config, data, [StoreCallback(self.store, run_id)], stop=stop, run_id=run_id,
-                             checkpoint_dir=folder, resume_from=resume_from)
+                             checkpoint_dir=folder, resume_from=resume_from, shard=shard, wrap=wrap)
         except Exception as error:  # noqa: BLE001 (a run that crashes must never take the worker down)
             message = str(error) if isinstance(error, ExplorerError) else f"{type(error).__name__}: {error}"
             log.error("run %s failed:\n%s", run_id, traceback.format_exc())

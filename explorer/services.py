@@ -28,6 +28,7 @@ from core import (
     classifiers,
     data,
     devices,
+    executors,
     explain,
     fidelity,
     imaging,
@@ -131,9 +132,20 @@ def measure_latency(name: str, batch_size: int, device_type: str) -> dict[str, A
 
 
 @st.cache_resource(show_spinner=False)
-def supervisor() -> workers.Supervisor:
-    """The training workers of this server (started when first needed; see explorer/workers.py for the count)."""
+def supervisor() -> executors.Executor:
+    """What trains the queue: local worker processes (explorer/workers.py), or Ray when chosen (core/executors.py)."""
+    if executors.configured_kind(_secret("executor")) == "ray":
+        return executors.RayExecutor(state_dir(), executors.configured_address(_secret("ray_address")))
     return workers.Supervisor(state_dir(), workers.configured_count(_secret("workers")))
+
+
+def serve_queue() -> None:
+    """Make sure the queue is being trained; an ExplorerError says why it cannot be (Ray unreachable, say)."""
+    executor = supervisor()
+    executor.ensure()
+    problem = getattr(executor, "problem", None)
+    if problem:
+        raise ExplorerError(f"Queued runs wait: {problem}")
 
 
 def _secret(name: str) -> object:

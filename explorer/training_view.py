@@ -73,7 +73,7 @@ def follow(run_id: str) -> None:
         _finished(run)
         return
     if run["status"] == "queued":
-        services.supervisor().ensure()  # e.g. runs queued before the server restarted
+        widgets.attempt(services.serve_queue)  # e.g. runs queued before the server restarted
 
     @st.fragment(run_every=PROGRESS_EVERY)
     def progress() -> None:

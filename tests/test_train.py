@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from core import runs
+from core import checkpoints, runs
 from tests.conftest import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,7 +38,7 @@ def test_sigterm_stops_a_command_line_run_and_keeps_its_checkpoint(tmp_path: Pat
     run = store.run(run["id"])
     assert run["status"] == "stopped" and "Stopped" in (run["message"] or "")
     assert "last" in store.checkpoints(run["id"])
-    assert runs.read_sidecar(store.checkpoint_path(run["id"], "last"))["run_id"] == run["id"]
+    assert checkpoints.read_sidecar(store.checkpoint_path(run["id"], "last"))["run_id"] == run["id"]
 
 
 @pytest.mark.slow  # separate Python processes
