@@ -61,7 +61,7 @@ def model_picker(label: str = "Model", key: str = "model") -> str:
     names = models.names()
     if key not in st.session_state:
         st.session_state[key] = widgets.url_model(default="resnet50")
-    name = st.selectbox(label, names, key=key, format_func=display_name)
+    name = st.selectbox(label, names, key=key, format_func=display_name) or names[0]  # None only without options
     widgets.set_url_model(name)
     return name
 

@@ -87,4 +87,4 @@ def chooser(key: str = "weights", default: str = "resnet18") -> bool:
     name = st.selectbox("Get the ImageNet weights of", names, index=names.index(default) if default in names else 0,
                         format_func=components.display_name, key=f"{key}-model",
                         help="ResNet-18 is the smallest (45 MB) and quickest on a CPU; Xception is the most accurate.")
-    return panel(name, key)
+    return panel(name, key) if name is not None else False  # None only without options

@@ -198,6 +198,8 @@ def preset_picker() -> str | None:
     """Choose a downloadable preset; download it (with a progress bar) on request; its data-set name or None."""
     presets = services.TRANSFER_PRESETS
     name = st.selectbox("Preset", list(presets), format_func=lambda n: presets[n].title, key="transfer-preset")
+    if name is None:  # only without options
+        return None
     st.caption(presets[name].description)
     if services.is_preset_downloaded(name):
         return attempt(services.fetch_preset, name)

@@ -35,6 +35,17 @@ def _state_dir(tmp_path_factory: pytest.TempPathFactory) -> None:
 
 # Helpers shared by test files (import them from here: no test file imports another) ---------------
 
+
+def finished_run(store: Any, epochs: int = 2) -> str:
+    """A run of ``tiny()`` trained to the end in this process into ``store`` (a RunStore); its id."""
+    from core import runs, training
+
+    run_id = store.create_run(training.TrainConfig(epochs=epochs, **FAST), status="running", worker="test")
+    training.fit(training.TrainConfig(epochs=epochs, **FAST), tiny(), [runs.StoreCallback(store, run_id)],
+                 run_id=run_id, checkpoint_dir=store.checkpoint_dir(run_id))
+    return run_id
+
+
 T = TypeVar("T")
 
 

@@ -76,6 +76,12 @@ def _run_id(page: Page) -> str:
     return run_id
 
 
+# How long a run may take to start or finish: generous, because these are conditions, not pauses; a quiet
+# machine is done in seconds, a 2-core machine shared with other work can take minutes.
+RUN_STARTS = 300_000
+RUN_ENDS = 600_000
+
+
 def _status(app: App, run_id: str) -> str:
     return str(app.store().run(run_id)["status"])
 
@@ -89,8 +95,8 @@ def test_training_run_survives_a_refresh_stops_resumes_and_its_checkpoint_downlo
     epochs = page.get_by_role("spinbutton", name="Epochs")
     epochs.fill("400")
     epochs.press("Enter")  # Enter in a form field submits the form, as the "Start training" button does
-    expect(page.get_by_text("images/s")).to_be_visible(timeout=180_000)  # a worker process trains it
-    expect(page.locator('[data-testid="stPlotlyChart"]').first).to_be_visible(timeout=60_000)
+    expect(page.get_by_text("images/s")).to_be_visible(timeout=RUN_STARTS)  # a worker process trains it
+    expect(page.locator('[data-testid="stPlotlyChart"]').first).to_be_visible()
     run_id = _run_id(page)
     assert _status(app, run_id) == "running"
     first = _epoch(page)
@@ -139,7 +145,7 @@ def test_a_zip_of_class_folders_is_fine_tuned_in_the_browser(page: Page, app: Ap
     with rerun(page):
         epochs.press("Tab")
     page.get_by_role("button", name="Start fine-tuning").click()
-    expect(page.get_by_text("Test accuracy")).to_be_visible(timeout=180_000)
+    expect(page.get_by_text("Test accuracy")).to_be_visible(timeout=RUN_ENDS)
     expect(page.get_by_text("feature cache")).to_be_visible()
     wait_until(lambda: [run["status"] for run in app.store().runs()] == ["completed"], 60,
                "the fine-tuning run to be completed in the store")
@@ -152,7 +158,7 @@ def _open_classify_with_a_digits_model(page: Page, app: App) -> None:
     expect(page.get_by_text("No model can classify yet")).to_be_visible()
     page.get_by_role("button", name="Train LeNet-5 on digits now").click()
     # the run streams on the page; once it ends, the page turns into the classifier
-    expect(page.get_by_text("What the model sees")).to_be_visible(timeout=180_000)
+    expect(page.get_by_text("What the model sees")).to_be_visible(timeout=RUN_ENDS)
     wait_until(lambda: [run["status"] for run in app.store().runs()] == ["completed"], 60,
                "the one-click run to be completed in the store")
     wait_until_idle(page)

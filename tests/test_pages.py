@@ -418,10 +418,10 @@ def test_an_unreadable_run_database_is_a_message_with_a_rebuild_button(tmp_path:
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     from core import runs
     from explorer import services
-    from tests.test_runs import _finished_run
+    from tests.conftest import finished_run
 
     store = runs.RunStore(tmp_path)
-    run_id = _finished_run(store, epochs=1)
+    run_id = finished_run(store, epochs=1)
     store.db_path.write_bytes(b"damaged" * 1000)
     for suffix in ("-wal", "-shm"):
         Path(f"{store.db_path}{suffix}").unlink(missing_ok=True)

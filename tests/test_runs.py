@@ -15,7 +15,7 @@ import torch
 
 from core import runs, training
 from core import train as cli
-from tests.conftest import FAST, tiny
+from tests.conftest import FAST, finished_run, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,6 +26,7 @@ def _write_metrics(root: str, run_id: str, writer: int, count: int) -> None:
         store.log(run_id, "step", 1, writer * 10_000 + i, 0.0, {"train_loss": float(i)})
 
 
+@pytest.mark.slow  # separate Python processes
 def test_two_writers_at_once(tmp_path: Path) -> None:
     store = runs.RunStore(tmp_path)
     run_id = store.create_run(training.TrainConfig())
@@ -104,7 +105,7 @@ def test_a_running_run_without_heartbeats_reads_as_interrupted(tmp_path: Path) -
         while time.monotonic() < deadline:  # alive while it beats, whenever anyone looks
             assert store.run(run_id)["status"] == "running"
             time.sleep(0.05)
-    assert _eventually(lambda: store.run(run_id)["status"] == "interrupted", timeout=30)
+    wait_until(lambda: store.run(run_id)["status"] == "interrupted", 30, f"run {run_id} to read as interrupted")
     interrupted = store.run(run_id)
     assert "gone" in interrupted["message"] and store.runs()[0]["status"] == "interrupted"
     assert runs.RunStore(tmp_path, heartbeat_timeout=3600).run(run_id)["status"] == "running"  # read-time rule
@@ -114,25 +115,9 @@ def test_a_running_run_without_heartbeats_reads_as_interrupted(tmp_path: Path) -
         store.resume(run_id)
 
 
-def _eventually(condition, timeout: float = 60, poll: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(poll)
-    return condition()
-
-
-def _finished_run(store: runs.RunStore, epochs: int = 2) -> str:
-    run_id = store.create_run(training.TrainConfig(epochs=epochs, **FAST), status="running", worker="test")
-    training.fit(training.TrainConfig(epochs=epochs, **FAST), tiny(), [runs.StoreCallback(store, run_id)],
-                 run_id=run_id, checkpoint_dir=store.checkpoint_dir(run_id))
-    return run_id
-
-
 def test_delete_removes_the_run_its_metrics_and_its_files(tmp_path: Path) -> None:
     store = runs.RunStore(tmp_path)
-    run_id = _finished_run(store, epochs=1)
+    run_id = finished_run(store, epochs=1)
     assert set(store.checkpoints(run_id)) == {"best", "last"} and store.metrics(run_id)
     running = store.create_run(training.TrainConfig(), status="running")
     with pytest.raises(runs.RunStateError, match="stop it first"):
@@ -146,7 +131,7 @@ def test_delete_removes_the_run_its_metrics_and_its_files(tmp_path: Path) -> Non
 @pytest.mark.parametrize("damage", ["garbage", "empty", "missing"])
 def test_an_unreadable_database_is_a_clear_error_and_rebuilds_from_the_sidecars(tmp_path: Path, damage: str) -> None:
     store = runs.RunStore(tmp_path)
-    finished = [_finished_run(store, epochs=2), _finished_run(store, epochs=1)]
+    finished = [finished_run(store, epochs=2), finished_run(store, epochs=1)]
     figures = {r: (store.run(r)["best_val_acc"], store.run(r)["config"]) for r in finished}
     for suffix in ("-wal", "-shm"):
         Path(f"{store.db_path}{suffix}").unlink(missing_ok=True)
@@ -176,7 +161,7 @@ def test_an_unreadable_database_is_a_clear_error_and_rebuilds_from_the_sidecars(
 
 def test_command_line_lists_shows_resumes_and_deletes_runs(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     store = runs.RunStore(tmp_path)
-    done = _finished_run(store, epochs=1)
+    done = finished_run(store, epochs=1)
     (queued,) = _queue(store, 1)
     assert runs.main(["--state", str(tmp_path), "list", "--json"]) == 0
     listed = {row["id"]: row for row in json.loads(capsys.readouterr().out)}
@@ -211,6 +196,7 @@ def test_command_line_trains_into_the_store(tmp_path: Path, capsys: pytest.Captu
         cli.main(["--epochs", "0", "--state-dir", str(tmp_path)])
 
 
+@pytest.mark.slow  # separate Python processes
 def test_distributed_data_parallel_with_two_processes(tmp_path: Path) -> None:
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
                "-m", "core.train", "--arch", "lenet5", "--dataset", "digits", "--epochs", "2", "--optimizer", "adam",

@@ -8,21 +8,24 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from core import checkpoints, runs
-from tests.test_worker import eventually
+from tests.conftest import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "CNN_EXPLORER_HEARTBEAT_TIMEOUT": "5"}
 
 
+@pytest.mark.slow  # separate Python processes
 def test_sigterm_stops_a_command_line_run_and_keeps_its_checkpoint(tmp_path: Path) -> None:
     command = [sys.executable, "-m", "core.train", "--arch", "lenet5", "--dataset", "digits", "--epochs", "500",
                "--optimizer", "adam", "--lr", "0.003", "--state-dir", str(tmp_path)]
     process = subprocess.Popen(command, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         store = runs.RunStore(tmp_path, heartbeat_timeout=5)
-        assert eventually(lambda: store.db_path.exists() and store.runs() and store.metrics(store.runs()[0]["id"]),
-                          timeout=240), "no epoch finished"
+        wait_until(lambda: store.db_path.exists() and store.runs() and store.metrics(store.runs()[0]["id"]), 240,
+                   "the command line run to finish an epoch")
         (run,) = store.runs()
         assert run["status"] == "running" and run["worker"].startswith("cli-")
         process.send_signal(signal.SIGTERM)
@@ -38,6 +41,7 @@ def test_sigterm_stops_a_command_line_run_and_keeps_its_checkpoint(tmp_path: Pat
     assert checkpoints.read_sidecar(store.checkpoint_path(run["id"], "last"))["run_id"] == run["id"]
 
 
+@pytest.mark.slow  # separate Python processes
 def test_a_frozen_rank_ends_a_distributed_run_within_the_process_group_timeout(tmp_path: Path) -> None:
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
                "-m", "tests.frozen_rank", "--arch", "lenet5", "--dataset", "digits", "--epochs", "2",

@@ -6,28 +6,17 @@ import os
 import signal
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from core import runs, training, worker
 from explorer import workers
-from tests.conftest import FAST, tiny
+from tests.conftest import FAST, tiny, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 HEARTBEAT_TIMEOUT = 3.0  # short in tests; the app's default is 30 s
-
-
-def eventually(condition: Callable[[], bool], timeout: float, poll: float = 0.1) -> bool:
-    """Poll ``condition`` until it holds or ``timeout`` seconds pass."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(poll)
-    return condition()
 
 
 @pytest.fixture
@@ -48,16 +37,18 @@ def supervisor(tmp_path: Path, fast_heartbeats: None) -> Iterator[workers.Superv
         assert keeper.alive() == 0
 
 
+@pytest.mark.slow  # separate Python processes
 def test_a_killed_worker_leaves_its_run_interrupted_and_the_next_run_completes(
         tmp_path: Path, supervisor: workers.Supervisor) -> None:
     store = runs.RunStore(tmp_path)
     doomed = store.create_run(training.TrainConfig(epochs=500, **FAST))
     following = store.create_run(training.TrainConfig(epochs=1, **FAST))
     supervisor.ensure()
-    assert eventually(lambda: store.metrics(doomed, "step"), timeout=240), "the worker never started training"
+    wait_until(lambda: store.metrics(doomed, "step"), 240, "the worker to start training")
     (pid,) = supervisor.pids()
     os.kill(pid, signal.SIGKILL)  # no handler, no goodbye: only the missing heartbeats tell
-    assert eventually(lambda: store.run(doomed)["status"] == "interrupted", timeout=HEARTBEAT_TIMEOUT + 60)
+    wait_until(lambda: store.run(doomed)["status"] == "interrupted", HEARTBEAT_TIMEOUT + 60,
+               f"run {doomed} to read as interrupted")
     assert "sign of life" in store.run(doomed)["message"]
     assert store.wait(following, timeout=300) == "completed"  # the replacement worker took the queue on
     assert supervisor.started == 2 and store.run(following)["worker"] != store.run(doomed)["worker"]
@@ -70,11 +61,11 @@ def test_a_queued_run_is_cancelled_at_once_and_a_running_one_stops_with_a_checkp
     running = store.create_run(training.TrainConfig(epochs=500, **FAST))
     queued = store.create_run(training.TrainConfig(epochs=1, **FAST))
     supervisor.ensure()
-    assert eventually(lambda: store.run(running)["status"] == "running", timeout=240)
+    wait_until(lambda: store.run(running)["status"] == "running", 240, f"run {running} to be running")
     assert store.request_stop(queued) == "cancelled"
     assert store.run(queued)["status"] == "stopped"  # at once, while the other run still trains
     assert store.run(running)["status"] == "running"
-    assert eventually(lambda: store.metrics(running, "epoch"), timeout=240)
+    wait_until(lambda: store.metrics(running, "epoch"), 240, f"run {running} to finish an epoch")
     assert store.request_stop(running) == "stopping"
     assert store.wait(running, timeout=120) == "stopped"
     assert "last" in store.checkpoints(running)
@@ -106,7 +97,8 @@ def test_a_failing_store_write_in_the_error_path_does_not_end_the_worker(
     assert trainer.take_one() and trainer.take_one()  # the worker goes on with the next run
     assert store.run(fine)["status"] == "completed"
     assert "could not record that run" in caplog.text and "No space left" in caplog.text
-    assert eventually(lambda: store.run(broken)["status"] == "interrupted", timeout=30)  # honest, not "running"
+    wait_until(lambda: store.run(broken)["status"] == "interrupted", 30,
+               f"run {broken} to read as interrupted")  # honest, not "running"
     assert not trainer.take_one()
 
 
@@ -128,7 +120,7 @@ def test_a_resumed_run_continues_its_numbering_from_the_last_checkpoint(tmp_path
     thread = threading.Thread(target=trainer.take_one)
     thread.start()
     try:
-        assert eventually(lambda: store.metrics(run_id, "epoch"), timeout=240)
+        wait_until(lambda: store.metrics(run_id, "epoch"), 240, f"run {run_id} to finish an epoch")
         store.request_stop(run_id)
     finally:
         thread.join(300)
@@ -142,6 +134,7 @@ def test_a_resumed_run_continues_its_numbering_from_the_last_checkpoint(tmp_path
     assert epochs[: len(first)] == first and epochs[-1]["step"] > first[-1]["step"]
 
 
+@pytest.mark.slow  # separate Python processes
 def test_worker_command_line_trains_one_queued_run(tmp_path: Path) -> None:
     import subprocess
 
