@@ -369,11 +369,18 @@ def prune_uploads(keep: set[Path] = frozenset()) -> list[Path]:  # type: ignore[
 WEIGHTS_UPLOAD_MB = math.ceil(weights.largest_file_mb()) + 1  # VGG-19's 548 MiB file fits; server.maxUploadSize ≥ it
 IMAGE_UPLOAD_MB = 25  # a 40-megapixel photo (the pixel limit) is about 20 MB as a JPEG
 ZIP_UPLOAD_MB = 200
+
 WEIGHTS_SUFFIXES = (".safetensors", ".pth", ".pt")
 weights_info = weights.pretrained
 installed_weights = weights.installed
 weights_folder = weights.cache_dir_label
 _DOWNLOAD_LOCK = threading.Lock()  # one download at a time: a second session waits, then finds the file here
+
+
+def check_upload_size(size: int, limit_mb: int) -> None:
+    """An uploader's own limit, enforced on the server (Streamlit's server enforces only ``server.maxUploadSize``)."""
+    if size > limit_mb * 2**20:
+        raise ExplorerError(f"The file is {size / 2**20:,.0f} MiB; this upload takes at most {limit_mb} MiB.")
 
 
 def weights_overview() -> list[dict[str, Any]]:
