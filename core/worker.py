@@ -134,8 +134,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--poll", type=float, default=0.5, help="seconds between looks at an empty queue")
     parser.add_argument("--name", help="how runs name their trainer (default worker-HOST-PID)")
     parser.add_argument("--parent", type=int, help="exit (stopping the current run) when this process is gone")
+    parser.add_argument("--threads", type=int, help="CPU threads for PyTorch (default: PyTorch's own choice)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if args.threads:
+        torch.set_num_threads(max(args.threads, 1))
     if args.device.startswith("cuda:"):
         torch.cuda.set_device(int(args.device.split(":")[1]))
     worker = Worker(RunStore(args.state), args.device, args.name, parent=args.parent)

@@ -55,6 +55,9 @@ class Supervisor:
         self.check_every = check_every
         gpus = torch.cuda.device_count()
         self.devices = [f"cuda:{i % gpus}" if gpus else "auto" for i in range(count)]
+        # CPU workers share the cores: with PyTorch's default (every core each), two workers on two cores ran
+        # a small run 30x slower than one thread each (benchmarks/capacity.py).
+        self.threads = None if gpus or count == 1 else max((os.cpu_count() or 1) // count, 1)
         self.processes: list[subprocess.Popen | None] = [None] * count
         self.started = 0  # processes started so far (replacements included)
         self._lock = threading.Lock()
@@ -105,7 +108,7 @@ class Supervisor:
         logs = self.state / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         command = [sys.executable, "-m", "core.worker", "--state", str(self.state), "--device", self.devices[slot],
-                   "--parent", str(os.getpid())]
+                   "--parent", str(os.getpid())] + (["--threads", str(self.threads)] if self.threads else [])
         path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
         with open(logs / f"worker-{slot}.log", "ab") as output:
             process = subprocess.Popen(command, cwd=ROOT, stdout=output, stderr=subprocess.STDOUT,

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 
 from core import runs, training, worker
 from explorer import workers
@@ -156,3 +157,22 @@ def test_the_worker_count_setting() -> None:
         assert workers.configured_count("3") == 2  # the environment wins over the secret
     finally:
         del os.environ[workers.WORKERS_ENV]
+
+
+def test_cpu_workers_share_the_cores(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(workers.torch.cuda, "device_count", lambda: 0)
+    monkeypatch.setattr(workers.os, "cpu_count", lambda: 4)
+    assert workers.Supervisor(tmp_path, count=1).threads is None  # one worker: PyTorch's own choice
+    assert workers.Supervisor(tmp_path, count=2).threads == 2
+    assert workers.Supervisor(tmp_path, count=8).threads == 1
+
+
+def test_the_worker_takes_its_thread_count(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(worker.Worker, "serve", lambda self, once=False, poll=0.5: None)
+    monkeypatch.setattr(worker.signal, "signal", lambda *args: None)  # keep pytest's own handlers
+    before = torch.get_num_threads()
+    try:
+        assert worker.main(["--state", str(tmp_path), "--threads", "1", "--once"]) == 0
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
