@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from core import runs
-from tests.browser import CHROMIUM_FLAGS, chromium_path, running_app, wait_until_idle
+from tests.browser import chromium_path, running_app, wait_until_drawn, wait_until_idle
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 pytest.importorskip("ray", reason="Ray is not installed: pip install -r requirements-ray.txt")
@@ -19,7 +19,7 @@ if chromium_path() is None:
     pytest.skip("no chromium on this machine: `apt-get install chromium` to run the browser tests",
                 allow_module_level=True)
 
-from playwright.sync_api import Page, expect, sync_playwright  # noqa: E402
+from playwright.sync_api import Browser, Page, expect  # noqa: E402
 
 SHOTS = Path(os.environ.get("CNN_EXPLORER_SHOTS", tempfile.gettempdir()))
 
@@ -43,13 +43,11 @@ def app() -> Iterator[tuple[str, Path]]:
 
 
 @pytest.fixture
-def page() -> Iterator[Page]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_FLAGS)
-        context = browser.new_context(viewport={"width": 1400, "height": 1000})
-        yield context.new_page()
-        context.close()
-        browser.close()
+def page(browser: Browser) -> Iterator[Page]:
+    """A page of the session's one browser (a second Playwright instance cannot run beside it)."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    yield context.new_page()
+    context.close()
 
 
 def test_a_run_on_ray_streams_stops_resumes_and_downloads_like_a_local_one(page: Page, app: tuple[str, Path],
@@ -68,8 +66,8 @@ def test_a_run_on_ray_streams_stops_resumes_and_downloads_like_a_local_one(page:
     assert run_id, page.url
     store = runs.RunStore(state)
     assert store.run(run_id.group(1))["worker"].startswith("ray-")
-    page.wait_for_timeout(3000)  # let the curves grow for the screenshot
-    page.screenshot(path=str(SHOTS / "h14-training-on-ray.png"), full_page=True)
+    wait_until_drawn(page)
+    page.screenshot(path=str(SHOTS / "training-on-ray.png"), full_page=True)
     page.get_by_role("button", name="Stop").click()
     resume = page.get_by_role("button", name="Resume")
     expect(resume).to_be_visible(timeout=120_000)

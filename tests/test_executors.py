@@ -9,8 +9,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,19 +20,10 @@ from core import checkpoints, executors, runs, training
 from core import data as datasets
 from core.errors import ExplorerError
 from core.worker import Worker
+from tests.conftest import wait_until
 
 HEARTBEAT_TIMEOUT = 5.0  # short in tests; the app's default is 30 s
 DIGITS = dict(arch="lenet5", dataset="digits", optimizer="adam", lr=3e-3, weight_decay=0.0)
-
-
-def eventually(condition: Callable[[], Any], timeout: float, poll: float = 0.05) -> bool:
-    """Poll ``condition`` until it holds or ``timeout`` seconds pass."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(poll)
-    return bool(condition())
 
 
 # Settings (no Ray needed) ---------------------------------------------------------------------------------------------
@@ -158,8 +148,7 @@ def test_stop_a_running_run_and_cancel_one_that_waits_for_a_cpu(executor: execut
     store = executor.store
     running = [store.create_run(training.TrainConfig(epochs=500, seed=i, **DIGITS)) for i in range(2)]
     waiting = store.create_run(training.TrainConfig(epochs=500, seed=2, **DIGITS))
-    assert eventually(lambda: all(store.metrics(r, "step") for r in running), timeout=240), \
-        [store.run(r)["status"] for r in running]
+    wait_until(lambda: all(store.metrics(r, "step") for r in running), 240, f"runs {running} to train on Ray")
     assert store.run(waiting)["status"] == "queued"  # both CPUs are taken: its task waits in Ray, unclaimed
     assert waiting in executor.tasks
     assert store.request_stop(waiting) == "cancelled"
@@ -168,7 +157,7 @@ def test_stop_a_running_run_and_cancel_one_that_waits_for_a_cpu(executor: execut
     for run_id in running:
         assert "last" in store.checkpoints(run_id)
         assert checkpoints.read_sidecar(store.checkpoint_path(run_id, "last"))["run_id"] == run_id
-    assert eventually(lambda: waiting not in executor.tasks, timeout=120)  # its task found nothing to claim
+    wait_until(lambda: waiting not in executor.tasks, 120, "the cancelled run's task to end")  # nothing to claim
     assert store.run(waiting)["status"] == "stopped" and store.run(waiting)["worker"] is None
 
 
@@ -176,10 +165,11 @@ def test_stop_a_running_run_and_cancel_one_that_waits_for_a_cpu(executor: execut
 def test_a_killed_task_leaves_its_run_interrupted_and_resume_completes_it(executor: executors.RayExecutor) -> None:
     store = executor.store
     run_id = store.create_run(training.TrainConfig(epochs=8, batch_size=32, seed=1, **DIGITS))
-    assert eventually(lambda: (store.checkpoint_dir(run_id) / "last.json").exists(), timeout=240), store.run(run_id)
+    wait_until(lambda: (store.checkpoint_dir(run_id) / "last.json").exists(), 240, f"run {run_id}'s first checkpoint")
     pid = int(store.run(run_id)["worker"].rsplit("-", 1)[1])
     os.kill(pid, signal.SIGKILL)  # the task's process dies without a word: as if its node went away
-    assert eventually(lambda: store.run(run_id)["status"] == "interrupted", timeout=HEARTBEAT_TIMEOUT + 60)
+    wait_until(lambda: store.run(run_id)["status"] == "interrupted", HEARTBEAT_TIMEOUT + 60,
+               f"run {run_id} to read as interrupted")
     done = checkpoints.read_sidecar(store.checkpoint_path(run_id, "last"))["epoch"]
     assert 1 <= done < 8
     store.resume(run_id)  # queued again: the executor sends it to whichever worker is free
@@ -218,9 +208,9 @@ def test_a_run_of_two_processes_trains_half_of_each_epoch_in_each(executor: exec
 def test_a_stopped_run_of_two_processes_ends_both_together(executor: executors.RayExecutor) -> None:
     store = executor.store
     run_id = store.create_run(training.TrainConfig(epochs=500, batch_size=32, seed=5, **DIGITS), processes=2)
-    assert eventually(lambda: store.metrics(run_id, "step"), timeout=240), store.run(run_id)
+    wait_until(lambda: store.metrics(run_id, "step"), 240, f"run {run_id} to train on Ray")
     assert store.request_stop(run_id) == "stopping"
     assert store.wait(run_id, timeout=120) == "stopped"
     # Had the second rank gone on alone, it would wait in DDP for minutes and keep the job's task alive.
-    assert eventually(lambda: run_id not in executor.tasks, timeout=60)
+    wait_until(lambda: run_id not in executor.tasks, 60, f"run {run_id}'s task to end")
     assert "last" in store.checkpoints(run_id)

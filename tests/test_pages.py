@@ -8,6 +8,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core import models
+from tests.conftest import wait_until
 
 APP = str(Path(__file__).resolve().parents[1] / "explorer" / "app.py")
 TIMEOUT = 120  # importing torch alone exceeds AppTest's 3 s default
@@ -358,22 +359,13 @@ def test_classify_offers_the_drawing_pad_for_digit_models(digits_run: str) -> No
     assert any("pad is empty" in i.value for i in at.info)  # no JavaScript in AppTest: nothing drawn yet
 
 
-def _wait_for(condition, timeout: float = 300) -> None:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.2)
-
-
 def test_training_page_stops_resumes_downloads_and_deletes_a_run() -> None:
     from core import training
     from explorer import services
 
     store = services.run_store()
     run_id = services.submit(training.TrainConfig(epochs=500, optimizer="adam", lr=3e-3))
-    _wait_for(lambda: store.metrics(run_id, "step"))
+    wait_until(lambda: store.metrics(run_id, "step"), 300, f"run {run_id} to train")
     at = open_page("training", run=run_id)
     assert any("images/s" in p.proto.text for p in at.get("progress"))  # live, from the store
     at.button(key=f"stop-{run_id}").click().run()
@@ -384,7 +376,8 @@ def test_training_page_stops_resumes_downloads_and_deletes_a_run() -> None:
     assert "Download the last checkpoint" in downloads  # whatever the status, a saved checkpoint is offered
     at.button(key=f"resume-{run_id}").click().run()
     assert not at.exception and store.run(run_id)["status"] in ("queued", "running")
-    _wait_for(lambda: store.run(run_id)["status"] == "running" and store.run(run_id)["progress"])
+    wait_until(lambda: store.run(run_id)["status"] == "running" and store.run(run_id)["progress"], 300,
+               f"run {run_id} to run again after Resume")
     at.run()
     at.button(key=f"stop-{run_id}").click().run()
     assert store.wait(run_id, timeout=120) == "stopped"

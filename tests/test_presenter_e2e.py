@@ -10,7 +10,6 @@ import sys
 import pytest
 
 from tests.browser import (
-    CHROMIUM_FLAGS,
     ROOT,
     chromium_path,
     open_page,
@@ -27,7 +26,7 @@ if chromium_path() is None:
     pytest.skip("no chromium on this machine: `apt-get install chromium` to run the browser tests",
                 allow_module_level=True)
 
-from playwright.sync_api import expect, sync_playwright  # noqa: E402
+from playwright.sync_api import expect  # noqa: E402
 
 PAGES = ["/", "/architectures?model=inception_v3&tab=Block+diagram", "/architectures?model=resnet152&tab=Charts",
          "/compare", "/training", "/transfer", "/classify", "/inside"]
@@ -66,13 +65,12 @@ def _digits_model(state) -> None:
     assert store.run(run_id)["status"] == "completed"
 
 
-def test_every_page_fits_a_projector_in_presenter_mode(tmp_path) -> None:
+def test_every_page_fits_a_projector_in_presenter_mode(tmp_path, browser) -> None:
     state = tmp_path / "state"
     _digits_model(state)
-    with running_app(state_dir=str(state)) as url, sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_FLAGS)
+    with running_app(state_dir=str(state)) as url:
+        context = browser.new_context(viewport={"width": 1280, "height": 720})
         try:
-            context = browser.new_context(viewport={"width": 1280, "height": 720})
             watch_script_runs(context)
             page = context.new_page()
             for path in PAGES:
@@ -100,4 +98,4 @@ def test_every_page_fits_a_projector_in_presenter_mode(tmp_path) -> None:
             assert page.evaluate("getComputedStyle(document.documentElement).fontSize") == "16px"
             assert "present=1" not in page.url
         finally:
-            browser.close()
+            context.close()
