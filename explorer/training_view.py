@@ -16,7 +16,7 @@ from explorer import components, services, widgets
 STEP_POINTS = 2000  # the live curve keeps at most this many per-batch points
 DRAWN_POINTS = 400  # per-batch points drawn per curve
 PROGRESS_EVERY = 1.0  # seconds between polls of the progress line (one small read of the store)
-CHART_EVERY = 3.0  # seconds between redraws of the live curves: drawing them is what costs a watching browser most
+CHART_EVERY = 5.0  # seconds between redraws of the live curves: building and drawing them is what watching costs most
 
 
 def _duration(seconds: float) -> str:

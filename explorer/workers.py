@@ -55,9 +55,11 @@ class Supervisor:
         self.check_every = check_every
         gpus = torch.cuda.device_count()
         self.devices = [f"cuda:{i % gpus}" if gpus else "auto" for i in range(count)]
-        # CPU workers share the cores: with PyTorch's default (every core each), two workers on two cores ran
-        # a small run 30x slower than one thread each (benchmarks/capacity.py).
-        self.threads = None if gpus or count == 1 else max((os.cpu_count() or 1) // count, 1)
+        # CPU workers share the cores and leave one to the web server. With PyTorch's default (every core each),
+        # two workers on two cores ran a small run 30x slower than at one thread each (benchmarks/capacity.py), and
+        # one worker watched by three tabs trained at 0.17 of its pace alone against 0.8 at one thread
+        # (benchmarks/watching.py, 2 cores).
+        self.threads = None if gpus else max(((os.cpu_count() or 1) - 1) // count, 1)
         self.processes: list[subprocess.Popen | None] = [None] * count
         self.started = 0  # processes started so far (replacements included)
         self._lock = threading.Lock()

@@ -162,9 +162,11 @@ def test_the_worker_count_setting() -> None:
 def test_cpu_workers_share_the_cores(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(workers.torch.cuda, "device_count", lambda: 0)
     monkeypatch.setattr(workers.os, "cpu_count", lambda: 4)
-    assert workers.Supervisor(tmp_path, count=1).threads is None  # one worker: PyTorch's own choice
-    assert workers.Supervisor(tmp_path, count=2).threads == 2
+    assert workers.Supervisor(tmp_path, count=1).threads == 3  # one core stays with the web server
+    assert workers.Supervisor(tmp_path, count=2).threads == 1
     assert workers.Supervisor(tmp_path, count=8).threads == 1
+    monkeypatch.setattr(workers.torch.cuda, "device_count", lambda: 1)
+    assert workers.Supervisor(tmp_path, count=1).threads is None  # a GPU worker: PyTorch's own choice
 
 
 def test_the_worker_takes_its_thread_count(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
