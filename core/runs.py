@@ -325,16 +325,20 @@ class RunStore:
         ahead = rows[0]["ahead"] if rows else 0
         return ahead or None
 
+    def _check_resumable(self, db: sqlite3.Connection, run_id: str) -> None:
+        """Raise unless ``run_id`` exists and is stopped, failed or interrupted (read inside the caller's transaction)."""
+        row = db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise RunNotFoundError(f"No run {run_id!r} in {self.db_path}.")
+        status = self._decode(row)["status"]
+        if status not in RESUMABLE:
+            raise RunStateError(f"Run {run_id} is {status}: only a stopped, failed or interrupted run resumes.")
+
     def resume(self, run_id: str) -> None:
         """Queue a stopped, failed or interrupted run again, to continue from its last checkpoint."""
 
         def requeue(db: sqlite3.Connection) -> None:
-            row = db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
-            if row is None:
-                raise RunNotFoundError(f"No run {run_id!r} in {self.db_path}.")
-            status = self._decode(row)["status"]
-            if status not in RESUMABLE:
-                raise RunStateError(f"Run {run_id} is {status}: only a stopped, failed or interrupted run resumes.")
+            self._check_resumable(db, run_id)
             now = time.time()
             db.execute("UPDATE runs SET status = 'queued', resume = 1, queued_at = ?, updated = ?, stop_requested = 0, "
                        "message = NULL, heartbeat = NULL WHERE id = ?", (now, now, run_id))
@@ -345,12 +349,7 @@ class RunStore:
         """Mark a stopped, failed or interrupted run as running again under ``trainer`` (``core.train --resume``)."""
 
         def take(db: sqlite3.Connection) -> None:
-            row = db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
-            if row is None:
-                raise RunNotFoundError(f"No run {run_id!r} in {self.db_path}.")
-            status = self._decode(row)["status"]
-            if status not in RESUMABLE:
-                raise RunStateError(f"Run {run_id} is {status}: only a stopped, failed or interrupted run resumes.")
+            self._check_resumable(db, run_id)
             now = time.time()
             db.execute("UPDATE runs SET status = 'running', worker = ?, heartbeat = ?, updated = ?, resume = 1, "
                        "stop_requested = 0, message = NULL WHERE id = ?", (trainer, now, now, run_id))
