@@ -227,16 +227,16 @@ def _pair(value: Any) -> tuple[int, int]:
     return (int(value), int(value))
 
 
-def _tensors(value: Any) -> Iterator[torch.Tensor]:
+def tensors_in(value: Any) -> Iterator[torch.Tensor]:
     """Every tensor inside nested tuples, lists and dicts."""
     if isinstance(value, torch.Tensor):
         yield value
     elif isinstance(value, (list, tuple)):
         for item in value:
-            yield from _tensors(item)
+            yield from tensors_in(item)
     elif isinstance(value, dict):
         for item in value.values():
-            yield from _tensors(item)
+            yield from tensors_in(item)
 
 
 class _FieldTracker(TorchFunctionMode):
@@ -261,11 +261,11 @@ class _FieldTracker(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
-        inputs = list(_tensors((args, kwargs)))
+        inputs = list(tensors_in((args, kwargs)))
         known = [f for f in (self.get(t) for t in inputs) if f is not None]
         if known:
             field = Field.merge(known)
-            outputs = list(_tensors(out))
+            outputs = list(tensors_in(out))
             name = getattr(func, "__name__", "")
             if name in self.FLATTENING and inputs and inputs[0].dim() == 4 and outputs and outputs[0].dim() == 2:
                 # Each flattened value depends on the whole map: the window is the map itself.
@@ -353,7 +353,7 @@ def analyse(model: models.ExplorerModel, input_shape: tuple[int, int, int], name
 
     def hook(module: nn.Module, inputs: tuple[Any, ...], output: Any) -> None:
         module_name = leaves[module]
-        source = next(_tensors(inputs), None)
+        source = next(tensors_in(inputs), None)
         field = (tracker.get(source) if source is not None else None) or Field()
         if not head_inputs and isinstance(module, HEAD_ENTRY):
             head_inputs.append(field)
@@ -362,7 +362,7 @@ def analyse(model: models.ExplorerModel, input_shape: tuple[int, int, int], name
             field = field.grow(*window)
         if isinstance(module, WEIGHT_LAYERS):
             field = replace(field, depth=field.depth + 1)
-        out = next(_tensors(output))
+        out = next(tensors_in(output))
         tracker.set(out, field)
         first_call = module_name not in seen
         seen.add(module_name)

@@ -16,6 +16,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from core import devices
+from core.analysis import tensors_in
 from core.errors import InvalidArgumentError
 
 
@@ -242,16 +243,6 @@ def _sliding(module: nn.Module, input_shape: torch.Size) -> tuple[tuple[int, int
     return None
 
 
-def _tensors(value: object) -> list[torch.Tensor]:
-    if isinstance(value, torch.Tensor):
-        return [value]
-    if isinstance(value, (list, tuple)):
-        return [t for item in value for t in _tensors(item)]
-    if isinstance(value, dict):
-        return [t for item in value.values() for t in _tensors(item)]
-    return []
-
-
 class _WindowTracker(TorchFunctionMode):
     """Carries a Window along every tensor operation; convolution and pooling modules grow it (see _track)."""
 
@@ -268,10 +259,10 @@ class _WindowTracker(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
-        known = [w for w in (self.get(t) for t in _tensors((args, kwargs))) if w is not None]
+        known = [w for w in (self.get(t) for t in tensors_in((args, kwargs))) if w is not None]
         if known:
             merged = known[0] if len(known) == 1 else Window.union(known)
-            for tensor in _tensors(out):
+            for tensor in tensors_in(out):
                 self.set(tensor, merged)
         return out
 
@@ -306,9 +297,9 @@ def stages(model: nn.Module, x: torch.Tensor, shown: int = 6) -> list[Stage]:
     found: dict[str, tuple[torch.Tensor, Window]] = {}
 
     def track(module: nn.Module, inputs: tuple, output: object) -> None:
-        outputs = _tensors(output)
+        outputs = list(tensors_in(output))
         if not list(module.children()):  # a leaf: its output sees what its input saw, through its window
-            source = next(iter(_tensors(inputs)), None)
+            source = next(iter(tensors_in(inputs)), None)
             window = (tracker.get(source) if source is not None else None) or Window(0, 0, 1, 1)
             sliding = _sliding(module, source.shape) if source is not None else None
             for tensor in outputs:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import inspect
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -14,7 +14,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from core import models
-from core.analysis import format_pair, format_shape, is_within, summarize
+from core.analysis import format_pair, format_shape, is_within, summarize, tensors_in
 
 
 def block_modules(model: nn.Module) -> dict[nn.Module, str]:
@@ -91,18 +91,6 @@ def source(name: str) -> str:
 # containers expanded) is then shown closed or open: closed, a block that ends in a concatenation becomes its
 # parallel branches and a concat node; one that ends in an addition becomes its body, an add node and the skip
 # edge around the body; anything else one node. Open, every layer inside it is a node.
-
-def _tensors(value: object) -> Iterator[torch.Tensor]:
-    """Every tensor inside nested tuples, lists and dicts."""
-    if isinstance(value, torch.Tensor):
-        yield value
-    elif isinstance(value, (list, tuple)):
-        for item in value:
-            yield from _tensors(item)
-    elif isinstance(value, dict):
-        for item in value.values():
-            yield from _tensors(item)
-
 
 _PASS_THROUGH = (nn.ReLU, nn.Dropout, nn.Flatten, nn.Identity)  # drawn as the edge they sit on
 _CONCAT_OPS = {"cat", "concat", "concatenate"}
@@ -184,14 +172,14 @@ class _DataflowTracer(TorchFunctionMode):
 
     def sources(self, value: object) -> list[str]:
         found: list[str] = []
-        for tensor in _tensors(value):
+        for tensor in tensors_in(value):
             source = self.source_of(tensor)
             if source is not None and source not in found:
                 found.append(source)
         return found
 
     def produce(self, value: object, call_id: str) -> None:
-        for tensor in _tensors(value):
+        for tensor in tensors_in(value):
             self.producer[id(tensor)] = (tensor, call_id)
 
     def add_call(self, kind: NodeKind, module: str, type_name: str, output: object, sources: list[str]) -> str:
@@ -200,7 +188,7 @@ class _DataflowTracer(TorchFunctionMode):
         while call_id in self.calls:
             n += 1
             call_id = f"{base}#{n}"
-        shape = next((tuple(t.shape[1:]) for t in _tensors(output)), ())
+        shape = next((tuple(t.shape[1:]) for t in tensors_in(output)), ())
         self.calls[call_id] = _Call(call_id, kind, module, type_name, shape, sources)
         self.produce(output, call_id)
         return call_id
