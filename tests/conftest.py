@@ -255,3 +255,14 @@ def _stop_app_workers() -> Iterator[None]:
     if services is not None:
         services.supervisor().close()
         services.supervisor.clear()
+
+
+@pytest.fixture(scope="module")
+def digits_run() -> str:
+    """A LeNet-5 trained on the bundled digits through the app's services, in the test session's run store."""
+    from core import training
+    from explorer import services
+
+    run_id = services.submit(training.preset("Fast", arch="lenet5", dataset="digits", epochs=3))
+    assert services.run_store().wait(run_id, timeout=300) == "completed"
+    return run_id

@@ -87,16 +87,6 @@ def errors(at: AppTest) -> str:
     return "\n".join(e.value for e in at.error).replace("\\", "")
 
 
-@pytest.fixture(scope="module")
-def digits_run() -> str:
-    from core import training
-    from explorer import services
-
-    run_id = services.submit(training.preset("Fast", arch="lenet5", dataset="digits", epochs=2))
-    assert services.run_store().wait(run_id, timeout=300) == "completed"
-    return run_id
-
-
 def classify_upload(digits_run: str) -> AppTest:
     at = open_page("classify")
     at.selectbox(key="classify-model").set_value(f"run:{digits_run}").run()

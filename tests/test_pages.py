@@ -236,17 +236,6 @@ def test_transfer_page_folder_paths_stay_under_the_root() -> None:
     assert any("must be inside" in e.value for e in at.error)
 
 
-@pytest.fixture(scope="module")
-def digits_run() -> str:
-    """A LeNet-5 trained on the bundled digits, in the test session's run store."""
-    from core import training
-    from explorer import services
-
-    run_id = services.submit(training.preset("Fast", arch="lenet5", dataset="digits", epochs=3))
-    assert services.run_store().wait(run_id, timeout=300) == "completed"
-    return run_id
-
-
 def open_classify(run_id: str) -> AppTest:
     at = open_page("classify")
     at.selectbox(key="classify-model").set_value(f"run:{run_id}").run()
