@@ -8,7 +8,7 @@ import json
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.test_pages import digits_run, open_page, texts  # noqa: F401 (digits_run is a fixture)
+from tests.apptest import open_page, texts
 
 
 def figure(at: AppTest, key: str) -> dict:

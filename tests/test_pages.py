@@ -8,26 +8,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core import models
+from tests.apptest import open_page, texts
 from tests.conftest import wait_until
-
-APP = str(Path(__file__).resolve().parents[1] / "explorer" / "app.py")
-TIMEOUT = 120  # importing torch alone exceeds AppTest's 3 s default
-
-
-def open_page(page: str | None = None, **query: str) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    for key, value in query.items():
-        at.query_params[key] = value
-    at.run()
-    if page:
-        at.switch_page(f"../pages/{page}.py")
-        at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
-def texts(at: AppTest) -> str:
-    return "\n".join(str(e.value) for e in [*at.markdown, *at.caption, *at.info, *at.warning, *at.error])
 
 
 def test_home() -> None:
