@@ -1,17 +1,23 @@
 """Does watching a run slow it down? LeNet-5 on digits, started from the app, with no tab and with three tabs.
 
-    python -m benchmarks.watching [--epochs 150] [--rounds 1]
+    python -m benchmarks.watching [--epochs 150] [--rounds 1] [--browser-cpus 0]
 
 Starts the real app (``streamlit run``) on a fresh state folder and headless Chromium (Debian's
 /usr/bin/chromium). Each round starts one run from the Training page and closes the tab (nobody
 watches), then starts another and keeps three tabs on its live page. Throughput is the run's own
 images/s (images trained / training time, as its worker recorded it). Target: watched / alone ≥ 0.9.
 Runs of one round use the same config, so only the watching differs; rounds alternate the order.
+
+Here the browser shares the machine with the worker, which a lecture's browsers (on the students' and
+the lecturer's own machines) do not: ``--browser-cpus 0`` keeps Chromium on CPU 0 (Linux ``taskset``),
+a stand-in for browsers elsewhere, so the table shows what the server's side of watching costs.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -61,6 +67,20 @@ def measure(browser, url: str, store: RunStore, epochs: int, tabs: int) -> tuple
     return rate, time.perf_counter() - started
 
 
+def _browser(cpus: str | None, folder: str) -> str:
+    """Chromium's path, or a wrapper that starts it on these CPUs only."""
+    path = chromium_path()
+    assert path is not None
+    if not cpus:
+        return path
+    if shutil.which("taskset") is None:
+        raise SystemExit("--browser-cpus needs taskset (util-linux)")
+    wrapper = Path(folder) / "chromium-on-cpus"
+    wrapper.write_text(f'#!/bin/sh\nexec taskset -c {cpus} {path} "$@"\n')
+    wrapper.chmod(0o755)
+    return str(wrapper)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; print the table."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.watching", description=__doc__,
@@ -68,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=150, help="epochs per run (aim for 20–40 s per run)")
     parser.add_argument("--rounds", type=int, default=1, help="pairs of runs (alone, watched), order alternating")
     parser.add_argument("--tabs", type=int, default=3, help="tabs on the live page of the watched run")
+    parser.add_argument("--browser-cpus", help="run Chromium on these CPUs only (taskset list, e.g. 0)")
     args = parser.parse_args(argv)
     if chromium_path() is None:
         print("needs chromium (apt-get install chromium)", file=sys.stderr)
@@ -78,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     store = RunStore(Path(state))
     results: dict[int, list[tuple[float, float]]] = {0: [], args.tabs: []}
     with running_app(state_dir=state) as url, sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_FLAGS)
+        browser = playwright.chromium.launch(executable_path=_browser(args.browser_cpus, state), args=CHROMIUM_FLAGS)
         try:
             measure(browser, url, store, 2, 0)  # warm-up: the worker starts, data and model code load
             for round_ in range(args.rounds):
@@ -90,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
             browser.close()
     alone = statistics.median(rate for rate, _ in results[0])
     watched = statistics.median(rate for rate, _ in results[args.tabs])
-    print(f"LeNet-5 on digits, {args.epochs} epochs per run, {args.rounds} round(s); medians")
+    where = f"Chromium on CPUs {args.browser_cpus}" if args.browser_cpus else f"Chromium on any of {os.cpu_count()} CPUs"
+    print(f"LeNet-5 on digits, {args.epochs} epochs per run, {args.rounds} round(s), {where}; medians")
     print("| browser tabs on the live page | images/s | run wall time (s) | ratio to alone |")
     print("|---|---|---|---|")
     for tabs, label in ((0, "none"), (args.tabs, str(args.tabs))):

@@ -12,7 +12,7 @@ from plotly.subplots import make_subplots
 
 from core import classifiers
 from core.errors import ExplorerError
-from explorer import presenter, services, widgets
+from explorer import components, presenter, services, widgets
 from explorer.digit_pad import digit_pad
 
 MAPS_SHOWN = 16
@@ -92,7 +92,7 @@ def inspect(model: classifiers.Classifier, name: str, payload: bytes) -> None:
     left.plotly_chart(presenter.figure(chart, height=300), width="stretch", key="classify-topk")
     right.metric("Prediction", prediction.top[0][0], help=f"probability {prediction.top[0][1]:.1%}")
     timed = services.classifier_latency(model.key)
-    right.metric("Inference latency", f"{timed['median ms']:.1f} ms",
+    right.metric("Inference latency", components.milliseconds(timed["median ms"]),
                  help=f"Batch of 1: {timed['rule']}. The Compare page measures the same way.")
 
     layers = services.conv_layers(model)
@@ -223,4 +223,4 @@ def all_models(choices: list[classifiers.Choice], name: str, payload: bytes) -> 
             continue
         column.dataframe(pd.DataFrame(prediction.top, columns=["class", "probability"]), hide_index=True,
                          column_config={"probability": st.column_config.NumberColumn(format="percent")})
-        column.caption(f"{services.classifier_latency(choice.key)['median ms']:.1f} ms per image (median)")
+        column.caption(f"{components.milliseconds(services.classifier_latency(choice.key)['median ms'])} per image (median)")

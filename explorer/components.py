@@ -27,6 +27,11 @@ def table_height(rows: int, cap: int = 30) -> int:
     return ROW_PX * (min(rows, cap) + 1) + 3
 
 
+def milliseconds(value: float) -> str:
+    """A latency as the app writes it everywhere: three significant digits, so 0.214 ms and 1,190 ms both read."""
+    return f"{value:,.0f} ms" if value >= 100 else f"{value:.3g} ms"
+
+
 def counts_axis(figure: go.Figure, axis: str = "yaxis", log: bool = False) -> go.Figure:
     """An axis of counts or MACs with the app's K/M/G suffixes at round values (1, 2, 5 × 10ⁿ)."""
     settings: dict = dict(exponentformat="SI", tickformat="~s")

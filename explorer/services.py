@@ -119,7 +119,7 @@ def traits(name: str) -> structure.Traits:
 
 
 def _latency_row(result: latency.Latency) -> dict[str, Any]:
-    return {"model": result.name, "batch": result.batch_size, "median ms": round(result.median_ms, 2),
+    return {"model": result.name, "batch": result.batch_size, "median ms": round(result.median_ms, 4),
             "images/s": round(result.images_per_second, 1), "device": result.device, "rule": result.rule}
 
 

@@ -80,5 +80,6 @@ if st.session_state.get("latency-results"):
     results["model"] = results["model"].map(components.display_name)
     st.dataframe(results.drop(columns=["rule", "device"]), hide_index=True,
                  height=components.table_height(len(results)))
-    st.plotly_chart(px.bar(results, x="model", y="median ms", color=results["batch"].astype(str), barmode="group",
-                           labels={"color": "batch"}, height=360), width="stretch")
+    bars = px.bar(results, x="model", y="median ms", color=results["batch"].astype(str), barmode="group",
+                  labels={"color": "batch"}, height=360, text=results["median ms"].map(components.milliseconds))
+    st.plotly_chart(bars, width="stretch", key="latency-chart")
