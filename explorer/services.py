@@ -123,7 +123,8 @@ def _latency_row(result: latency.Latency) -> dict[str, Any]:
             "images/s": round(result.images_per_second, 1), "device": result.device, "rule": result.rule}
 
 
-LATENCY_RULE = (f"median of {latency.REPEATS} timed passes after {latency.WARMUP} warm-up passes, "
+LATENCY_RULE = (f"median of at least {latency.REPEATS} timed passes spanning at least {latency.MIN_SECONDS:g} s, "
+                f"after {latency.WARMUP} warm-up passes, "
                 "bfloat16 and channels_last on CUDA")
 
 

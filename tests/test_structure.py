@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from core import analysis, devices, latency, models, structure
-from core.errors import InvalidArgumentError
+from core import analysis, models, structure
 from tests.conftest import NAMES
 
 
@@ -112,11 +111,3 @@ def test_source_is_the_defining_module(name: str) -> None:
     source = structure.source(name)
     assert "class " in source and "def forward" in source
     assert "streamlit" not in source
-
-
-def test_latency_is_measured() -> None:
-    result = latency.measure("lenet5", 4, devices.pick_device("cpu"), repeats=2)
-    assert result.median_ms > 0 and result.images_per_second > 0
-    assert (result.batch_size, result.input_size, result.repeats) == (4, 28, 2)
-    with pytest.raises(InvalidArgumentError):
-        latency.measure("lenet5", 0, devices.pick_device("cpu"))
