@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
@@ -10,16 +11,22 @@ APP = str(Path(__file__).resolve().parents[1] / "explorer" / "app.py")
 TIMEOUT = 120  # importing torch alone exceeds AppTest's 3 s default
 
 
-def open_page(page: str | None = None, **query: str) -> AppTest:
-    """Run the app with these URL query parameters, switch to `page`, and fail on any exception it raised."""
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+def no_exception(at: AppTest) -> None:
+    """The page raised nothing."""
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def open_page(page: str | None = None, check: Callable[[AppTest], None] = no_exception, timeout: float = TIMEOUT,
+              **query: str) -> AppTest:
+    """Run the app with these URL query parameters, switch to `page`, and ``check`` what it drew."""
+    at = AppTest.from_file(APP, default_timeout=timeout)
     for key, value in query.items():
         at.query_params[key] = value
     at.run()
     if page:
         at.switch_page(f"../pages/{page}.py")
         at.run()
-    assert not at.exception, [e.value for e in at.exception]
+    check(at)
     return at
 
 

@@ -15,9 +15,8 @@ import torch
 from google.protobuf.message import Message
 from streamlit.testing.v1 import AppTest
 
-from tests import hostile
+from tests import apptest, hostile
 
-APP = str(Path(__file__).resolve().parents[1] / "explorer" / "app.py")
 TIMEOUT = 180
 UNEXPECTED = "Something went wrong on this page"
 # What must never appear unescaped in anything Markdown renders (the raw pieces of hostile.MARKDOWN and friends).
@@ -26,15 +25,7 @@ MARKDOWN_FIELDS = ("body", "label", "caption", "help", "placeholder", "text")
 
 
 def open_page(page: str | None = None, **query: str) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    for key, value in query.items():
-        at.query_params[key] = value
-    at.run()
-    if page:
-        at.switch_page(f"../pages/{page}.py")
-        at.run()
-    healthy(at)
-    return at
+    return apptest.open_page(page, check=healthy, timeout=TIMEOUT, **query)
 
 
 def healthy(at: AppTest) -> None:
@@ -268,7 +259,7 @@ def test_an_unexpected_error_is_a_short_message_with_an_id(monkeypatch: pytest.M
         raise RuntimeError(f"internal detail at {os.environ['CNN_EXPLORER_STATE']}/secret.py")
 
     monkeypatch.setattr(services, "summary", broken)
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at = AppTest.from_file(apptest.APP, default_timeout=TIMEOUT)
     at.run()
     at.switch_page("../pages/architectures.py")
     with caplog.at_level("ERROR", logger="cnn_explorer"):

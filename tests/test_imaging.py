@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from torch import nn
 
-from core import explain, imaging
+from core import imaging
 
 
 def encode(image: Image.Image, format_: str = "PNG", **options) -> bytes:
@@ -121,55 +120,6 @@ def test_digits_follow_the_mnist_convention() -> None:
 def test_an_empty_canvas() -> None:
     with pytest.raises(imaging.ImageError, match="empty"):
         imaging.digit_like_mnist(Image.new("RGB", (200, 200), "black"), (0.1307,), (0.3081,))
-
-
-class Planted(nn.Module):
-    """Class 0 scores the brightness of the input: Grad-CAM must point at the bright patch."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(1, 1, 1, bias=False)
-        nn.init.ones_(self.conv.weight)
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(1, 2, bias=False)
-        with torch.no_grad():
-            self.fc.weight.copy_(torch.tensor([[1.0], [-1.0]]))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.pool(torch.relu(self.conv(x))).flatten(1))
-
-
-def test_grad_cam_peaks_where_the_pattern_is() -> None:
-    x = torch.zeros(1, 1, 32, 32)
-    x[0, 0, 4:10, 20:28] = 1.0  # the planted pattern
-    heat = explain.grad_cam(Planted(), x, "conv", class_index=0)
-    row, column = divmod(int(heat.argmax()), 32)
-    assert 4 <= row < 10 and 20 <= column < 28
-    assert heat.max() == 1.0 and heat[20:, :10].max() == 0
-    assert explain.conv_layers(Planted()) == ["conv"]
-
-
-def test_predictions_and_feature_maps() -> None:
-    model = Planted()
-    x = torch.zeros(1, 1, 16, 16)
-    x[0, 0, :4, :4] = 1
-    prediction = explain.predict(model, x, ["bright", "dark"], k=5)
-    assert prediction.top[0][0] == "bright" and sum(p for _, p in prediction.top) == pytest.approx(1)
-    assert prediction.latency_ms > 0
-    maps = explain.feature_maps(model, x, "conv")
-    assert maps.shape == (1, 16, 16) and maps.max() == 1
-    with pytest.raises(ValueError, match="no layer"):
-        explain.feature_maps(model, x, "nope")
-    blended = explain.overlay(torch.zeros(16, 16, 3, dtype=torch.uint8), maps[0])
-    assert blended.dtype == torch.uint8 and blended[0, 0, 0] > 0
-
-
-def test_the_default_grad_cam_layer_keeps_a_spatial_map() -> None:
-    from core import models
-
-    lenet = models.build("lenet5").eval()
-    assert explain.default_cam_layer(lenet, torch.zeros(1, 1, 28, 28)) == "features.3"  # conv3 is 1×1
-    assert explain.default_cam_layer(Planted(), torch.zeros(1, 1, 8, 8)) == "conv"
 
 
 # Hostile and careless images: every mode, every format's bomb and truncation ------------------------------------

@@ -1,4 +1,5 @@
-"""Numbers and charts a lecture hall can read: one rule for counts, round ticks, no flat "0" rate axis."""
+"""explorer.components: numbers and charts a lecture hall can read (one rule for counts and latencies, round
+ticks, no flat "0" rate axis)."""
 
 from __future__ import annotations
 
@@ -41,3 +42,10 @@ def test_a_constant_learning_rate_is_said_not_drawn_at_zero() -> None:
     assert any(a.text == "constant 0.001" for a in flat.layout.annotations)
     decaying = training_view.curves([dict(s, lr=0.1 / (s["step"] + 1)) for s in steps], [], 5)
     assert decaying.layout.yaxis3.type == "log"
+
+
+def test_latencies_read_the_same_everywhere() -> None:
+    from explorer import components
+
+    assert [components.milliseconds(v) for v in (0.2143, 3.0, 12.34, 99.94, 1190.4)] == [
+        "0.214 ms", "3 ms", "12.3 ms", "99.9 ms", "1,190 ms"]
