@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 
@@ -16,6 +17,9 @@ class _Freeze:
     """A subscriber that hangs the rank it runs on, as a deadlocked or stopped process would."""
 
     def on_fit_start(self, state: object) -> None:
+        # Dies when torchrun tears the group down (SIGTERM, then SIGKILL 30 s later): a frozen rank takes no
+        # notice of the trainer's own SIGTERM handler, which asks for a stop at the next batch, never reached.
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
         time.sleep(3600)
 
 
