@@ -10,6 +10,7 @@ counts. Usage: ``python -m benchmarks.input_memory [--only NAME ...]``.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import gc
 import io
 import json
@@ -181,21 +182,24 @@ def measure_here(name: str, path: Path) -> dict[str, object]:
             "seconds": round(seconds, 2)}
 
 
-def measure(names: list[str] | None = None) -> list[dict[str, object]]:
-    """Every case (or those named), each made here and measured in a fresh process."""
-    results = []
+def measure(names: list[str] | None = None, parallel: int = 2) -> list[dict[str, object]]:
+    """Every case (or those named), each made here and measured in a fresh process, ``parallel`` at a time
+    (each process measures only its own peak, so running side by side changes no figure, only the wall time)."""
+    chosen = [case for case in CASES if not names or case[0] in names]
     with tempfile.TemporaryDirectory() as folder:
-        for name, make, file_name, _run, accepted in CASES:
-            if names and name not in names:
-                continue
+
+        def one(case: tuple) -> dict[str, object]:
+            name, make, file_name, _run, accepted = case
             path = Path(folder) / file_name
             make(path)
             output = subprocess.run([sys.executable, "-m", "benchmarks.input_memory", "--case", name, str(path)],
                                     cwd=ROOT, capture_output=True, text=True, timeout=600, check=True).stdout
             result = json.loads(output.strip().splitlines()[-1])
             result["accepted_expected"] = accepted
-            results.append(result)
-    return results
+            return result
+
+        with concurrent.futures.ThreadPoolExecutor(max(parallel, 1)) as pool:
+            return list(pool.map(one, chosen))
 
 
 def main() -> None:

@@ -36,10 +36,13 @@ SHOTS = [  # file name, path, tab to open (or None), window height
 ]
 CLASSIFY = "classify"  # captured after the training run above: the trained LeNet-5 reads a sample
 TRAINING = "training"  # started, then captured once the run has finished
+FRESH = ("presenter-classify-fresh", "/classify?present=1")  # before any model: the weights panel, offline
 PRESENTER = [  # presenter mode on a 1280×720 projector, once a model is trained: file name, path
     ("presenter-architectures", "/architectures?model=resnet50&present=1"),
+    ("presenter-topology", "/architectures?model=inception_v3&tab=Block+diagram&open-inception_v3=Mixed_5b&present=1"),
     ("presenter-compare", "/compare?present=1"),
     ("presenter-classify", "/classify?present=1"),
+    ("presenter-inside", "/inside?present=1"),
 ]
 STROKES = [(210, 60), (190, 110), (160, 170), (140, 230)]  # a 7, drawn from (70, 60) on the pad
 
@@ -81,6 +84,11 @@ def main() -> None:
             wait_until_drawn(page)
             page.screenshot(path=str(out / f"{name}.png"))
             print("wrote", out / f"{name}.png")
+        page.set_viewport_size({"width": 1280, "height": 720})
+        open_page(page, url + FRESH[1])  # a fresh install, offline: which file to place, and where
+        wait_until_drawn(page)
+        page.screenshot(path=str(out / f"{FRESH[0]}.png"), full_page=True)
+        print("wrote", out / f"{FRESH[0]}.png")
         page.set_viewport_size({"width": 1400, "height": 1600})
         open_page(page, url + "/training")
         page.get_by_role("button", name="Start training").click()
