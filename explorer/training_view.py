@@ -81,15 +81,19 @@ def follow(run_id: str) -> None:
     if run["status"] == "queued":
         widgets.attempt(services.serve_queue)  # e.g. runs queued before the server restarted
     _controls(run)
-    drawn = (run["status"], bool(run.get("stop_requested")), bool(run.get("device")))
+    def phase(run: dict[str, Any]) -> tuple:  # what the page shows outside the polled fragments
+        return run["status"], bool(run.get("stop_requested")), bool(run.get("device")), bool(run.get("progress"))
+
+    drawn = phase(run)
 
     @st.fragment(run_every=PROGRESS_EVERY)
     def progress() -> None:
         now = widgets.attempt(services.run, run_id)
         if now is None:
             return
-        if (now["status"], bool(now.get("stop_requested")), bool(now.get("device"))) != drawn:
-            st.rerun()  # started, stopping or ended: redraw the page once
+        if phase(now) != drawn:
+            st.rerun()  # started, first figures in (the curves appear now, not at their next redraw), stopping or
+            # ended: redraw the page once
         _progress(now)
 
     @st.fragment(run_every=CHART_EVERY)
