@@ -49,8 +49,10 @@ STROKES = [(210, 60), (190, 110), (160, 170), (140, 230)]  # a 7, drawn from (70
 
 def draw_seven(page) -> None:
     """Draw a 7 on the first drawing pad of the page."""
-    page.locator("canvas").first.wait_for(state="visible")
-    box = page.locator("canvas").first.bounding_box()
+    pad = page.get_by_label("Digit drawing pad").first  # not the data grids, which draw on canvases too
+    pad.wait_for(state="visible")
+    pad.scroll_into_view_if_needed()
+    box = pad.bounding_box()
     page.mouse.move(box["x"] + 70, box["y"] + 60)
     page.mouse.down()
     for x, y in STROKES:
