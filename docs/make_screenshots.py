@@ -36,13 +36,15 @@ SHOTS = [  # file name, path, tab to open (or None), window height
 ]
 CLASSIFY = "classify"  # captured after the training run above: the trained LeNet-5 reads a sample
 TRAINING = "training"  # started, then captured once the run has finished
-FRESH = ("presenter-classify-fresh", "/classify?present=1")  # before any model: the weights panel, offline
-PRESENTER = [  # presenter mode on a 1280×720 projector, once a model is trained: file name, path
-    ("presenter-architectures", "/architectures?model=resnet50&present=1"),
-    ("presenter-topology", "/architectures?model=inception_v3&tab=Block+diagram&open-inception_v3=Mixed_5b&present=1"),
-    ("presenter-compare", "/compare?present=1"),
-    ("presenter-classify", "/classify?present=1"),
-    ("presenter-inside", "/inside?present=1"),
+# Presenter mode on a 1280×720 projector: file name, path, and the element the projected view is scrolled to.
+FRESH = ("presenter-classify-fresh", "/classify?present=1", "text=Get the ImageNet weights of")  # before any model
+PRESENTER = [  # once a model is trained
+    ("presenter-architectures", "/architectures?model=resnet50&present=1", None),
+    ("presenter-topology", "/architectures?model=inception_v3&tab=Block+diagram&open-inception_v3=Mixed_5b&present=1",
+     '[data-testid="stGraphVizChart"]'),
+    ("presenter-compare", "/compare?present=1", None),
+    ("presenter-classify", "/classify?present=1", ".st-key-classify-gradcam"),
+    ("presenter-inside", "/inside?present=1", ".st-key-inside-stage"),
 ]
 STROKES = [(210, 60), (190, 110), (160, 170), (140, 230)]  # a 7, drawn from (70, 60) on the pad
 
@@ -69,6 +71,18 @@ def element_shot(page, selector: str, path: Path) -> None:
     print("wrote", path)
 
 
+def projected(page, url: str, name: str, path: str, focus: str | None, out: Path) -> None:
+    """What a 1280×720 projector shows of ``path``, scrolled to ``focus``."""
+    open_page(page, url + path)
+    if focus:
+        element = page.locator(focus).first
+        element.wait_for(state="visible", timeout=120_000)
+        element.evaluate("e => e.scrollIntoView({block: 'start'})")
+    wait_until_drawn(page)
+    page.screenshot(path=str(out / f"{name}.png"))
+    print("wrote", out / f"{name}.png")
+
+
 def main() -> None:
     out = ROOT / "docs" / "screenshots"
     out.mkdir(parents=True, exist_ok=True)
@@ -87,10 +101,7 @@ def main() -> None:
             page.screenshot(path=str(out / f"{name}.png"))
             print("wrote", out / f"{name}.png")
         page.set_viewport_size({"width": 1280, "height": 720})
-        open_page(page, url + FRESH[1])  # a fresh install, offline: which file to place, and where
-        wait_until_drawn(page)
-        page.screenshot(path=str(out / f"{FRESH[0]}.png"), full_page=True)
-        print("wrote", out / f"{FRESH[0]}.png")
+        projected(page, url, *FRESH, out)  # a fresh install, offline: which file to place, and where
         page.set_viewport_size({"width": 1400, "height": 1600})
         open_page(page, url + "/training")
         page.get_by_role("button", name="Start training").click()
@@ -125,11 +136,8 @@ def main() -> None:
         page.screenshot(path=str(out / "inside.png"))
         print("wrote", out / "inside.png")
         page.set_viewport_size({"width": 1280, "height": 720})
-        for name, path in PRESENTER:
-            open_page(page, url + path)
-            wait_until_drawn(page)
-            page.screenshot(path=str(out / f"{name}.png"))
-            print("wrote", out / f"{name}.png")
+        for name, path, focus in PRESENTER:
+            projected(page, url, name, path, focus, out)
         browser.close()
 
 

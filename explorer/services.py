@@ -392,9 +392,9 @@ def weights_overview() -> list[dict[str, Any]]:
         if info is None:  # names_with_weights() lists only models that have them
             continue
         rows.append({"model": models.spec(name).display_name, "file": info.file_name, "size MB": round(info.size_mb, 1),
-                     "on this machine": "✓ official file" if found and found.official
+                     "here": "✓ official file" if found and found.official
                      else (f"✓ {found.provenance}" if found else "—"),
-                     "ImageNet top-1 %": info.top1, "from": info.source})
+                     "top-1 %": info.top1, "from": info.source})
     return rows
 
 

@@ -17,9 +17,14 @@ def overview(key: str = "weights") -> None:
     rows = services.weights_overview()
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", height=35 * (len(rows) + 1) + 3, key=f"{key}-table",
                  column_config={
+                     "file": st.column_config.TextColumn(help="The official file's name: offline, put it in the "
+                                                                  "folder named below"),
                      "size MB": st.column_config.NumberColumn(format="%.1f", help="The official file's size"),
-                     "ImageNet top-1 %": st.column_config.NumberColumn(format="%.1f"),
-                     "on this machine": st.column_config.TextColumn(width="medium"),
+                     "here": st.column_config.TextColumn(help="Whether this machine has the weights: the official "
+                                                              "file, or how they were installed"),
+                     "top-1 %": st.column_config.NumberColumn(format="%.1f",
+                                                              help="ImageNet top-1 accuracy of these weights"),
+                     "from": st.column_config.TextColumn(help="Who publishes the file"),
                  })
 
 

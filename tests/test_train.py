@@ -52,3 +52,29 @@ def test_a_frozen_rank_ends_a_distributed_run_within_the_process_group_timeout(t
     (run,) = runs.RunStore(tmp_path).runs()
     assert run["status"] == "failed", (run, result.stderr[-3000:])
     assert run["message"]
+
+
+@pytest.mark.slow  # separate Python processes
+def test_a_stop_from_the_store_ends_every_rank_of_a_torchrun_run(tmp_path: Path) -> None:
+    """Only rank 0 reads the store; the ranks agree on the stop at a progress report, so rank 1 ends with it
+    instead of waiting in its next all-reduce for the process-group timeout (600 s here: the test would time out)."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+               "-m", "core.train", "--arch", "lenet5", "--dataset", "digits", "--epochs", "500",
+               "--optimizer", "adam", "--lr", "0.003", "--batch-size", "32", "--dist-timeout", "600",
+               "--state-dir", str(tmp_path)]
+    process = subprocess.Popen(command, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        store = runs.RunStore(tmp_path)
+        wait_until(lambda: store.db_path.exists() and store.runs() and store.metrics(store.runs()[0]["id"]), 240,
+                   "the torchrun run to finish an epoch")
+        (run,) = store.runs()
+        store.request_stop(run["id"])
+        output, _ = process.communicate(timeout=180)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, output[-3000:]
+    run = store.run(run["id"])
+    assert run["status"] == "stopped", run
+    assert "last" in store.checkpoints(run["id"])

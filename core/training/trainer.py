@@ -196,7 +196,8 @@ class Trainer:
             self.epoch_loss += loss.detach() * len(y)
             self.epoch_correct += (logits.argmax(1) == y).sum()
             self.epoch_seen += len(y)
-            if self.step % LOG_EVERY == 0 or self.position >= end:
+            report = self.step % LOG_EVERY == 0 or self.position >= end
+            if report:
                 self.train_loss = float(self.epoch_loss) / self.epoch_seen  # a sync point on a GPU
                 self.train_acc = float(self.epoch_correct) / self.epoch_seen
                 if not math.isfinite(self.train_loss):
@@ -205,7 +206,8 @@ class Trainer:
                              "training diverged (try a lower learning rate).")
                     return
                 self.emit("on_batch_end")
-            self.check_stop()  # before the next batch is drawn: a resumed run draws it from the same random state
+            self.check_stop(agreed=report)  # before the next batch is drawn: a resumed run draws it from the
+            # same random state
 
     def end_epoch(self) -> None:
         """Validate, record the epoch, keep the best weights, step the schedule, report, stop early."""
@@ -345,9 +347,22 @@ class Trainer:
 
     # Helpers ----------------------------------------------------------------------------------------
 
-    def check_stop(self) -> None:
-        """End the run here if the user asked to stop."""
-        if self.stop.is_set():
+    def check_stop(self, agreed: bool = True) -> None:
+        """End the run here if the user asked to stop.
+
+        In a distributed run only rank 0 hears the store's stop request, and every rank must stop at the same
+        batch, or the others wait in their next all-reduce until the process-group timeout. So the ranks agree
+        (an all-reduce of the flag) at ``agreed`` points only: the start of an epoch and each progress report,
+        where a GPU synchronises anyway; in between, a distributed rank does not stop."""
+        stop = self.stop.is_set()
+        if self.shard[1] > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
+            if not agreed:
+                return
+            on = self.device if torch.distributed.get_backend() == "nccl" else torch.device("cpu")
+            flag = torch.tensor([float(stop)], device=on)
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+            stop = bool(flag.item())
+        if stop:
             raise StopTraining("Stopped by the user.")
 
     @property
