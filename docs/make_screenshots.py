@@ -41,7 +41,7 @@ FRESH = ("presenter-classify-fresh", "/classify?present=1", "text=Get the ImageN
 PRESENTER = [  # once a model is trained
     ("presenter-architectures", "/architectures?model=resnet50&present=1", None),
     ("presenter-topology", "/architectures?model=inception_v3&tab=Block+diagram&open-inception_v3=Mixed_5b&present=1",
-     '[data-testid="stGraphVizChart"]'),
+     '[data-testid="stGraphVizChart"] g.cluster'),  # the opened module
     ("presenter-compare", "/compare?present=1", None),
     ("presenter-classify", "/classify?present=1", ".st-key-classify-gradcam"),
     ("presenter-inside", "/inside?present=1", ".st-key-inside-stage"),
