@@ -128,9 +128,10 @@ LATENCY_RULE = (f"median of at least {latency.REPEATS} timed passes spanning at 
                 "bfloat16 and channels_last on CUDA")
 
 
-@st.cache_data(show_spinner=False, max_entries=256)
 def measure_latency(name: str, batch_size: int, device_type: str) -> dict[str, Any]:
-    """Forward latency of ``name`` at ``batch_size`` on ``device_type`` (the app's one rule); cached per server."""
+    """Forward latency of ``name`` at ``batch_size`` on ``device_type`` (the app's one rule), measured now: the
+    Compare page keeps its figures in the session, and a second press measures again (the machine may be
+    busier or quieter than it was)."""
     return _latency_row(latency.measure(name, batch_size, torch.device(device_type)))
 
 

@@ -70,11 +70,12 @@ if st.button("Measure latency", type="primary", disabled=not (timed and batches)
     device = services.device()
     progress = st.progress(0.0, text="Timing…")
     jobs = [(name, batch) for name in timed for batch in batches]
+    measured = []
     for i, (name, batch) in enumerate(jobs):
         progress.progress(i / len(jobs), text=f"{components.display_name(name)}, batch {batch}…")
-        services.measure_latency(name, batch, device.type)
+        measured.append(services.measure_latency(name, batch, device.type))
     progress.empty()
-    st.session_state["latency-results"] = [services.measure_latency(n, b, device.type) for n, b in jobs]
+    st.session_state["latency-results"] = measured
 if st.session_state.get("latency-results"):
     results = pd.DataFrame(st.session_state["latency-results"])
     results["model"] = results["model"].map(components.display_name)

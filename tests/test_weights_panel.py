@@ -139,7 +139,6 @@ def test_classify_and_compare_time_by_the_same_rule(monkeypatch: pytest.MonkeyPa
     lenet = models.build("lenet5").eval()
     loaded = classifiers.Classifier("run:x", "LeNet-5 · run x", lenet, tuple("0123456789"), 28, 28, (0.5,), (0.5,), 1)
     monkeypatch.setattr(services, "classifier", lambda key: loaded)
-    services.measure_latency.clear()
     services.classifier_latency.clear()
     compare = services.measure_latency("lenet5", 1, services.device().type)
     classify = services.classifier_latency("run:x")
