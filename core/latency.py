@@ -52,17 +52,19 @@ class Latency:
 
 
 def measure_model(model: torch.nn.Module, name: str, input_shape: tuple[int, int, int], batch_size: int,
-                  device: torch.device, repeats: int = REPEATS, warmup: int = WARMUP) -> Latency:
+                  device: torch.device, repeats: int | None = None, warmup: int = WARMUP) -> Latency:
     """Time forward passes of ``model`` (already built, any weights) on a random C×H×W batch: the app's one rule.
 
     The model is put in eval mode on ``device``; on CUDA it runs in bfloat16 autocast with channels_last
     memory, as training does. The caller owns the model (and its lock, if it is shared).
     """
     check_positive(batch_size, "batch size")
+    # The rule: at least REPEATS passes spanning MIN_SECONDS. An explicit count (tests, benchmarks) is taken as given.
+    floor = MIN_SECONDS if repeats is None else 0.0
+    repeats = REPEATS if repeats is None else repeats
     check_positive(repeats, "repeats")
     model = model.to(device).eval()
     x = torch.randn(batch_size, *input_shape, device=device)
-    floor = MIN_SECONDS if repeats == REPEATS else 0.0  # an explicit count (tests, benchmarks) is taken as given
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
@@ -81,7 +83,7 @@ def measure_model(model: torch.nn.Module, name: str, input_shape: tuple[int, int
                    len(times), warmup)
 
 
-def measure(name: str, batch_size: int, device: torch.device, repeats: int = REPEATS, warmup: int = WARMUP,
+def measure(name: str, batch_size: int, device: torch.device, repeats: int | None = None, warmup: int = WARMUP,
             model: torch.nn.Module | None = None) -> Latency:
     """Time registered model ``name`` at its native input size (``measure_model``'s rule).
 

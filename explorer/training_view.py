@@ -81,17 +81,14 @@ def follow(run_id: str) -> None:
     if run["status"] == "queued":
         widgets.attempt(services.serve_queue)  # e.g. runs queued before the server restarted
     _controls(run)
-    def phase(run: dict[str, Any]) -> tuple:  # what the page shows outside the polled fragments
-        return run["status"], bool(run.get("stop_requested")), bool(run.get("device")), bool(run.get("progress"))
-
-    drawn = phase(run)
+    drawn = _phase(run)
 
     @st.fragment(run_every=PROGRESS_EVERY)
     def progress() -> None:
         now = widgets.attempt(services.run, run_id)
         if now is None:
             return
-        if phase(now) != drawn:
+        if _phase(now) != drawn:
             st.rerun()  # started, first figures in (the curves appear now, not at their next redraw), stopping or
             # ended: redraw the page once
         _progress(now)
@@ -110,6 +107,11 @@ def follow(run_id: str) -> None:
 
     progress()
     chart()
+
+
+def _phase(run: dict[str, Any]) -> tuple[str, bool, bool, bool]:
+    """What the page draws of an active run outside its polled fragments: when it changes, the page redraws."""
+    return run["status"], bool(run.get("stop_requested")), bool(run.get("device")), bool(run.get("progress"))
 
 
 def _header(run: dict[str, Any]) -> None:

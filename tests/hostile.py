@@ -224,13 +224,17 @@ def _mark_encrypted(payload: bytes) -> bytes:
     return bytes(data)
 
 
+def _first_member_data(data: bytearray) -> int:
+    """Where the first member's (compressed) data starts: after its local header, name and extra field."""
+    header = data.find(b"PK\x03\x04")
+    name_length, extra_length = struct.unpack("<HH", data[header + 26:header + 30])
+    return header + 30 + name_length + extra_length
+
+
 def _corrupt_stored_data(payload: bytes) -> bytes:
     """Flip a byte inside the first stored member's data: the CRC no longer matches."""
     data = bytearray(payload)
-    header = data.find(b"PK\x03\x04")
-    name_length, extra_length = struct.unpack("<HH", data[header + 26:header + 30])
-    start = header + 30 + name_length + extra_length
-    data[start + 20] ^= 0xFF
+    data[_first_member_data(data) + 20] ^= 0xFF
     return bytes(data)
 
 
@@ -243,10 +247,9 @@ def _corrupt_local_header(payload: bytes) -> bytes:
 
 
 def _corrupt_deflate(payload: bytes) -> bytes:
+    """Overwrite the start of the first member's deflate stream: it no longer decompresses."""
     data = bytearray(payload)
-    header = data.find(b"PK\x03\x04")
-    name_length, extra_length = struct.unpack("<HH", data[header + 26:header + 30])
-    start = header + 30 + name_length + extra_length
+    start = _first_member_data(data)
     data[start:start + 8] = b"\xff" * 8
     return bytes(data)
 
