@@ -119,7 +119,9 @@ def main(argv: list[str] | None = None) -> int:
         rate = statistics.median(r for r, _ in results[tabs])
         wall = statistics.median(w for _, w in results[tabs])
         print(f"| {label} | {rate:,.0f} | {wall:.1f} | {rate / alone:.2f} |")
-    print(f"watched / alone = {watched / alone:.2f} (target ≥ 0.9)")
+    pairs = [w / a for (a, _), (w, _) in zip(results[0], results[args.tabs], strict=True)]
+    print(f"watched / alone = {watched / alone:.2f} (target ≥ 0.9); round by round: "
+          + ", ".join(f"{ratio:.2f}" for ratio in pairs))
     return 0
 
 

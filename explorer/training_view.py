@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from typing import Any
 
 import pandas as pd
@@ -11,15 +12,17 @@ import streamlit as st
 from plotly.subplots import make_subplots
 
 from core.errors import ExplorerError
-from explorer import components, services, widgets
+from explorer import components, live_curves, services, widgets
 
 STEP_POINTS = 2000  # the live curve keeps at most this many per-batch points
 DRAWN_POINTS = 400  # per-batch points drawn per curve
-# Seconds between polls of the progress line and between redraws of the live curves. Each poll costs the server a
-# small read of the store, but each redraw costs the browser ~70 ms (progress) and ~350 ms (curves, three subplots)
-# of CPU on a 2-core machine: where the browser shares the machine with the worker, that is what watching costs.
-PROGRESS_EVERY = 2.0
-CHART_EVERY = 10.0
+# The live view polls the store every LIVE_EVERY seconds and redraws its curves' image every CURVES_EVERY (and at
+# each epoch's end). A poll costs the server a small read of the store, but a browser tab ~80 ms of CPU, whatever
+# it draws (Streamlit redraws the page's elements): where the browser shares the machine with the run, as on a
+# laptop demo, that is what watching costs (benchmarks/watching.py). Measured with three tabs on a 2-core
+# machine: a Plotly chart every 10 s and the progress every 2 s, 26 % of a core; this, 14 %.
+LIVE_EVERY = 3.0
+CURVES_EVERY = 6.0
 
 
 def _duration(seconds: float) -> str:
@@ -40,12 +43,19 @@ def _rate_axis(figure: go.Figure, rates: list[float]) -> None:
         figure.update_yaxes(type="log", exponentformat="power", row=1, col=3)
 
 
+def _thinned(steps: list[dict[str, float]]) -> list[dict[str, float]]:
+    """Every k-th batch point (and the latest): what a browser draws stays small."""
+    if len(steps) <= DRAWN_POINTS:
+        return steps
+    stride = -(-len(steps) // DRAWN_POINTS)
+    return steps[::-1][::stride][::-1]
+
+
 def curves(steps: list[dict[str, float]], epochs: list[dict[str, float]], steps_per_epoch: float) -> go.Figure:
-    """Loss, accuracy and learning rate: per batch (train) and per epoch (train and validation)."""
+    """Loss, accuracy and learning rate: per batch (train) and per epoch (train and validation); interactive,
+    for an ended run (the live view draws the same curves as an image: ``live_curves``)."""
     figure = make_subplots(rows=1, cols=3, subplot_titles=("Loss", "Accuracy", "Learning rate"))
-    if len(steps) > DRAWN_POINTS:  # every k-th batch point (and the latest): what a browser redraws stays small
-        stride = -(-len(steps) // DRAWN_POINTS)
-        steps = steps[::-1][::stride][::-1]
+    steps = _thinned(steps)
     if steps:
         x = [s["step"] / steps_per_epoch for s in steps] if steps_per_epoch else [s["step"] for s in steps]
         figure.add_trace(go.Scatter(x=x, y=[s["train_loss"] for s in steps], name="train (batches)",
@@ -70,7 +80,7 @@ def follow(run_id: str) -> None:
     """The followed run: live while it is queued or running (polling the store), then its results.
 
     Watching must not slow the run: the header and the buttons are drawn once per change of status, and
-    the polled fragments draw only what moves (the progress line; the curves, less often)."""
+    the polled fragment draws only what moves (the progress line, and the curves as one image)."""
     run = widgets.attempt(services.run, run_id)
     if run is None:
         return
@@ -83,35 +93,24 @@ def follow(run_id: str) -> None:
     _controls(run)
     drawn = _phase(run)
 
-    @st.fragment(run_every=PROGRESS_EVERY)
-    def progress() -> None:
+    @st.fragment(run_every=LIVE_EVERY)
+    def live() -> None:
         now = widgets.attempt(services.run, run_id)
         if now is None:
             return
         if _phase(now) != drawn:
-            st.rerun()  # started, first figures in (the curves appear now, not at their next redraw), stopping or
-            # ended: redraw the page once
+            st.rerun()  # started, stopping or ended: redraw the page once
         _progress(now)
+        image = _live_image(now)
+        if image:
+            st.image(image, width="stretch", alt=live_curves.ALT)
 
-    @st.fragment(run_every=CHART_EVERY)
-    def chart() -> None:
-        run = widgets.attempt(services.run, run_id)
-        seen = _curves_so_far(run_id)
-        if run is None or not (seen["steps"] or seen["epochs"]):
-            return
-        progress = run.get("progress") or {}
-        epochs = progress.get("epochs") or 0
-        steps_per_epoch = progress["total_steps"] / epochs if epochs and progress.get("total_steps") else 0
-        st.plotly_chart(curves(seen["steps"], seen["epochs"], steps_per_epoch), width="stretch",
-                        key=f"live-{run_id}")
-
-    progress()
-    chart()
+    live()
 
 
-def _phase(run: dict[str, Any]) -> tuple[str, bool, bool, bool]:
-    """What the page draws of an active run outside its polled fragments: when it changes, the page redraws."""
-    return run["status"], bool(run.get("stop_requested")), bool(run.get("device")), bool(run.get("progress"))
+def _phase(run: dict[str, Any]) -> tuple[str, bool, bool]:
+    """What the page draws of an active run outside its polled fragment: when it changes, the page redraws."""
+    return run["status"], bool(run.get("stop_requested")), bool(run.get("device"))
 
 
 def _header(run: dict[str, Any]) -> None:
@@ -121,6 +120,24 @@ def _header(run: dict[str, Any]) -> None:
                f"{widgets.literal(services.dataset_label(config['dataset']))} · {config['optimizer']} "
                f"lr {config['lr']} · batch {config['batch_size']} · {config['epochs']} epochs · "
                f"{run.get('device') or 'device pending'}")
+
+
+def _live_image(run: dict[str, Any]) -> str | None:
+    """The live curves as an SVG: drawn anew when ``CURVES_EVERY`` has passed since the last drawing, or when an
+    epoch has ended since; in between the same image (which a browser does not repaint)."""
+    drawn = st.session_state.get(f"curves-image-{run['id']}")
+    progress = run.get("progress") or {}
+    if drawn and time.monotonic() - drawn["at"] < CURVES_EVERY and drawn["epoch"] == progress.get("epoch"):
+        return str(drawn["svg"])
+    seen = _curves_so_far(run["id"])
+    if not (seen["steps"] or seen["epochs"]):
+        return None
+    epochs = progress.get("epochs") or 0
+    steps_per_epoch = progress["total_steps"] / epochs if epochs and progress.get("total_steps") else 0
+    image = live_curves.svg(_thinned(seen["steps"]), seen["epochs"], steps_per_epoch)
+    st.session_state[f"curves-image-{run['id']}"] = {"svg": image, "at": time.monotonic(),
+                                                      "epoch": progress.get("epoch")}
+    return image
 
 
 def _curves_so_far(run_id: str) -> dict[str, Any]:
@@ -293,8 +310,12 @@ def history() -> None:
         "best val acc": st.column_config.NumberColumn(format="%.4f"),
         "test acc": st.column_config.NumberColumn(format="%.4f"),
         "time (s)": st.column_config.NumberColumn(format="%.1f")})
-    chosen = st.multiselect("Overlay validation accuracy of", [r["id"] for r in runs],
-                            default=[r["id"] for r in runs[:3] if r["best_val_acc"] is not None], key="overlay")
+    # While a run trains, the overlay waits to be asked for: its chart costs each opening tab ~0.8 s of CPU,
+    # taken from the run where the browser shares the machine (benchmarks/watching.py).
+    training = any(r["status"] in services.RUN_ACTIVE for r in runs)
+    chosen = st.multiselect("Overlay validation accuracy of", [r["id"] for r in runs], key="overlay",
+                            default=[] if training else [r["id"] for r in runs[:3] if r["best_val_acc"] is not None],
+                            placeholder="choose runs to compare" if training else "choose runs")
     if chosen:
         figure = go.Figure()
         for run_id in chosen:

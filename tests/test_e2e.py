@@ -8,6 +8,7 @@ import zipfile
 
 import pytest
 
+from explorer import live_curves
 from tests.browser import App, open_page, rerun, wait_until_idle
 from tests.conftest import png, wait_until
 
@@ -96,7 +97,7 @@ def test_training_run_survives_a_refresh_stops_resumes_and_its_checkpoint_downlo
     epochs.fill("400")
     epochs.press("Enter")  # Enter in a form field submits the form, as the "Start training" button does
     expect(page.get_by_text("images/s")).to_be_visible(timeout=RUN_STARTS)  # a worker process trains it
-    expect(page.locator('[data-testid="stPlotlyChart"]').first).to_be_visible()
+    expect(page.get_by_alt_text(live_curves.ALT)).to_be_visible()  # the live curves, drawn by the server
     run_id = _run_id(page)
     assert _status(app, run_id) == "running"
     first = _epoch(page)

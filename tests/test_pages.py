@@ -243,7 +243,7 @@ def test_classify_a_sample_photo_with_the_inspector(digits_run: str) -> None:
     at = open_classify(digits_run)
     assert at.radio(key="classify-source").value == "Sample photos"
     assert "Prediction" in {m.label for m in at.metric} and "Inference latency" in {m.label for m in at.metric}
-    captions = " ".join(str(getattr(image, "caption", "")) for image in at.get("imgs"))
+    captions = " ".join(shown.caption for image in at.get("image") for shown in image.proto.imgs)
     assert "Centred by mass in 28×28" in captions or any("Centred" in c.value for c in at.caption)
     at.toggle(key="classify-convention").set_value(False).run()
     assert not at.exception
@@ -339,6 +339,9 @@ def test_training_page_stops_resumes_downloads_and_deletes_a_run() -> None:
     wait_until(lambda: store.metrics(run_id, "step"), 300, f"run {run_id} to train")
     at = open_page("training", run=run_id)
     assert any("images/s" in p.proto.text for p in at.get("progress"))  # live, from the store
+    curves = [image.proto for image in at.get("image")]
+    assert any(i.imgs[0].url.startswith("data:image/svg+xml") for i in curves)  # the live curves, one image
+    assert at.multiselect(key="overlay").value == []  # no overlay chart drawn unasked while a run trains
     at.button(key=f"stop-{run_id}").click().run()
     assert store.wait(run_id, timeout=120) == "stopped"
     at.run()
