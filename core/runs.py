@@ -157,11 +157,17 @@ class RunStore:
         try:
             with closing(self._connect()) as db:
                 db.execute("PRAGMA journal_mode=WAL")
-                db.executescript(SCHEMA)
+                # One process at a time creates or upgrades the schema: two that open a new store together (the
+                # app and a command-line run) would otherwise both add the same column, and one would fail.
+                db.execute("BEGIN IMMEDIATE")
+                for statement in SCHEMA.split(";"):  # not executescript, which commits first
+                    if statement.strip():
+                        db.execute(statement)
                 present = {row["name"] for row in db.execute("PRAGMA table_info(runs)")}
                 for name, kind in COLUMNS.items():
                     if name not in present:
                         db.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
+                db.execute("COMMIT")
         except sqlite3.DatabaseError as error:
             raise self._unreadable(error) from None
         self._ready = True

@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import sqlite3
 import subprocess
 import sys
+import threading
 import time
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -39,6 +42,33 @@ def test_two_writers_at_once(tmp_path: Path) -> None:
     assert [w.exitcode for w in writers] == [0, 0]
     assert len(store.metrics(run_id, "step")) == 300
     assert store._execute("PRAGMA journal_mode")[0][0] == "wal"
+
+
+@pytest.mark.parametrize("old_schema", [False, True], ids=["new store", "store of an older version"])
+def test_openers_of_a_store_at_once_all_succeed(tmp_path: Path, old_schema: bool) -> None:
+    """Creating or upgrading the schema is one transaction: of several openers at once (the app, a worker, a
+    command-line run), none adds a column another has just added ("duplicate column name")."""
+    if old_schema:  # the first version's tables, without the columns added since
+        with closing(sqlite3.connect(tmp_path / "runs.sqlite")) as db:
+            db.executescript(runs.SCHEMA)
+    start = threading.Barrier(8)
+    failures: list[BaseException] = []
+
+    def open_store() -> None:
+        start.wait()
+        try:
+            runs.RunStore(tmp_path).runs()
+        except BaseException as error:  # noqa: BLE001 (collected and reported below)
+            failures.append(error)
+
+    openers = [threading.Thread(target=open_store) for _ in range(8)]
+    for opener in openers:
+        opener.start()
+    for opener in openers:
+        opener.join(60)
+    assert not failures, failures
+    columns = {row["name"] for row in runs.RunStore(tmp_path)._execute("PRAGMA table_info(runs)")}
+    assert set(runs.COLUMNS) <= columns
 
 
 def test_runs_round_trip(tmp_path: Path) -> None:

@@ -74,3 +74,18 @@ def test_a_stop_from_the_store_ends_every_rank_of_a_torchrun_run(tmp_path: Path)
     run = store.run(run["id"])
     assert run["status"] == "stopped", run
     assert "last" in store.checkpoints(run["id"])
+
+
+@pytest.mark.slow  # separate Python processes
+def test_a_loss_that_diverges_on_one_rank_ends_every_rank(tmp_path: Path) -> None:
+    """Rank 1's loss reads infinite, rank 0's stays finite: the ranks agree on the divergence at the first
+    progress report, so rank 0 fails with rank 1 instead of waiting in its next all-reduce for the
+    process-group timeout (600 s here: the test would time out)."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+               "-m", "tests.diverging_rank", *TRAIN, "--batch-size", "32", "--dist-timeout", "600",
+               "--state-dir", str(tmp_path)]
+    result = subprocess.run(command, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+    (run,) = runs.RunStore(tmp_path).runs()
+    assert run["status"] == "failed", (run, result.stderr[-3000:])
+    assert "non-finite in another process" in run["message"]  # rank 0 records; its own loss was finite
+    assert run["progress"]["epoch"] == 1 and run["progress"]["step"] < 50

@@ -197,17 +197,23 @@ class Trainer:
             self.epoch_correct += (logits.argmax(1) == y).sum()
             self.epoch_seen += len(y)
             report = self.step % LOG_EVERY == 0 or self.position >= end
+            diverged = False
             if report:
                 self.train_loss = float(self.epoch_loss) / self.epoch_seen  # a sync point on a GPU
                 self.train_acc = float(self.epoch_correct) / self.epoch_seen
-                if not math.isfinite(self.train_loss):
-                    self.status = "failed"
-                    self.say(f"The loss became {self.train_loss} at epoch {self.epoch}, batch {self.step}: "
-                             "training diverged (try a lower learning rate).")
-                    return
-                self.emit("on_batch_end")
-            self.check_stop(agreed=report)  # before the next batch is drawn: a resumed run draws it from the
-            # same random state
+                diverged = not math.isfinite(self.train_loss)
+                if not diverged:
+                    self.emit("on_batch_end")  # the store's subscriber may ask for a stop here
+            stop, diverged = self.agree(self.stop.is_set(), diverged, at=report)
+            if diverged:
+                self.status = "failed"
+                what = (f"The loss became {self.train_loss}" if not math.isfinite(self.train_loss)
+                        else "The loss became non-finite in another process of this run")
+                self.say(f"{what} at epoch {self.epoch}, batch {self.step}: training diverged (try a lower learning "
+                         "rate).")
+                return
+            if stop:  # before the next batch is drawn: a resumed run draws it from the same random state
+                raise StopTraining("Stopped by the user.")
 
     def end_epoch(self) -> None:
         """Validate, record the epoch, keep the best weights, step the schedule, report, stop early."""
@@ -347,23 +353,28 @@ class Trainer:
 
     # Helpers ----------------------------------------------------------------------------------------
 
-    def check_stop(self, agreed: bool = True) -> None:
-        """End the run here if the user asked to stop.
-
-        In a distributed run only rank 0 hears the store's stop request, and every rank must stop at the same
-        batch, or the others wait in their next all-reduce until the process-group timeout. So the ranks agree
-        (an all-reduce of the flag) at ``agreed`` points only: the start of an epoch and each progress report,
-        where a GPU synchronises anyway; in between, a distributed rank does not stop."""
-        stop = self.stop.is_set()
-        if self.shard[1] > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
-            if not agreed:
-                return
-            on = self.device if torch.distributed.get_backend() == "nccl" else torch.device("cpu")
-            flag = torch.tensor([float(stop)], device=on)
-            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
-            stop = bool(flag.item())
+    def check_stop(self) -> None:
+        """End the run here if the user asked to stop (every process of a distributed run agrees on it)."""
+        stop, _ = self.agree(self.stop.is_set(), False, at=True)
         if stop:
             raise StopTraining("Stopped by the user.")
+
+    def agree(self, stop: bool, diverged: bool, at: bool) -> tuple[bool, bool]:
+        """Whether any process of the run asked to stop or saw its loss diverge; ``(stop, diverged)``.
+
+        In a distributed run only rank 0 hears the store's stop request, and a loss can turn non-finite on one
+        rank's data alone; every rank must end at the same batch, or the others wait in their next all-reduce
+        until the process-group timeout. So the ranks agree (an all-reduce of both flags) at ``at`` points
+        only: the start of an epoch and each progress report, where a GPU synchronises anyway. In between, a
+        distributed rank goes on; a single process decides at once."""
+        if self.shard[1] > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
+            if not at:
+                return False, False
+            on = self.device if torch.distributed.get_backend() == "nccl" else torch.device("cpu")
+            flags = torch.tensor([float(stop), float(diverged)], device=on)
+            torch.distributed.all_reduce(flags, op=torch.distributed.ReduceOp.MAX)
+            stop, diverged = bool(flags[0].item()), bool(flags[1].item())
+        return stop, diverged
 
     @property
     def epoch(self) -> int:
