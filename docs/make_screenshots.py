@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -13,6 +14,7 @@ sys.path.insert(0, str(ROOT))
 
 from playwright.sync_api import sync_playwright  # noqa: E402
 
+from explorer import live_curves  # noqa: E402
 from tests.browser import (  # noqa: E402
     CHROMIUM_FLAGS,
     chromium_path,
@@ -36,6 +38,7 @@ SHOTS = [  # file name, path, tab to open (or None), window height
 ]
 CLASSIFY = "classify"  # captured after the training run above: the trained LeNet-5 reads a sample
 TRAINING = "training"  # started, then captured once the run has finished
+LIVE, LIVE_EPOCHS = "training-live", 150  # the same run, captured a third of the way through
 # Presenter mode on a 1280×720 projector: file name, path, and the element the projected view is scrolled to.
 FRESH = ("presenter-classify-fresh", "/classify?present=1", "text=Get the ImageNet weights of")  # before any model
 PRESENTER = [  # once a model is trained
@@ -104,7 +107,16 @@ def main() -> None:
         projected(page, url, *FRESH, out)  # a fresh install, offline: which file to place, and where
         page.set_viewport_size({"width": 1400, "height": 1600})
         open_page(page, url + "/training")
-        page.get_by_role("button", name="Start training").click()
+        page.get_by_text("Hyperparameters").click()
+        epochs = page.get_by_role("spinbutton", name="Epochs")
+        epochs.fill(str(LIVE_EPOCHS))  # long enough to be caught live
+        epochs.press("Enter")  # submits the form
+        page.get_by_alt_text(live_curves.ALT).wait_for(timeout=300_000)
+        progress = page.get_by_text(re.compile(rf"Epoch \d+/{LIVE_EPOCHS}"))
+        while int(re.search(r"Epoch (\d+)/", progress.inner_text())[1]) < LIVE_EPOCHS // 3:
+            page.wait_for_timeout(500)
+        page.screenshot(path=str(out / f"{LIVE}.png"))
+        print("wrote", out / f"{LIVE}.png")
         page.get_by_text("Test accuracy").wait_for(timeout=900_000)
         wait_until_idle(page)
         wait_until_drawn(page)

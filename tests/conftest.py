@@ -31,6 +31,10 @@ def _state_dir(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Runs, checkpoints and data sets of the whole test session go to a temporary state directory."""
     os.environ["CNN_EXPLORER_STATE"] = str(tmp_path_factory.mktemp("state"))
     os.environ["TORCH_HOME"] = str(tmp_path_factory.mktemp("torch"))  # no weights but what a test puts there
+    # Ray starts its workers at nice 15: beside other work (two CPU hogs, the second test process) they get a few
+    # per cent of a core and a 30 s Ray test takes many minutes. The local Ray instances the tests start (and the
+    # app's, in the Ray browser test) run their workers at normal priority, as the app's own workers do.
+    os.environ.setdefault("RAY_worker_niceness", "0")
 
 
 # Helpers shared by test files (import them from here: no test file imports another) ---------------
