@@ -55,7 +55,8 @@ def describe(device: torch.device) -> str:
     if device.type == "mps":
         return f"Apple MPS · {platform.machine()}"
     cpu = platform.processor() or platform.machine()
-    return f"CPU · {cpu}, {torch.get_num_threads()} threads of {os.cpu_count()} cores"
+    threads, cores = torch.get_num_threads(), os.cpu_count()
+    return f"CPU · {cpu}, {threads} thread{'s' * (threads != 1)} of {cores} core{'s' * (cores != 1)}"
 
 
 def autocast(device: torch.device) -> contextlib.AbstractContextManager[object]:

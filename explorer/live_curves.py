@@ -14,12 +14,12 @@ from collections.abc import Sequence
 from html import escape
 
 WIDTH, HEIGHT = 1200, 330  # the viewBox: the image scales to the page's width
-TOP, BOTTOM = 34, 78  # above the plot area (titles); below it (tick labels, axis title, legend)
-LEFT, RIGHT, GAP = 56, 12, 62  # left margin (tick labels), right margin, between panels
+TOP, BOTTOM = 36, 80  # above the plot area (titles); below it (tick labels, axis title, legend)
+LEFT, RIGHT, GAP = 62, 14, 70  # left margin (tick labels), right margin, between panels
 PANEL = (WIDTH - LEFT - RIGHT - 2 * GAP) / 3
 PLOT_HEIGHT = HEIGHT - TOP - BOTTOM
-FONT = 'font-family="sans-serif" fill="#31333f" font-size="13"'
-TITLE = 'font-family="sans-serif" fill="#31333f" font-size="15"'
+FONT = 'font-family="sans-serif" fill="#31333f" font-size="15"'
+TITLE = 'font-family="sans-serif" fill="#31333f" font-size="17"'
 
 BATCH, TRAIN, VALIDATION, RATE = "#9db4d6", "#4a6fa5", "#c0392b", "#c77d2e"
 LEGEND = [(BATCH, "train (batches)", False), (RATE, "learning rate", False),
@@ -92,7 +92,7 @@ class _Panel:
 
     def frame(self, y_ticks: bool = True) -> list[str]:
         """Title, background, horizontal grid with its labels (unless ``y_ticks`` is false), x labels."""
-        parts = [f'<text x="{self.left + PANEL / 2:.1f}" y="20" text-anchor="middle" {TITLE}>'
+        parts = [f'<text x="{self.left + PANEL / 2:.1f}" y="22" text-anchor="middle" {TITLE}>'
                  f'{escape(self.title)}</text>',
                  f'<rect x="{self.left:.1f}" y="{TOP}" width="{PANEL:.1f}" height="{PLOT_HEIGHT}" fill="#f7f8fa"/>']
         for tick in self.ticks if y_ticks else []:
@@ -103,9 +103,9 @@ class _Panel:
             parts.append(f'<text x="{self.left - 6:.1f}" y="{y + 4:.1f}" text-anchor="end" {FONT}>{text}</text>')
         for tick in nice_ticks(self.x_low, self.x_high) if self.x_high > self.x_low else [self.x_low]:
             x = self.x(tick)
-            parts.append(f'<text x="{x:.1f}" y="{TOP + PLOT_HEIGHT + 18}" text-anchor="middle" {FONT}>'
+            parts.append(f'<text x="{x:.1f}" y="{TOP + PLOT_HEIGHT + 20}" text-anchor="middle" {FONT}>'
                          f'{_label(tick)}</text>')
-        parts.append(f'<text x="{self.left + PANEL / 2:.1f}" y="{TOP + PLOT_HEIGHT + 38}" text-anchor="middle" '
+        parts.append(f'<text x="{self.left + PANEL / 2:.1f}" y="{TOP + PLOT_HEIGHT + 41}" text-anchor="middle" '
                      f'{FONT}>epoch</text>')
         return parts
 
@@ -184,6 +184,6 @@ def svg(steps: Sequence[dict[str, float]], epochs: Sequence[dict[str, float]], s
         if marker:
             parts.append(f'<circle cx="{x + 12}" cy="{y - 4}" r="3.5" fill="{colour}"/>')
         parts.append(f'<text x="{x + 30}" y="{y}" {FONT}>{name}</text>')
-        x += 40 + 8 * len(name)
+        x += 44 + 9 * len(name)
     parts.append("</svg>")
     return "\n".join(parts)

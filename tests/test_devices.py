@@ -27,3 +27,12 @@ def test_the_choices_are_the_literal_type() -> None:
     assert all(devices.is_device(choice) for choice in devices.CHOICES)
     assert not devices.is_device("CPU") and not devices.is_device("")
     assert set(devices.available()) <= set(devices.CHOICES)
+
+
+@pytest.mark.parametrize(("threads", "cores", "said"), [(1, 2, "1 thread of 2 cores"), (2, 1, "2 threads of 1 core"),
+                                                        (4, 8, "4 threads of 8 cores")])
+def test_a_cpu_is_described_in_plain_numbers(monkeypatch: pytest.MonkeyPatch, threads: int, cores: int,
+                                             said: str) -> None:
+    monkeypatch.setattr(devices.torch, "get_num_threads", lambda: threads)
+    monkeypatch.setattr(devices.os, "cpu_count", lambda: cores)
+    assert devices.describe(devices.torch.device("cpu")).endswith(said)
