@@ -7,6 +7,7 @@ import io
 import os
 import stat
 import sys
+import threading
 import time
 import zipfile
 from collections.abc import Callable, Iterator
@@ -51,6 +52,28 @@ def finished_run(store: Any, epochs: int = 2) -> str:
 
 
 T = TypeVar("T")
+
+
+def at_once(action: Callable[[], T], count: int, timeout: float = 60) -> list[T | Exception]:
+    """Run ``action`` in ``count`` threads released together (a barrier); what each returned or raised."""
+    start = threading.Barrier(count)
+    results: list[T | Exception] = []
+
+    def run() -> None:
+        start.wait()
+        try:
+            results.append(action())
+        except Exception as error:  # noqa: BLE001 (returned to the test, which asserts on it)
+            results.append(error)
+
+    threads = [threading.Thread(target=run) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout)
+    if any(thread.is_alive() for thread in threads):
+        raise TimeoutError(f"waited {timeout}s for {count} threads running {action}")
+    return results
 
 
 def wait_until(condition: Callable[[], T], timeout: float, what: str, poll: float = 0.1) -> T:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from core import archives, data
-from tests.conftest import make_zip, png
+from tests.conftest import at_once, make_zip, png
 
 
 def classes(wrapper: str = "") -> dict[str, bytes]:
@@ -64,7 +64,6 @@ def test_not_a_zip_and_no_images(tmp_path: Path) -> None:
 # Every way a zip or one of its members can fail ------------------------------------------------------------------
 
 import os  # noqa: E402
-import threading  # noqa: E402
 import time  # noqa: E402
 
 from core import imaging  # noqa: E402
@@ -138,21 +137,7 @@ def test_two_sessions_extracting_the_same_upload_both_succeed(tmp_path: Path) ->
     payload = hostile.make_zip(hostile.good_members(per_class=20))
     for trial in range(4):
         target = tmp_path / f"digest{trial}"
-        barrier = threading.Barrier(2)
-        results: list[object] = []
-
-        def extract(barrier: threading.Barrier = barrier, target: Path = target, results: list = results) -> None:
-            barrier.wait()
-            try:
-                results.append(archives.extract_zip(io.BytesIO(payload), target))
-            except Exception as error:  # noqa: BLE001 — collected and asserted on below
-                results.append(error)
-
-        threads = [threading.Thread(target=extract) for _ in range(2)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(60)
+        results = at_once(lambda target=target: archives.extract_zip(io.BytesIO(payload), target), 2)
         assert all(isinstance(r, archives.Extracted) for r in results) and len(results) == 2, results
         assert len(list(target.rglob("*.png"))) == 40
     assert sorted(p.name for p in tmp_path.iterdir()) == [f"digest{i}" for i in range(4)]

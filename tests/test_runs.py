@@ -8,7 +8,6 @@ import os
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 from contextlib import closing
 from pathlib import Path
@@ -18,7 +17,7 @@ import torch
 
 from core import runs, training
 from core import train as cli
-from tests.conftest import FAST, finished_run, wait_until
+from tests.conftest import FAST, at_once, finished_run, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -51,21 +50,7 @@ def test_openers_of_a_store_at_once_all_succeed(tmp_path: Path, old_schema: bool
     if old_schema:  # the first version's tables, without the columns added since
         with closing(sqlite3.connect(tmp_path / "runs.sqlite")) as db:
             db.executescript(runs.SCHEMA)
-    start = threading.Barrier(8)
-    failures: list[BaseException] = []
-
-    def open_store() -> None:
-        start.wait()
-        try:
-            runs.RunStore(tmp_path).runs()
-        except BaseException as error:  # noqa: BLE001 (collected and reported below)
-            failures.append(error)
-
-    openers = [threading.Thread(target=open_store) for _ in range(8)]
-    for opener in openers:
-        opener.start()
-    for opener in openers:
-        opener.join(60)
+    failures = [r for r in at_once(lambda: runs.RunStore(tmp_path).runs(), 8) if isinstance(r, Exception)]
     assert not failures, failures
     columns = {row["name"] for row in runs.RunStore(tmp_path)._execute("PRAGMA table_info(runs)")}
     assert set(runs.COLUMNS) <= columns
