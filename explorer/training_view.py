@@ -124,7 +124,7 @@ def _header(run: dict[str, Any]) -> None:
 
 def _live_image(run: dict[str, Any]) -> str | None:
     """The live curves as an SVG: drawn anew when ``CURVES_EVERY`` has passed since the last drawing, or when an
-    epoch has ended since; in between the same image (which a browser does not repaint)."""
+    epoch has ended since; in between, the same image again."""
     drawn = st.session_state.get(f"curves-image-{run['id']}")
     progress = run.get("progress") or {}
     if drawn and time.monotonic() - drawn["at"] < CURVES_EVERY and drawn["epoch"] == progress.get("epoch"):
@@ -269,7 +269,7 @@ def _actions(run: dict[str, Any]) -> None:
             except ExplorerError as error:
                 widgets.show_error(error)
             else:
-                for key in ("run", f"curves-{run_id}"):
+                for key in ("run", f"curves-{run_id}", f"curves-image-{run_id}"):
                     st.session_state.pop(key, None)
                 widgets.run_url(None)
                 st.rerun()
