@@ -48,11 +48,27 @@ def _finish(store: RunStore, run_id: str) -> float:
     return float(store.run(run_id)["progress"]["images_per_second"])
 
 
-def measure(browser, url: str, store: RunStore, epochs: int, tabs: int) -> tuple[float, float]:
-    """One run watched by ``tabs`` tabs (0: the starting tab leaves at once); (images/s, wall seconds)."""
+def browser_cpu_seconds() -> float:
+    """CPU seconds (user + system) used so far by the running Chromium processes (Linux /proc; 0 elsewhere)."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)
+            if "chrom" not in fields[0]:
+                continue
+            values = fields[1].split()
+            total += int(values[11]) + int(values[12])  # utime, stime (fields 14 and 15 of proc(5))
+        except (OSError, IndexError, ValueError):
+            continue  # a process that ended meanwhile
+    return total / os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 0.0
+
+
+def measure(browser, url: str, store: RunStore, epochs: int, tabs: int) -> tuple[float, float, float]:
+    """One run watched by ``tabs`` tabs (0: the starting tab leaves at once); (images/s, wall seconds, the
+    browser's CPU in % of one core over the run, tabs opening included)."""
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), browser_cpu_seconds()
     run_id = _start_run(page, url, epochs)
     if tabs == 0:
         page.goto("about:blank")
@@ -62,9 +78,11 @@ def measure(browser, url: str, store: RunStore, epochs: int, tabs: int) -> tuple
             other.goto(f"{url}/training?run={run_id}")
     try:
         rate = _finish(store, run_id)
+        wall = time.perf_counter() - started
+        browser_share = 100 * (browser_cpu_seconds() - cpu) / wall
     finally:
         context.close()
-    return rate, time.perf_counter() - started
+    return rate, wall, browser_share
 
 
 def _browser(cpus: str | None, folder: str) -> str:
@@ -97,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
 
     state = tempfile.mkdtemp(prefix="watching-")
     store = RunStore(Path(state))
-    results: dict[int, list[tuple[float, float]]] = {0: [], args.tabs: []}
+    results: dict[int, list[tuple[float, float, float]]] = {0: [], args.tabs: []}
     with running_app(state_dir=state) as url, sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=_browser(args.browser_cpus, state), args=CHROMIUM_FLAGS)
         try:
@@ -106,20 +124,23 @@ def main(argv: list[str] | None = None) -> int:
                 order = [0, args.tabs] if round_ % 2 == 0 else [args.tabs, 0]
                 for tabs in order:
                     results[tabs].append(measure(browser, url, store, args.epochs, tabs))
-                    print(f"round {round_ + 1}, {tabs} tabs: {results[tabs][-1][0]:,.0f} images/s", file=sys.stderr)
+                    rate, _, share = results[tabs][-1]
+                    print(f"round {round_ + 1}, {tabs} tabs: {rate:,.0f} images/s, browser {share:.0f} % of a core",
+                          file=sys.stderr)
         finally:
             browser.close()
-    alone = statistics.median(rate for rate, _ in results[0])
-    watched = statistics.median(rate for rate, _ in results[args.tabs])
+    alone = statistics.median(rate for rate, _, _ in results[0])
+    watched = statistics.median(rate for rate, _, _ in results[args.tabs])
     where = f"Chromium on CPUs {args.browser_cpus}" if args.browser_cpus else f"Chromium on any of {os.cpu_count()} CPUs"
     print(f"LeNet-5 on digits, {args.epochs} epochs per run, {args.rounds} round(s), {where}; medians")
-    print("| browser tabs on the live page | images/s | run wall time (s) | ratio to alone |")
-    print("|---|---|---|---|")
+    print("| browser tabs on the live page | images/s | run wall time (s) | browser CPU (% of a core) | ratio to alone |")
+    print("|---|---|---|---|---|")
     for tabs, label in ((0, "none"), (args.tabs, str(args.tabs))):
-        rate = statistics.median(r for r, _ in results[tabs])
-        wall = statistics.median(w for _, w in results[tabs])
-        print(f"| {label} | {rate:,.0f} | {wall:.1f} | {rate / alone:.2f} |")
-    pairs = [w / a for (a, _), (w, _) in zip(results[0], results[args.tabs], strict=True)]
+        rate = statistics.median(r for r, _, _ in results[tabs])
+        wall = statistics.median(w for _, w, _ in results[tabs])
+        share = statistics.median(c for _, _, c in results[tabs])
+        print(f"| {label} | {rate:,.0f} | {wall:.1f} | {share:.0f} | {rate / alone:.2f} |")
+    pairs = [w / a for (a, _, _), (w, _, _) in zip(results[0], results[args.tabs], strict=True)]
     print(f"watched / alone = {watched / alone:.2f} (target ≥ 0.9); round by round: "
           + ", ".join(f"{ratio:.2f}" for ratio in pairs))
     return 0
