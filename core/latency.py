@@ -69,6 +69,7 @@ def measure_model(model: torch.nn.Module, name: str, input_shape: tuple[int, int
         model = model.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
     times: list[float] = []
+    spent = 0.0  # seconds of timed passes so far
     with torch.inference_mode(), devices.autocast(device):
         for i in range(warmup + MAX_REPEATS):
             devices.synchronize(device)
@@ -77,7 +78,8 @@ def measure_model(model: torch.nn.Module, name: str, input_shape: tuple[int, int
             devices.synchronize(device)
             if i >= warmup:
                 times.append(time.perf_counter() - start)
-                if len(times) >= repeats and sum(times) >= floor:
+                spent += times[-1]
+                if len(times) >= repeats and spent >= floor:
                     break
     return Latency(name, devices.describe(device), batch_size, input_shape[-1], statistics.median(times) * 1000,
                    len(times), warmup)
