@@ -2,6 +2,7 @@
 
     python -m benchmarks.train_mnist --mnist ../shared/data          # folder holding MNIST/raw/*.gz (or idx files)
     python -m benchmarks.train_mnist --mnist ../shared/data --skip-baseline
+    python -m benchmarks.train_mnist --mnist .data --seeds 3 --eager --recipe 512:10:0.01 --recipe 1024:8:0.02
 
 Baseline, in the same run on the same device: the loop a user would write from a tutorial —
 torchvision ``MNIST`` + ``DataLoader`` (ToTensor, Normalize, batch 128, shuffle, 2 workers),
@@ -10,23 +11,26 @@ Ours: the trainer's device-resident fast path with the preset made for the devic
 "Fast, large batch (GPU)" (a small model there is bound by kernel launches, so fewer, larger steps
 win), on a CPU "Fast" at batch 128 for 6 epochs (arithmetic-bound: fewer epochs win).
 Both clocks stop while the test set is evaluated (the target check), and run only while training
-and validating. Also: ResNet-18 training images/s at CIFAR-10 size (32×32), ours against the same
-model in a plain DataLoader loop, both timed after 20 warm-up steps. Prints tables; asserts nothing.
+and validating. On CUDA our training step and evaluation replay CUDA graphs (``--eager`` adds the same
+recipes without them); ``--recipe`` times variants of the preset, ``--seeds`` repeats each. ResNet-18 at
+CIFAR-10 size is ``benchmarks.train_cifar``. Prints tables; asserts nothing.
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import shutil
+import statistics
+import struct
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader
 
-from benchmarks.timing import SteadyClock, loop_images_per_second, warms_up
 from core import data as datasets
 from core import devices, models, training
 
@@ -50,19 +54,50 @@ def prepare_root(source: Path) -> Path:
     return root
 
 
-def recipe(device: torch.device, epochs: int | None) -> training.TrainConfig:
-    """The preset for ``device`` (MPS takes the GPU one), optionally with another schedule length."""
+def generated_root(count: int) -> Path:
+    """MNIST's four files holding ``count`` random training images and a sixth as many test images: lets a dry
+    run go through every step on a machine without the data (nothing to learn: the target is never met)."""
+    root = Path(tempfile.mkdtemp(prefix="mnist-generated-"))
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    generator = torch.Generator().manual_seed(0)
+    for prefix, size in (("train", count), ("t10k", max(count // 6, 1))):
+        images = torch.randint(0, 256, (size, 28, 28), dtype=torch.uint8, generator=generator)
+        labels = torch.randint(0, 10, (size,), dtype=torch.uint8, generator=generator)
+        for kind, magic, tensor in (("images-idx3", 2051, images), ("labels-idx1", 2049, labels)):
+            header = struct.pack(">I", magic) + b"".join(struct.pack(">I", d) for d in tensor.shape)
+            with gzip.open(raw / f"{prefix}-{kind}-ubyte.gz", "wb") as sink:
+                sink.write(header + tensor.numpy().tobytes())
+    return root
+
+
+def recipe(device: torch.device, epochs: int | None, seed: int = 0, cuda_graphs: bool = True,
+           custom: str | None = None) -> training.TrainConfig:
+    """The preset for ``device`` (MPS takes the GPU one), optionally with another schedule length, or a
+    ``custom`` "BATCH:EPOCHS:PEAK_LR" variant of it."""
     name, overrides = RECIPES["cpu" if device.type == "cpu" else "cuda"]
     overrides = {**overrides, **({"epochs": epochs} if epochs else {})}
-    return training.preset(name, arch="lenet5", dataset="mnist", device=device.type, **overrides)
+    if custom:
+        batch, length, peak = custom.split(":")
+        overrides.update(batch_size=int(batch), epochs=int(length), lr=float(peak))
+    return training.preset(name, arch="lenet5", dataset="mnist", device=device.type, seed=seed,
+                           cuda_graphs=cuda_graphs, **overrides)
 
 
-def ours(root: Path, device: torch.device, epochs: int | None) -> dict[str, float]:
+def describe(config: training.TrainConfig) -> str:
+    """A recipe in one short line: batch, epochs, peak rate, and whether the step is a CUDA graph."""
+    mode = "graphs" if config.cuda_graphs and config.device == "cuda" else "eager"
+    return f"b{config.batch_size} e{config.epochs} lr{config.lr:g} {mode}"
+
+
+def ours(root: Path, config: training.TrainConfig) -> dict[str, float]:
     """Our trainer; returns seconds and epochs to the target (the clock stops for the test check)."""
+    device = torch.device(config.device)
     data = datasets.load("mnist", root, download=False)
     test = training.make_batches(data.test, training.Preprocess.of(data, device, 28, 1))
     reached: dict[str, float] = {}
     paused = [0.0]
+    accuracies: list[float] = []
 
     class TargetCheck:
         def on_epoch_end(self, progress: training.Progress) -> None:
@@ -72,16 +107,33 @@ def ours(root: Path, device: torch.device, epochs: int | None) -> dict[str, floa
             start = time.perf_counter()
             accuracy = training.evaluate(progress.model, test, num_classes=10).accuracy
             paused[0] += time.perf_counter() - start
+            accuracies.append(accuracy)
             if accuracy >= TARGET:
                 reached.update(seconds=progress.elapsed - paused[0], epochs=progress.epoch, accuracy=accuracy)
                 raise training.StopTraining("target reached")
 
-    config = recipe(device, epochs)
-    print(f"  ours: {config.optimizer}, lr {config.lr:g} {config.schedule}, batch {config.batch_size}, "
-          f"{config.epochs} epochs{', random shifts' if config.augment else ''}", flush=True)
     result = training.fit(config, data, [TargetCheck()])
     images = result.progress.images_seen
-    return {**reached, "images_per_second": images / max(result.progress.elapsed - paused[0], 1e-9)}
+    for message in result.progress.messages:
+        if "graph" in message.lower() or "eagerly" in message:
+            print(f"  ({message})")
+    print(f"  ours ({describe(config)}, seed {config.seed}): test accuracy by epoch "
+          f"{', '.join(f'{a:.4f}' for a in accuracies)}" + (f"; {reached['seconds']:.3f} s" if reached else ""),
+          flush=True)
+    return {**reached, "accuracy": reached.get("accuracy", accuracies[-1] if accuracies else float("nan")),
+            "images_per_second": images / max(result.progress.elapsed - paused[0], 1e-9)}
+
+
+def summary(rows: list[dict[str, float]]) -> dict[str, float]:
+    """Seeds that reached the target, and the means over them (seconds, epochs) and over all (accuracy, speed)."""
+    met = [row for row in rows if "seconds" in row]
+    out = {"met": len(met), "runs": len(rows),
+           "accuracy": statistics.mean(row["accuracy"] for row in rows),
+           "images_per_second": statistics.mean(row["images_per_second"] for row in rows)}
+    if met:
+        out.update(seconds=statistics.mean(row["seconds"] for row in met),
+                   epochs=statistics.mean(row["epochs"] for row in met))
+    return out
 
 
 def baseline(root: Path, device: torch.device, max_epochs: int) -> dict[str, float]:
@@ -97,7 +149,7 @@ def baseline(root: Path, device: torch.device, max_epochs: int) -> dict[str, flo
     torch.manual_seed(0)
     model = models.build("lenet5").to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
-    trained = 0.0
+    trained = accuracy = 0.0
     images = 0
     for epoch in range(1, max_epochs + 1):
         start = time.perf_counter()
@@ -120,66 +172,44 @@ def baseline(root: Path, device: torch.device, max_epochs: int) -> dict[str, flo
         print(f"  baseline epoch {epoch}: test accuracy {accuracy:.4f}, {trained:.1f} s of training", flush=True)
         if accuracy >= TARGET:
             return {"seconds": trained, "epochs": epoch, "accuracy": accuracy, "images_per_second": images / trained}
-    return {"images_per_second": images / trained}
-
-
-def resnet_throughput(device: torch.device, batches: int) -> tuple[float, float]:
-    """ResNet-18 training images/s at 32×32: (ours, plain DataLoader loop), same batch size and steps.
-
-    With more than 40 batches both are timed after 20 warm-up steps (cuDNN autotuning, DataLoader workers).
-    """
-    warmup = warms_up(batches)
-    count = 128 * batches
-    images = torch.randint(0, 256, (count, 3, 32, 32), dtype=torch.uint8)
-    labels = torch.randint(0, 10, (count,))
-    split = datasets.Split(images, labels)
-    data = datasets.InMemoryData("cifar10", tuple(map(str, range(10))), split, datasets.Split(images[:256], labels[:256]),
-                                 datasets.Split(images[:0], labels[:0]), (0.5,) * 3, (0.25,) * 3)
-    config = training.TrainConfig(arch="resnet18", dataset="cifar10", epochs=1, batch_size=128, optimizer="sgd",
-                                lr=0.01, device=device.type)
-    clock = SteadyClock(warmup)
-    training.fit(config, data, [clock])
-    model = models.build("resnet18", num_classes=10).to(device)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    loader = DataLoader(TensorDataset(images.float().div(255), labels), batch_size=128, shuffle=True, num_workers=2)
-
-    def step(x: torch.Tensor, y: torch.Tensor) -> None:
-        optimizer.zero_grad()
-        F.cross_entropy(model(x), y).backward()
-        optimizer.step()
-
-    return clock.images_per_second, loop_images_per_second(loader, step, device, warmup)
+    return {"images_per_second": images / trained, "accuracy": accuracy}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mnist", type=Path, default=Path("../shared/data"))
+    parser.add_argument("--generated", type=int, default=0, metavar="N",
+                        help="instead of --mnist, N random images in MNIST's files (a dry run: the target is never met)")
     parser.add_argument("--epochs", type=int, default=None, help="our one-cycle schedule's length (default: the preset's)")
+    parser.add_argument("--recipe", action="append", default=None, metavar="BATCH:EPOCHS:LR",
+                        help="variants of the device's preset to time (repeatable; default: the preset itself)")
+    parser.add_argument("--seeds", type=int, default=1, help="runs of each recipe, seeds 0, 1, …")
+    parser.add_argument("--eager", action="store_true", help="on CUDA, also time each recipe without CUDA graphs")
     parser.add_argument("--max-baseline-epochs", type=int, default=20)
-    parser.add_argument("--resnet-batches", type=int, default=None, help="default: 200 on a GPU, 8 on a CPU")
     parser.add_argument("--skip-baseline", action="store_true")
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
     device = devices.pick_device(args.device)
-    root = prepare_root(args.mnist)
+    root = generated_root(args.generated) if args.generated else prepare_root(args.mnist)
     print(f"device: {devices.describe(device)} · torch {torch.__version__}")
-    mine = ours(root, device, args.epochs)
+    modes = [True, False] if args.eager and device.type == "cuda" else [True]
+    results: dict[str, dict[str, float]] = {}
+    for custom in args.recipe or [None]:
+        for graphs in modes:
+            configs = [recipe(device, args.epochs, seed, graphs, custom) for seed in range(args.seeds)]
+            results[describe(configs[0])] = summary([ours(root, config) for config in configs])
     theirs = {} if args.skip_baseline else baseline(root, device, args.max_baseline_epochs)
-    print(f"\nLeNet-5 on MNIST to ≥ {TARGET:.1%} test accuracy")
-    print(f"{'loop':22s} {'epochs':>6s} {'seconds':>8s} {'images/s':>9s} {'test acc':>8s}")
-    for name, row in (("trainer (fast path)", mine), ("tutorial DataLoader", theirs)):
-        if row:
-            seconds = f"{row['seconds']:.1f}" if "seconds" in row else "not met"
-            print(f"{name:22s} {row.get('epochs', '—')!s:>6s} {seconds:>8s} "
-                  f"{row['images_per_second']:9.0f} {row.get('accuracy', float('nan')):8.4f}")
-    if "seconds" in mine and "seconds" in theirs:
-        print(f"speed-up to target: {theirs['seconds'] / mine['seconds']:.1f}×")
-    resnet_batches = args.resnet_batches if args.resnet_batches is not None else (8 if device.type == "cpu" else 200)
-    if resnet_batches:
-        fast, plain = resnet_throughput(device, resnet_batches)
-        print("\nResNet-18 training at 32×32, batch 128")
-        print(f"{'trainer (fast path)':22s} {fast:9.0f} images/s")
-        print(f"{'plain DataLoader loop':22s} {plain:9.0f} images/s   ratio {fast / plain:.2f}×")
+    print(f"\nLeNet-5 on MNIST to ≥ {TARGET:.1%} test accuracy ({args.seeds} seed{'s' * (args.seeds != 1)} each)")
+    print(f"{'loop':30s} {'met':>5s} {'epochs':>6s} {'seconds':>8s} {'images/s':>9s} {'test acc':>8s} {'speed-up':>8s}")
+    if theirs:
+        results["tutorial DataLoader"] = {**theirs, "met": int("seconds" in theirs), "runs": 1}
+    for name, row in results.items():
+        seconds = f"{row['seconds']:.3f}" if "seconds" in row else "not met"
+        speedup = (f"{theirs['seconds'] / row['seconds']:7.1f}×" if "seconds" in row and "seconds" in theirs
+                   and name != "tutorial DataLoader" else f"{'—':>8s}")
+        epochs = f"{row['epochs']:.1f}" if "epochs" in row else "—"
+        print(f"{name:30s} {row['met']:>2d}/{row['runs']:<2d} {epochs:>6s} {seconds:>8s} "
+              f"{row['images_per_second']:9.0f} {row['accuracy']:8.4f} {speedup}")
     shutil.rmtree(root, ignore_errors=True)
 
 

@@ -59,9 +59,14 @@ def describe(device: torch.device) -> str:
     return f"CPU · {cpu}, {threads} thread{'s' * (threads != 1)} of {cores} core{'s' * (cores != 1)}"
 
 
-def autocast(device: torch.device) -> contextlib.AbstractContextManager[object]:
-    """The mixed precision everything here computes in: bfloat16 autocast on CUDA, full precision elsewhere."""
-    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
+def autocast(device: torch.device, cache: bool = True) -> contextlib.AbstractContextManager[object]:
+    """The mixed precision everything here computes in: bfloat16 autocast on CUDA, full precision elsewhere.
+
+    ``cache=False`` for code captured in a CUDA graph: autocast's cache of cast weights must not outlive a
+    capture (PyTorch's CUDA-graph notes)."""
+    if device.type != "cuda":
+        return contextlib.nullcontext()
+    return torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=cache)
 
 
 def synchronize(device: torch.device) -> None:

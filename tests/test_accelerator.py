@@ -127,3 +127,10 @@ def test_a_stopped_run_resumes_on_the_device(device: str, tmp_path) -> None:
     if device == "cpu":  # GPU kernels need not be bitwise deterministic
         for name, tensor in whole.model.state_dict().items():
             assert torch.equal(resumed.model.state_dict()[name], tensor), name
+
+
+def test_latency_is_measured_on_the_device(device: str) -> None:
+    from core import latency
+
+    result = latency.measure("lenet5", 2, torch.device(device), repeats=3)
+    assert result.median_ms > 0 and result.device == devices.describe(torch.device(device))

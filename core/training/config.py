@@ -40,6 +40,7 @@ class TrainConfig:
     patience: int = 0  # early stopping: epochs without a better validation loss; 0 = off
     augment: bool = False  # random shifts (and flips for photos) on the device
     feature_cache: bool = True  # with a frozen backbone and no augmentation, compute its features once
+    cuda_graphs: bool = True  # on CUDA, replay the training step and evaluation as CUDA graphs where possible
     strategy: Strategy = ""  # "" trains the model from scratch; else a transfer strategy
     pretrained: bool = False  # start the backbone from its ImageNet weights (transfer learning)
     unfreeze_last: int = 2  # blocks the "partial" strategy unfreezes

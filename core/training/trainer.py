@@ -25,6 +25,7 @@ from core.data import FolderData, InMemoryData
 from core.models.base import ExplorerModel
 from core.training.batches import (
     BatchSource,
+    DeviceBatches,
     HeadView,
     Preprocess,
     Shard,
@@ -34,6 +35,7 @@ from core.training.batches import (
 )
 from core.training.config import TrainConfig, config_dict
 from core.training.evaluation import Evaluation, evaluate, training_loss
+from core.training.graphs import CapturedForward, CapturedStep, make_capturable, why_not_captured
 from core.training.progress import LOG_EVERY, EpochFigures, Progress, Status, StopTraining, TestFigures, Which
 from core.training.schedule import LearningRate, make_optimizer
 
@@ -148,6 +150,9 @@ class Trainer:
                             if checkpoint_dir is not None else None)
         if resume is not None:
             self.restore(resume)
+        self.captured_step: CapturedStep | None = None
+        self.eval_forward: CapturedForward | None = None
+        self.plan_graphs()
 
     # The loop ---------------------------------------------------------------------------------------
 
@@ -182,19 +187,11 @@ class Trainer:
         remaining = self.order[self.position:end]
         self.check_stop()
         for x, y in self.train_batches.batches(remaining, self.batch_size, self.config.augment, self.generator):
-            with self.autocast:
-                loss, logits = training_loss(self.step_model, self.trained(x), y, self.config.label_smoothing)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if self.config.grad_clip:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
-            self.optimizer.step()
+            (self.captured_step or self.train_step)(x, y)
             self.schedule.after_batch()
             self.step += 1
             self.position += len(y)
             self.images_seen += len(y) * self.shard[1]
-            self.epoch_loss += loss.detach() * len(y)
-            self.epoch_correct += (logits.argmax(1) == y).sum()
             self.epoch_seen += len(y)
             report = self.step % LOG_EVERY == 0 or self.position >= end
             diverged = False
@@ -215,9 +212,23 @@ class Trainer:
             if stop:  # before the next batch is drawn: a resumed run draws it from the same random state
                 raise StopTraining("Stopped by the user.")
 
+    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """Forward, loss, backward, optimiser step, and the epoch's running sums: all on the device, with no
+        wait for it (what ``CapturedStep`` records in a CUDA graph)."""
+        with self.autocast:
+            loss, logits = training_loss(self.step_model, self.trained(x), y, self.config.label_smoothing)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.config.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+        self.optimizer.step()
+        self.epoch_loss += loss.detach() * len(y)
+        self.epoch_correct += (logits.argmax(1) == y).sum()
+
     def end_epoch(self) -> None:
         """Validate, record the epoch, keep the best weights, step the schedule, report, stop early."""
-        result = evaluate(self.step_model, self.val_batches, self.eval_batch_size, len(self.data.classes))
+        result = evaluate(self.step_model, self.val_batches, self.eval_batch_size, len(self.data.classes),
+                          self.eval_forward)
         self.train_loss = float(self.epoch_loss) / max(self.epoch_seen, 1)
         self.train_acc = float(self.epoch_correct) / max(self.epoch_seen, 1)
         self.val_loss, self.val_acc = result.loss, result.accuracy
@@ -285,7 +296,8 @@ class Trainer:
         test_batches: BatchSource = make_batches(self.data.test, self.preprocess)
         if isinstance(self.step_model, HeadView):
             test_batches = feature_cache(self.model, test_batches)
-        result = evaluate(self.step_model, test_batches, self.eval_batch_size, len(self.data.classes))
+        result = evaluate(self.step_model, test_batches, self.eval_batch_size, len(self.data.classes),
+                          self.eval_forward)
         if current is not None:
             self.model.load_state_dict(current)
         return TestFigures(which, epoch, step, result, tuple(self.data.test.labels.tolist()), self._saved(which))
@@ -353,6 +365,23 @@ class Trainer:
 
     # Helpers ----------------------------------------------------------------------------------------
 
+    def plan_graphs(self) -> None:
+        """On CUDA, replay the training step and the evaluation passes from CUDA graphs (``config.cuda_graphs``)
+        when the run allows it; else run them eagerly and say why. Called again after the batch size changes."""
+        reason = why_not_captured(self.device, self.config.optimizer, isinstance(self.train_batches, DeviceBatches),
+                                  self.trained is not self.step_model or self.shard[1] > 1)
+        if not self.config.cuda_graphs or reason is not None:
+            if self.config.cuda_graphs and self.device.type == "cuda" and self.captured_step is None:
+                self.say(f"The training step runs eagerly: {reason}.")
+            self.captured_step = self.eval_forward = None
+            if self.device.type != "cuda":
+                make_capturable(self.optimizer, self.device, capturable=False)  # a GPU run's checkpoint, resumed here
+            return
+        make_capturable(self.optimizer, self.device)
+        self.autocast = devices.autocast(self.device, cache=False)  # no cast weights may outlive a capture
+        self.captured_step = CapturedStep(self.train_step, self.optimizer, self.device, say=self.say)
+        self.eval_forward = CapturedForward(self.step_model, self.device, say=self.say)
+
     def check_stop(self) -> None:
         """End the run here if the user asked to stop (every process of a distributed run agrees on it)."""
         stop, _ = self.agree(self.stop.is_set(), False, at=True)
@@ -402,6 +431,8 @@ class Trainer:
         epochs_after = self.config.epochs - self.epochs_done - (self.order is not None)
         self.total_steps = self.step + max(left_this_epoch, 0) + epochs_after * self.steps_per_epoch
         self.schedule.replan(self.step, self.total_steps)
+        if self.captured_step is not None:
+            self.plan_graphs()  # new shapes: new graphs
         self.say(f"Out of memory at batch size {self.batch_size * 2}: epoch {max(self.epoch, 1)} continues with "
                  f"batch size {self.batch_size}; the learning-rate schedule is re-planned for the "
                  f"{self.total_steps - self.step} steps left.")
