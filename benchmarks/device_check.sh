@@ -64,10 +64,10 @@ fi
 
 step machine 60 "$python" -c "import torch, torchvision, platform; print(platform.python_version(), torch.__version__,
 torchvision.__version__, torch.cuda.get_device_name() if torch.cuda.is_available() else 'no CUDA')"
-step tests 110 "$python" -m pytest -q -p no:cacheprovider -o addopts= tests/test_accelerator.py tests/test_training_graphs.py
+step tests 90 "$python" -m pytest -q -p no:cacheprovider -o addopts= tests/test_accelerator.py tests/test_training_graphs.py
 # Recipes: the GPU preset (batch 512, 10 epochs) and larger batches with fewer steps; 3 seeds each, graphs and eager.
-step train_mnist 200 "$python" -m benchmarks.train_mnist --mnist .data --seeds 3 --eager \
-  --recipe 512:10:0.01 --recipe 1024:8:0.02 --recipe 1024:10:0.02 --recipe 2048:12:0.03
-step inference 80 "$python" -m benchmarks.inference --compile resnet50
-step train_cifar 110 "$python" -m benchmarks.train_cifar
+step train_mnist 170 "$python" -m benchmarks.train_mnist --mnist .data --seeds 3 --eager \
+  --recipe 512:10:0.01 --recipe 1024:8:0.02 --recipe 1024:10:0.02 --recipe 2048:10:0.03
+step inference 90 "$python" -m benchmarks.inference --compile resnet50
+step train_cifar 100 "$python" -m benchmarks.train_cifar
 exit $status
