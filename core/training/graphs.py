@@ -1,19 +1,21 @@
-"""The training step captured in a CUDA graph: one launch for forward, loss, backward and optimiser step.
+"""The training step and the evaluation replayed from CUDA graphs: one launch instead of a hundred.
 
 A small network on a GPU is bound by kernel launches, not arithmetic: an eager LeNet-5 step is about a
 hundred launches (3.4 ms on an H200 whatever the batch), the same step replayed from a CUDA graph about
 0.7 ms. ``CapturedStep`` follows PyTorch's whole-network capture recipe:
 
-1. the first ``WARMUP_STEPS`` steps run eagerly on a side stream (cuDNN picks its kernels, autograd and the
-   optimiser create their state: nothing may allocate or synchronise while a graph is captured);
-2. the next step is captured on static input tensors, then every step copies its batch into them and
-   replays the graph.
+1. the first ``WARMUP_STEPS`` steps run eagerly on a side stream (cuDNN picks its kernels, autograd creates
+   its state: nothing may allocate or synchronise while a graph is captured);
+2. the next step's forward and backward pass are captured on static input tensors; from then on every step
+   copies its batch into them, replays the graph and runs the optimiser's update.
 
-The warm-up steps are real training steps on real batches, so a captured run does the same arithmetic as
-an eager one. What changes between replays lives in tensors the graph reads: the batch, and the
-optimiser's learning rate and betas (the schedule writes floats; ``push`` writes those that changed to
-the device before each replay). Only an optimiser whose update can read those from the device is captured:
-Adam and AdamW (``capturable=True``, not fused: the fused kernel takes its betas as host numbers).
+The warm-up steps are real training steps on real batches, and the update is the eager one, so a captured
+run does the same arithmetic as an eager run. The update stays outside the graph because the schedules
+change it every step in ways a graph cannot follow: one-cycle moves Adam's beta1 with the rate, and the
+update takes beta1 as a host number (PyTorch's capturable Adam turns a beta held in a tensor into a host
+number too, which a capture refuses: seen on an H200 with torch 2.11). On CUDA that update is one fused
+kernel for Adam and AdamW, a few multi-tensor kernels for SGD, so every optimiser and schedule is captured.
+``CapturedForward`` does the same for evaluation, one graph per batch shape.
 """
 
 from __future__ import annotations
@@ -24,19 +26,16 @@ from typing import Any
 import torch
 
 WARMUP_STEPS = 3  # eager steps before the capture (PyTorch's recipe warms up on a side stream first)
-CAPTURABLE_OPTIMIZERS = ("adam", "adamw")
 
 Step = Callable[[torch.Tensor, torch.Tensor], Any]
 
 
-def why_not_captured(device: torch.device, optimizer: str, fixed_shapes: bool, distributed: bool) -> str | None:
+def why_not_captured(device: torch.device, fixed_shapes: bool, distributed: bool) -> str | None:
     """Why a run cannot capture its training step in a CUDA graph, or None when it can."""
     if device.type != "cuda":
         return "CUDA graphs need a CUDA device"
     if not fixed_shapes:
         return "image folders are read through a DataLoader (CUDA graphs need the in-memory fast path)"
-    if optimizer not in CAPTURABLE_OPTIMIZERS:
-        return f"the {optimizer.upper()} update here reads its rate from the host (CUDA graphs need Adam or AdamW)"
     if distributed:
         return "a run over several processes all-reduces its gradients outside the graph"
     return None
@@ -54,26 +53,24 @@ def on_side_stream(device: torch.device, function: Callable[..., Any], *args: to
 
 
 class CapturedStep:
-    """Runs ``step(x, y)`` eagerly for the first steps, then as a replayed CUDA graph.
+    """A training step whose forward and backward pass are replayed from a CUDA graph after the warm-up.
 
-    ``step`` does everything one training step does on the device (forward, loss, backward, optimiser step,
-    the epoch's running sums) and must not synchronise with the host. The optimiser must be capturable
-    (``make_capturable``).
+    ``forward_backward(x, y)`` does the work on the device that the graph records: forward, loss, backward
+    (the gradients land in the graph's buffers), gradient clipping, the epoch's running sums; it must not
+    synchronise with the host. The optimiser's update runs after each replay, outside the graph.
     """
 
-    def __init__(self, step: Step, optimizer: torch.optim.Optimizer, device: torch.device,
+    def __init__(self, forward_backward: Step, optimizer: torch.optim.Optimizer, device: torch.device,
                  warmup: int = WARMUP_STEPS, say: Callable[[str], None] = print) -> None:
-        self.step = step
-        self.say = say  # where a failed capture is reported (the run then goes on eagerly)
-        self.failed = False
+        self.forward_backward = forward_backward
         self.optimizer = optimizer
         self.device = device
         self.warmup_left = warmup
+        self.say = say  # where a failed capture is reported (the run then goes on eagerly)
+        self.failed = False
         self.graph: torch.cuda.CUDAGraph | None = None
         self.static_x: torch.Tensor | None = None
         self.static_y: torch.Tensor | None = None
-        self.hyper: torch.Tensor | None = None  # groups × (lr, beta1, beta2), read by the captured update
-        self.pushed: dict[tuple[int, int], float] = {}  # the values last written into ``hyper``
         self.replays = 0
 
     @property
@@ -84,74 +81,48 @@ class CapturedStep:
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> None:
         """One training step on the batch ``(x, y)``."""
         if self.failed:
-            self.step(x, y)
-            return
-        if self.graph is None and self.warmup_left > 0:
+            self.eager(x, y)
+        elif self.graph is None and self.warmup_left > 0:
             self.warmup_left -= 1
-            on_side_stream(self.device, self.step, x, y)
-            return
-        if self.graph is None:
-            try:
-                self._capture(x, y)
-            except RuntimeError as error:  # an operation that cannot be captured: the step stays eager
-                self.failed = True
-                self.say(f"The training step could not be captured in a CUDA graph and runs eagerly ({error}).")
-                self.step(x, y)
-                return
-        assert self.graph is not None and self.static_x is not None and self.static_y is not None
-        self.static_x.copy_(x)
-        self.static_y.copy_(y)
-        self.push()
-        self.graph.replay()
-        self.replays += 1
+            on_side_stream(self.device, self.eager, x, y)
+        elif self.graph is None and not self._capture(x, y):
+            self.eager(x, y)
+        else:
+            assert self.graph is not None and self.static_x is not None and self.static_y is not None
+            self.static_x.copy_(x)
+            self.static_y.copy_(y)
+            self.graph.replay()  # the gradients are now in the graph's buffers, which ``p.grad`` are
+            self.replays += 1
+            self.optimizer.step()
 
-    def _capture(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        """Record one step on static inputs; the optimiser reads its hyperparameters from ``self.hyper``."""
+    def release(self) -> None:
+        """Free the graph and its memory (the run has ended); the step runs eagerly if called again."""
+        self.graph = self.static_x = self.static_y = None
+        self.failed = True
+
+    def eager(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """The same step without the graph."""
+        self.optimizer.zero_grad(set_to_none=True)
+        self.forward_backward(x, y)
+        self.optimizer.step()
+
+    def _capture(self, x: torch.Tensor, y: torch.Tensor) -> bool:
+        """Record ``forward_backward`` on static inputs; False (and said why) when it cannot be captured."""
         self.static_x, self.static_y = x.clone(), y.clone()
-        groups = self.optimizer.param_groups
-        self.hyper = torch.zeros(len(groups), 3, device=self.device)
-        self.push()
-        host_values = [(group["lr"], group["betas"]) for group in groups]
-        for row, group in zip(self.hyper, groups, strict=True):  # 0-d views: the update reads them on the device
-            group["lr"], group["betas"] = row[0], (row[1], row[2])
         graph = torch.cuda.CUDAGraph()
+        # No gradients before the capture: backward allocates them in the graph's memory and every replay
+        # writes them anew (with gradients present it would record adding to them). Nothing sets them to
+        # None afterwards, so the optimiser keeps reading the graph's buffers.
+        self.optimizer.zero_grad(set_to_none=True)
         try:
-            self.optimizer.zero_grad(set_to_none=True)  # the gradients are allocated in the graph's pool
             with torch.cuda.graph(graph):
-                self.step(self.static_x, self.static_y)
-        finally:  # the schedule goes on writing host numbers; ``push`` carries them over
-            for group, (lr, betas) in zip(groups, host_values, strict=True):
-                group["lr"], group["betas"] = lr, betas
+                self.forward_backward(self.static_x, self.static_y)
+        except RuntimeError as error:  # an operation that cannot be captured: the run goes on eagerly
+            self.failed = True
+            self.say(f"The training step could not be captured in a CUDA graph and runs eagerly ({error}).")
+            return False
         self.graph = graph
-
-    def push(self) -> None:
-        """Write the optimiser's current learning rates and betas (host numbers) into the tensors the graph
-        reads: a fill per changed value (an ordinary copy from the host would wait for the device)."""
-        if self.hyper is None:
-            return
-        for row, group in enumerate(self.optimizer.param_groups):
-            for column, value in enumerate((group["lr"], *group["betas"])):
-                value = float(value)
-                if self.pushed.get((row, column)) != value:
-                    self.hyper[row, column].fill_(value)
-                    self.pushed[row, column] = value
-
-
-def make_capturable(optimizer: torch.optim.Optimizer, device: torch.device, capturable: bool = True) -> None:
-    """Switch an Adam/AdamW optimiser (fresh or restored from a checkpoint) to its capturable update:
-    per-parameter step counters on the device, the multi-tensor kernels instead of the fused one.
-
-    ``capturable=False`` undoes the flag where it does not apply (a CPU run resuming a GPU run's checkpoint)."""
-    for group in optimizer.param_groups:
-        if "capturable" not in group:  # SGD: nothing to switch
-            continue
-        group["capturable"] = capturable
-        if capturable:
-            group.update(foreach=True, fused=None)
-    if capturable:
-        for state in optimizer.state.values():
-            if "step" in state:
-                state["step"] = torch.as_tensor(state["step"], dtype=torch.float32).to(device)
+        return True
 
 
 class CapturedForward:
@@ -164,6 +135,7 @@ class CapturedForward:
         self.device = device
         self.say = say
         self.failed = False  # a capture failed: evaluate eagerly from then on
+        self.replays = 0
         self.graphs: dict[tuple[int, ...], tuple[torch.cuda.CUDAGraph, torch.Tensor, Any]] = {}
 
     def __call__(self, x: torch.Tensor) -> Any:
@@ -181,7 +153,13 @@ class CapturedForward:
         graph, static_x, static_out = self.graphs[shape]
         static_x.copy_(x)
         graph.replay()
+        self.replays += 1
         return static_out
+
+    def release(self) -> None:
+        """Free the graphs and their memory (the run has ended); later calls run the model eagerly."""
+        self.graphs.clear()
+        self.failed = True
 
     def _capture(self, x: torch.Tensor) -> tuple[torch.cuda.CUDAGraph, torch.Tensor, Any]:
         on_side_stream(self.device, self.model, x)  # warm-up: cuDNN's choice of kernels happens outside the capture

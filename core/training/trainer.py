@@ -35,7 +35,7 @@ from core.training.batches import (
 )
 from core.training.config import TrainConfig, config_dict
 from core.training.evaluation import Evaluation, evaluate, training_loss
-from core.training.graphs import CapturedForward, CapturedStep, make_capturable, why_not_captured
+from core.training.graphs import CapturedForward, CapturedStep, why_not_captured
 from core.training.progress import LOG_EVERY, EpochFigures, Progress, Status, StopTraining, TestFigures, Which
 from core.training.schedule import LearningRate, make_optimizer
 
@@ -187,7 +187,7 @@ class Trainer:
         remaining = self.order[self.position:end]
         self.check_stop()
         for x, y in self.train_batches.batches(remaining, self.batch_size, self.config.augment, self.generator):
-            (self.captured_step or self.train_step)(x, y)
+            (self.captured_step or self.eager_step)(x, y)
             self.schedule.after_batch()
             self.step += 1
             self.position += len(y)
@@ -212,16 +212,20 @@ class Trainer:
             if stop:  # before the next batch is drawn: a resumed run draws it from the same random state
                 raise StopTraining("Stopped by the user.")
 
-    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        """Forward, loss, backward, optimiser step, and the epoch's running sums: all on the device, with no
-        wait for it (what ``CapturedStep`` records in a CUDA graph)."""
+    def eager_step(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """One training step without a CUDA graph: clear the gradients, forward and backward, update."""
+        self.optimizer.zero_grad(set_to_none=True)
+        self.forward_backward(x, y)
+        self.optimizer.step()
+
+    def forward_backward(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """Forward, loss, backward, clipping, and the epoch's running sums: all on the device, with no wait for
+        it (what ``CapturedStep`` records in a CUDA graph; the optimiser's update follows it)."""
         with self.autocast:
             loss, logits = training_loss(self.step_model, self.trained(x), y, self.config.label_smoothing)
-        self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.config.grad_clip:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
-        self.optimizer.step()
         self.epoch_loss += loss.detach() * len(y)
         self.epoch_correct += (logits.argmax(1) == y).sum()
 
@@ -268,6 +272,9 @@ class Trainer:
             if self.status != "completed":
                 self.say(self.checkpoints.describe())
         self.emit("on_fit_end")
+        for graphed in (self.captured_step, self.eval_forward):
+            if graphed is not None:  # their memory goes now, not whenever the collector finds the trainer's cycle
+                graphed.release()
         return FitResult(model=self.model, progress=self.progress(), test=self.test.evaluation if self.test else None)
 
     def test_figures(self) -> TestFigures | None:
@@ -368,18 +375,15 @@ class Trainer:
     def plan_graphs(self) -> None:
         """On CUDA, replay the training step and the evaluation passes from CUDA graphs (``config.cuda_graphs``)
         when the run allows it; else run them eagerly and say why. Called again after the batch size changes."""
-        reason = why_not_captured(self.device, self.config.optimizer, isinstance(self.train_batches, DeviceBatches),
+        reason = why_not_captured(self.device, isinstance(self.train_batches, DeviceBatches),
                                   self.trained is not self.step_model or self.shard[1] > 1)
         if not self.config.cuda_graphs or reason is not None:
             if self.config.cuda_graphs and self.device.type == "cuda" and self.captured_step is None:
                 self.say(f"The training step runs eagerly: {reason}.")
             self.captured_step = self.eval_forward = None
-            if self.device.type != "cuda":
-                make_capturable(self.optimizer, self.device, capturable=False)  # a GPU run's checkpoint, resumed here
             return
-        make_capturable(self.optimizer, self.device)
         self.autocast = devices.autocast(self.device, cache=False)  # no cast weights may outlive a capture
-        self.captured_step = CapturedStep(self.train_step, self.optimizer, self.device, say=self.say)
+        self.captured_step = CapturedStep(self.forward_backward, self.optimizer, self.device, say=self.say)
         self.eval_forward = CapturedForward(self.step_model, self.device, say=self.say)
 
     def check_stop(self) -> None:
