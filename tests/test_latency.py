@@ -4,12 +4,15 @@ core.devices' inference threads. No test compares two timings: each checks how a
 from __future__ import annotations
 
 import threading
+import time
+from pathlib import Path
 
 import pytest
 import torch
 
-from core import devices, latency
+from core import devices, latency, training
 from core.errors import InvalidArgumentError
+from core.runs import RunStore
 
 CPU = torch.device("cpu")
 
@@ -164,3 +167,17 @@ def test_the_kept_figures_are_bounded() -> None:
     kept = [figures.get(key, quiet, _figure) for key in ("a", "b", "c")]
     assert figures.get("c", quiet, _figure) is kept[2] and figures.get("b", quiet, _figure) is kept[1]
     assert figures.get("a", quiet, _figure) is not kept[0]  # the oldest went first
+
+
+def test_the_load_is_the_runs_training_now(tmp_path: Path) -> None:
+    """What a figure's load counts: runs running with a live trainer, not queued ones nor those gone quiet."""
+    store = RunStore(tmp_path)
+    config = training.TrainConfig(arch="lenet5", dataset="digits", epochs=1)
+    first, second = store.create_run(config), store.create_run(config)
+    assert store.training() == 0  # queued runs wait; they do not compute
+    assert store.claim("w0")["id"] == first and store.training() == 1
+    assert store.claim("w1")["id"] == second and store.training() == 2
+    store.update_run(second, heartbeat=time.time() - 10 * store.heartbeat_timeout)  # its trainer went quiet
+    assert store.training() == 1
+    store.update_run(first, status="completed")
+    assert store.training() == 0
