@@ -4,6 +4,7 @@ threads the training workers leave free, and say the spread and the load. No tes
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -96,3 +97,19 @@ def test_a_latency_reads_with_its_spread_and_conditions() -> None:
     assert components.latency_spread(row) == "p10–p90 0.291–0.401 ms"
     assert components.latency_note(row) == ("p10–p90 0.291–0.401 ms · CPU · x86_64, 1 thread of 2 cores · "
                                             "measured while 1 run was training")
+
+
+@pytest.mark.parametrize("cores", [2, 4, 16])
+def test_beside_a_cpu_worker_the_server_takes_only_the_cores_left(cores: int, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """The app's worker on a CPU-only machine and the server's inference threads while it trains: one per core."""
+    from explorer import workers
+
+    monkeypatch.setattr(workers.os, "cpu_count", lambda: cores)
+    monkeypatch.setattr(workers.torch.cuda, "device_count", lambda: 0)
+    supervisor = workers.Supervisor(tmp_path, count=1)
+    try:
+        server = devices.inference_threads(supervisor.threads_per_run, cores)
+    finally:
+        supervisor.close()
+    assert server >= 1 and supervisor.threads_per_run + server == cores
