@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -106,6 +107,12 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{row['setting']:<27} {row['threads']:>2} {result.median_ms:>10.1f} "
               f"{f'{result.p10_ms:.1f}–{result.p90_ms:.1f}':>16} {result.repeats:>6} {row['steps/s']:>13.1f}  "
               f"{result.conditions.load}")
+    print("\nBeside the training run, the median of the rounds' medians, and the run's mean pace over them:")
+    for setting in dict.fromkeys(row["setting"] for row in rows):
+        beside = [row for row in rows if row["setting"] == setting and row["result"].conditions.training]
+        if beside:
+            print(f"{setting:<27} {statistics.median(row['result'].median_ms for row in beside):>10.1f} ms, "
+                  f"LeNet-5 {statistics.fmean(row['steps/s'] for row in beside):.1f} steps/s")
 
 
 if __name__ == "__main__":
