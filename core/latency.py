@@ -43,11 +43,13 @@ class Conditions:
 
     device: str
     threads: int
-    training: int = 0
+    training: int | None = 0  # None: unknown (the run store could not be read)
 
     @property
     def load(self) -> str:
         """The training beside the measurement, for a lecture audience."""
+        if self.training is None:
+            return "measured with the training load unknown (the run database cannot be read)"
         if self.training == 0:
             return "measured with no run training"
         if self.training == 1:
@@ -55,6 +57,7 @@ class Conditions:
         return f"measured while {self.training} runs were training"
 
     def __str__(self) -> str:
+        """The device and the load: "CPU · x86_64, 1 thread of 2 cores · measured while 1 run was training"."""
         return f"{self.device} · {self.load}"
 
 
@@ -116,19 +119,24 @@ def _timed_passes(model: torch.nn.Module, x: torch.Tensor, repeats: int, warmup:
     return [seconds * 1000 for seconds in times]
 
 
-def _no_training() -> int:
+def _no_training() -> int | None:
     return 0
+
+
+def _busier(before: int | None, after: int | None) -> int | None:
+    """The load of a measurement from the counts before and after it: the larger, unknown if either is."""
+    return None if before is None or after is None else max(before, after)
 
 
 def measure_model(model: torch.nn.Module, name: str, input_shape: tuple[int, int, int], batch_size: int,
                   device: torch.device, repeats: int | None = None, warmup: int = WARMUP,
-                  training: Callable[[], int] = _no_training) -> Latency:
+                  training: Callable[[], int | None] = _no_training) -> Latency:
     """Time forward passes of ``model`` (already built, any weights) on a random C×H×W batch: the app's one rule.
 
     The model is put in eval mode on ``device``; on CUDA it runs in bfloat16 autocast with channels_last
     memory, as training does. The passes run on this thread's PyTorch CPU threads (the caller sets them).
-    ``training`` counts the runs training now; it is asked before and after the passes and the larger count is
-    the figure's load. The caller owns the model (and its lock, if it is shared).
+    ``training`` counts the runs training now (None: unknown); it is asked before and after the passes and the
+    larger count is the figure's load. The caller owns the model (and its lock, if it is shared).
     """
     check_positive(batch_size, "batch size")
     # The rule: at least REPEATS passes spanning MIN_SECONDS. An explicit count (tests, benchmarks) is taken as given.
@@ -142,13 +150,13 @@ def measure_model(model: torch.nn.Module, name: str, input_shape: tuple[int, int
         x = x.contiguous(memory_format=torch.channels_last)
     before = training()
     times = _timed_passes(model, x, repeats, warmup, floor)
-    conditions = Conditions(devices.describe(device), torch.get_num_threads(), max(before, training()))
+    conditions = Conditions(devices.describe(device), torch.get_num_threads(), _busier(before, training()))
     median, p10, p90 = percentiles(times)
     return Latency(name, batch_size, input_shape[-1], median, p10, p90, len(times), conditions, warmup)
 
 
 def measure(name: str, batch_size: int, device: torch.device, repeats: int | None = None, warmup: int = WARMUP,
-            model: torch.nn.Module | None = None, training: Callable[[], int] = _no_training) -> Latency:
+            model: torch.nn.Module | None = None, training: Callable[[], int | None] = _no_training) -> Latency:
     """Time registered model ``name`` at its native input size (``measure_model``'s rule).
 
     Pass ``model`` to reuse an already built one (its weights do not matter for timing).

@@ -492,20 +492,27 @@ def model_lock(key: str) -> threading.Lock:
 @contextmanager
 def _using_shared_model(model: classifiers.Classifier):
     with model_lock(model.key):
-        use_inference_threads()
+        use_inference_threads(training_now())
         yield
 
 
-def training_now() -> int:
-    """How many runs are training now: the load the server's own forward passes share the machine with."""
-    return run_store().training()
+def training_now() -> int | None:
+    """How many runs are training now: the load the server's own forward passes share the machine with; None
+    when the run database cannot be read (ImageNet models still classify then)."""
+    try:
+        return run_store().training()
+    except ExplorerError:
+        return None
 
 
-def use_inference_threads(training: int | None = None) -> int:
-    """Give this thread's forward passes the cores that the workers of the ``training`` runs (default: those
-    training now) do not hold, at least 1 (``devices.inference_threads``); how many that is."""
-    training = training_now() if training is None else training
-    threads = devices.inference_threads(training * supervisor().threads_per_run)
+def use_inference_threads(training: int | None) -> int:
+    """Give this thread's forward passes the cores that the workers of ``training`` runs do not hold, at least 1
+    (``devices.inference_threads``; an unknown count leaves one run its threads); how many that is."""
+    try:
+        per_run = supervisor().threads_per_run
+    except ExplorerError:  # an executor that cannot be set up (Ray chosen, not installed) trains nothing here
+        per_run = 0
+    threads = devices.inference_threads((1 if training is None else training) * per_run)
     devices.use_threads(threads)
     return threads
 

@@ -89,6 +89,32 @@ def test_classify_measures_again_when_a_run_starts_or_stops_training(server: Sim
     assert calls == [3, 2, 3] and again["load"] == "measured with no run training" and again["threads"] == 3
 
 
+def test_with_the_run_database_unreadable_the_load_is_said_to_be_unknown(server: SimpleNamespace) -> None:
+    """ImageNet models classify without the run store; the figure then does not claim that nothing trained, and
+    the server leaves one run's threads in case one does."""
+    server.training = None
+    classify = server.latencies.for_classifier("run:x")
+    assert classify["threads"] == 2
+    assert classify["load"] == "measured with the training load unknown (the run database cannot be read)"
+
+
+def test_an_unreadable_store_or_executor_does_not_stop_inference(monkeypatch: pytest.MonkeyPatch) -> None:
+    from core.errors import ExplorerError
+    from explorer import services
+
+    def unreadable() -> None:
+        raise ExplorerError("the run database cannot be read")
+
+    threads = torch.get_num_threads()
+    monkeypatch.setattr(services, "run_store", unreadable)
+    monkeypatch.setattr(services, "supervisor", unreadable)
+    try:
+        assert services.training_now() is None
+        assert services.use_inference_threads(None) == devices.inference_threads(0)
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_a_latency_reads_with_its_spread_and_conditions() -> None:
     from explorer import components
 

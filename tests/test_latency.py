@@ -81,6 +81,9 @@ def test_the_load_is_asked_before_and_after_the_passes(monkeypatch: pytest.Monke
     assert result.conditions.load == "measured while 1 run was training"
     assert str(result.conditions) == f"{devices.describe(CPU)} · measured while 1 run was training"
     assert latency.Conditions("CPU", 1, 2).load == "measured while 2 runs were training"
+    unknown = iter([0, None])  # the store could not be read after the passes: the load is not known
+    result = latency.measure_model(Counting(), "counting", (1, 4, 4), 1, CPU, repeats=3, training=lambda: next(unknown))
+    assert result.conditions.training is None and "training load unknown" in result.conditions.load
 
 
 def test_the_passes_run_on_the_callers_threads_and_the_figure_says_how_many() -> None:
