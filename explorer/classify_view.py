@@ -95,7 +95,8 @@ def inspect(model: classifiers.Classifier, name: str, payload: bytes) -> None:
         timed = latencies.for_classifier(model.key)
     right.metric("Inference latency", components.milliseconds(timed["median ms"]),
                  help=f"Batch of 1, the median: {timed['rule']}. Measured again when a run starts or stops "
-                      "training, and every few minutes. The Compare page measures the same way.")
+                      f"training, and after {latencies.FRESH_SECONDS / 60:g} minutes. The Compare page measures "
+                      "the same way.")
     with right.container(key="classify-latency-conditions"):
         st.caption(components.latency_note(timed))
 

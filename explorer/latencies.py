@@ -14,6 +14,7 @@ from core import latency
 from explorer import services
 
 SPREAD = latency.SPREAD
+FRESH_SECONDS = latency.FRESH_SECONDS
 RULE = (f"median and {latency.SPREAD} of at least {latency.REPEATS} timed passes spanning at least "
         f"{latency.MIN_SECONDS:g} s, after {latency.WARMUP} warm-up passes, on the CPU threads the training "
         "workers leave free; bfloat16 and channels_last on CUDA")
@@ -40,7 +41,7 @@ def row(result: latency.Latency) -> dict[str, Any]:
 def measure(name: str, batch_size: int) -> dict[str, Any]:
     """Latency of registered model ``name`` at ``batch_size`` on the server's device, measured now (the Compare
     page keeps its figures in the session; a second press measures again)."""
-    conditions()
+    services.use_inference_threads(services.training_now())
     return row(latency.measure(name, batch_size, services.device(), training=services.training_now))
 
 

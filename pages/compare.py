@@ -59,9 +59,9 @@ by_stage = pd.DataFrame([
 st.plotly_chart(components.counts_axis(px.bar(by_stage, x="stage", y="parameters", height=360)), width="stretch")
 
 st.subheader("Forward latency on this device")
-st.caption(f"Measured here, on each press, on {services.device_name()}: {latencies.RULE}; random inputs at each "
-           "model's native size. The Classify page times its models with the same function under the same "
-           "conditions, and says them beside its figure.")
+st.caption(f"Measured here on each press: {latencies.RULE}; random inputs at each model's native size. The "
+           "Classify page times its models with the same function and says, as this page does below the chart, "
+           "the device, the threads and the training it measured beside.")
 left, right = st.columns([3, 1])
 quick = [n for n in ("lenet5", "alexnet", "resnet18") if n in chosen]
 timed = left.multiselect("Models to time", chosen, default=quick,
@@ -91,4 +91,4 @@ if st.session_state.get("latency-results"):
         st.caption(f"Bars: the median; whiskers: {latencies.SPREAD} (a tenth of the passes were faster than the "
                    "lower end, a tenth slower than the upper).")
         for conditions in results["conditions"].unique():
-            st.caption(f"Measured on {conditions}.")
+            st.caption(f"Conditions: {conditions}.")

@@ -139,4 +139,4 @@ def _classify_and_compare_state_one_rule(page, url: str) -> None:
     expect(page.locator(".st-key-latency-chart g.errorbar")).to_have_count(1)  # the spread, as whiskers
     stated = page.locator(".st-key-latency-conditions").inner_text()
     assert "whiskers: p10–p90" in stated, stated
-    assert f"Measured on {on_classify['conditions']}." in stated, (note, stated)
+    assert f"Conditions: {on_classify['conditions']}." in stated, (note, stated)
