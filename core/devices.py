@@ -76,3 +76,25 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
     elif device.type == "mps":
         torch.mps.synchronize()
+
+
+def inference_threads(reserved: int, cores: int | None = None) -> int:
+    """CPU threads for the web server's own forward passes: the ``cores`` (default: this machine's) that the
+    training workers do not hold (``reserved`` threads), at least 1.
+
+    With PyTorch's default (a thread per core) beside a worker training on one of two cores, three busy threads
+    share two cores and both sides slow down (benchmarks/latency_load.py measures it).
+    """
+    cores = cores if cores is not None else os.cpu_count() or 1
+    return max(cores - max(reserved, 0), 1)
+
+
+def use_threads(threads: int) -> None:
+    """Make the calling thread's PyTorch CPU work use ``threads`` threads.
+
+    PyTorch's count is per thread (OpenMP): a count set in one thread reaches threads that start computing later,
+    never one that has already computed (a Streamlit script thread, say), so every thread calls this before its
+    forward passes.
+    """
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)

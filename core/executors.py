@@ -24,6 +24,7 @@ from __future__ import annotations
 import atexit
 import dataclasses
 import logging
+import math
 import os
 import socket
 import tempfile
@@ -60,6 +61,10 @@ class Executor(Protocol):
 
     def close(self, timeout: float = 20) -> None:
         """Stop the running runs (each keeps its checkpoint) and release what was started."""
+
+    @property
+    def threads_per_run(self) -> int:
+        """CPU threads a training run holds (the web server leaves them to it: devices.inference_threads)."""
 
 
 def _setting(env: str, secret: object) -> str | None:
@@ -432,6 +437,12 @@ class RayExecutor:
         self._closed = threading.Event()
         self._thread: threading.Thread | None = None
         atexit.register(self.close)
+
+    @property
+    def threads_per_run(self) -> int:
+        """CPU threads a run holds: the CPUs it asks Ray for (counted on this machine, though Ray may place it
+        on another node)."""
+        return max(math.ceil(self.cpus_per_run), 1)
 
     # Life cycle -------------------------------------------------------------------------------------------------
 

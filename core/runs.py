@@ -290,6 +290,11 @@ class RunStore:
         rows = self._execute("SELECT id FROM runs WHERE status = 'queued' ORDER BY queued_at, created")
         return [row["id"] for row in rows]
 
+    def training(self) -> int:
+        """How many runs are training now (running, with a trainer that still sends signs of life)."""
+        rows = self._execute("SELECT heartbeat FROM runs WHERE status = 'running'")
+        return sum(1 for row in rows if not self._stale(row["heartbeat"]))
+
     def heartbeat(self, run_id: str) -> None:
         """The trainer of ``run_id`` is alive."""
         self._execute("UPDATE runs SET heartbeat = ? WHERE id = ? AND status = 'running'", (time.time(), run_id))

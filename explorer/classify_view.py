@@ -12,7 +12,7 @@ from plotly.subplots import make_subplots
 
 from core import classifiers
 from core.errors import ExplorerError
-from explorer import components, presenter, services, widgets
+from explorer import components, latencies, presenter, services, widgets
 from explorer.digit_pad import digit_pad
 
 MAPS_SHOWN = 16
@@ -91,9 +91,14 @@ def inspect(model: classifiers.Classifier, name: str, payload: bytes) -> None:
                         margin=dict(t=40, l=10), yaxis=dict(type="category"))
     left.plotly_chart(presenter.figure(chart, height=300), width="stretch", key="classify-topk")
     right.metric("Prediction", prediction.top[0][0], help=f"probability {prediction.top[0][1]:.1%}")
-    timed = services.classifier_latency(model.key)
+    with st.spinner("Timing the model…"):
+        timed = latencies.for_classifier(model.key)
     right.metric("Inference latency", components.milliseconds(timed["median ms"]),
-                 help=f"Batch of 1: {timed['rule']}. The Compare page measures the same way.")
+                 help=f"Batch of 1, the median: {timed['rule']}. Measured again when a run starts or stops "
+                      f"training, and after {latencies.FRESH_SECONDS / 60:g} minutes. The Compare page measures "
+                      "the same way.")
+    with right.container(key="classify-latency-conditions"):
+        st.caption(components.latency_note(timed))
 
     layers = services.conv_layers(model)
     grad_cam(model, prepared, prediction.top[0][0], layers)
@@ -223,4 +228,6 @@ def all_models(choices: list[classifiers.Choice], name: str, payload: bytes) -> 
             continue
         column.dataframe(pd.DataFrame(prediction.top, columns=["class", "probability"]), hide_index=True,
                          column_config={"probability": st.column_config.NumberColumn(format="percent")})
-        column.caption(f"{components.milliseconds(services.classifier_latency(choice.key)['median ms'])} per image (median)")
+        timed = latencies.for_classifier(choice.key)
+        column.caption(f"{components.milliseconds(timed['median ms'])} per image (median; "
+                       f"{components.latency_note(timed)})")

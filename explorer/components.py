@@ -32,6 +32,19 @@ def milliseconds(value: float) -> str:
     return f"{value:,.0f} ms" if value >= 100 else f"{value:.3g} ms"
 
 
+def latency_spread(row: dict) -> str:
+    """A latency row's spread as the app writes it: "p10–p90 0.29–0.40 ms" (a tenth of the passes were faster
+    than the first figure, a tenth slower than the second)."""
+    low, high = milliseconds(row["p10 ms"]), milliseconds(row["p90 ms"])
+    return f"p10–p90 {low.removesuffix(' ms')}–{high}"
+
+
+def latency_note(row: dict) -> str:
+    """The spread and the conditions of a latency row, in one line: "p10–p90 0.29–0.40 ms · CPU · x86_64, 1 thread
+    of 2 cores · measured while 1 run was training"."""
+    return f"{latency_spread(row)} · {row['conditions']}"
+
+
 def counts_axis(figure: go.Figure, axis: str = "yaxis", log: bool = False) -> go.Figure:
     """An axis of counts or MACs with the app's K/M/G suffixes at round values (1, 2, 5 × 10ⁿ)."""
     settings: dict = dict(exponentformat="SI", tickformat="~s")

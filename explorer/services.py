@@ -32,7 +32,6 @@ from core import (
     explain,
     fidelity,
     imaging,
-    latency,
     models,
     presets,
     structure,
@@ -116,23 +115,6 @@ def model_source(name: str) -> str:
 def traits(name: str) -> structure.Traits:
     """Kernel sizes, skip connections, normalisation, dropout."""
     return structure.traits(name)
-
-
-def _latency_row(result: latency.Latency) -> dict[str, Any]:
-    return {"model": result.name, "batch": result.batch_size, "median ms": round(result.median_ms, 4),
-            "images/s": round(result.images_per_second, 1), "device": result.device, "rule": result.rule}
-
-
-LATENCY_RULE = (f"median of at least {latency.REPEATS} timed passes spanning at least {latency.MIN_SECONDS:g} s, "
-                f"after {latency.WARMUP} warm-up passes, "
-                "bfloat16 and channels_last on CUDA")
-
-
-def measure_latency(name: str, batch_size: int, device_type: str) -> dict[str, Any]:
-    """Forward latency of ``name`` at ``batch_size`` on ``device_type`` (the app's one rule), measured now: the
-    Compare page keeps its figures in the session, and a second press measures again (the machine may be
-    busier or quieter than it was)."""
-    return _latency_row(latency.measure(name, batch_size, torch.device(device_type)))
 
 
 # Training ----------------------------------------------------------------------------------------
@@ -510,7 +492,29 @@ def model_lock(key: str) -> threading.Lock:
 @contextmanager
 def _using_shared_model(model: classifiers.Classifier):
     with model_lock(model.key):
+        use_inference_threads(training_now())
         yield
+
+
+def training_now() -> int | None:
+    """How many runs are training now: the load the server's own forward passes share the machine with; None
+    when the run database cannot be read (ImageNet models still classify then)."""
+    try:
+        return run_store().training()
+    except ExplorerError:
+        return None
+
+
+def use_inference_threads(training: int | None) -> int:
+    """Give this thread's forward passes the cores that the workers of ``training`` runs do not hold, at least 1
+    (``devices.inference_threads``; an unknown count leaves one run its threads); how many that is."""
+    try:
+        per_run = supervisor().threads_per_run
+    except ExplorerError:  # an executor that cannot be set up (Ray chosen, not installed) trains nothing here
+        per_run = 0
+    threads = devices.inference_threads((1 if training is None else training) * per_run)
+    devices.use_threads(threads)
+    return threads
 
 
 def read_image(model: classifiers.Classifier, name: str, payload: bytes, convention: bool = True) -> imaging.Prepared:
@@ -522,16 +526,6 @@ def read_image(model: classifiers.Classifier, name: str, payload: bytes, convent
         prepared = imaging.prepare(image, model.resize, model.crop, model.mean, model.std, model.channels)
     prepared.steps[:0] = steps
     return prepared
-
-
-@st.cache_data(show_spinner="Timing the model…", max_entries=64)
-def classifier_latency(key: str, batch_size: int = 1) -> dict[str, Any]:
-    """Forward latency of a shared classifier at its input size: the same rule (and function) as Compare's."""
-    model = classifier(key)
-    with _using_shared_model(model):
-        result = latency.measure_model(model.model, key, (model.channels, model.crop, model.crop), batch_size,
-                                       device())
-    return _latency_row(result)
 
 
 def predict(model: classifiers.Classifier, x: torch.Tensor) -> explain.Prediction:

@@ -67,6 +67,11 @@ class Supervisor:
         self._monitor: threading.Thread | None = None
         atexit.register(self.close)
 
+    @property
+    def threads_per_run(self) -> int:
+        """CPU threads a training run holds: its worker's threads (one on a GPU, which drives the device)."""
+        return self.threads or 1
+
     def ensure(self) -> None:
         """Start the workers that are missing or dead; from then on, check on them every few seconds."""
         with self._lock:

@@ -4,7 +4,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from explorer import components, services, widgets
+from explorer import components, latencies, services, widgets
 
 st.title("Compare")
 names = services.model_names()
@@ -59,28 +59,36 @@ by_stage = pd.DataFrame([
 st.plotly_chart(components.counts_axis(px.bar(by_stage, x="stage", y="parameters", height=360)), width="stretch")
 
 st.subheader("Forward latency on this device")
-st.caption(f"Measured here, now, on {services.device_name()}: {services.LATENCY_RULE}; random inputs at each "
-           "model's native size. The Classify page times its models by the same rule, so the two agree.")
+st.caption(f"Measured here on each press: {latencies.RULE}; random inputs at each model's native size. The "
+           "Classify page times its models with the same function and says, as this page does below the chart, "
+           "the device, the threads and the training it measured beside.")
 left, right = st.columns([3, 1])
 quick = [n for n in ("lenet5", "alexnet", "resnet18") if n in chosen]
 timed = left.multiselect("Models to time", chosen, default=quick,
                          format_func=components.display_name, key="latency-models")
 batches = right.multiselect("Batch sizes", [1, 32], default=[1, 32], key="latency-batches")
 if st.button("Measure latency", type="primary", disabled=not (timed and batches)):
-    device = services.device()
     progress = st.progress(0.0, text="Timing…")
     jobs = [(name, batch) for name in timed for batch in batches]
     measured = []
     for i, (name, batch) in enumerate(jobs):
         progress.progress(i / len(jobs), text=f"{components.display_name(name)}, batch {batch}…")
-        measured.append(services.measure_latency(name, batch, device.type))
+        if (row := widgets.attempt(latencies.measure, name, batch)) is not None:
+            measured.append(row)
     progress.empty()
     st.session_state["latency-results"] = measured
 if st.session_state.get("latency-results"):
     results = pd.DataFrame(st.session_state["latency-results"])
     results["model"] = results["model"].map(components.display_name)
-    st.dataframe(results.drop(columns=["rule", "device"]), hide_index=True,
-                 height=components.table_height(len(results)))
+    st.dataframe(results[["model", "batch", "median ms", "p10 ms", "p90 ms", "images/s", "threads", "load"]],
+                 hide_index=True, height=components.table_height(len(results)))
     bars = px.bar(results, x="model", y="median ms", color=results["batch"].astype(str), barmode="group",
-                  labels={"color": "batch"}, height=360, text=results["median ms"].map(components.milliseconds))
+                  labels={"color": "batch"}, height=360, text=results["median ms"].map(components.milliseconds),
+                  error_y=results["p90 ms"] - results["median ms"],
+                  error_y_minus=results["median ms"] - results["p10 ms"])
     st.plotly_chart(bars, width="stretch", key="latency-chart")
+    with st.container(key="latency-conditions"):
+        st.caption(f"Bars: the median; whiskers: {latencies.SPREAD} (a tenth of the passes were faster than the "
+                   "lower end, a tenth slower than the upper).")
+        for conditions in results["conditions"].unique():
+            st.caption(f"Conditions: {conditions}.")

@@ -1,11 +1,10 @@
-"""The weights panel (Classify and Transfer), Classify's default model and the one latency rule, through AppTest."""
+"""The weights panel (Classify and Transfer) and Classify's default model, through AppTest."""
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import io
-import re
 import threading
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import torchvision
 from safetensors.torch import save_file
 from streamlit.testing.v1 import AppTest
 
-from core import latency, weights
+from core import weights
 from tests.conftest import LocalHub
 
 APP = str(Path(__file__).resolve().parents[1] / "explorer" / "app.py")
@@ -122,29 +121,3 @@ def test_classify_opens_on_the_most_accurate_run_not_the_newest() -> None:
     imagenet = [classifiers.Choice("imagenet:resnet18", "r18"), classifiers.Choice("imagenet:resnet50", "r50")]
     assert classifiers.best_choice([bad, *imagenet, good], Store()) == "imagenet:resnet50"
     assert classifiers.best_choice([], Store()) is None
-
-
-def test_classify_and_compare_time_by_the_same_rule(monkeypatch: pytest.MonkeyPatch) -> None:
-    from core import classifiers, models
-    from explorer import services
-
-    calls: list[tuple] = []
-    real = latency.measure_model
-
-    def spy(model, name, input_shape, batch_size, device, *args, **kwargs):
-        calls.append((type(model).__name__, tuple(input_shape), batch_size))
-        return real(model, name, input_shape, batch_size, device, *args, **kwargs)
-
-    monkeypatch.setattr(latency, "measure_model", spy)
-    lenet = models.build("lenet5").eval()
-    loaded = classifiers.Classifier("run:x", "LeNet-5 · run x", lenet, tuple("0123456789"), 28, 28, (0.5,), (0.5,), 1)
-    monkeypatch.setattr(services, "classifier", lambda key: loaded)
-    services.classifier_latency.clear()
-    compare = services.measure_latency("lenet5", 1, services.device().type)
-    classify = services.classifier_latency("run:x")
-    assert len(calls) == 2 and calls[0] == calls[1]  # the same function on the same model, input and batch
-    def rule(row: dict) -> str:  # how many passes fit in the time floor varies from one measurement to the next
-        return re.sub(r"median of \d+ timed", "median of N timed", row["rule"])
-
-    assert rule(compare) == rule(classify) and "median of N timed passes after 2 warm-up" in rule(compare)
-    assert min(int(row["rule"].split()[2]) for row in (compare, classify)) >= latency.REPEATS
