@@ -39,6 +39,11 @@ with st.form(f"train-{preset_name}"):  # a new preset gives a fresh form with it
         seed = columns[3].number_input("Seed", 0, 2**31 - 1, recipe.seed)
         augment = columns[0].checkbox("Augment (random shifts)", recipe.augment)
         device = columns[1].selectbox("Device", ["auto", *services.available_devices()])
+        cuda_graphs = recipe.cuda_graphs
+        if "cuda" in services.available_devices():  # a small model on a GPU is bound by kernel launches
+            cuda_graphs = columns[2].checkbox("CUDA graphs", recipe.cuda_graphs,
+                                              help="Replay each training step and evaluation from a CUDA graph "
+                                                   "(one launch instead of about a hundred); off runs them eagerly.")
     started = st.form_submit_button("Start training", type="primary")
 
 if started:
@@ -46,7 +51,7 @@ if started:
         arch=arch, dataset=dataset, epochs=int(epochs), batch_size=int(batch_size), optimizer=optimizer, lr=float(lr),
         momentum=float(momentum), nesterov=bool(nesterov), weight_decay=float(weight_decay), schedule=schedule,
         label_smoothing=float(label_smoothing), grad_clip=float(grad_clip), patience=int(patience),
-        augment=bool(augment), seed=int(seed), device=device,
+        augment=bool(augment), seed=int(seed), device=device, cuda_graphs=bool(cuda_graphs),
     )
     run_id = widgets.attempt(services.submit, config)
     if run_id:

@@ -419,3 +419,19 @@ def test_the_strategy_race_is_a_group_in_the_url_that_reattaches_and_stops_as_on
     assert not again.exception
     for run in runs:
         assert services.run_store().wait(run["id"], timeout=300) == "stopped"
+
+
+def test_training_page_offers_cuda_graphs_only_where_cuda_is(monkeypatch: pytest.MonkeyPatch) -> None:
+    from explorer import services
+
+    at = open_page("training")
+    assert not [box for box in at.checkbox if box.label == "CUDA graphs"]  # this machine has no CUDA
+    submitted = []
+    monkeypatch.setattr(services, "available_devices", lambda: ["cuda", "cpu"])
+    monkeypatch.setattr(services, "submit", lambda config: submitted.append(config) or "r1")
+    at.run()
+    box = next(box for box in at.checkbox if box.label == "CUDA graphs")
+    assert box.value is True
+    box.uncheck()
+    at.button[0].click().run()
+    assert not at.exception and len(submitted) == 1 and submitted[0].cuda_graphs is False
