@@ -79,6 +79,7 @@ def model_picker(label: str = "Model", key: str = "model") -> str:
     names = models.names()
     if key not in st.session_state:
         st.session_state[key] = widgets.url_model(default="resnet50")
+    widgets.follow_url(widgets.MODEL_PARAM, key, lambda: widgets.url_model(default=st.session_state[key]))
     name = st.selectbox(label, names, key=key, format_func=display_name) or names[0]  # None only without options
     widgets.set_url_model(name)
     return name

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import re
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TypeVar
 
@@ -111,6 +111,69 @@ def store_ok(key: str = "store") -> bool:
     return False
 
 
+# What this session last wrote into each URL parameter. A value in the URL that differs from it came from outside
+# the session: Back or Forward, a pasted link, the first load. Streamlit makes each change the script writes a
+# browser history entry (``history.pushState``) and, on Back or Forward, reruns the page with that entry's URL.
+_WRITTEN = "url-written"
+
+
+def _history_navigation() -> bool:
+    """Whether this script run was started by the browser's Back or Forward button."""
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    return bool(getattr(get_script_run_ctx(), "is_history_navigation", False))
+
+
+def url_changed(param: str) -> bool:
+    """Whether the URL's ``param`` changed from outside this session since the session last wrote it.
+
+    A page change drops unbound parameters from the URL; that is not a change (the session keeps what it
+    follows), while Back or Forward to an entry without the parameter is."""
+    written: dict[str, str | None] = st.session_state.setdefault(_WRITTEN, {})
+    value = st.query_params.get(param)
+    if param not in written:
+        return True
+    return value != written[param] and (value is not None or _history_navigation())
+
+
+def write_url(param: str, value: str | None) -> None:
+    """Put ``value`` into the URL (None removes the parameter) and remember it, so Back and Forward step through
+    this session's choices."""
+    if value is None:
+        if param in st.query_params:
+            del st.query_params[param]
+    else:
+        st.query_params[param] = value
+    st.session_state.setdefault(_WRITTEN, {})[param] = value
+
+
+def follow_url(param: str, state_key: str, read: Callable[[], object]) -> None:
+    """Before ``state_key`` is used this run: take ``read()`` (the URL's value, checked) when the URL changed
+    from outside the session (``url_changed``)."""
+    if url_changed(param):
+        st.session_state[state_key] = read()
+        st.session_state.setdefault(_WRITTEN, {})[param] = st.query_params.get(param)
+
+
+def url_choice(key: str, options: Sequence[str], default: str, draw: Callable[[], T]) -> T:
+    """Draw (``draw()``, returned) a widget keyed ``key`` whose value is one of ``options``, kept in the URL parameter of
+    the same name: a link opens it, and each change is a browser history entry that Back and Forward step
+    through (Streamlit's own ``bind="query-params"`` replaces the entry instead). The default is left out of
+    the URL."""
+
+    def requested() -> str:
+        value = st.query_params.get(key)
+        return value if value is not None and value in options else default
+
+    if key not in st.session_state:  # a widget's state goes when a page without it runs: back from another page
+        st.session_state[key] = requested()
+    follow_url(key, key, requested)
+    drawn = draw()
+    value = st.session_state.get(key)
+    write_url(key, None if value in (None, default) else str(value))
+    return drawn
+
+
 def url_model(default: str) -> str:
     """The model named in the URL (``?model=``), or ``default`` with a warning if it is unknown."""
     requested = st.query_params.get(MODEL_PARAM)
@@ -125,23 +188,17 @@ def url_model(default: str) -> str:
 
 def set_url_model(name: str) -> None:
     """Write the selected model into the URL, so the page can be linked from a slide."""
-    st.query_params[MODEL_PARAM] = name
+    write_url(MODEL_PARAM, name)
 
 
 def run_url(run_id: str | None) -> None:
     """Keep the followed run in the URL, so a refresh or a second tab reattaches to it."""
-    if run_id:
-        st.query_params[RUN_PARAM] = run_id
-    elif RUN_PARAM in st.query_params:
-        del st.query_params[RUN_PARAM]
+    write_url(RUN_PARAM, run_id or None)
 
 
 def group_url(group: str | None) -> None:
     """Keep the followed group of runs (a strategy race) in the URL, so a refresh reattaches to it."""
-    if group:
-        st.query_params[GROUP_PARAM] = group
-    elif GROUP_PARAM in st.query_params:
-        del st.query_params[GROUP_PARAM]
+    write_url(GROUP_PARAM, group or None)
 
 
 def url_group() -> str | None:

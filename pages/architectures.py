@@ -27,8 +27,8 @@ if summary is None:
 components.summary_metrics(summary)
 st.caption(components.MACS_NOTE)
 
-tabs = st.tabs(["Layer table", "Charts", "Block diagram", "Fidelity to the course notes", "Source code"],
-               key="tab", bind="query-params")
+TABS = ["Layer table", "Charts", "Block diagram", "Fidelity to the course notes", "Source code"]
+tabs = widgets.url_choice("tab", TABS, TABS[0], lambda: st.tabs(TABS, key="tab", on_change="rerun"))
 with tabs[0]:
     components.layer_table(summary)
 with tabs[1]:

@@ -13,7 +13,8 @@ if not choices:
     st.stop()
 
 labels = {choice.key: choice.label for choice in choices}
-key = st.selectbox("Model", list(labels), format_func=lambda k: labels[k], key="inside-model", bind="query-params")
+key = widgets.url_choice("inside-model", list(labels), next(iter(labels)),
+                         lambda: st.selectbox("Model", list(labels), format_func=lambda k: labels[k], key="inside-model"))
 model = widgets.attempt(services.classifier, key)
 if model is None:
     st.stop()

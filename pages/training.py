@@ -7,7 +7,8 @@ from explorer import components, services, training_view, widgets
 st.title("Training")
 if not widgets.store_ok():
     st.stop()
-followed = st.session_state.get("run") or widgets.url_run()
+widgets.follow_url(widgets.RUN_PARAM, "run", widgets.url_run)  # a link, a refresh, Back and Forward
+followed = st.session_state.get("run")
 
 left, middle, right = st.columns(3)
 arch = left.selectbox("Model", services.model_names(), format_func=components.display_name, key="train-arch")

@@ -100,8 +100,10 @@ if right.button("Race the three strategies", key="transfer-race-start") and conf
         widgets.run_url(None)
         widgets.group_url(group)
 
-group = st.session_state.get("transfer-group") or widgets.url_group()
-followed = st.session_state.get("transfer-run") or widgets.url_run()
+widgets.follow_url(widgets.GROUP_PARAM, "transfer-group", widgets.url_group)  # a link, a refresh, Back, Forward
+widgets.follow_url(widgets.RUN_PARAM, "transfer-run", widgets.url_run)
+group = st.session_state.get("transfer-group")
+followed = st.session_state.get("transfer-run")
 if group:
     transfer_view.race(group)
 elif followed:

@@ -435,3 +435,19 @@ def test_training_page_offers_cuda_graphs_only_where_cuda_is(monkeypatch: pytest
     box.uncheck()
     at.button[0].click().run()
     assert not at.exception and len(submitted) == 1 and submitted[0].cuda_graphs is False
+
+
+def test_a_url_changed_from_outside_the_session_is_followed() -> None:
+    """Back and Forward (and a pasted link) change the URL from outside: the model and the tab follow it; the
+    session's own choices still write it."""
+    at = open_page("architectures")
+    at.selectbox(key="model").set_value("lenet5").run()
+    assert "lenet5" in str(at.query_params["model"])
+    at.query_params["model"] = "vgg16"
+    at.query_params["tab"] = "Charts"
+    at.run()
+    assert not at.exception and at.selectbox(key="model").value == "vgg16"
+    assert at.session_state["tab"] == "Charts"
+    at.query_params["tab"] = "No such tab"  # an unknown value: the first tab, and out of the URL
+    at.run()
+    assert at.session_state["tab"] == "Layer table" and "tab" not in at.query_params

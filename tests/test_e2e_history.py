@@ -1,0 +1,53 @@
+"""The browser's Back and Forward step through the views whose state is in the URL (a real browser)."""
+
+from __future__ import annotations
+
+import urllib.parse
+
+import pytest
+
+from tests.browser import open_page, rerun, wait_until_idle
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+from playwright.sync_api import Page, expect  # noqa: E402
+
+PARAMS = {"ResNet-50": "resnet50", "VGG-16": "vgg16", "Inception-v3": "inception_v3"}
+
+
+def _pick(page: Page, label: str, option: str) -> None:
+    """Choose ``option`` in the selectbox labelled ``label``."""
+    with rerun(page):
+        page.get_by_role("combobox", name=label).click()
+        page.get_by_role("option", name=option, exact=True).click()
+
+
+def _shows(page: Page, model: str, tab: str | None) -> None:
+    """The page shows ``model`` (selectbox and URL) and ``tab`` open (None: the first tab)."""
+    expect(page.get_by_role("combobox", name="Model")).to_have_value(model)
+    assert urllib.parse.parse_qs(urllib.parse.urlparse(page.url).query).get("model") == [PARAMS[model]]
+    expect(page.get_by_role("tab", name=tab or "Layer table")).to_have_attribute("aria-selected", "true")
+
+
+def _history(page: Page, back: bool) -> None:
+    before = page.evaluate("window.__scriptRuns || 0")
+    page.go_back() if back else page.go_forward()
+    wait_until_idle(page, after=before)
+
+
+def test_back_and_forward_step_through_models_tabs_and_pages(page: Page, app_url: str) -> None:
+    open_page(page, f"{app_url}/architectures?model=resnet50")
+    _pick(page, "Model", "VGG-16")
+    with rerun(page):
+        page.get_by_role("tab", name="Block diagram").click()
+    _pick(page, "Model", "Inception-v3")
+    with rerun(page):
+        page.get_by_role("link", name="Compare").first.click()
+    expect(page.get_by_role("heading", name="Compare")).to_be_visible()
+    views = [("Inception-v3", "Block diagram"), ("VGG-16", "Block diagram"), ("VGG-16", None), ("ResNet-50", None)]
+    for model, tab in views:  # Back, four times (the page change is one of them)
+        _history(page, back=True)
+        _shows(page, model, tab)
+    for model, tab in reversed(views[:-1]):  # and Forward again
+        _history(page, back=False)
+        _shows(page, model, tab)
