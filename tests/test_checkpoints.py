@@ -74,7 +74,7 @@ def test_corrupt_or_mismatched_checkpoints_are_refused_clearly(tmp_path: Path) -
     with pytest.raises(checkpoints.CheckpointError, match="not a readable safetensors"):
         checkpoints.load(path)
     checkpoints.save(models.build("lenet5"), path, _sidecar(arch="resnet18", channels=3))
-    with pytest.raises(checkpoints.CheckpointError, match="does not fit resnet18"):
+    with pytest.raises(checkpoints.CheckpointError, match="does not fit .resnet18."):
         checkpoints.load(path)
     checkpoints.save(models.build("lenet5"), path, _sidecar())
     with pytest.raises(checkpoints.CheckpointError, match="not a vgg16"):
@@ -84,6 +84,28 @@ def test_corrupt_or_mismatched_checkpoints_are_refused_clearly(tmp_path: Path) -
         checkpoints.load(path)
     path.with_suffix(".json").unlink()
     with pytest.raises(checkpoints.CheckpointError, match="No sidecar"):
+        checkpoints.load(path)
+
+
+@pytest.mark.parametrize(("field", "value"), [("classes", 5), ("classes", [1, 2]), ("classes", []),
+                                            ("classes", "cat"), ("arch", 5), ("in_channels", "1"),
+                                            ("input_size", True), ("mean", 0.1), ("std", ["x"])])
+def test_a_sidecar_field_of_the_wrong_type_is_a_checkpoint_error(tmp_path: Path, field: str, value: object) -> None:
+    """Issue 18: ``"classes": 5`` raised an uncaught TypeError (a generic error box on Classify)."""
+    path = tmp_path / "best.safetensors"
+    checkpoints.save(models.build("lenet5"), path, {**_sidecar(), field: value})
+    with pytest.raises(checkpoints.CheckpointError, match=f"has '{field}' of the wrong type"):
+        checkpoints.load(path)
+
+
+def test_float64_weights_that_overflow_float32_are_refused(tmp_path: Path) -> None:
+    """Issue 18: finite in the file's float64, infinite once cast to the model's float32."""
+    state = {name: tensor.double() for name, tensor in models.build("lenet5").state_dict().items()}
+    next(iter(state.values()))[0] = 1e300
+    path = tmp_path / "best.safetensors"
+    checkpoints.save(state, path, _sidecar())
+    checkpoints.load_weights(path)  # the file's own values are finite
+    with pytest.raises(checkpoints.CheckpointError, match="non-finite values .* as torch.float32"):
         checkpoints.load(path)
 
 
