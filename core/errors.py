@@ -16,7 +16,7 @@ class UnknownModelError(ExplorerError):
     def __init__(self, name: str, valid: list[str]) -> None:
         self.name = name
         self.valid = valid
-        super().__init__(f"Unknown model {name!r}. Valid names: {', '.join(valid)}.")
+        super().__init__(f"Unknown model {quoted(name)}. Valid names: {', '.join(valid)}.")
 
 
 class InvalidArgumentError(ExplorerError):
