@@ -315,6 +315,23 @@ def test_stored_names_of_a_rebuilt_run_stay_literal() -> None:
     assert predicted.startswith("\\[Click here\\]"), predicted
 
 
+def test_a_sidecar_with_classes_of_the_wrong_type_gets_its_message_on_classify() -> None:
+    """Issue 18: ``"classes": 5`` raised an uncaught TypeError, a generic error box; now a message that says what."""
+    from core import checkpoints, models
+    from explorer import services
+
+    run_id = "20261204-000001-classes-five"
+    sidecar = {"arch": "lenet5", "classes": 5, "in_channels": 1, "input_size": 28, "mean": [0.1], "std": [0.3],
+               "status": "completed", "epoch": 1}
+    folder = services.run_store().checkpoint_dir(run_id)
+    checkpoints.save(models.build("lenet5"), checkpoints.weights_path(folder, "best"), sidecar)
+    assert services.rebuild_store() >= 1
+    at = open_page("classify")
+    at.selectbox(key="classify-model").set_value(f"run:{run_id}").run()
+    healthy(at)
+    assert "has 'classes' of the wrong type" in errors(at), errors(at)
+
+
 def test_the_server_folder_box_refuses_what_it_must(tmp_path: Path) -> None:
     from explorer import services
 
