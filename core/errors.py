@@ -23,6 +23,10 @@ class InvalidArgumentError(ExplorerError):
     """An argument outside its allowed range (for example num_classes < 1)."""
 
 
+class NonFiniteOutputError(ExplorerError):
+    """A model whose outputs are not finite numbers (weights that overflow in its arithmetic)."""
+
+
 class InputSizeError(ExplorerError):
     """An input image size the model cannot process."""
 
