@@ -322,7 +322,7 @@ def history() -> None:
         for run_id in chosen:
             epochs = store.metrics(run_id, "epoch")
             figure.add_trace(go.Scatter(x=[e["epoch"] for e in epochs], y=[e["val_acc"] for e in epochs],
-                                        name=run_id, mode="lines+markers"))
+                                        name=widgets.chart_literal(run_id), mode="lines+markers"))
         figure.update_layout(xaxis_title="epoch", yaxis_title="validation accuracy", height=340, margin=dict(t=20))
         st.plotly_chart(figure, width="stretch", key="overlay-chart")
     st.selectbox("Open a run", [None, *[r["id"] for r in runs]], key="open-run", on_change=_open_run,
