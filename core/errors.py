@@ -1,4 +1,5 @@
-"""Typed errors raised by the core; the UI turns each into a clear message."""
+"""Typed errors raised by the core (the UI turns each into a clear message), and how a message quotes what a
+user or a file named: quoted, cut to a length, a few at most."""
 
 from __future__ import annotations
 
