@@ -63,6 +63,48 @@ _SIDECAR_TYPES: dict[str, Callable[[object], bool]] = {
 }
 
 
+def _number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _index(value: object, below: int | None = None) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0 and (below is None or value < below)
+
+
+def sound_test_figures(test: object) -> dict[str, Any] | None:
+    """A sidecar's test figures if they have the shape the pages read (one name per class, numbers where numbers
+    belong, a square confusion matrix, misclassified images paired with predicted classes), else None."""
+    if not isinstance(test, dict):
+        return None
+    classes = test.get("classes")
+    if not (isinstance(classes, list) and classes and all(isinstance(name, str) for name in classes)):
+        return None
+    size = len(classes)
+    confusion, per_class = test.get("confusion"), test.get("per_class")
+    wrong, predicted = test.get("misclassified") or [], test.get("predicted") or []
+    fits = (_number(test.get("accuracy")) and _number(test.get("loss"))
+            and isinstance(confusion, list) and len(confusion) == size
+            and all(isinstance(row, list) and len(row) == size and all(map(_index, row)) for row in confusion)
+            and isinstance(per_class, list) and len(per_class) == size
+            and all(isinstance(row, dict) and all(_number(row.get(k)) for k in ("precision", "recall", "f1"))
+                    for row in per_class)
+            and isinstance(wrong, list) and isinstance(predicted, list) and len(wrong) == len(predicted)
+            and all(map(_index, wrong)) and all(_index(label, size) for label in predicted))
+    return test if fits else None
+
+
+EPOCH_FIGURES = ("train_loss", "train_acc", "val_loss", "val_acc")  # what the pages draw of every epoch
+
+
+def sound_history(rows: object) -> list[dict[str, Any]]:
+    """The epochs of a sidecar's history that have a count for their epoch and numbers for all their figures,
+    the drawn ones included (others are left out)."""
+    if not isinstance(rows, list):
+        return []
+    return [row for row in rows if isinstance(row, dict) and _index(row.get("epoch")) and row["epoch"] > 0
+            and all(key in row for key in EPOCH_FIGURES) and all(_number(row[key]) for key in row if key != "epoch")]
+
+
 def weights_path(folder: Path, which: Which) -> Path:
     """Where the ``which`` checkpoint of a run folder lives (its sidecar is beside it, ``.json``)."""
     return Path(folder) / f"{which}.safetensors"

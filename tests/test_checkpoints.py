@@ -202,3 +202,18 @@ def test_a_run_that_diverges_later_keeps_its_last_good_checkpoints(tmp_path: Pat
     checkpoints.load(folder / "last.safetensors")  # saved before the poison: finite, and its hash holds
     shown = store.run(run_id)["test"]
     assert shown["checkpoint"] == "best" and shown["accuracy"] == _test_accuracy_of(folder / "best.safetensors")
+
+
+GOOD_TEST = {"accuracy": 0.5, "loss": 1.0, "confusion": [[1, 0], [1, 0]], "classes": ["a", "b"],
+             "per_class": [{"precision": 0.5, "recall": 1.0, "f1": 0.67, "support": 1}] * 2,
+             "misclassified": [3], "predicted": [0], "checkpoint": "best", "epoch": 1, "step": 4, "saved": True}
+
+
+@pytest.mark.parametrize("spoil", [
+    {"accuracy": "x"}, {"loss": None}, {"classes": 3}, {"classes": ["a", 2]}, {"confusion": [[1, 0]]},
+    {"confusion": [[1, 0], [1, "0"]]}, {"per_class": [{}]}, {"misclassified": [-1]}, {"predicted": [2]},
+    {"predicted": [0, 1]}], ids=str)
+def test_test_figures_of_the_wrong_shape_are_left_out(spoil: dict) -> None:
+    """A rebuilt run's figures come from a sidecar anyone with the folder can edit: the pages read only sound ones."""
+    assert checkpoints.sound_test_figures(GOOD_TEST) == GOOD_TEST
+    assert checkpoints.sound_test_figures({**GOOD_TEST, **spoil}) is None

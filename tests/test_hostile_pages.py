@@ -336,6 +336,30 @@ def test_a_sidecar_with_classes_of_the_wrong_type_gets_its_message_on_classify()
     assert "has 'classes' of the wrong type" in errors(at), errors(at)
 
 
+def test_a_rebuilt_run_with_malformed_figures_shows_what_is_well_formed() -> None:
+    """Test figures, history and recipe of the wrong shape in a sidecar (``"accuracy": "x"`` made the Training page
+    a generic error box, and Classify's choice of the best run compare a string with numbers): left out at rebuild."""
+    from core import checkpoints, models
+    from explorer import services
+
+    run_id = "20261204-000003-malformed"
+    sidecar = {"arch": "lenet5", "classes": [str(digit) for digit in range(10)], "in_channels": 1, "input_size": 28,
+               "mean": [0.1], "std": [0.3], "status": "completed", "epoch": 2, "config": ["not", "a", "dict"],
+               "history": [{"epoch": 1, "train_loss": 1.0, "train_acc": 0.4, "val_loss": 1.1, "val_acc": 0.5,
+                            "elapsed": 1.0}, {"epoch": "2", "val_acc": "x"}, {"epoch": 2, "val_acc": 0.9}, 7],
+               "test": {"accuracy": "x", "loss": [], "classes": 3, "confusion": "no"}}
+    folder = services.run_store().checkpoint_dir(run_id)
+    checkpoints.save(models.build("lenet5"), checkpoints.weights_path(folder, "best"), sidecar)
+    assert services.rebuild_store() >= 1
+    stored = services.run_store().run(run_id)
+    assert stored["test"] is None and stored["best_val_acc"] == 0.5
+    assert [row["epoch"] for row in services.run_store().metrics(run_id, "epoch")] == [1]
+    training = open_page("training", run=run_id)
+    assert not training.error, errors(training)
+    classify = open_page("classify")
+    assert "Prediction" in {m.label for m in classify.metric}
+
+
 def test_the_server_folder_box_refuses_what_it_must(tmp_path: Path) -> None:
     from explorer import services
 
