@@ -26,11 +26,17 @@ from pathlib import Path, PurePosixPath
 from typing import IO
 
 from core.data import IMAGE_EXTENSIONS
-from core.errors import ExplorerError
+from core.errors import ExplorerError, quoted
 
 MAX_TOTAL_BYTES = 1 << 30  # 1 GiB uncompressed
 MAX_MEMBERS = 50_000
 MAX_RATIO = 200  # uncompressed / compressed, per member
+# Image files barely compress (PNG, JPEG, WebP are compressed already): all the images together may declare at most
+# this many times the zip's own size, or SMALL_ZIP_BYTES whatever the zip's size (small sets of BMPs or flat
+# drawings compress well). Without it a 6.7 MB zip whose members each stay under MAX_RATIO declared 1 GiB and
+# wrote it all before the scan refused the files.
+MAX_TOTAL_RATIO = 20
+SMALL_ZIP_BYTES = 64 << 20
 MAX_NAME_BYTES = 255  # one path component, as most file systems allow
 CHUNK = 1 << 20
 READABLE = frozenset({zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA})
@@ -60,8 +66,7 @@ def _is_skipped(name: PurePosixPath) -> bool:
 
 def _shown(name: str) -> str:
     """A member name for a message: quoted, control characters escaped, long names shortened."""
-    text = repr(name)
-    return text if len(text) <= 80 else text[:60] + "…" + text[-16:]
+    return quoted(name)
 
 
 def _safe_name(info: zipfile.ZipInfo) -> PurePosixPath:
@@ -112,17 +117,20 @@ def _check_layout(members: list[tuple[zipfile.ZipInfo, PurePosixPath]]) -> None:
 
 
 def extract_zip(source: Path | IO[bytes], target: Path, max_total: int = MAX_TOTAL_BYTES,
-                max_members: int = MAX_MEMBERS, max_ratio: float = MAX_RATIO) -> Extracted:
+                max_members: int = MAX_MEMBERS, max_ratio: float = MAX_RATIO,
+                max_total_ratio: float = MAX_TOTAL_RATIO) -> Extracted:
     """Check, then extract the images of ``source`` into ``target`` (a new folder, made all at once); return the
     class-folder root. If ``target`` already exists (the same upload, extracted before or by another session at the
     same time), the existing folder is used."""
     target = Path(target).absolute()
     try:
+        size = _size_of(source)
         archive = zipfile.ZipFile(source)
     except Exception as error:  # noqa: BLE001 — BadZipFile, OSError, ValueError, EOFError, struct.error …
         raise ArchiveError(f"This is not a readable zip file ({type(error).__name__}: {str(error)[:120]}).") from None
     with archive:
         wanted, skipped = _plan(archive, max_total, max_members, max_ratio)
+        _check_total(sum(info.file_size for info, _ in wanted), size, max_total_ratio)
         if target.is_dir():
             return Extracted(class_root(target), len(wanted), skipped)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -180,6 +188,26 @@ def _plan(archive: zipfile.ZipFile, max_total: int, max_members: int,
     return wanted, skipped
 
 
+def _size_of(source: Path | IO[bytes]) -> int:
+    """The zip's own size in bytes (a file object is left where it was)."""
+    if isinstance(source, (str, Path)):
+        return Path(source).stat().st_size
+    position = source.tell()
+    size = source.seek(0, os.SEEK_END)
+    source.seek(position)
+    return size
+
+
+def _check_total(declared: int, size: int, max_total_ratio: float) -> None:
+    """Refuse, before anything is written, images that would unpack to far more than a zip of images can hold."""
+    budget = max(SMALL_ZIP_BYTES, max_total_ratio * size)
+    if declared > budget:
+        raise ArchiveError(f"Refused: this {size / 2**20:,.1f} MiB zip declares {declared / 2**20:,.0f} MiB of images, "
+                           f"{declared / max(size, 1):,.0f} times its size (image files barely compress; at most "
+                           f"{max_total_ratio:g} times, or {SMALL_ZIP_BYTES >> 20} MiB): this looks like a zip bomb. "
+                           "Nothing was written.")
+
+
 def _reason(error: BaseException) -> str:
     """What went wrong, without the server path an OSError names."""
     if isinstance(error, OSError) and error.strerror:
@@ -198,11 +226,17 @@ def _copy_bounded(archive: zipfile.ZipFile, info: zipfile.ZipInfo, destination: 
             sink.write(chunk)
 
 
+def _entries(folder: Path) -> list[Path]:
+    return [p for p in folder.iterdir() if not p.name.startswith(".") and p.name != "__MACOSX"]
+
+
 def class_root(folder: Path) -> Path:
-    """The folder of class sub-folders, through single wrapping folders (``photos/`` around ``cats/``, ``dogs/``)."""
+    """The folder of class sub-folders, through single wrapping folders (``photos/`` around ``cats/``, ``dogs/``).
+    A single folder without sub-folders is a class, not a wrapper: a one-class zip stays one class (and the scan
+    says so) rather than becoming a folder of loose images with no class at all."""
     while True:
-        entries = [p for p in folder.iterdir() if not p.name.startswith(".") and p.name != "__MACOSX"]
-        if len(entries) == 1 and entries[0].is_dir():
+        entries = _entries(folder)
+        if len(entries) == 1 and entries[0].is_dir() and any(p.is_dir() for p in _entries(entries[0])):
             folder = entries[0]
         else:
             return folder

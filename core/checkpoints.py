@@ -18,6 +18,7 @@ import json
 import os
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -29,7 +30,7 @@ from safetensors.torch import save as save_safetensors
 from torch import nn
 
 from core import models
-from core.errors import ExplorerError
+from core.errors import ExplorerError, plain, quoted
 
 if TYPE_CHECKING:
     from core.training.config import TrainConfig
@@ -43,6 +44,65 @@ REQUIRED = ("arch", "classes", "in_channels", "input_size", "mean", "std")  # wh
 
 class CheckpointError(ExplorerError):
     """A checkpoint that is missing, damaged, non-finite, or does not fit the architecture it claims."""
+
+
+def _count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def _numbers(value: object) -> bool:
+    return isinstance(value, list) and bool(value) and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+
+
+# What each field building the model needs must be (a sidecar is a file anyone with the folder can edit).
+_SIDECAR_TYPES: dict[str, Callable[[object], bool]] = {
+    "arch": lambda value: isinstance(value, str),
+    "classes": lambda value: isinstance(value, list) and bool(value) and all(isinstance(v, str) for v in value),
+    "in_channels": _count, "input_size": _count, "mean": _numbers, "std": _numbers,
+}
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _index(value: object, below: int | None = None) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0 and (below is None or value < below)
+
+
+def sound_test_figures(test: object) -> dict[str, Any] | None:
+    """A sidecar's test figures if they have the shape the pages read (one name per class, numbers where numbers
+    belong, a square confusion matrix, misclassified images paired with predicted classes), else None."""
+    if not isinstance(test, dict):
+        return None
+    classes = test.get("classes")
+    if not (isinstance(classes, list) and classes and all(isinstance(name, str) for name in classes)):
+        return None
+    size = len(classes)
+    confusion, per_class = test.get("confusion"), test.get("per_class")
+    wrong, predicted = test.get("misclassified") or [], test.get("predicted") or []
+    fits = (_number(test.get("accuracy")) and _number(test.get("loss"))
+            and isinstance(confusion, list) and len(confusion) == size
+            and all(isinstance(row, list) and len(row) == size and all(map(_index, row)) for row in confusion)
+            and isinstance(per_class, list) and len(per_class) == size
+            and all(isinstance(row, dict) and all(_number(row.get(k)) for k in ("precision", "recall", "f1"))
+                    for row in per_class)
+            and isinstance(wrong, list) and isinstance(predicted, list) and len(wrong) == len(predicted)
+            and all(map(_index, wrong)) and all(_index(label, size) for label in predicted))
+    return test if fits else None
+
+
+EPOCH_FIGURES = ("train_loss", "train_acc", "val_loss", "val_acc")  # what the pages draw of every epoch
+
+
+def sound_history(rows: object) -> list[dict[str, Any]]:
+    """The epochs of a sidecar's history that have a count for their epoch and numbers for all their figures,
+    the drawn ones included (others are left out)."""
+    if not isinstance(rows, list):
+        return []
+    return [row for row in rows if isinstance(row, dict) and _index(row.get("epoch")) and row["epoch"] > 0
+            and all(key in row for key in EPOCH_FIGURES) and all(_number(row[key]) for key in row if key != "epoch")]
 
 
 def weights_path(folder: Path, which: Which) -> Path:
@@ -123,6 +183,11 @@ def read_sidecar(path: Path) -> dict[str, Any]:
     for key in REQUIRED:
         if key not in sidecar:
             raise CheckpointError(f"The sidecar {sidecar_path.name} lacks {key!r}.")
+    wrong = [key for key, fits in _SIDECAR_TYPES.items() if not fits(sidecar[key])]
+    if wrong:
+        raise CheckpointError(f"The sidecar {sidecar_path.name} has {', '.join(map(repr, wrong))} of the wrong type "
+                              "(arch: a name; classes: a list of names; in_channels, input_size: positive whole "
+                              "numbers; mean, std: lists of numbers).")
     return sidecar
 
 
@@ -141,10 +206,10 @@ def load_weights(path: Path, sidecar: dict[str, Any] | None = None) -> dict[str,
     try:
         tensors = load_safetensors(data)
     except (SafetensorError, OSError, ValueError) as error:
-        raise CheckpointError(f"{path.name} is not a readable safetensors file ({error}).") from None
+        raise CheckpointError(f"{path.name} is not a readable safetensors file ({plain(error)}).") from None
     for name, tensor in tensors.items():
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            raise CheckpointError(f"{path.name} holds non-finite weights (NaN or infinity, first in {name}): "
+            raise CheckpointError(f"{path.name} holds non-finite weights (NaN or infinity, first in {quoted(name)}): "
                                   "a model with them cannot classify, so it is not loaded.")
     return tensors
 
@@ -164,18 +229,21 @@ def build(sidecar: dict[str, Any]) -> nn.Module:
 def load(path: Path, expected_arch: str | None = None) -> tuple[nn.Module, dict[str, Any]]:
     """Build the sidecar's architecture and load the checked weights, in eval mode; every problem is a
     CheckpointError saying what."""
-    from core.weights import mismatches
+    from core.weights import bad_values, mismatches
 
     path = Path(path)
     clean_temporary(path.parent, older_than=STALE_AFTER)
     sidecar = read_sidecar(path)
     if expected_arch is not None and sidecar["arch"] != expected_arch:
-        raise CheckpointError(f"This checkpoint is a {sidecar['arch']}, not a {expected_arch}.")
+        raise CheckpointError(f"This checkpoint is a {quoted(sidecar['arch'])}, not a {expected_arch}.")
     model = build(sidecar)
     tensors = load_weights(path, sidecar)
     problems = mismatches(model, tensors, shown=5)
     if problems:
-        raise CheckpointError(f"{path.name} does not fit {sidecar['arch']} ({problems}).")
+        raise CheckpointError(f"{path.name} does not fit {quoted(sidecar['arch'])} ({problems}).")
+    values = bad_values(model, tensors)  # after the cast to the model's types: float64 1e300 is inf in float32
+    if values:
+        raise CheckpointError(f"{path.name} cannot be used: {values}.")
     model.load_state_dict(tensors)
     return model.eval(), sidecar
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from core.errors import ExplorerError
+from core.errors import ExplorerError, quoted, quoted_list
 
 IN_MEMORY = ("digits", "shapes", "mnist", "fashion_mnist", "cifar10")
 
@@ -315,10 +315,10 @@ def image_folder(root: Path, size: int = 224, seed: int = 0, fractions: tuple[fl
                             f"class); found {len(names)}.")
     small = [name for name, images in zip(names, per_class, strict=True) if len(images) < MIN_IMAGES_PER_CLASS]
     if small:
-        problems = f" ({len(rejected)} files failed the check, e.g. {rejected[0][0]}: {rejected[0][1]})" \
+        problems = f" ({len(rejected)} files failed the check, e.g. {quoted(rejected[0][0])}: {rejected[0][1]})" \
             if rejected else ""
         raise ExplorerError(f"Each class needs at least {MIN_IMAGES_PER_CLASS} good images; too few in: "
-                            f"{', '.join(small)}{problems}.")
+                            f"{quoted_list(small)}{problems}.")
     generator = torch.Generator().manual_seed(seed)
     parts: list[list[tuple[Path, int]]] = [[], [], []]
     for label, images in enumerate(per_class):

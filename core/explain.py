@@ -17,7 +17,7 @@ from torch.overrides import TorchFunctionMode
 
 from core import devices
 from core.analysis import tensors_in
-from core.errors import InvalidArgumentError
+from core.errors import InvalidArgumentError, NonFiniteOutputError
 
 
 @dataclass(frozen=True)
@@ -73,6 +73,9 @@ def predict(model: nn.Module, x: torch.Tensor, classes: list[str] | tuple[str, .
     logits = model(x)
     devices.synchronize(device)
     elapsed = (time.perf_counter() - start) * 1000
+    if not bool(torch.isfinite(logits).all()):  # finite weights can still overflow (1e38 in float32): no "nan %"
+        raise NonFiniteOutputError("The model's outputs for this image are not finite numbers (NaN or ±inf): its "
+                                   "weights overflow in its arithmetic, so it cannot classify.")
     probabilities = logits.float().softmax(1)[0].cpu()
     values, indices = probabilities.topk(min(k, len(classes)))
     return Prediction([(classes[i], float(v)) for v, i in zip(values, indices.tolist(), strict=True)],

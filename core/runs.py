@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 
+from core import checkpoints
 from core.errors import ExplorerError
 from core.training import Progress
 
@@ -478,25 +479,28 @@ class RunStore:
             return False
         last = sidecars.get("last") or sidecars["best"]
         best = sidecars.get("best") or last
-        config = dict(last.get("config") or {})
+        config = dict(last["config"]) if isinstance(last.get("config"), dict) else {}
         for key, value in (("arch", last.get("arch", "unknown")), ("dataset", last.get("dataset", "unknown")),
                            ("strategy", last.get("strategy") or ""), ("epochs", last.get("epoch") or 0),
                            ("optimizer", "?"), ("lr", float("nan")), ("batch_size", 0)):
             config.setdefault(key, value)
+        for key in ("arch", "dataset"):  # database columns, and names the pages look up
+            if not isinstance(config[key], str):
+                config[key] = "unknown"
         status = last.get("status") or "stopped"
         if status not in ("completed", "stopped", "failed", "running"):
             status = "stopped"
         # a run whose sidecar still says "running" never ended: stored without a heartbeat, it reads as interrupted
-        history = [row for row in last.get("history") or [] if isinstance(row, dict) and row.get("epoch")]
+        history = checkpoints.sound_history(last.get("history"))  # a sidecar is a file: only well-formed figures
         if not history and isinstance(last.get("metrics"), dict) and last.get("epoch"):
-            history = [{"epoch": last["epoch"], **last["metrics"]}]
+            history = checkpoints.sound_history([{"epoch": last["epoch"], **last["metrics"]}])
         try:
             created = time.mktime(time.strptime(folder.name[:15], "%Y%m%d-%H%M%S"))
         except ValueError:
             created = folder.stat().st_mtime
         best_val = max((row["val_acc"] for row in history if isinstance(row.get("val_acc"), (int, float))),
                        default=None)
-        test = best.get("test") or last.get("test")
+        test = checkpoints.sound_test_figures(best.get("test")) or checkpoints.sound_test_figures(last.get("test"))
         self._execute(
             "INSERT INTO runs (id, created, updated, status, arch, dataset, config, message, best_val_acc, test, "
             "elapsed, queued_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",

@@ -22,9 +22,11 @@ import hashlib
 import http.client
 import json
 import os
+import pickle
 import re
 import shutil
 import tempfile
+import time
 import urllib.error
 import urllib.request
 import zipfile
@@ -39,7 +41,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from core import models
-from core.errors import ExplorerError
+from core.errors import ExplorerError, plain, quoted
 
 XCEPTION_URL = "https://github.com/rwightman/pytorch-image-models/releases/download/v0.1-cadene/xception-43020ad28.pth"
 XCEPTION_MB = 87.4  # 22.86 M float32 parameters and BN statistics (the release page gives no exact size)
@@ -220,7 +222,7 @@ def check_archive(path: Path, max_record_bytes: int = MAX_FILE_BYTES) -> None:
     for record in records:
         if record.file_size > max_record_bytes:
             raise WeightsError(f"{path.name} declares a record of {record.file_size:,} bytes "
-                               f"({record.filename[-60:]}), over the {max_record_bytes:,}-byte cap.")
+                               f"({quoted(record.filename)}), over the {max_record_bytes:,}-byte cap.")
         declared += record.file_size
     if declared > 2 * size + CHUNK_BYTES:
         raise WeightsError(f"{path.name} would inflate from {size:,} to {declared:,} bytes when read: its records "
@@ -238,9 +240,13 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         if path.suffix == ".safetensors":
             return load_file(str(path))
         state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:  # torch's own text advises weights_only=False: never here
+        raise WeightsError(f"{path.name} cannot be read as weights: it holds Python objects other than tensors, "
+                           "which could run code, so it is not unpickled. Save a state dict of plain tensors, or "
+                           f"a .safetensors file ({_unpickler_detail(error)}).") from None
     except Exception as error:  # noqa: BLE001 (junk through torch.load raises anything)
         raise WeightsError(f"{path.name} cannot be read as weights (safetensors, or a .pth of plain tensors): "
-                           f"{type(error).__name__}: {str(error)[:200]}") from None
+                           f"{type(error).__name__}: {plain(error)}") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
@@ -248,17 +254,38 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
+def _unpickler_detail(error: Exception) -> str:
+    """The part of torch's refusal that says what the file holds, without its advice to unpickle anyway."""
+    text = plain(error, limit=2000)
+    detail = text.partition("WeightsUnpickler error:")[2].partition(". ")[0].strip()  # its first sentence: the rest advises
+    return f"torch: {plain(detail, limit=120)}" if detail else "refused by torch's safe loader"
+
+
 def mismatches(model: nn.Module, state: dict[str, torch.Tensor], shown: int = 4) -> str:
-    """What keeps ``state`` from loading into ``model`` (missing/unexpected keys, shapes), or "" if nothing."""
+    """What keeps ``state`` from loading into ``model`` (missing/unexpected keys, shapes), or "" if nothing.
+    At most ``shown`` problems are spelt out, each key name cut to a length (a file's names can be huge)."""
     expected = model.state_dict()
-    problems = [f"missing {k}" for k in expected if k not in state]
-    problems += [f"unexpected {k}" for k in state if k not in expected]
-    problems += [f"{k}: file {tuple(state[k].shape)} vs model {tuple(v.shape)}"
-                 for k, v in expected.items() if k in state and state[k].shape != v.shape]
-    if not problems:
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    shapes = [k for k, v in expected.items() if k in state and state[k].shape != v.shape]
+    count = len(missing) + len(unexpected) + len(shapes)
+    if not count:
         return ""
-    more = f"; and {len(problems) - shown} more" if len(problems) > shown else ""
-    return f"{len(problems)} problems: {'; '.join(problems[:shown])}{more}"
+    problems = [f"missing {quoted(k)}" for k in missing[:shown]]
+    problems += [f"unexpected {quoted(k)}" for k in unexpected[:shown]]
+    problems += [f"{quoted(k)}: file {tuple(state[k].shape)} vs model {tuple(expected[k].shape)}"
+                 for k in shapes[:shown]]
+    more = f"; and {count - shown:,} more" if count > shown else ""
+    return f"{count:,} problem{'s' if count > 1 else ''}: {'; '.join(problems[:shown])}{more}"
+
+
+def _finite_as(tensor: torch.Tensor, dtype: torch.dtype) -> bool:
+    """True if every value of ``tensor`` stays finite once cast to ``dtype`` (the model's): float64 weights of
+    1e300 are finite in the file and infinite in float32. Only the extremes are cast (NaN propagates to them)."""
+    if tensor.numel() == 0:
+        return True
+    low, high = torch.aminmax(tensor.detach())
+    return bool(torch.isfinite(torch.stack([low, high]).to(dtype)).all())
 
 
 def bad_values(model: nn.Module, state: dict[str, torch.Tensor]) -> str:
@@ -272,8 +299,8 @@ def bad_values(model: nn.Module, state: dict[str, torch.Tensor]) -> str:
         if reference.is_floating_point():
             if not tensor.is_floating_point():
                 return f"{key} holds {tensor.dtype} values where floating-point weights belong"
-            if not bool(torch.isfinite(tensor).all()):
-                return f"{key} holds non-finite values (NaN or ±inf)"
+            if not _finite_as(tensor, reference.dtype):
+                return f"{key} holds non-finite values (NaN or ±inf) as {reference.dtype} weights"
         elif tensor.is_floating_point():
             return f"{key} holds {tensor.dtype} values where a count belongs"
     return ""
@@ -283,10 +310,10 @@ def check_fits(model: nn.Module, state: dict[str, torch.Tensor], label: str) -> 
     """Raise WeightsError saying what does not match (names, shapes, types, finite values), if anything."""
     problems = mismatches(model, state)
     if problems:
-        raise WeightsError(f"{label} does not fit this architecture ({problems}).")
+        raise WeightsError(f"{quoted(label)} does not fit this architecture ({problems}).")
     values = bad_values(model, state)
     if values:
-        raise WeightsError(f"{label} cannot be used: {values}.")
+        raise WeightsError(f"{quoted(label)} cannot be used: {values}.")
 
 
 def build_pretrained_shell(name: str) -> nn.Module:
@@ -403,6 +430,29 @@ def _atomic_copy(source: Path, target: Path) -> None:
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
+
+
+STAGING_STALE_AFTER = 3600.0  # seconds: a staged upload this old belongs to no check in progress
+
+
+def staging_folder(root: Path, stale_after: float = STAGING_STALE_AFTER) -> Path:
+    """``root``, made ready to stage uploads that wait for their check (inside the app's state folder, not the
+    system's temporary folder): created if missing, and cleared of what a server that stopped mid-check left
+    there more than ``stale_after`` seconds ago."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    now = time.time()
+    for entry in root.iterdir():
+        try:
+            if now - entry.lstat().st_mtime < stale_after:
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+        except OSError:  # removed meanwhile by another session's clean-up
+            continue
+    return root
 
 
 def install(name: str, supplied: Path, uploaded_as: str | None = None) -> Installed:

@@ -46,7 +46,7 @@ def pick_images(model: classifiers.Classifier, prefix: str, several: bool = Fals
                   if widgets.within_limit(upload, widgets.IMAGE_UPLOAD_MB)]
     elif source == "Camera":
         shot = st.camera_input("Take a photo", key=f"{prefix}-camera")
-        if shot is not None:
+        if shot is not None and widgets.within_limit(shot, widgets.IMAGE_UPLOAD_MB):  # a client can send any size
             inputs = [("camera.jpg", shot.getvalue())]
     else:
         st.caption("Draw one digit, large, with the mouse or a finger; each stroke updates the page.")
@@ -90,7 +90,8 @@ def inspect(model: classifiers.Classifier, name: str, payload: bytes) -> None:
     chart.update_layout(title="Top predictions", xaxis=dict(range=[0, 1], tickformat=".0%"),
                         margin=dict(t=40, l=10), yaxis=dict(type="category"))
     left.plotly_chart(presenter.figure(chart, height=300), width="stretch", key="classify-topk")
-    right.metric("Prediction", prediction.top[0][0], help=f"probability {prediction.top[0][1]:.1%}")
+    right.metric("Prediction", widgets.literal(prediction.top[0][0]),  # a class (folder) name: Markdown renders it
+                 help=f"probability {prediction.top[0][1]:.1%}")
     with st.spinner("Timing the model…"):
         timed = latencies.for_classifier(model.key)
     right.metric("Inference latency", components.milliseconds(timed["median ms"]),

@@ -250,6 +250,11 @@ def uploads_root() -> Path:
     return state_dir() / "uploads"
 
 
+def staging_root() -> Path:
+    """Where uploaded weights wait while they are checked (up to 549 MB each): inside the state folder."""
+    return state_dir() / "staging"
+
+
 def _places() -> list[tuple[Path, str]]:
     """Server folders and the names messages use for them instead (longest first)."""
     places = [(folders_root(), "server folders"), (uploads_root(), "uploads"), (state_dir().resolve(), "state folder"),
@@ -395,7 +400,7 @@ def install_weights(name: str, file_name: str, payload: bytes) -> weights.Instal
     suffix = Path(file_name).suffix.lower()
     if suffix not in WEIGHTS_SUFFIXES:
         raise weights.WeightsError("Weights must be a .safetensors file, or a .pth of plain tensors.")
-    with tempfile.TemporaryDirectory() as folder:
+    with tempfile.TemporaryDirectory(dir=weights.staging_folder(staging_root())) as folder:
         path = Path(folder) / f"upload{suffix}"
         path.write_bytes(payload)
         installed = weights.install(name, path, uploaded_as=Path(file_name).name[:120])

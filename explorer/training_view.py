@@ -115,11 +115,11 @@ def _phase(run: dict[str, Any]) -> tuple[str, bool, bool]:
 
 def _header(run: dict[str, Any]) -> None:
     config = run["config"]
-    st.subheader(f"Run {run['id']}")
-    st.caption(f"{components.display_name(config['arch'])} on "
-               f"{widgets.literal(services.dataset_label(config['dataset']))} · {config['optimizer']} "
-               f"lr {config['lr']} · batch {config['batch_size']} · {config['epochs']} epochs · "
-               f"{run.get('device') or 'device pending'}")
+    literal = widgets.literal  # a rebuilt run's fields come from sidecars on disk, which anyone with the folder edits
+    st.subheader(f"Run {literal(run['id'])}")
+    st.caption(f"{components.display_name(config['arch'])} on {literal(services.dataset_label(config['dataset']))} · "
+               f"{literal(config['optimizer'])} lr {literal(config['lr'])} · batch {literal(config['batch_size'])} · "
+               f"{literal(config['epochs'])} epochs · {literal(run.get('device') or 'device pending')}")
 
 
 def _live_image(run: dict[str, Any]) -> str | None:
@@ -220,7 +220,7 @@ def _test_figures(run: dict[str, Any]) -> None:
     if test.get("checkpoint"):
         where = f"epoch {test.get('epoch')}, step {test.get('step')}"
         kept = "saved, downloadable below" if test.get("saved") else "not saved"
-        st.caption(f"Test figures of the {test['checkpoint']} checkpoint ({where}; {kept}).")
+        st.caption(widgets.literal(f"Test figures of the {test['checkpoint']} checkpoint ({where}; {kept})."))
     classes = test["classes"]
     left, right = st.columns(2)
     left.plotly_chart(components.confusion_heatmap(test, "Confusion matrix (test set)"), width="stretch",
@@ -262,7 +262,8 @@ def _actions(run: dict[str, Any]) -> None:
         else:
             st.rerun()
     with right.popover("Delete", icon=":material/delete:"):
-        st.markdown(f"Delete run `{run_id}`, its curves and its checkpoint files? This cannot be undone.")
+        st.markdown(f"Delete run {widgets.literal(run_id)}, its curves and its checkpoint files? This cannot be "
+                    "undone.")
         if st.button("Delete this run", key=f"delete-{run_id}", type="primary"):
             try:
                 services.delete_run(run_id)
@@ -321,7 +322,7 @@ def history() -> None:
         for run_id in chosen:
             epochs = store.metrics(run_id, "epoch")
             figure.add_trace(go.Scatter(x=[e["epoch"] for e in epochs], y=[e["val_acc"] for e in epochs],
-                                        name=run_id, mode="lines+markers"))
+                                        name=widgets.chart_literal(run_id), mode="lines+markers"))
         figure.update_layout(xaxis_title="epoch", yaxis_title="validation accuracy", height=340, margin=dict(t=20))
         st.plotly_chart(figure, width="stretch", key="overlay-chart")
     st.selectbox("Open a run", [None, *[r["id"] for r in runs]], key="open-run", on_change=_open_run,

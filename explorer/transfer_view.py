@@ -8,6 +8,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core import data
+from core.errors import quoted
 from explorer import components, services, widgets
 
 PREVIEW = 8
@@ -71,7 +72,8 @@ def race(group: str) -> None:
     epoch; it can be stopped as one. Polls the store while any of its runs is queued or running."""
     runs = widgets.attempt(services.group_runs, group)
     if not runs:
-        st.warning(f"The link names a strategy race {group!r} that is not in this app's run store.")
+        st.warning(f"The link names a strategy race {widgets.literal(quoted(group))} that is not in this app's run "
+                   "store.")
         return
     active = any(run["status"] in services.RUN_ACTIVE for run in runs)
 
@@ -80,7 +82,7 @@ def race(group: str) -> None:
         runs = widgets.attempt(services.group_runs, group) or []
         running = [run for run in runs if run["status"] in services.RUN_ACTIVE]
         st.subheader("Strategy race")
-        st.caption(f"Race {group}: {len(runs)} runs, {len(running)} still queued or running.")
+        st.caption(f"Race {widgets.literal(group)}: {len(runs)} runs, {len(running)} still queued or running.")
         if running and st.button("Stop the race", key=f"stop-{group}", icon=":material/stop_circle:"):
             widgets.attempt(services.stop_group, group)
             st.toast("Stopping every run of the race after its current batch; queued ones are cancelled.")
@@ -91,7 +93,7 @@ def race(group: str) -> None:
             epochs = store.metrics(run["id"], "epoch")
             name = run["config"]["strategy"]
             figure.add_trace(go.Scatter(x=[e["epoch"] for e in epochs], y=[e["val_acc"] for e in epochs],
-                                        name=name, mode="lines+markers"))
+                                        name=widgets.chart_literal(name), mode="lines+markers"))
             per_epoch = (epochs[-1]["elapsed"] / len(epochs)) if epochs else None
             rows.append({"strategy": name, "status": run["status"], "epochs": len(epochs),
                          "best val acc": run["best_val_acc"], "test acc": (run["test"] or {}).get("accuracy"),
@@ -106,7 +108,8 @@ def race(group: str) -> None:
         if finished:
             columns = st.columns(len(finished))
             for column, run in zip(columns, finished, strict=True):
-                heatmap = components.confusion_heatmap(run["test"], run["config"]["strategy"], 300, scale=False)
+                heatmap = components.confusion_heatmap(run["test"], widgets.chart_literal(run["config"]["strategy"]),
+                                                       300, scale=False)
                 column.plotly_chart(heatmap, width="stretch", key=f"race-confusion-{run['id']}")
         if active and not running:
             st.rerun()

@@ -15,7 +15,7 @@ from typing import TypeVar
 
 import streamlit as st
 
-from core.errors import ExplorerError
+from core.errors import ExplorerError, quoted
 from explorer import services
 
 MODEL_PARAM = "model"
@@ -215,7 +215,7 @@ def url_run() -> str | None:
         services.run_store().run(run_id)
         return run_id
     except ExplorerError:
-        st.warning(f"The link names run {literal(repr(run_id))}, which is not in this app's run store.")
+        st.warning(f"The link names run {literal(quoted(run_id))}, which is not in this app's run store.")
         return None
 
 
@@ -232,7 +232,7 @@ def within_limit(upload: object, limit_mb: int) -> bool:
     try:
         services.check_upload_size(int(getattr(upload, "size", 0)), limit_mb)
     except ExplorerError as error:
-        st.error(literal(f"{getattr(upload, 'name', 'The file')}: {error}"), icon=":material/error:")
+        st.error(literal(f"{quoted(getattr(upload, 'name', 'the file'))}: {error}"), icon=":material/error:")
         return False
     return True
 
@@ -246,7 +246,7 @@ def zip_dataset(upload: object) -> str | None:
     if extracted is None:
         return None
     if extracted.skipped:
-        st.caption(f"{literal(getattr(upload, 'name', 'zip'))}: {extracted.skipped} hidden, __MACOSX or non-image "
+        st.caption(f"{literal(quoted(getattr(upload, 'name', 'zip')))}: {extracted.skipped} hidden, __MACOSX or non-image "
                    "files were skipped.")
     return extracted.dataset
 

@@ -103,7 +103,7 @@ def test_bad_members_are_extracted_then_left_out_and_listed_by_the_scan(tmp_path
 def test_a_class_left_with_too_few_good_images_says_why(tmp_path: Path) -> None:
     members = {**hostile.good_members(), "dog/1.png": b"not a picture"}
     extracted = archives.extract_zip(io.BytesIO(hostile.make_zip(members)), tmp_path / "out")
-    with pytest.raises(data.ExplorerError, match="too few in: dog.*dog/1.png"):
+    with pytest.raises(data.ExplorerError, match="too few in: 'dog'.*'dog/1.png'"):
         data.image_folder(extracted.root)
 
 
@@ -166,3 +166,33 @@ def test_images_in_a_zip_use_the_one_pixel_limit(tmp_path: Path) -> None:
     extracted = archives.extract_zip(io.BytesIO(payload), tmp_path / "out")
     loaded = data.image_folder(extracted.root, size=16)
     assert len(loaded.rejected) == 3 and all(f"{imaging.MAX_PIXELS:,}" in why for _, why in loaded.rejected)
+
+
+# What issue 18's hostile inputs found ------------------------------------------------------------------------------
+
+
+def test_a_zip_declaring_far_more_than_its_size_is_refused_before_writing(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every member under the per-member ratio, the total under 1 GiB, yet 20+ times the zip: a 6.7 MB zip wrote
+    1 GiB before the scan refused it. Now the declared total is weighed against the zip's size first."""
+    members = {f"{label}/{i}.bmp": bytes(range(256)) * 4096 + os.urandom(8192) for label in ("cat", "dog")
+               for i in range(40)}  # 1 MiB each, compressing about 75-fold: 80 MiB in about 1 MiB
+    payload = make_zip(members).getvalue()
+    assert len(payload) < (2 << 20)
+    written: list[str] = []
+    monkeypatch.setattr(archives, "_copy_bounded", lambda _archive, info, _to: written.append(info.filename))
+    with pytest.raises(archives.ArchiveError, match="times its size.*zip bomb.*Nothing was written"):
+        archives.extract_zip(io.BytesIO(payload), tmp_path / "out")
+    assert written == [] and list(tmp_path.iterdir()) == []
+    archives.extract_zip(io.BytesIO(payload), tmp_path / "generous", max_total_ratio=1000)  # the bound, not the zip
+    assert len(written) == 80
+
+
+def test_a_one_class_zip_says_it_found_one_class(tmp_path: Path) -> None:
+    """It said "found 0": its single class folder was taken for a wrapper and descended into."""
+    members = {f"cat/{i}.png": png("red") for i in range(4)}
+    wrapped = {f"photos/{name}": payload for name, payload in members.items()}
+    for name, zipped in (("plain", make_zip(members)), ("wrapped", make_zip(wrapped))):
+        extracted = archives.extract_zip(zipped, tmp_path / name)
+        with pytest.raises(data.ExplorerError, match="at least two class folders.*found 1"):
+            data.image_folder(extracted.root)

@@ -74,7 +74,7 @@ def test_corrupt_or_mismatched_checkpoints_are_refused_clearly(tmp_path: Path) -
     with pytest.raises(checkpoints.CheckpointError, match="not a readable safetensors"):
         checkpoints.load(path)
     checkpoints.save(models.build("lenet5"), path, _sidecar(arch="resnet18", channels=3))
-    with pytest.raises(checkpoints.CheckpointError, match="does not fit resnet18"):
+    with pytest.raises(checkpoints.CheckpointError, match="does not fit .resnet18."):
         checkpoints.load(path)
     checkpoints.save(models.build("lenet5"), path, _sidecar())
     with pytest.raises(checkpoints.CheckpointError, match="not a vgg16"):
@@ -84,6 +84,28 @@ def test_corrupt_or_mismatched_checkpoints_are_refused_clearly(tmp_path: Path) -
         checkpoints.load(path)
     path.with_suffix(".json").unlink()
     with pytest.raises(checkpoints.CheckpointError, match="No sidecar"):
+        checkpoints.load(path)
+
+
+@pytest.mark.parametrize(("field", "value"), [("classes", 5), ("classes", [1, 2]), ("classes", []),
+                                            ("classes", "cat"), ("arch", 5), ("in_channels", "1"),
+                                            ("input_size", True), ("mean", 0.1), ("std", ["x"])])
+def test_a_sidecar_field_of_the_wrong_type_is_a_checkpoint_error(tmp_path: Path, field: str, value: object) -> None:
+    """Issue 18: ``"classes": 5`` raised an uncaught TypeError (a generic error box on Classify)."""
+    path = tmp_path / "best.safetensors"
+    checkpoints.save(models.build("lenet5"), path, {**_sidecar(), field: value})
+    with pytest.raises(checkpoints.CheckpointError, match=f"has '{field}' of the wrong type"):
+        checkpoints.load(path)
+
+
+def test_float64_weights_that_overflow_float32_are_refused(tmp_path: Path) -> None:
+    """Issue 18: finite in the file's float64, infinite once cast to the model's float32."""
+    state = {name: tensor.double() for name, tensor in models.build("lenet5").state_dict().items()}
+    next(iter(state.values()))[0] = 1e300
+    path = tmp_path / "best.safetensors"
+    checkpoints.save(state, path, _sidecar())
+    checkpoints.load_weights(path)  # the file's own values are finite
+    with pytest.raises(checkpoints.CheckpointError, match="non-finite values .* as torch.float32"):
         checkpoints.load(path)
 
 
@@ -180,3 +202,18 @@ def test_a_run_that_diverges_later_keeps_its_last_good_checkpoints(tmp_path: Pat
     checkpoints.load(folder / "last.safetensors")  # saved before the poison: finite, and its hash holds
     shown = store.run(run_id)["test"]
     assert shown["checkpoint"] == "best" and shown["accuracy"] == _test_accuracy_of(folder / "best.safetensors")
+
+
+GOOD_TEST = {"accuracy": 0.5, "loss": 1.0, "confusion": [[1, 0], [1, 0]], "classes": ["a", "b"],
+             "per_class": [{"precision": 0.5, "recall": 1.0, "f1": 0.67, "support": 1}] * 2,
+             "misclassified": [3], "predicted": [0], "checkpoint": "best", "epoch": 1, "step": 4, "saved": True}
+
+
+@pytest.mark.parametrize("spoil", [
+    {"accuracy": "x"}, {"loss": None}, {"classes": 3}, {"classes": ["a", 2]}, {"confusion": [[1, 0]]},
+    {"confusion": [[1, 0], [1, "0"]]}, {"per_class": [{}]}, {"misclassified": [-1]}, {"predicted": [2]},
+    {"predicted": [0, 1]}], ids=str)
+def test_test_figures_of_the_wrong_shape_are_left_out(spoil: dict) -> None:
+    """A rebuilt run's figures come from a sidecar anyone with the folder can edit: the pages read only sound ones."""
+    assert checkpoints.sound_test_figures(GOOD_TEST) == GOOD_TEST
+    assert checkpoints.sound_test_figures({**GOOD_TEST, **spoil}) is None

@@ -50,7 +50,7 @@ def test_bad_image_folders_say_what_is_wrong(tmp_path) -> None:
     with pytest.raises(ValueError, match="at least two class folders"):
         data.image_folder(tmp_path)
     make_image_folder(tmp_path / "few", per_class=2)
-    with pytest.raises(ValueError, match="too few in: circle, square"):
+    with pytest.raises(ValueError, match="too few in: 'circle', 'square'"):
         data.image_folder(tmp_path / "few")
 
 

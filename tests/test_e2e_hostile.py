@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from core.errors import quoted
 from tests import hostile
 from tests.browser import App, open_page, rerun, wait_until_idle
 from tests.conftest import wait_until
@@ -30,15 +31,18 @@ def no_injection(page: Page) -> None:
     assert "Traceback" not in page.inner_text("body")
 
 
-def test_markdown_in_a_url_parameter_stays_text(page: Page, app_url: str) -> None:
+@pytest.mark.parametrize(("path", "parameter"), [("architectures", "model"), ("transfer", "group")])
+def test_markdown_in_a_url_parameter_stays_text(page: Page, app_url: str, path: str, parameter: str) -> None:
+    """Transfer's ``?group=`` was a reflected link and an external image (issue 18)."""
     from urllib.parse import quote
 
-    open_page(page, f"{app_url}/architectures?model={quote(hostile.MARKDOWN)}")
+    open_page(page, f"{app_url}/{path}?{parameter}={quote(hostile.MARKDOWN)}")
     no_injection(page)
-    shown = page.inner_text('[data-testid="stAlert"]').replace("\u2060", "")
-    assert hostile.MARKDOWN in shown, shown  # every character as typed: no link, emoji, icon, colour or LaTeX
+    shown = page.locator('[data-testid="stAlert"]').filter(has_text="Click here").inner_text().replace("\u2060", "")
+    # every character as typed (no link, emoji, icon, colour or LaTeX), in the message's cut-down quotation
+    assert quoted(hostile.MARKDOWN) in shown, shown
     SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / "url-parameter.png"))
+    page.screenshot(path=str(SHOTS / f"url-parameter-{parameter}.png"))
 
 
 def test_a_bad_zip_then_a_good_one_with_markdown_class_names_trains(page: Page, app: App, tmp_path) -> None:
@@ -73,3 +77,9 @@ def test_a_bad_zip_then_a_good_one_with_markdown_class_names_trains(page: Page, 
                "the fine-tuning run to be completed in the store")
     no_injection(page)
     page.screenshot(path=str(SHOTS / "trained.png"), full_page=True)
+    open_page(page, f"{app.url}/classify")  # it opens on the only finished run, with a sample photo
+    value = page.locator('[data-testid="stMetricValue"]').first
+    expect(value).to_be_visible(timeout=120_000)
+    no_injection(page)  # issue 18: the Prediction metric rendered a class name as Markdown, a live link
+    assert value.inner_text().replace("\u2060", "") in CLASS_NAMES, value.inner_text()
+    page.screenshot(path=str(SHOTS / "classify-markdown-class.png"), full_page=True)

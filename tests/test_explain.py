@@ -192,3 +192,16 @@ def test_the_default_grad_cam_layer_keeps_a_spatial_map() -> None:
     lenet = models.build("lenet5").eval()
     assert explain.default_cam_layer(lenet, torch.zeros(1, 1, 28, 28)) == "features.3"  # conv3 is 1×1
     assert explain.default_cam_layer(Planted(), torch.zeros(1, 1, 8, 8)) == "conv"
+
+
+def test_a_model_whose_outputs_are_not_finite_cannot_classify() -> None:
+    """Issue 18 showed a prediction of "nan %": finite float32 weights (1e38) still overflow in the forward pass."""
+    from core.errors import NonFiniteOutputError
+
+    model = nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, 10)).eval()
+    x, classes = torch.ones(1, 1, 28, 28), [str(i) for i in range(10)]
+    assert explain.predict(model, x, classes).top[0][1] > 0
+    with torch.no_grad():
+        model[1].weight.fill_(1e38)  # finite; 784 of them summed are not
+    with pytest.raises(NonFiniteOutputError, match="not finite"):
+        explain.predict(model, x, classes)

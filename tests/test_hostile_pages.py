@@ -4,6 +4,7 @@ errors; each followed by a good input in the same session."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import threading
@@ -42,8 +43,8 @@ def healthy(at: AppTest) -> None:
     links = [t for t in texts if re.search(r"://example|www\.example|\w@example|:(smile|red|material)", t.replace("\\", ""))]
     assert not links, links
     for chart in at.get("plotly_chart"):
-        spec = chart.proto.spec
-        assert "<img" not in spec and "<b>" not in spec, "HTML reached a chart label"
+        spec = json.dumps(json.loads(chart.proto.spec), ensure_ascii=False)  # Plotly's JSON writes "<" as \\u003c
+        assert not [raw for raw in ("<img", "<b>html", "<b>bold") if raw in spec], "a hostile name's HTML reached a chart"
 
 
 def _nodes(node) -> Iterator:
@@ -54,7 +55,9 @@ def _nodes(node) -> Iterator:
 
 
 def _strings(proto: Message) -> Iterator[str]:
-    plain = ("body",) if type(proto).__name__ == "Metric" else ()  # a metric's value is plain text, its label Markdown
+    """Every Markdown-rendered string of an element: a metric's value and label too (issue 18: a class name as
+    Classify's "Prediction" value was a live link), and a radio's options."""
+    fields = MARKDOWN_FIELDS + (("options",) if type(proto).__name__ == "Radio" else ())
     for field, value in proto.ListFields():
         if field.type not in (field.TYPE_MESSAGE, field.TYPE_STRING):
             continue
@@ -62,7 +65,7 @@ def _strings(proto: Message) -> Iterator[str]:
         if field.type == field.TYPE_MESSAGE:
             for item in items:
                 yield from _strings(item)
-        elif field.type == field.TYPE_STRING and field.name in MARKDOWN_FIELDS and field.name not in plain:
+        elif field.type == field.TYPE_STRING and field.name in fields:
             yield from items
 
 
@@ -135,6 +138,27 @@ def test_an_upload_over_the_uploaders_limit_is_refused_by_the_server(digits_run:
     upload_good_image(at)
 
 
+def test_a_camera_shot_over_the_image_limit_is_refused(digits_run: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 18: the camera input skipped the upload size check (a client can send a shot of any size)."""
+    import streamlit
+
+    from explorer import widgets
+
+    class Shot:  # what st.camera_input returns, as large as a client may make it
+        name = "camera.jpg"
+        size = widgets.IMAGE_UPLOAD_MB * 2**20 + 1
+
+        def getvalue(self) -> bytes:
+            return b"\0" * self.size
+
+    monkeypatch.setattr(streamlit, "camera_input", lambda *_args, **_kwargs: Shot())
+    at = classify_upload(digits_run)
+    at.radio(key="classify-source").set_value("Camera").run()
+    healthy(at)
+    assert f"this upload takes at most {widgets.IMAGE_UPLOAD_MB} MiB" in errors(at)
+    assert "Prediction" not in {m.label for m in at.metric}
+
+
 def test_a_markdown_file_name_is_shown_literally(digits_run: str) -> None:
     at = classify_upload(digits_run)
     good = hostile.encode(hostile.gradient("L", (120, 120)))
@@ -152,10 +176,51 @@ def test_a_markdown_file_name_is_shown_literally(digits_run: str) -> None:
 # Text is text: URL parameters --------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("page", "parameter"), [("architectures", "model"), ("training", "run"), ("transfer", "run"),
-                                                 ("compare", "model"), ("classify", "model")])
-def test_markdown_in_url_parameters_is_shown_literally(page: str, parameter: str) -> None:
+@pytest.mark.parametrize(("page", "parameter", "quoted"), [
+    ("architectures", "model", True), ("training", "run", True), ("transfer", "run", True), ("transfer", "group", True),
+    ("compare", "model", False), ("classify", "model", False)])
+def test_markdown_in_url_parameters_is_shown_literally(page: str, parameter: str, quoted: bool) -> None:
     at = open_page(page, **{parameter: hostile.MARKDOWN})
+    healthy(at)
+    shown = [text for text in markdown_texts(at) if "Click here" in text]
+    assert bool(shown) == quoted, shown  # where the page quotes the value, it is there, escaped (healthy)
+
+
+# Every URL parameter the app reads: the links' own (widgets.*_PARAM, presenter.PARAM) and every widget bound to the
+# URL (its key). test_every_url_parameter_is_listed keeps the list complete.
+URL_PARAMETERS = ("model", "run", "group", "present", "tab", "inside-model", "inside-stage",
+                  *(f"{prefix}-{name}" for prefix in ("classify", "inside") for name in ("source", "sample")),
+                  "classify-map-layer", "classify-cam-layer", "classify-cam-colours", "classify-cam-opacity",
+                  *(f"open-{name}" for name in ("resnet50", "inception_v3", "xception", "vgg16")))
+PAGES = ("home", "architectures", "compare", "classify", "inside", "training", "transfer")
+
+
+def test_every_url_parameter_is_listed() -> None:
+    """A new parameter (a ``*PARAM`` constant, a widget with ``bind="query-params"``) must join URL_PARAMETERS."""
+    root = Path(__file__).resolve().parents[1]
+    found: set[str] = set()
+    for path in [*root.glob("explorer/*.py"), *root.glob("pages/*.py")]:
+        source = path.read_text()
+        found.update(re.findall(r'^\w*PARAM = "([^"]+)"', source, flags=re.MULTILINE))
+        for binding in re.finditer(r'bind="query-params"', source):
+            keys = re.findall(r'key=f?"([^"]+)"', source[max(0, binding.start() - 400):binding.start()])
+            assert keys, f"{path.name}: a widget bound to the URL without a key near it"
+            found.add(keys[-1])
+    assert len(found) >= 12, found
+    for parameter in found:
+        pattern = re.sub(r"\\\{[^}]*\\\}", ".+", re.escape(parameter))  # {prefix}, {name}: any value
+        assert any(re.fullmatch(pattern, listed) for listed in URL_PARAMETERS), parameter
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_markdown_in_every_url_parameter_of_every_page_is_shown_literally(page: str, digits_run: str) -> None:
+    """Issue 18: Transfer's ``?group=`` was shown as Markdown (a link, an external image). Every parameter at once,
+    then a run that takes the page past its first choice (a model that exists, the run that exists)."""
+    at = open_page(page, **dict.fromkeys(URL_PARAMETERS, hostile.MARKDOWN))
+    healthy(at)
+    at.query_params["run"] = digits_run
+    at.query_params["inside-model"] = f"run:{digits_run}"
+    at.run()
     healthy(at)
 
 
@@ -202,10 +267,12 @@ def test_bad_files_in_a_zip_are_listed_in_the_health_panel() -> None:
 
 
 def test_markdown_folder_names_stay_literal_through_training_and_classify() -> None:
+    """Class names and the wrapping folder's name (in the data set's label) through the health panel, the run's
+    pages and Classify's "Prediction" metric (issue 18: a live link on every session that classified with it)."""
     from explorer import services
 
-    names = ("[Click here](https:example.com)", "**b** <img src=x onerror=alert(1)>")
-    members = hostile.good_members(per_class=4, names=names)
+    names = ("[Click here](https:example.com)", "**b** <img src=x onerror=alert(1)> www.example.com :red[x]")
+    members = hostile.good_members(prefix="[Click here](https:example.com) :red[x]/", per_class=4, names=names)
     at = open_zip_upload()
     at.file_uploader(key="transfer-zip").upload(f"{hostile.MARKDOWN}.zip", hostile.make_zip(members),
                                                 "application/zip").run()
@@ -221,6 +288,75 @@ def test_markdown_folder_names_stay_literal_through_training_and_classify() -> N
     classify = open_page("classify")
     classify.selectbox(key="classify-model").set_value(f"run:{run_id}").run()
     healthy(classify)
+    predicted = next(m.proto.body for m in classify.metric if m.label == "Prediction")
+    assert "\\[Click here\\]" in predicted or "\\*\\*b\\*\\*" in predicted, predicted  # escaped, so literal
+
+
+def test_stored_names_of_a_rebuilt_run_stay_literal() -> None:
+    """A run rebuilt from the sidecars on disk (anyone with the folder can edit them): its id, data set, recipe and
+    class names reach the Training page and Classify's "Prediction" metric as text, never as Markdown."""
+    from core import checkpoints, models
+    from explorer import services
+
+    link = "[Click here](https:example.com) www.example.com :red[x]"
+    run_id = f"20261204-000000-{link} <b>bold"  # a folder name: anything but a slash
+    recipe = {"arch": "lenet5", "dataset": link, "optimizer": link, "lr": link, "batch_size": link, "epochs": link}
+    sidecar = {"arch": "lenet5", "classes": [f"{link} {digit}" for digit in range(10)], "in_channels": 1,
+               "input_size": 28, "mean": [0.1], "std": [0.3], "dataset": link, "status": "completed", "epoch": 1,
+               "config": recipe}
+    folder = services.run_store().checkpoint_dir(run_id)
+    checkpoints.save(models.build("lenet5"), checkpoints.weights_path(folder, "best"), sidecar)
+    assert services.rebuild_store() >= 1
+    training = open_page("training", run=run_id)
+    assert sum("Click here" in text for text in markdown_texts(training)) >= 3  # the id, the data set, the recipe
+    training.multiselect(key="overlay").set_value([run_id]).run()  # its id names a curve: Plotly renders HTML
+    healthy(training)
+    assert training.get("plotly_chart")
+    classify = open_page("classify")
+    classify.selectbox(key="classify-model").set_value(f"run:{run_id}").run()
+    healthy(classify)
+    predicted = next(m.proto.body for m in classify.metric if m.label == "Prediction")
+    assert predicted.startswith("\\[Click here\\]"), predicted
+
+
+def test_a_sidecar_with_classes_of_the_wrong_type_gets_its_message_on_classify() -> None:
+    """Issue 18: ``"classes": 5`` raised an uncaught TypeError, a generic error box; now a message that says what."""
+    from core import checkpoints, models
+    from explorer import services
+
+    run_id = "20261204-000001-classes-five"
+    sidecar = {"arch": "lenet5", "classes": 5, "in_channels": 1, "input_size": 28, "mean": [0.1], "std": [0.3],
+               "status": "completed", "epoch": 1}
+    folder = services.run_store().checkpoint_dir(run_id)
+    checkpoints.save(models.build("lenet5"), checkpoints.weights_path(folder, "best"), sidecar)
+    assert services.rebuild_store() >= 1
+    at = open_page("classify")
+    at.selectbox(key="classify-model").set_value(f"run:{run_id}").run()
+    healthy(at)
+    assert "has 'classes' of the wrong type" in errors(at), errors(at)
+
+
+def test_a_rebuilt_run_with_malformed_figures_shows_what_is_well_formed() -> None:
+    """Test figures, history and recipe of the wrong shape in a sidecar (``"accuracy": "x"`` made the Training page
+    a generic error box, and Classify's choice of the best run compare a string with numbers): left out at rebuild."""
+    from core import checkpoints, models
+    from explorer import services
+
+    run_id = "20261204-000003-malformed"
+    sidecar = {"arch": "lenet5", "classes": [str(digit) for digit in range(10)], "in_channels": 1, "input_size": 28,
+               "mean": [0.1], "std": [0.3], "status": "completed", "epoch": 2, "config": ["not", "a", "dict"],
+               "history": [{"epoch": 1, "train_loss": 1.0, "train_acc": 0.4, "val_loss": 1.1, "val_acc": 0.5,
+                            "elapsed": 1.0}, {"epoch": "2", "val_acc": "x"}, {"epoch": 2, "val_acc": 0.9}, 7],
+               "test": {"accuracy": "x", "loss": [], "classes": 3, "confusion": "no"}}
+    folder = services.run_store().checkpoint_dir(run_id)
+    checkpoints.save(models.build("lenet5"), checkpoints.weights_path(folder, "best"), sidecar)
+    assert services.rebuild_store() >= 1
+    stored = services.run_store().run(run_id)
+    assert stored["test"] is None and stored["best_val_acc"] == 0.5
+    assert [row["epoch"] for row in services.run_store().metrics(run_id, "epoch")] == [1]
+    training = open_page("training", run=run_id)
+    assert not training.error, errors(training)
+    classify = open_page("classify")
     assert "Prediction" in {m.label for m in classify.metric}
 
 

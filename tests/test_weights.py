@@ -10,6 +10,7 @@ import os
 import pickle
 import socket
 import threading
+import time
 import zipfile
 from pathlib import Path
 
@@ -300,3 +301,75 @@ def test_a_supplied_pth_that_differs_keeps_its_own_name(tmp_path: Path, torch_ho
     assert installed.provenance == f"supplied by upload, SHA-256 {weights.sha256_of(path)[:16]}…"
     assert installed.uploaded_as == "resnet18-f37072fd.pth"
     assert weights.installed("resnet18") == installed
+
+
+# What issue 18's hostile inputs found ------------------------------------------------------------------------------
+
+
+def test_float64_weights_that_overflow_float32_are_refused(tmp_path: Path, torch_home: Path, resnet18_state) -> None:
+    """1e300 is finite in float64 and infinite in the model's float32: checked after the cast, never installed."""
+    state = {key: value.double() if value.is_floating_point() else value for key, value in resnet18_state.items()}
+    state["fc.weight"] = state["fc.weight"].clone()
+    state["fc.weight"][0, 0] = 1e300
+    path = tmp_path / "float64.pth"
+    path.write_bytes(_saved(state))
+    with pytest.raises(weights.WeightsError, match="non-finite values .* as torch.float32"):
+        weights.install("resnet18", path)
+    assert _leftovers(torch_home) == [] and not weights.is_cached("resnet18")
+
+
+def test_huge_key_names_make_a_short_message(tmp_path: Path, torch_home: Path, resnet18_state) -> None:
+    """A key name of megabytes (250 MB in the issue) went whole into the message: at most a few names, each cut."""
+    state = dict(resnet18_state)
+    state.update({f"{i}" + "k" * (1 << 20): torch.zeros(1) for i in range(8)})  # eight 1 MiB names
+    path = tmp_path / "long-names.safetensors"
+    save_file(state, str(path))
+    with pytest.raises(weights.WeightsError, match="does not fit") as caught:
+        weights.install("resnet18", path, uploaded_as="x" * 100_000 + ".safetensors")
+    message = str(caught.value)
+    assert len(message) < 1000, len(message)
+    assert "8 problems" in message and "and 4 more" in message
+
+
+def test_torchs_refusal_reaches_no_escape_codes_and_no_advice_to_unpickle(tmp_path: Path) -> None:
+    path = tmp_path / "objects.pth"
+    torch.save({"fc.weight": torch.zeros(2), "extra": _Plain()}, path)
+    with pytest.raises(weights.WeightsError, match="not unpickled") as caught:
+        weights.read_state_dict(path)
+    message = str(caught.value)
+    assert "\x1b" not in message and "weights_only" not in message and "add_safe_globals" not in message
+    assert "_Plain" in message  # what torch refused is still named
+
+
+class _Plain:
+    """A harmless object: torch's safe loader refuses it all the same."""
+
+
+def test_uploaded_weights_are_staged_in_the_state_folder(tmp_path: Path, torch_home: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not in the system temp folder (up to 549 MB, left there if the server died mid-check); old leftovers go."""
+    from core.runs import state_dir
+    from explorer import services
+
+    staging = services.staging_root()
+    assert staging.is_relative_to(state_dir())
+    staging.mkdir(parents=True, exist_ok=True)
+    stale, fresh = staging / "tmp-stale", staging / "tmp-fresh"
+    for folder in (stale, fresh):
+        folder.mkdir(exist_ok=True)
+        (folder / "upload.pth").write_bytes(b"left by a server that stopped")
+    two_hours_ago = time.time() - 7200
+    os.utime(stale, (two_hours_ago, two_hours_ago))
+    seen: list[Path] = []
+
+    def install(name: str, supplied: Path, uploaded_as: str | None = None) -> weights.Installed:
+        seen.append(supplied)
+        assert supplied.read_bytes() == b"weights"
+        raise weights.WeightsError("checked")
+
+    monkeypatch.setattr(weights, "install", install)
+    with pytest.raises(weights.WeightsError, match="checked"):
+        services.install_weights("resnet18", "mine.pth", b"weights")
+    assert seen and seen[0].is_relative_to(staging)
+    assert not seen[0].exists()  # removed after the check, whatever its outcome
+    assert not stale.exists() and fresh.exists()

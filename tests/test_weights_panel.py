@@ -96,6 +96,36 @@ def test_an_uploaded_file_is_checked_and_shown_as_supplied(fresh_cache: Path, tm
     assert not (fresh_cache / "resnet18-f37072fd.pth").exists()
 
 
+class _Plain:
+    """A harmless object: torch's safe loader refuses it, with escape codes and advice in its message."""
+
+
+def test_hostile_weights_uploads_get_short_plain_messages_and_install_nothing(fresh_cache: Path,
+                                                                             tmp_path: Path) -> None:
+    """Issue 18: float64 weights of 1e300 (inf once in float32) installed; a megabyte key name made a message over
+    Streamlit's limit; torch's escape codes and its advice to pass weights_only=False reached the page."""
+    state = torchvision.models.resnet18(weights=None).state_dict()
+    wide = {key: value.double() if value.is_floating_point() else value for key, value in state.items()}
+    wide["fc.bias"] = torch.full_like(wide["fc.bias"], 1e300)
+    named = {**state, **{f"{i}" + "k" * (1 << 20): torch.zeros(1) for i in range(6)}}
+    cases = {"wide.safetensors": (wide, "non-finite values"), "named.safetensors": (named, "and 2 more"),
+             "objects.pth": ({"fc.weight": torch.zeros(2), "x": _Plain()}, "not unpickled")}
+    at = open_page("transfer")
+    for name, (content, words) in cases.items():
+        path = tmp_path / name
+        if name.endswith(".pth"):
+            torch.save(content, path)
+        else:
+            save_file(content, str(path))
+        at.file_uploader(key="transfer-weights-upload-resnet18").upload(
+            name, path.read_bytes(), "application/octet-stream").run()
+        assert not at.exception, [e.value for e in at.exception]
+        shown = [e.value.replace("\\", "") for e in at.error]
+        assert any(words in text for text in shown), (name, shown)
+        assert all(len(text) < 1500 and "\x1b" not in text and "weights_only" not in text for text in shown), shown
+        assert weights.installed("resnet18") is None
+
+
 def test_the_weights_uploader_takes_full_size_files() -> None:
     import tomllib
 
