@@ -158,7 +158,7 @@ def follow_url(param: str, state_key: str, read: Callable[[], object]) -> None:
 def url_choice(key: str, options: Sequence[str], default: str, draw: Callable[[], T]) -> T:
     """Draw (``draw()``, returned) a widget keyed ``key`` whose value is one of ``options``, kept in the URL parameter of
     the same name: a link opens it, and each change is a browser history entry that Back and Forward step
-    through (Streamlit's own ``bind="query-params"`` replaces the entry instead). The default is left out of
+    through (a widget bound to the URL by Streamlit itself replaces the entry instead). The default is left out of
     the URL."""
 
     def requested() -> str:

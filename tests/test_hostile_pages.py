@@ -196,12 +196,14 @@ PAGES = ("home", "architectures", "compare", "classify", "inside", "training", "
 
 
 def test_every_url_parameter_is_listed() -> None:
-    """A new parameter (a ``*PARAM`` constant, a widget with ``bind="query-params"``) must join URL_PARAMETERS."""
+    """A new parameter (a ``*PARAM`` constant, a widget with ``bind="query-params"`` or kept by ``widgets.url_choice``)
+    must join URL_PARAMETERS."""
     root = Path(__file__).resolve().parents[1]
     found: set[str] = set()
     for path in [*root.glob("explorer/*.py"), *root.glob("pages/*.py")]:
         source = path.read_text()
         found.update(re.findall(r'^\w*PARAM = "([^"]+)"', source, flags=re.MULTILINE))
+        found.update(re.findall(r'url_choice\(\s*f?"([^"]+)"', source))  # widgets kept in the URL by the app
         for binding in re.finditer(r'bind="query-params"', source):
             keys = re.findall(r'key=f?"([^"]+)"', source[max(0, binding.start() - 400):binding.start()])
             assert keys, f"{path.name}: a widget bound to the URL without a key near it"
