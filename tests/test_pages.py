@@ -435,3 +435,70 @@ def test_training_page_offers_cuda_graphs_only_where_cuda_is(monkeypatch: pytest
     box.uncheck()
     at.button[0].click().run()
     assert not at.exception and len(submitted) == 1 and submitted[0].cuda_graphs is False
+
+
+def _ended_race(dataset: str, **settings) -> tuple[str, list[str]]:
+    """A stopped strategy race of ResNet-18 on random weights, written straight into the app's run store: three
+    runs, three epochs of metrics each (nothing trains)."""
+    from core import training
+    from explorer import services
+
+    store, group, ids = services.run_store(), services.new_group(), []
+    for strategy in services.STRATEGIES:
+        config = training.TrainConfig(arch="resnet18", dataset=dataset, strategy=strategy, optimizer="adam",
+                                      lr=services.STRATEGIES[strategy], weight_decay=0.0, **settings)
+        run_id = store.create_run(config, status="running", group=group, worker="test")
+        for epoch in (1, 2, 3):
+            store.log(run_id, "epoch", epoch, 10 * epoch, float(epoch),
+                      {"train_loss": 1.0, "val_loss": 1.0, "train_acc": 0.3, "val_acc": 0.1 * epoch})
+        store.update_run(run_id, status="stopped", best_val_acc=0.3, elapsed=3.0)
+        ids.append(run_id)
+    return group, ids
+
+
+def test_a_run_on_random_weights_says_so_wherever_its_result_appears() -> None:
+    from core import transfer
+    from explorer import services
+
+    group, ids = _ended_race("shapes", epochs=3)
+    note = transfer.random_weights_note("resnet18")
+    assert "no ImageNet file for ResNet-18" in note and "resnet18-f37072fd.pth" in note
+
+    def says_so(at: AppTest) -> int:
+        return sum(note[1:] in w.value.replace("\\", "") for w in at.warning)
+
+    race = open_page("transfer", group=group)  # the race table
+    assert says_so(race)
+    assert set(race.dataframe[-1].value["weights"]) == {transfer.RANDOM_SHORT}
+    training = open_page("training", run=ids[0])  # the run header, and the history
+    assert says_so(training) == 2  # above the run's results, and under the history table
+    history = training.dataframe[-1].value.set_index("run")
+    assert history.loc[ids[0], "weights"] == transfer.RANDOM_SHORT
+    services.run_store().checkpoint_dir(ids[0]).mkdir(parents=True, exist_ok=True)
+    services.run_store().checkpoint_path(ids[0]).write_bytes(b"")  # listed on Classify (it cannot load: says why)
+    classify = open_page("classify")
+    model = classify.selectbox(key="classify-model")
+    assert transfer.RANDOM_SHORT in model.format_func(f"run:{ids[0]}")
+    model.set_value(f"run:{ids[0]}").run()
+    assert not classify.exception and says_so(classify)
+
+
+def test_refreshing_during_a_race_shows_its_own_data_set_and_settings() -> None:
+    import json
+
+    from explorer import services, transfer_view
+    from tests.conftest import make_image_folder
+
+    make_image_folder(services.folders_root() / "race-photos", classes=("cat", "dog", "fox"))
+    dataset = services.folder_dataset("race-photos")
+    group, _ = _ended_race(dataset, epochs=3, batch_size=16, augment=True, unfreeze_last=1)
+    at = open_page("transfer", group=group)  # a refresh, or the link in another tab
+    assert at.radio(key="transfer-source").value == transfer_view.SHOWN_DATA
+    assert "race-photos" in texts(at) and any("3 classes" in e.label for e in at.expander)
+    assert at.number_input(key="transfer-epochs").value == 3 and at.number_input(key="transfer-batch").value == 16
+    assert at.toggle(key="transfer-augment").value is True
+    at.radio(key="transfer-strategy").set_value("partial").run()
+    assert at.slider(key="transfer-unfreeze").value == 1
+    chart = next(c for c in at.get("plotly_chart") if '"validation accuracy"' in c.proto.spec)
+    axis = json.loads(chart.proto.spec)["layout"]["xaxis"]
+    assert axis["dtick"] == 1 and axis["tickformat"] == "d"
