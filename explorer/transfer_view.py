@@ -34,6 +34,8 @@ def health_panel(dataset: data.InMemoryData | data.FolderData) -> None:
         right.markdown("**Image sizes**  \n" + "  \n".join(f"{size}: {n:,}" for size, n in sizes[:6])
                        + (f"  \n… and {len(sizes) - 6} more" if len(sizes) > 6 else ""))
         right.markdown(f"**Skipped files:** {report.skipped} (hidden or not images)")
+        if report.split:
+            st.caption(widgets.literal(report.split))
         if report.rejected:
             st.warning(f"{len(report.rejected)} image files failed the check and are left out of every split "
                        "(training, validation, test and this preview):", icon=":material/warning:")

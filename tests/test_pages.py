@@ -502,3 +502,29 @@ def test_refreshing_during_a_race_shows_its_own_data_set_and_settings() -> None:
     chart = next(c for c in at.get("plotly_chart") if '"validation accuracy"' in c.proto.spec)
     axis = json.loads(chart.proto.spec)["layout"]["xaxis"]
     assert axis["dtick"] == 1 and axis["tickformat"] == "d"
+
+
+def test_a_zip_with_its_own_train_and_val_folders_keeps_that_split_and_says_so() -> None:
+    from tests.conftest import make_zip, png
+
+    members = {f"photos/{split}/{name}/{i}.png": png(colour, (offset + i, 10))
+               for split, count, offset in (("train", 6, 12), ("val", 3, 30))
+               for name, colour in (("cat", "red"), ("dog", "blue")) for i in range(count)}
+    at = open_page("transfer")
+    at.radio(key="transfer-source").set_value("Upload a zip of class folders").run()
+    at.file_uploader(key="transfer-zip").upload("split.zip", make_zip(members).getvalue(), "application/zip").run()
+    assert not at.exception and not at.error
+    said = texts(at).replace("\\", "")
+    assert "the data set's own folders — training train/, validation val/, test 15 % of train/" in said
+    assert any("2 classes, 18 images" in e.label for e in at.expander)
+    import base64
+    import json
+
+    import numpy as np
+
+    def values(y) -> list[int]:  # Plotly sends numbers as typed arrays
+        return np.frombuffer(base64.b64decode(y["bdata"]), y["dtype"]).tolist() if isinstance(y, dict) else list(y)
+
+    chart = next(c for c in at.get("plotly_chart") if '"split"' in c.proto.spec)  # the health panel's counts
+    counts = {trace["name"]: values(trace["y"]) for trace in json.loads(chart.proto.spec)["data"]}
+    assert counts["val"] == [3, 3] and counts["train"] == [5, 5] and counts["test"] == [1, 1]  # val/ is validation
