@@ -148,9 +148,9 @@ def restore(group: str | None, run_id: str | None) -> str | None:
     return dataset
 
 
-def remember(shown: str, dataset: str | None = None) -> None:
-    """Mark the race or run ``shown`` as restored (``dataset``: its data set), or as started in this session
-    (no data set: the form is already the user's)."""
+def remember(shown: str, dataset: str | None) -> None:
+    """Mark the race or run ``shown`` as restored, or as started in this session (the form is the user's), with
+    the data set the page offers as "the data set of the runs below" (None: none)."""
     st.session_state["transfer-restored"] = (shown, dataset)
 
 

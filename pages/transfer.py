@@ -106,7 +106,7 @@ if left.button("Start fine-tuning", type="primary", key="transfer-start") and co
         group, followed = None, run_id
         st.session_state["transfer-run"] = run_id
         st.session_state["transfer-group"] = None
-        transfer_view.remember(run_id)
+        transfer_view.remember(run_id, shown_data)  # the same data sources stay on offer
         widgets.group_url(None)
         widgets.run_url(run_id)
 if right.button("Race the three strategies", key="transfer-race-start") and config is not None:
@@ -115,7 +115,7 @@ if right.button("Race the three strategies", key="transfer-race-start") and conf
                for name in services.STRATEGIES]
     if any(started):
         st.session_state["transfer-group"] = group = race_group
-        transfer_view.remember(group)
+        transfer_view.remember(group, shown_data)
         widgets.run_url(None)
         widgets.group_url(group)
 

@@ -483,18 +483,19 @@ def test_a_run_on_random_weights_says_so_wherever_its_result_appears() -> None:
     assert not classify.exception and says_so(classify)
 
 
-def test_refreshing_during_a_race_shows_its_own_data_set_and_settings() -> None:
+def _refreshed_race(folder: str) -> AppTest:
+    """The Transfer page opened on the link of an ended race on the server folder ``folder`` (created here)."""
     import json
 
     from explorer import services, transfer_view
     from tests.conftest import make_image_folder
 
-    make_image_folder(services.folders_root() / "race-photos", classes=("cat", "dog", "fox"))
-    dataset = services.folder_dataset("race-photos")
+    make_image_folder(services.folders_root() / folder, classes=("cat", "dog", "fox"))
+    dataset = services.folder_dataset(folder)
     group, _ = _ended_race(dataset, epochs=3, batch_size=16, augment=True, unfreeze_last=1)
     at = open_page("transfer", group=group)  # a refresh, or the link in another tab
     assert at.radio(key="transfer-source").value == transfer_view.SHOWN_DATA
-    assert "race-photos" in texts(at) and any("3 classes" in e.label for e in at.expander)
+    assert folder in texts(at) and any("3 classes" in e.label for e in at.expander)
     assert at.number_input(key="transfer-epochs").value == 3 and at.number_input(key="transfer-batch").value == 16
     assert at.toggle(key="transfer-augment").value is True
     at.radio(key="transfer-strategy").set_value("partial").run()
@@ -502,6 +503,29 @@ def test_refreshing_during_a_race_shows_its_own_data_set_and_settings() -> None:
     chart = next(c for c in at.get("plotly_chart") if '"validation accuracy"' in c.proto.spec)
     axis = json.loads(chart.proto.spec)["layout"]["xaxis"]
     assert axis["dtick"] == 1 and axis["tickformat"] == "d"
+    return at
+
+
+def test_refreshing_during_a_race_shows_its_own_data_set_and_settings() -> None:
+    _refreshed_race("race-photos")  # its data set, epochs, batch size, augmentation, unfreeze; whole epochs
+
+
+def test_a_race_started_after_a_refresh_keeps_the_form_as_it_was(monkeypatch: pytest.MonkeyPatch) -> None:
+    from explorer import services, transfer_view
+
+    at = _refreshed_race("race-again")
+    submitted = []
+
+    def submit(config, group=None) -> str:  # recorded, never trained
+        submitted.append(config)
+        return services.run_store().create_run(config, status="stopped", group=group)
+
+    monkeypatch.setattr(services, "submit", submit)
+    at.button(key="transfer-race-start").click().run()
+    assert not at.exception and len(submitted) == 3 and submitted[0].dataset.endswith("race-again")
+    at.run()  # the next rerun (the race's own polling, or any click)
+    assert at.radio(key="transfer-source").value == transfer_view.SHOWN_DATA
+    assert at.number_input(key="transfer-epochs").value == 3
 
 
 def test_a_zip_with_its_own_train_and_val_folders_keeps_that_split_and_says_so() -> None:
