@@ -390,10 +390,12 @@ def _random_parts(per_class: list[list[tuple[Path, str]]], fractions: tuple[floa
 
 
 def _percent(fraction: float) -> str:
+    """A fraction as a whole percentage, without the sign (0.15 → "15")."""
     return f"{round(100 * fraction)}"
 
 
 def _random_text(fractions: tuple[float, float], seed: int, pooled: list[str]) -> str:
+    """How a random split was made, in a sentence (and why split folders were pooled, if they were)."""
     cut = "/".join(_percent(f) for f in (fractions[0], fractions[1], 1 - fractions[0] - fractions[1]))
     text = f"Split: {cut} at random within each class (seed {seed})."
     if pooled:
