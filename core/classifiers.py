@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from core import checkpoints, models, weights
+from core import checkpoints, models, transfer, weights
 from core.errors import ExplorerError
 from core.runs import RunStore
 
@@ -20,6 +20,7 @@ class Choice:
 
     key: str  # "imagenet:resnet50" or "run:<run id>"
     label: str
+    note: str = ""  # what a user must know before trusting it (a transfer run on random weights says so)
 
 
 @dataclass(frozen=True)
@@ -59,8 +60,11 @@ def choices(store: RunStore | None) -> list[Choice]:
         status = "" if run["status"] == "completed" else f" · {run['status']}"
         which = "" if "best" in saved else " · last checkpoint"
         dataset = run["dataset"].rsplit("/", 1)[-1]
-        found.append(Choice(f"run:{run['id']}", f"{models.spec(run['arch']).display_name} · {dataset}{kind}"
-                                                f"{score}{status}{which} · run {run['id']}"))
+        random = transfer.random_start(run["config"] or {})
+        start = f" · {transfer.RANDOM_SHORT}" if random else ""
+        found.append(Choice(f"run:{run['id']}", f"{models.spec(run['arch']).display_name} · {dataset}{kind}{start}"
+                                                f"{score}{status}{which} · run {run['id']}",
+                            transfer.random_weights_note(run["arch"]) if random else ""))
     return found
 
 

@@ -57,6 +57,7 @@ class InMemoryData:
     test: Split
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    split: str = ""  # how it was split, in a sentence
 
     @property
     def channels(self) -> int:
@@ -107,7 +108,8 @@ def digits(seed: int = 0) -> InMemoryData:
     labels = torch.as_tensor(bunch.target, dtype=torch.int64)
     train, val, test = _split(images, labels, (0.7, 0.15), seed)
     mean, std = _stats(train.images)
-    return InMemoryData("digits", tuple(str(i) for i in range(10)), train, val, test, mean, std)
+    return InMemoryData("digits", tuple(str(i) for i in range(10)), train, val, test, mean, std,
+                        _random_text((0.7, 0.15), seed, []))
 
 
 SHAPES = ("circle", "square", "triangle")
@@ -146,7 +148,7 @@ def shapes(seed: int = 0, per_class: int = 300, size: int = 64) -> InMemoryData:
     stacked = torch.stack(images).permute(0, 3, 1, 2).contiguous()
     train, val, test = _split(stacked, torch.tensor(labels), (0.7, 0.15), seed)
     mean, std = _stats(train.images)
-    return InMemoryData("shapes", SHAPES, train, val, test, mean, std)
+    return InMemoryData("shapes", SHAPES, train, val, test, mean, std, _random_text((0.7, 0.15), seed, []))
 
 
 _TORCHVISION = {
@@ -203,7 +205,9 @@ def torchvision_set(name: str, root: Path | None = None, download: bool = True, 
     train, val = _split(images, labels, (1 - val_fraction,), seed)
     test = Split(*tensors(test_set))
     mean, std = _stats(train.images)
-    return InMemoryData(name, tuple(str(c) for c in train_set.classes), train, val, test, mean, std)
+    return InMemoryData(name, tuple(str(c) for c in train_set.classes), train, val, test, mean, std,
+                        f"Split: the official training set less {_percent(val_fraction)} % at random for validation "
+                        f"(seed {seed}); the official test set.")
 
 
 @functools.lru_cache(maxsize=4)
@@ -247,7 +251,7 @@ class FolderSplit:
 
 @dataclass(frozen=True)
 class FolderData:
-    """A folder with one sub-folder of images per class, split once with a seed."""
+    """A folder with one sub-folder of images per class (or its own train/val/test folders of them), split once."""
 
     name: str
     classes: tuple[str, ...]
@@ -259,6 +263,7 @@ class FolderData:
     skipped: int = 0  # hidden and non-image files left out
     rejected: tuple[tuple[str, str], ...] = ()  # (file relative to the folder, why): images that failed the check
     image_sizes: tuple[tuple[str, int], ...] = ()  # ("W×H" as stored, count) of the accepted images
+    split: str = ""  # how it was split: its own train/val(/test) folders, or at random (image_folder says)
 
     @property
     def channels(self) -> int:
@@ -272,44 +277,90 @@ class FolderData:
 
 
 def image_folder(root: Path, size: int = 224, seed: int = 0, fractions: tuple[float, float] = (0.7, 0.15)) -> FolderData:
-    """Scan ``root``/CLASS/*.{png,jpg,…}, verify every image once, split each class 70/15/15 with ``seed``.
+    """Scan ``root``/CLASS/*.{png,jpg,…}, verify every image once, and split it.
 
-    Hidden files, ``__MACOSX`` and non-images are skipped and counted. Every image is decoded completely
-    (within the pixel limit, and it must be what its extension says); one that fails is left out and listed
-    with the reason, and so is a link that leads out of ``root``. Fewer than two classes, or a class with
-    fewer than three good images, is an ExplorerError that says which.
+    A root that holds ``train/`` and ``val/`` (``valid/``, ``validation/``) and/or ``test/`` folders, each with
+    the same class folders, keeps that split; a missing validation or test part is carved out of ``train/``
+    with ``seed``. Otherwise each class is split 70/15/15 at random with ``seed`` (split folders whose classes
+    differ are pooled first). ``FolderData.split`` says which. Hidden files, ``__MACOSX`` and non-images are
+    skipped and counted. Every image is decoded completely (within the pixel limit, and it must be what its
+    extension says); one that fails is left out and listed with the reason, and so is a link that leads out of
+    ``root``. Fewer than two classes, or a class with fewer than three good images, is an ExplorerError.
     """
     root = Path(root)
     if not root.is_dir():
         raise ExplorerError(f"{root.name or root} is not a folder.")
     inside = root.resolve()
-
-    def subfolders(parent: Path) -> list[Path]:
-        return sorted(d for d in parent.iterdir() if d.is_dir() and not d.name.startswith((".", "__MACOSX"))
-                      and d.resolve().is_relative_to(inside))
-
-    class_dirs = subfolders(root)
-    if class_dirs and all(d.name.lower() in SPLIT_FOLDERS for d in class_dirs):
-        # train/ val/ (test/) each holding the same class folders: pool them; we split with our seed
-        class_dirs = [d for split in class_dirs for d in subfolders(split)]
+    roles, class_dirs, pooled = _layout(root, inside)
     names = sorted({d.name for d in class_dirs})
     skipped = 0
-    candidates: list[tuple[int, Path]] = []
+    candidates: list[tuple[int, str, Path]] = []
     for folder in class_dirs:
         files = sorted(f for f in folder.rglob("*") if f.is_file())
         images = [f for f in files if f.suffix.lower() in IMAGE_EXTENSIONS and not f.name.startswith(".")]
         skipped += len(files) - len(images)
-        candidates.extend((names.index(folder.name), f) for f in images)
-    per_class: list[list[Path]] = [[] for _ in names]
+        role = _ROLES.get(folder.parent.name.lower(), "") if roles else ""
+        candidates.extend((names.index(folder.name), role, f) for f in images)
+    per_class: list[list[tuple[Path, str]]] = [[] for _ in names]
     rejected: list[tuple[str, str]] = []
     sizes: dict[str, int] = {}
-    for (label, path), outcome in zip(candidates, _verify_all([p for _, p in candidates], inside), strict=True):
+    for (label, role, path), outcome in zip(candidates, _verify_all([p for _, _, p in candidates], inside),
+                                            strict=True):
         if isinstance(outcome, str):
             rejected.append((_relative(path, root), outcome))
             continue
-        per_class[label].append(path)
+        per_class[label].append((path, role))
         key = f"{outcome[0]}×{outcome[1]}"
         sizes[key] = sizes.get(key, 0) + 1
+    _check_classes(root, names, per_class, rejected)
+    found = {role for items in per_class for _, role in items}
+    roles = {role: folder for role, folder in roles.items() if role in found or role == "train"}  # empty: carved
+    if roles:
+        parts, split_text = _kept_parts(per_class, roles, names, fractions, seed)
+    else:
+        parts, split_text = _random_parts(per_class, fractions, seed), _random_text(fractions, seed, pooled)
+
+    def split(items: list[tuple[Path, int]]) -> FolderSplit:
+        return FolderSplit(tuple(p for p, _ in items), torch.tensor([lab for _, lab in items], dtype=torch.int64),
+                           size, 3)
+
+    train, val, test = (split(part) for part in parts)
+    return FolderData(FOLDER_PREFIX + str(root), tuple(names), train, val, test, skipped=skipped,
+                      rejected=tuple(rejected), image_sizes=tuple(sorted(sizes.items(), key=lambda item: -item[1])),
+                      split=split_text)
+
+
+# What a split folder is for: train/ (training/), val/ (valid/, validation/), test/ (testing/).
+_ROLES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
+          "test": "test", "testing": "test"}
+_ROLE_WORDS = {"train": "training", "val": "validation", "test": "test"}
+
+
+def _subfolders(parent: Path, inside: Path) -> list[Path]:
+    """Visible sub-folders of ``parent`` that stay inside ``inside`` (links out are ignored), sorted."""
+    return sorted(d for d in parent.iterdir() if d.is_dir() and not d.name.startswith((".", "__MACOSX"))
+                  and d.resolve().is_relative_to(inside))
+
+
+def _layout(root: Path, inside: Path) -> tuple[dict[str, Path], list[Path], list[str]]:
+    """(split folders kept, by role; the class folders; split folders pooled because their classes differ).
+
+    Split folders are kept when ``root`` holds only split folders, one per role, ``train/`` among them, and
+    each holds the same class folders."""
+    top = _subfolders(root, inside)
+    if not top or not all(d.name.lower() in SPLIT_FOLDERS for d in top):
+        return {}, top, []
+    class_dirs = [d for split in top for d in _subfolders(split, inside)]
+    roles = {_ROLES[d.name.lower()]: d for d in top}
+    same = len({frozenset(c.name for c in _subfolders(d, inside)) for d in top}) == 1
+    if "train" in roles and len(roles) == len(top) >= 2 and same:
+        return roles, class_dirs, []
+    return {}, class_dirs, [d.name for d in top] if len(top) >= 2 else []
+
+
+def _check_classes(root: Path, names: list[str], per_class: list[list[tuple[Path, str]]],
+                   rejected: list[tuple[str, str]]) -> None:
+    """Raise an ExplorerError unless there are two classes, each with at least three good images."""
     if len(names) < 2:
         raise ExplorerError(f"{root.name or root} needs at least two class folders (one sub-folder of images per "
                             f"class); found {len(names)}.")
@@ -319,9 +370,15 @@ def image_folder(root: Path, size: int = 224, seed: int = 0, fractions: tuple[fl
             if rejected else ""
         raise ExplorerError(f"Each class needs at least {MIN_IMAGES_PER_CLASS} good images; too few in: "
                             f"{quoted_list(small)}{problems}.")
+
+
+def _random_parts(per_class: list[list[tuple[Path, str]]], fractions: tuple[float, float],
+                  seed: int) -> list[list[tuple[Path, int]]]:
+    """Each class cut at random (with ``seed``) into train / validation / test, at least one image in each."""
     generator = torch.Generator().manual_seed(seed)
     parts: list[list[tuple[Path, int]]] = [[], [], []]
-    for label, images in enumerate(per_class):
+    for label, items in enumerate(per_class):
+        images = [path for path, _ in items]
         order = torch.randperm(len(images), generator=generator).tolist()
         n_val = max(1, round(fractions[1] * len(images)))
         n_test = max(1, round((1 - fractions[0] - fractions[1]) * len(images)))
@@ -329,14 +386,51 @@ def image_folder(root: Path, size: int = 224, seed: int = 0, fractions: tuple[fl
         for part, chosen in zip(parts, (order[:n_train], order[n_train:n_train + n_val], order[n_train + n_val:]),
                                 strict=True):
             part.extend((images[i], label) for i in chosen)
+    return parts
 
-    def split(items: list[tuple[Path, int]]) -> FolderSplit:
-        return FolderSplit(tuple(p for p, _ in items), torch.tensor([lab for _, lab in items], dtype=torch.int64),
-                           size, 3)
 
-    train, val, test = (split(part) for part in parts)
-    return FolderData(FOLDER_PREFIX + str(root), tuple(names), train, val, test, skipped=skipped,
-                      rejected=tuple(rejected), image_sizes=tuple(sorted(sizes.items(), key=lambda item: -item[1])))
+def _percent(fraction: float) -> str:
+    """A fraction as a whole percentage, without the sign (0.15 → "15")."""
+    return f"{round(100 * fraction)}"
+
+
+def _random_text(fractions: tuple[float, float], seed: int, pooled: list[str]) -> str:
+    """How a random split was made, in a sentence (and why split folders were pooled, if they were)."""
+    cut = "/".join(_percent(f) for f in (fractions[0], fractions[1], 1 - fractions[0] - fractions[1]))
+    text = f"Split: {cut} at random within each class (seed {seed})."
+    if pooled:
+        folders = ", ".join(f"{name}/" for name in pooled)
+        text = (f"Split: the folders {folders} hold different classes, so their images were pooled, then cut "
+                f"{cut} at random within each class (seed {seed}).")
+    return text
+
+
+def _kept_parts(per_class: list[list[tuple[Path, str]]], roles: dict[str, Path], names: list[str],
+                fractions: tuple[float, float], seed: int) -> tuple[list[list[tuple[Path, int]]], str]:
+    """The data set's own train / validation / test folders; a part it lacks is carved out of ``train/`` at
+    random (with ``seed``): validation ``fractions[1]`` of it, test the rest of 1 − both fractions."""
+    generator = torch.Generator().manual_seed(seed)
+    carve = {"val": fractions[1], "test": 1 - fractions[0] - fractions[1]}
+    missing = [role for role in ("val", "test") if role not in roles]
+    parts: list[list[tuple[Path, int]]] = [[], [], []]
+    for label, items in enumerate(per_class):
+        own = {role: [path for path, where in items if where == role] for role in ("train", "val", "test")}
+        train = own["train"]
+        wanted = {role: max(1, round(carve[role] * len(train))) for role in missing}
+        if len(train) - sum(wanted.values()) < 1:
+            carved = f", too few to carve {' and '.join(_ROLE_WORDS[r] for r in missing)} out of" if missing else ""
+            raise ExplorerError(f"Class {names[label]} has {len(train)} good images in {roles['train'].name}/"
+                                f"{carved}: it needs at least {1 + sum(wanted.values())}.")
+        order = torch.randperm(len(train), generator=generator).tolist()
+        for role in missing:
+            own[role], order = [train[i] for i in order[:wanted[role]]], order[wanted[role]:]
+        own["train"] = [train[i] for i in sorted(order)]
+        for part, role in zip(parts, ("train", "val", "test"), strict=True):
+            part.extend((path, label) for path in own[role])
+    said = [f"{_ROLE_WORDS[role]} {roles[role].name}/" for role in ("train", "val", "test") if role in roles]
+    said += [f"{_ROLE_WORDS[role]} {_percent(carve[role])} % of {roles['train'].name}/ at random (seed {seed})"
+             for role in missing]
+    return parts, f"Split: the data set's own folders — {', '.join(said)}."
 
 
 def _relative(path: Path, root: Path) -> str:
@@ -402,6 +496,7 @@ class Health:
     duplicates: int  # validation or test images identical to a training image
     skipped: int  # files left out (hidden, not images)
     rejected: tuple[tuple[str, str], ...] = ()  # (file, why): images that failed the check and were left out
+    split: str = ""  # how the data set was split (its own folders, or at random)
 
 
 def _fingerprints(split: Split | FolderSplit) -> list[bytes]:
@@ -424,4 +519,5 @@ def health(dataset: InMemoryData | FolderData) -> Health:
         sizes[f"{dataset.size}×{dataset.size}"] = count
     seen = set(_fingerprints(dataset.train))
     duplicates = sum(1 for split in (dataset.val, dataset.test) for print_ in _fingerprints(split) if print_ in seen)
-    return Health(per_class, sizes, duplicates, getattr(dataset, "skipped", 0), getattr(dataset, "rejected", ()))
+    return Health(per_class, sizes, duplicates, getattr(dataset, "skipped", 0), getattr(dataset, "rejected", ()),
+                  dataset.split)

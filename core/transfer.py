@@ -12,12 +12,13 @@ trains the head on them (the feature cache).
 
 from __future__ import annotations
 
-from typing import Literal, TypeGuard, get_args
+from collections.abc import Mapping
+from typing import Any, Literal, TypeGuard, get_args
 
 import torch
 from torch import nn
 
-from core import models
+from core import models, weights
 from core.analysis import to_meta
 from core.errors import InvalidArgumentError
 from core.models.base import ExplorerModel, check_positive
@@ -127,3 +128,32 @@ def trainable_parameters(model: nn.Module) -> int:
 def build(name: str, num_classes: int, backbone: ExplorerModel | None = None) -> TransferModel:
     """A TransferModel on ``backbone`` (default: a fresh, randomly initialised ``name``)."""
     return TransferModel(backbone if backbone is not None else models.build(name), num_classes)
+
+
+RANDOM_SHORT = "random weights (no ImageNet file)"
+
+
+def random_start(config: Mapping[str, Any]) -> bool:
+    """True when a transfer run's backbone started from random weights: it asked for no ImageNet weights (the
+    page asks for them only when their file is on this machine; a run that asks and cannot load them fails)."""
+    return bool(config.get("strategy")) and not config.get("pretrained")
+
+
+def start_label(config: Mapping[str, Any]) -> str:
+    """How a run's model started, in a few words: "ImageNet weights", :data:`RANDOM_SHORT`, or "from scratch"."""
+    if not config.get("strategy"):
+        return "from scratch"
+    return RANDOM_SHORT if random_start(config) else "ImageNet weights"
+
+
+def random_weights_note(arch: str) -> str:
+    """What a result of a transfer run on random weights must say: that, why, and how to get the ImageNet file."""
+    name = models.spec(arch).display_name
+    info = weights.pretrained(arch)
+    if info is None:
+        return f"random weights — {name} has no ImageNet weights in this app"
+    if weights.is_cached(arch):
+        return (f"random weights — the ImageNet file for {name} was not on this machine when this run started; "
+                "it is now: start a new run to use it")
+    return (f"random weights — no ImageNet file for {name} on this machine; put {info.file_name} in "
+            f"{weights.cache_dir_label()} or use the weights panel on Classify")

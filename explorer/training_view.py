@@ -11,6 +11,7 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
+from core import transfer
 from core.errors import ExplorerError
 from explorer import components, live_curves, services, widgets
 
@@ -76,6 +77,11 @@ def curves(steps: list[dict[str, float]], epochs: list[dict[str, float]], steps_
     return figure
 
 
+def epoch_axis(figure: go.Figure, last_epoch: int) -> None:
+    """Ticks on whole epochs only: every epoch up to 20, then a whole step (never "1.5")."""
+    figure.update_xaxes(title_text="epoch", tickformat="d", tick0=0, dtick=1 if last_epoch <= 20 else -(-last_epoch // 10))
+
+
 def follow(run_id: str) -> None:
     """The followed run: live while it is queued or running (polling the store), then its results.
 
@@ -120,6 +126,18 @@ def _header(run: dict[str, Any]) -> None:
     st.caption(f"{components.display_name(config['arch'])} on {literal(services.dataset_label(config['dataset']))} · "
                f"{literal(config['optimizer'])} lr {literal(config['lr'])} · batch {literal(config['batch_size'])} · "
                f"{literal(config['epochs'])} epochs · {literal(run.get('device') or 'device pending')}")
+    random_weights_warning(note(config))
+
+
+def note(config: dict[str, Any]) -> str:
+    """The random-weights label of a transfer run that started without its ImageNet file, else ""."""
+    return transfer.random_weights_note(config["arch"]) if transfer.random_start(config) else ""
+
+
+def random_weights_warning(text: str) -> None:
+    """A transfer result on random weights says so, why, and how to get the file (nothing for an empty text)."""
+    if text:
+        st.warning(widgets.literal(text[:1].upper() + text[1:]), icon=":material/casino:")
 
 
 def _live_image(run: dict[str, Any]) -> str | None:
@@ -303,7 +321,7 @@ def history() -> None:
         return
     table = pd.DataFrame([{
         "run": r["id"], "model": components.display_name(r["arch"]), "data": services.dataset_label(r["dataset"]),
-        "status": r["status"],
+        "weights": transfer.start_label(r["config"] or {}), "status": r["status"],
         "epochs": r["config"]["epochs"], "best val acc": r["best_val_acc"],
         "test acc": (r["test"] or {}).get("accuracy"), "time (s)": r["elapsed"],
     } for r in runs])
@@ -311,6 +329,8 @@ def history() -> None:
         "best val acc": st.column_config.NumberColumn(format="%.4f"),
         "test acc": st.column_config.NumberColumn(format="%.4f"),
         "time (s)": st.column_config.NumberColumn(format="%.1f")})
+    for text in dict.fromkeys(note(r["config"]) for r in runs if r["config"]):
+        random_weights_warning(text)
     # While a run trains, the overlay waits to be asked for: its chart costs each opening tab ~0.8 s of CPU,
     # taken from the run where the browser shares the machine (benchmarks/watching.py).
     training = any(r["status"] in services.RUN_ACTIVE for r in runs)
@@ -318,12 +338,14 @@ def history() -> None:
                             default=[] if training else [r["id"] for r in runs[:3] if r["best_val_acc"] is not None],
                             placeholder="choose runs to compare" if training else "choose runs")
     if chosen:
-        figure = go.Figure()
+        figure, last = go.Figure(), 1
         for run_id in chosen:
             epochs = store.metrics(run_id, "epoch")
             figure.add_trace(go.Scatter(x=[e["epoch"] for e in epochs], y=[e["val_acc"] for e in epochs],
                                         name=widgets.chart_literal(run_id), mode="lines+markers"))
-        figure.update_layout(xaxis_title="epoch", yaxis_title="validation accuracy", height=340, margin=dict(t=20))
+            last = max([last, *(int(e["epoch"]) for e in epochs)])
+        figure.update_layout(yaxis_title="validation accuracy", height=340, margin=dict(t=20))
+        epoch_axis(figure, last)
         st.plotly_chart(figure, width="stretch", key="overlay-chart")
     st.selectbox("Open a run", [None, *[r["id"] for r in runs]], key="open-run", on_change=_open_run,
                  format_func=lambda run_id: "choose a run…" if run_id is None else run_id)

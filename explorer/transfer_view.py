@@ -7,9 +7,9 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from core import data
+from core import data, transfer
 from core.errors import quoted
-from explorer import components, services, widgets
+from explorer import components, services, training_view, widgets
 
 PREVIEW = 8
 
@@ -35,6 +35,8 @@ def health_panel(dataset: data.InMemoryData | data.FolderData) -> None:
         right.markdown("**Image sizes**  \n" + "  \n".join(f"{size}: {n:,}" for size, n in sizes[:6])
                        + (f"  \n… and {len(sizes) - 6} more" if len(sizes) > 6 else ""))
         right.markdown(f"**Skipped files:** {report.skipped} (hidden or not images)")
+        if report.split:
+            st.caption(widgets.literal(report.split))
         if report.rejected:
             st.warning(f"{len(report.rejected)} image files failed the check and are left out of every split "
                        "(training, validation, test and this preview):", icon=":material/warning:")
@@ -88,21 +90,26 @@ def race(group: str) -> None:
             st.toast("Stopping every run of the race after its current batch; queued ones are cancelled.")
         store = services.run_store()
         figure = go.Figure()
-        rows = []
+        rows, last = [], 1
         for run in runs:
             epochs = store.metrics(run["id"], "epoch")
             name = run["config"]["strategy"]
             figure.add_trace(go.Scatter(x=[e["epoch"] for e in epochs], y=[e["val_acc"] for e in epochs],
                                         name=widgets.chart_literal(name), mode="lines+markers"))
+            last = max([last, *(int(e["epoch"]) for e in epochs)])
             per_epoch = (epochs[-1]["elapsed"] / len(epochs)) if epochs else None
-            rows.append({"strategy": name, "status": run["status"], "epochs": len(epochs),
+            rows.append({"strategy": name, "weights": transfer.start_label(run["config"]), "status": run["status"],
+                         "epochs": len(epochs),
                          "best val acc": run["best_val_acc"], "test acc": (run["test"] or {}).get("accuracy"),
                          "s / epoch": per_epoch, "run": run["id"]})
         st.dataframe(pd.DataFrame(rows), hide_index=True, column_config={
             "best val acc": st.column_config.NumberColumn(format="%.4f"),
             "test acc": st.column_config.NumberColumn(format="%.4f"),
             "s / epoch": st.column_config.NumberColumn(format="%.2f")})
-        figure.update_layout(xaxis_title="epoch", yaxis_title="validation accuracy", height=340, margin=dict(t=20))
+        for text in dict.fromkeys(training_view.note(run["config"]) for run in runs):
+            training_view.random_weights_warning(text)
+        figure.update_layout(yaxis_title="validation accuracy", height=340, margin=dict(t=20))
+        training_view.epoch_axis(figure, last)
         st.plotly_chart(figure, width="stretch", key="race-curves")
         finished = [run for run in runs if run.get("test")]
         if finished:
@@ -115,3 +122,53 @@ def race(group: str) -> None:
             st.rerun()
 
     panel()
+
+
+SOURCES = ("Generated shapes (works offline)", "A preset (downloaded once)", "Upload a zip of class folders",
+           "A folder on the server")
+SHOWN_DATA = "The data set of the runs below"  # a source offered after a refresh of a race or a run
+
+
+def restore(group: str | None, run_id: str | None) -> str | None:
+    """After a refresh (or a link) to a race or a transfer run, the form shows that race's or run's settings and
+    data set, not the page's defaults: once per race or run in a session, before the widgets are drawn. Returns
+    the data set of what is shown (None: no race or run, or not a transfer one)."""
+    shown = group or run_id
+    if not shown:
+        return None
+    memory = st.session_state.get("transfer-restored")
+    if memory and memory[0] == shown:
+        return memory[1]
+    if group:
+        runs = widgets.attempt(services.group_runs, group) or []
+    else:
+        runs = [run] if (run := widgets.attempt(services.run, run_id)) else []
+    configs = [run["config"] for run in runs if (run["config"] or {}).get("strategy")]
+    dataset = configs[0]["dataset"] if configs else None
+    remember(shown, dataset)
+    if configs:
+        _fill_form(configs)
+    return dataset
+
+
+def remember(shown: str, dataset: str | None) -> None:
+    """Mark the race or run ``shown`` as restored, or as started in this session (the form is the user's), with
+    the data set the page offers as "the data set of the runs below" (None: none)."""
+    st.session_state["transfer-restored"] = (shown, dataset)
+
+
+def _fill_form(configs: list[dict]) -> None:
+    """Set the page's widgets to the settings of these runs (a race: one per strategy)."""
+    first, state = configs[0], st.session_state
+    if first["arch"] in services.names_with_weights():
+        state["transfer-arch"] = first["arch"]
+    state["transfer-source"] = SOURCES[0] if first["dataset"] == "shapes" else SHOWN_DATA
+    state["transfer-epochs"] = min(max(int(first["epochs"]), 1), 200)
+    state["transfer-batch"] = min(max(int(first["batch_size"]), 1), 512)
+    state["transfer-augment"] = bool(first["augment"])
+    for config in configs:
+        state[f"transfer-lr-{config['strategy']}"] = min(max(float(config["lr"]), 1e-7), 1.0)
+        if config["strategy"] == "partial" and state.get("transfer-arch") == config["arch"]:
+            state["transfer-unfreeze"] = int(config["unfreeze_last"])
+    if len(configs) == 1:
+        state["transfer-strategy"] = first["strategy"]

@@ -30,6 +30,7 @@ key = st.selectbox("Model", list(labels), format_func=lambda k: labels[k], key="
                    index=list(labels).index(best) if best in labels else 0,
                    help="Opens on the best model here: the most accurate cached ImageNet model, else the finished "
                         "run with the highest test accuracy.")
+training_view.random_weights_warning(next((c.note for c in choices if c.key == key), ""))
 with st.expander("ImageNet weights: which are here, and how to get the others"):
     if weights_panel.chooser(key="classify-weights"):
         st.rerun()

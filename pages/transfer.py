@@ -5,6 +5,21 @@ import streamlit as st
 from explorer import components, services, training_view, transfer_view, weights_panel, widgets
 
 st.title("Transfer learning")
+widgets.follow_url(widgets.GROUP_PARAM, "transfer-group", widgets.url_group)  # a link, a refresh, Back, Forward
+widgets.follow_url(widgets.RUN_PARAM, "transfer-run", widgets.url_run)
+group = st.session_state.get("transfer-group")
+followed = st.session_state.get("transfer-run")
+shown_data = transfer_view.restore(group, followed)  # a refreshed race or run shows its own settings and data
+
+
+def show_runs() -> None:
+    """The race or the run this page follows (after a refresh too: from the URL)."""
+    if group:
+        transfer_view.race(group)
+    elif followed:
+        training_view.follow(followed)
+
+
 st.markdown(
     "Reuse what a network learned on ImageNet: keep its convolutional **backbone**, put a new head on it "
     "(global average pooling → dense 256 → dropout 0.5 → dense *N*, as in the course notes), and train on "
@@ -25,11 +40,13 @@ with right:
 
 # 2. Data ---------------------------------------------------------------------------------------------
 st.subheader("Your images")
-source = st.radio("Data", ["Generated shapes (works offline)", "A preset (downloaded once)",
-                           "Upload a zip of class folders", "A folder on the server"], horizontal=True,
-                  key="transfer-source")
+sources = [*transfer_view.SOURCES, *([transfer_view.SHOWN_DATA] if shown_data and shown_data != "shapes" else [])]
+source = st.radio("Data", sources, horizontal=True, key="transfer-source")
 dataset_name = None
-if source.startswith("Generated"):
+if source == transfer_view.SHOWN_DATA and shown_data:
+    dataset_name = shown_data
+    st.caption(f"{widgets.literal(services.dataset_label(shown_data))}: the data set the runs below trained on.")
+elif source.startswith("Generated"):
     dataset_name = "shapes"
     st.caption("Circles, squares and triangles in bright colours on grey textures, 300 of each, generated here.")
 elif source.startswith("A preset"):
@@ -50,6 +67,7 @@ else:
 dataset = widgets.attempt(services.load_dataset, dataset_name) if dataset_name else None
 if dataset is None:
     st.info("Choose or upload a data set to continue.")
+    show_runs()
     st.stop()
 transfer_view.health_panel(dataset)
 
@@ -87,24 +105,20 @@ left, right = st.columns(2)
 if left.button("Start fine-tuning", type="primary", key="transfer-start") and config is not None:
     run_id = widgets.attempt(services.submit, config)
     if run_id:
+        group, followed = None, run_id
         st.session_state["transfer-run"] = run_id
         st.session_state["transfer-group"] = None
+        transfer_view.remember(run_id, shown_data)  # the same data sources stay on offer
         widgets.group_url(None)
         widgets.run_url(run_id)
 if right.button("Race the three strategies", key="transfer-race-start") and config is not None:
-    group = services.new_group()
-    started = [widgets.attempt(services.submit, services.with_strategy(config, name), group)
+    race_group = services.new_group()
+    started = [widgets.attempt(services.submit, services.with_strategy(config, name), race_group)
                for name in services.STRATEGIES]
     if any(started):
-        st.session_state["transfer-group"] = group
+        st.session_state["transfer-group"] = group = race_group
+        transfer_view.remember(group, shown_data)
         widgets.run_url(None)
         widgets.group_url(group)
 
-widgets.follow_url(widgets.GROUP_PARAM, "transfer-group", widgets.url_group)  # a link, a refresh, Back, Forward
-widgets.follow_url(widgets.RUN_PARAM, "transfer-run", widgets.url_run)
-group = st.session_state.get("transfer-group")
-followed = st.session_state.get("transfer-run")
-if group:
-    transfer_view.race(group)
-elif followed:
-    training_view.follow(followed)
+show_runs()

@@ -71,3 +71,52 @@ def test_health_finds_duplicates_across_splits(tmp_path) -> None:
     shutil.copy(loaded.train.paths[0], loaded.val.paths[0])  # leak a training image into validation
     assert data.health(loaded).duplicates == 1
     assert data.health(loaded).skipped == 4
+
+
+# A folder (or zip) with its own train / val / test folders keeps that split ---------------------------------------
+
+
+def _parts(loaded: data.FolderData) -> dict[str, set[str]]:
+    """The folder each split's images come from (train, val, test, or a class folder)."""
+    return {name: {path.parent.parent.name for path in getattr(loaded, name).paths} for name in ("train", "val", "test")}
+
+
+def test_a_folder_with_its_own_train_val_and_test_folders_keeps_them(tmp_path) -> None:
+    for split, count in (("train", 8), ("valid", 4), ("test", 3)):
+        make_image_folder(tmp_path / "set" / split, per_class=count)
+    loaded = data.image_folder(tmp_path / "set", size=16)
+    assert loaded.classes == ("circle", "square")
+    assert _parts(loaded) == {"train": {"train"}, "val": {"valid"}, "test": {"test"}}
+    assert (len(loaded.train), len(loaded.val), len(loaded.test)) == (16, 8, 6)
+    assert loaded.split == "Split: the data set's own folders — training train/, validation valid/, test test/."
+    assert data.health(loaded).split == loaded.split
+
+
+def test_train_and_test_folders_only_carve_validation_out_of_train(tmp_path) -> None:
+    make_image_folder(tmp_path / "set" / "train", per_class=10)
+    make_image_folder(tmp_path / "set" / "test", per_class=3)
+    loaded = data.image_folder(tmp_path / "set", size=16)
+    assert _parts(loaded) == {"train": {"train"}, "val": {"train"}, "test": {"test"}}
+    assert (len(loaded.train), len(loaded.val), len(loaded.test)) == (2 * 8, 2 * 2, 2 * 3)  # 15 % of 10 → 2
+    assert not set(loaded.train.paths) & set(loaded.val.paths)
+    assert "validation 15 % of train/ at random (seed 0)" in loaded.split and "test test/" in loaded.split
+    assert data.image_folder(tmp_path / "set", size=16, seed=0).val.paths == loaded.val.paths  # the seed decides
+    assert data.image_folder(tmp_path / "set", size=16, seed=1).val.paths != loaded.val.paths
+
+
+def test_split_folders_that_cannot_be_kept_are_pooled_and_say_so(tmp_path) -> None:
+    make_image_folder(tmp_path / "set" / "train", classes=("circle", "square"), per_class=6)
+    make_image_folder(tmp_path / "set" / "val", classes=("circle", "triangle"), per_class=6)
+    loaded = data.image_folder(tmp_path / "set", size=16)
+    assert loaded.classes == ("circle", "square", "triangle")
+    assert "train/, val/ hold different classes" in loaded.split and "70/15/15 at random" in loaded.split
+    flat = data.image_folder(make_image_folder(tmp_path / "flat"), size=16)
+    assert flat.split == "Split: 70/15/15 at random within each class (seed 0)."
+    assert data.load("digits").split == flat.split
+
+
+def test_a_train_folder_too_small_to_carve_from_is_explained(tmp_path) -> None:
+    make_image_folder(tmp_path / "set" / "train", per_class=1)
+    make_image_folder(tmp_path / "set" / "val", per_class=3)
+    with pytest.raises(ValueError, match="Class circle has 1 good images in train/, too few to carve test out of"):
+        data.image_folder(tmp_path / "set", size=16)

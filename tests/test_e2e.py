@@ -197,3 +197,32 @@ def test_classify_trains_a_first_model_then_classifies_an_upload(page: Page, app
     expect(page.get_by_text("Centred by mass in 28×28", exact=True)).to_be_visible(timeout=60_000)
     expect(page.get_by_text("Top predictions")).to_be_visible()
     no_exception(page)
+
+
+def test_a_refresh_during_a_race_shows_its_data_set_settings_and_whole_epochs(page: Page, app: App) -> None:
+    from core import data, training, transfer
+    from tests.conftest import make_image_folder
+
+    folder = make_image_folder(app.state_dir / "folders" / "race-photos", classes=("cat", "dog", "fox"))
+    store, group = app.store(), "group-refreshed"
+    for strategy, lr in transfer.STRATEGIES.items():  # an ended race on random weights, written into the store
+        config = training.TrainConfig(arch="resnet18", dataset=data.FOLDER_PREFIX + str(folder.resolve()),
+                                      strategy=strategy, optimizer="adam", lr=lr, weight_decay=0.0, epochs=3,
+                                      batch_size=16)
+        run_id = store.create_run(config, status="running", group=group, worker="test")
+        for epoch in (1, 2, 3):
+            store.log(run_id, "epoch", epoch, 10 * epoch, float(epoch),
+                      {"train_loss": 1.0, "val_loss": 1.0, "train_acc": 0.3, "val_acc": 0.1 * epoch})
+        store.update_run(run_id, status="stopped", best_val_acc=0.3, elapsed=3.0)
+    open_page(page, f"{app.url}/transfer?group={group}")  # what a refresh during the race loads
+    expect(page.get_by_role("heading", name="Strategy race")).to_be_visible()
+    expect(page.get_by_role("radio", name="The data set of the runs below")).to_be_checked()
+    expect(page.get_by_text("3 classes, 18 images")).to_be_visible()
+    expect(page.get_by_role("spinbutton", name="Epochs")).to_have_value("3")
+    expect(page.get_by_role("spinbutton", name="Batch size")).to_have_value("16")
+    expect(page.get_by_text("no ImageNet file for ResNet-18").first).to_be_visible()
+    ticks = page.locator('.st-key-race-curves .xtick text')
+    expect(ticks.first).to_be_visible()
+    labels = {text.strip() for text in ticks.evaluate_all("nodes => nodes.map(node => node.textContent)")}
+    assert labels and all(label.isdigit() for label in labels), labels  # whole epochs, never 1.5
+    no_exception(page)

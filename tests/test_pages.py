@@ -451,3 +451,120 @@ def test_a_url_changed_from_outside_the_session_is_followed() -> None:
     at.query_params["tab"] = "No such tab"  # an unknown value: the first tab, and out of the URL
     at.run()
     assert at.session_state["tab"] == "Layer table" and "tab" not in at.query_params
+
+
+def _ended_race(dataset: str, **settings) -> tuple[str, list[str]]:
+    """A stopped strategy race of ResNet-18 on random weights, written straight into the app's run store: three
+    runs, three epochs of metrics each (nothing trains)."""
+    from core import training
+    from explorer import services
+
+    store, group, ids = services.run_store(), services.new_group(), []
+    for strategy in services.STRATEGIES:
+        config = training.TrainConfig(arch="resnet18", dataset=dataset, strategy=strategy, optimizer="adam",
+                                      lr=services.STRATEGIES[strategy], weight_decay=0.0, **settings)
+        run_id = store.create_run(config, status="running", group=group, worker="test")
+        for epoch in (1, 2, 3):
+            store.log(run_id, "epoch", epoch, 10 * epoch, float(epoch),
+                      {"train_loss": 1.0, "val_loss": 1.0, "train_acc": 0.3, "val_acc": 0.1 * epoch})
+        store.update_run(run_id, status="stopped", best_val_acc=0.3, elapsed=3.0)
+        ids.append(run_id)
+    return group, ids
+
+
+def test_a_run_on_random_weights_says_so_wherever_its_result_appears() -> None:
+    from core import transfer
+    from explorer import services
+
+    group, ids = _ended_race("shapes", epochs=3)
+    note = transfer.random_weights_note("resnet18")
+    assert "no ImageNet file for ResNet-18" in note and "resnet18-f37072fd.pth" in note
+
+    def says_so(at: AppTest) -> int:
+        return sum(note[1:] in w.value.replace("\\", "") for w in at.warning)
+
+    race = open_page("transfer", group=group)  # the race table
+    assert says_so(race)
+    assert set(race.dataframe[-1].value["weights"]) == {transfer.RANDOM_SHORT}
+    training = open_page("training", run=ids[0])  # the run header, and the history
+    assert says_so(training) == 2  # above the run's results, and under the history table
+    history = training.dataframe[-1].value.set_index("run")
+    assert history.loc[ids[0], "weights"] == transfer.RANDOM_SHORT
+    services.run_store().checkpoint_dir(ids[0]).mkdir(parents=True, exist_ok=True)
+    services.run_store().checkpoint_path(ids[0]).write_bytes(b"")  # listed on Classify (it cannot load: says why)
+    classify = open_page("classify")
+    model = classify.selectbox(key="classify-model")
+    assert transfer.RANDOM_SHORT in model.format_func(f"run:{ids[0]}")
+    model.set_value(f"run:{ids[0]}").run()
+    assert not classify.exception and says_so(classify)
+
+
+def _refreshed_race(folder: str) -> AppTest:
+    """The Transfer page opened on the link of an ended race on the server folder ``folder`` (created here)."""
+    import json
+
+    from explorer import services, transfer_view
+    from tests.conftest import make_image_folder
+
+    make_image_folder(services.folders_root() / folder, classes=("cat", "dog", "fox"))
+    dataset = services.folder_dataset(folder)
+    group, _ = _ended_race(dataset, epochs=3, batch_size=16, augment=True, unfreeze_last=1)
+    at = open_page("transfer", group=group)  # a refresh, or the link in another tab
+    assert at.radio(key="transfer-source").value == transfer_view.SHOWN_DATA
+    assert folder in texts(at) and any("3 classes" in e.label for e in at.expander)
+    assert at.number_input(key="transfer-epochs").value == 3 and at.number_input(key="transfer-batch").value == 16
+    assert at.toggle(key="transfer-augment").value is True
+    at.radio(key="transfer-strategy").set_value("partial").run()
+    assert at.slider(key="transfer-unfreeze").value == 1
+    chart = next(c for c in at.get("plotly_chart") if '"validation accuracy"' in c.proto.spec)
+    axis = json.loads(chart.proto.spec)["layout"]["xaxis"]
+    assert axis["dtick"] == 1 and axis["tickformat"] == "d"
+    return at
+
+
+def test_refreshing_during_a_race_shows_its_own_data_set_and_settings() -> None:
+    _refreshed_race("race-photos")  # its data set, epochs, batch size, augmentation, unfreeze; whole epochs
+
+
+def test_a_race_started_after_a_refresh_keeps_the_form_as_it_was(monkeypatch: pytest.MonkeyPatch) -> None:
+    from explorer import services, transfer_view
+
+    at = _refreshed_race("race-again")
+    submitted = []
+
+    def submit(config, group=None) -> str:  # recorded, never trained
+        submitted.append(config)
+        return services.run_store().create_run(config, status="stopped", group=group)
+
+    monkeypatch.setattr(services, "submit", submit)
+    at.button(key="transfer-race-start").click().run()
+    assert not at.exception and len(submitted) == 3 and submitted[0].dataset.endswith("race-again")
+    at.run()  # the next rerun (the race's own polling, or any click)
+    assert at.radio(key="transfer-source").value == transfer_view.SHOWN_DATA
+    assert at.number_input(key="transfer-epochs").value == 3
+
+
+def test_a_zip_with_its_own_train_and_val_folders_keeps_that_split_and_says_so() -> None:
+    from tests.conftest import make_zip, png
+
+    members = {f"photos/{split}/{name}/{i}.png": png(colour, (offset + i, 10))
+               for split, count, offset in (("train", 6, 12), ("val", 3, 30))
+               for name, colour in (("cat", "red"), ("dog", "blue")) for i in range(count)}
+    at = open_page("transfer")
+    at.radio(key="transfer-source").set_value("Upload a zip of class folders").run()
+    at.file_uploader(key="transfer-zip").upload("split.zip", make_zip(members).getvalue(), "application/zip").run()
+    assert not at.exception and not at.error
+    said = texts(at).replace("\\", "")
+    assert "the data set's own folders — training train/, validation val/, test 15 % of train/" in said
+    assert any("2 classes, 18 images" in e.label for e in at.expander)
+    import base64
+    import json
+
+    import numpy as np
+
+    def values(y) -> list[int]:  # Plotly sends numbers as typed arrays
+        return np.frombuffer(base64.b64decode(y["bdata"]), y["dtype"]).tolist() if isinstance(y, dict) else list(y)
+
+    chart = next(c for c in at.get("plotly_chart") if '"split"' in c.proto.spec)  # the health panel's counts
+    counts = {trace["name"]: values(trace["y"]) for trace in json.loads(chart.proto.spec)["data"]}
+    assert counts["val"] == [3, 3] and counts["train"] == [5, 5] and counts["test"] == [1, 1]  # val/ is validation

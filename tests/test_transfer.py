@@ -85,3 +85,40 @@ def test_the_strategies_are_the_literal_type() -> None:
     assert tuple(transfer.STRATEGIES) == typing.get_args(transfer.Strategy) == ("feature_extraction", "partial", "full")
     assert transfer.STRATEGIES == {"feature_extraction": 1e-3, "partial": 1e-5, "full": 1e-6}  # the notes' rates
     assert transfer.is_strategy("partial") and not transfer.is_strategy("everything")
+
+
+# Honest results: a run on random weights says so ---------------------------------------------------------------
+
+
+def test_a_run_without_imagenet_weights_is_labelled_with_the_reason_and_the_remedy(
+        monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    from core import weights
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    random = {"arch": "resnet18", "strategy": "partial", "pretrained": False}
+    assert transfer.random_start(random)
+    assert not transfer.random_start({**random, "pretrained": True}) and not transfer.random_start({"strategy": ""})
+    assert transfer.start_label(random) == transfer.RANDOM_SHORT
+    assert transfer.start_label({**random, "pretrained": True}) == "ImageNet weights"
+    assert transfer.start_label({"strategy": ""}) == "from scratch"
+    note = transfer.random_weights_note("resnet18")
+    assert note.startswith("random weights — no ImageNet file for ResNet-18 on this machine")
+    assert "resnet18-f37072fd.pth" in note and "$TORCH_HOME/hub/checkpoints" in note and "Classify" in note
+    weights.cache_dir().mkdir(parents=True)
+    weights.expected_file("resnet18").write_bytes(b"")  # the file arrived after the run: a new run will use it
+    assert "start a new run" in transfer.random_weights_note("resnet18")
+
+
+def test_classify_lists_a_random_weights_run_as_such(run_store) -> None:
+    from core import classifiers
+
+    config = training.TrainConfig(arch="resnet18", dataset="shapes", strategy="full", optimizer="adam", lr=1e-6)
+    random_id = run_store.create_run(config)
+    scratch_id = run_store.create_run(training.TrainConfig(arch="lenet5"))
+    for run_id in (random_id, scratch_id):
+        run_store.checkpoint_dir(run_id).mkdir(parents=True)
+        run_store.checkpoint_path(run_id).write_bytes(b"")
+    choices = {c.key: c for c in classifiers.choices(run_store)}
+    assert transfer.RANDOM_SHORT in choices[f"run:{random_id}"].label
+    assert choices[f"run:{random_id}"].note == transfer.random_weights_note("resnet18")
+    assert transfer.RANDOM_SHORT not in choices[f"run:{scratch_id}"].label and not choices[f"run:{scratch_id}"].note
