@@ -132,9 +132,11 @@ def test_out_of_memory_mid_epoch_continues_where_it_was() -> None:
     result = training.fit(training.TrainConfig(epochs=2, schedule="onecycle", **FAST), small, model=model)
     progress = result.progress
     assert model.raised == [16] and progress.status == "completed"
-    # Epoch 1: two batches of 16, then the rest of the same order in batches of 8; epoch 2: batches of 8.
-    assert progress.images_seen == 32 + (train // 8 * 8 - 32) + train // 8 * 8
-    assert progress.step == progress.total_steps == 2 + (train // 8 * 8 - 32) // 8 + train // 8
+    # Epoch 1: two batches of 16, then the rest of the same order in batches of 8; epoch 2: batches of 8
+    # (every image, the last batch topped up: -(-train // 8) of them).
+    whole = -(-train // 8) * 8
+    assert progress.images_seen == 32 + (whole - 32) + whole
+    assert progress.step == progress.total_steps == 2 + (whole - 32) // 8 + whole // 8
     assert [row.epoch for row in progress.history] == [1, 2]
 
 

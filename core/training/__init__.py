@@ -18,6 +18,7 @@ from core.training.batches import (
     epoch,
     feature_cache,
     make_batches,
+    training_order,
     training_steps,
 )
 from core.training.config import (
@@ -51,5 +52,5 @@ __all__ = [
     "Schedule", "Status", "StopTraining", "Strategy", "TestFigures", "TrainConfig", "Trainer", "Which",
     "augmentation_preview", "build_model", "config_dict", "config_from_dict", "epoch", "evaluate", "feature_cache",
     "fit", "is_out_of_memory", "make_batches", "model_num_classes", "preset", "restart_on_out_of_memory",
-    "training_input_size", "training_loss", "training_steps",
+    "training_input_size", "training_loss", "training_order", "training_steps",
 ]

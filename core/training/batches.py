@@ -7,6 +7,8 @@
 
 An epoch is an *order* (this rank's example indices, shuffled or not) cut into batches. The trainer keeps
 the order, so a run interrupted mid-epoch (stopped, out of memory) continues with the very same examples.
+A training order is topped up to whole batches (``training_order``): every example trains each epoch, in
+batches that are all full.
 What turns uint8 images into the model's input is its own object, ``Preprocess``.
 """
 
@@ -79,22 +81,39 @@ class BatchSource(Protocol):
 
 
 def training_steps(source: BatchSource, batch_size: int, shard: Shard = (0, 1)) -> int:
-    """Batches per training epoch: full batches only.
+    """Batches per training epoch: enough full batches for every example of the largest shard.
 
-    The images left over join the next epoch's shuffle: shapes stay fixed for cuDNN's autotuning, batch norm
-    never sees a batch of one, and every rank of a distributed run takes the same number of steps. A set
-    smaller than one batch trains as one batch.
+    Every batch is full (``training_order`` tops the last one up): shapes stay fixed for cuDNN's autotuning,
+    batch norm never sees a batch of one, and every rank of a distributed run takes the same number of steps.
+    Yet no example is left out of an epoch (dropping the remainder left out up to ``batch_size - 1`` images
+    each epoch and planned one-cycle over fewer steps). A set smaller than one batch trains as one batch.
     """
-    count = len(source) // shard[1]  # the smallest shard, so that no rank waits for another
-    return count // batch_size or (1 if count else 0)
+    if len(source) // shard[1] < batch_size:  # the smallest shard holds less than one batch
+        return 1 if len(source) // shard[1] else 0
+    largest = -(-len(source) // shard[1])
+    return -(-largest // batch_size)
+
+
+def training_order(source: BatchSource, batch_size: int, generator: torch.Generator | None = None,
+                   shard: Shard = (0, 1)) -> torch.Tensor:
+    """This rank's shuffled examples for one training epoch, ``training_steps`` full batches of them.
+
+    The last batch is topped up with the first examples of the same order (as torch's DistributedSampler
+    pads a shard), so every example trains once and a few of them twice.
+    """
+    order = source.order(True, generator, shard)
+    size = training_steps(source, batch_size, shard) * batch_size
+    if len(order) >= size or len(source) // shard[1] < batch_size:
+        return order[:size]
+    return torch.cat([order, order[:size - len(order)]])
 
 
 def epoch(source: BatchSource, batch_size: int, shuffle: bool, augment: bool = False,
           generator: torch.Generator | None = None, shard: Shard = (0, 1)) -> Iterator[Batch]:
-    """One epoch's batches: full batches when shuffling (training), every example otherwise (evaluation)."""
-    order = source.order(shuffle, generator, shard)
-    if shuffle:
-        order = order[:training_steps(source, batch_size, shard) * batch_size]
+    """One epoch's batches: full batches of every example when shuffling (training), every example once
+    otherwise (evaluation)."""
+    order = (training_order(source, batch_size, generator, shard) if shuffle
+             else source.order(False, generator, shard))
     return source.batches(order, batch_size, augment, generator)
 
 

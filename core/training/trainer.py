@@ -31,6 +31,7 @@ from core.training.batches import (
     Shard,
     feature_cache,
     make_batches,
+    training_order,
     training_steps,
 )
 from core.training.config import TrainConfig, config_dict
@@ -171,7 +172,7 @@ class Trainer:
         """Epochs until the last one, or until the status is no longer "running"."""
         while self.status == "running" and self.epochs_done < self.config.epochs:
             if self.order is None:  # a new epoch (a restarted one keeps its order and position)
-                self.order = self.train_batches.order(shuffle=True, generator=self.generator, shard=self.shard)
+                self.order = training_order(self.train_batches, self.batch_size, self.generator, self.shard)
                 self.emit("on_epoch_start")
             self.train_epoch()
             if self.status == "running":
