@@ -28,6 +28,7 @@ from core import (
     classifiers,
     data,
     devices,
+    digit_input,
     executors,
     explain,
     fidelity,
@@ -521,7 +522,7 @@ def read_image(model: classifiers.Classifier, name: str, payload: bytes, convent
     """Decode an upload and preprocess it the way ``model`` expects (MNIST-style for digit models)."""
     image, steps = imaging.open_image(payload, name)
     if model.digits:
-        prepared = imaging.digit_like_mnist(image, model.mean, model.std, convention)
+        prepared = digit_input.digit_like_mnist(image, model.mean, model.std, convention)
     else:
         prepared = imaging.prepare(image, model.resize, model.crop, model.mean, model.std, model.channels)
     prepared.steps[:0] = steps
