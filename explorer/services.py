@@ -33,6 +33,7 @@ from core import (
     explain,
     fidelity,
     imaging,
+    local_data,
     models,
     presets,
     structure,
@@ -225,6 +226,26 @@ def dataset_on_disk(name: str) -> bool:
         return False
 
 
+LOCAL_DATASETS = tuple(local_data.FOLDERS)  # looked for on this machine before a download
+UPLOADABLE_DATASETS = ("mnist", "fashion_mnist")  # their four official files can be uploaded
+IDX_UPLOAD_MB = 48  # the largest official file, MNIST's training images un-gzipped, is 44.9 MiB
+
+
+def dataset_folder(name: str) -> Path:
+    """The absolute folder where ``name``'s files are looked for."""
+    return local_data.folder(name)
+
+
+def dataset_missing(name: str) -> list[str]:
+    """The files of ``name`` not yet in :func:`dataset_folder`."""
+    return local_data.missing(name)
+
+
+def install_dataset_files(name: str, uploads: list[tuple[str, bytes]]) -> list[str]:
+    """Check uploaded official files of ``name`` and install them (IdxFileError for a bad one); the kinds written."""
+    return local_data.install(name, uploads)
+
+
 def load_dataset(name: str) -> data.InMemoryData | data.FolderData:
     """A data set by name (cached in core)."""
     return data.load(name)
@@ -271,9 +292,16 @@ def public_path(path: Path | str) -> str:
 
 
 def public_text(text: str) -> str:
-    """``text`` with every absolute server path it names replaced by :func:`public_path`'s form."""
+    """``text`` with every absolute server path it names replaced by :func:`public_path`'s form, except the data
+    folder, which the Training page names so that data sets can be put there."""
+    shown = {str(data.data_dir()), str(data.data_dir().resolve())}  # where to put data sets: said as it is
+    kept = {f"\0{i}\0": path for i, path in enumerate(sorted(shown, key=len, reverse=True))}
+    for token, path in kept.items():
+        text = text.replace(path, token)
     for root, label in _places():
         text = text.replace(str(root) + os.sep, label + "/").replace(str(root), label)
+    for token, path in kept.items():
+        text = text.replace(token, path)
     return text
 
 
