@@ -1,6 +1,6 @@
 """Generated photos of handwritten digits on paper: texture, uneven light, a shadow, noise, a perspective warp.
 
-A digit (28×28, white on black, as the data sets hold it) is drawn in dark ink on a 1200×900 sheet, the way a
+A digit (28×28, white on black, as the data sets hold it) is drawn in dark ink on a sheet (1200×900 unless told), as a
 phone photographs a digit written with a marker. The same digit "as the pad gives it" is its upscaled white-on-
 black picture, so a photo and its clean twin differ only in what the camera and the paper add.
 """
@@ -13,6 +13,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 SIZE = (1200, 900)
+WARP = 0.08  # each corner of the sheet moves up to this share of the picture: a phone not held square
 
 
 def pad_drawing(digit: np.ndarray) -> Image.Image:
@@ -30,10 +31,10 @@ def _perspective(source: list[tuple[float, float]], target: list[tuple[float, fl
     return list(np.linalg.solve(np.array(rows, dtype=float), right))
 
 
-def _shadow(rng: np.random.Generator) -> np.ndarray:
+def _shadow(rng: np.random.Generator, size: tuple[int, int]) -> np.ndarray:
     """A soft-edged shadow over part of the sheet (a hand or a phone): a multiplier in [depth, 1]."""
-    width, height = SIZE
-    mask = Image.new("L", SIZE, 0)
+    width, height = size
+    mask = Image.new("L", size, 0)
     x0 = rng.uniform(0.3, 0.8) * width
     corner = [(x0, 0), (x0 + rng.uniform(-0.3, 0.3) * width, height), (width, height), (width, 0)]
     from PIL import ImageDraw
@@ -43,10 +44,11 @@ def _shadow(rng: np.random.Generator) -> np.ndarray:
     return 1 - soft * rng.uniform(0.25, 0.4)
 
 
-def photo(digit: np.ndarray, rng: np.random.Generator) -> tuple[bytes, tuple[int, int, int, int]]:
+def photo(digit: np.ndarray, rng: np.random.Generator,
+          size: tuple[int, int] = SIZE) -> tuple[bytes, tuple[int, int, int, int]]:
     """A JPEG photo of ``digit`` written on paper, and the digit's true box (left, top, right, bottom) in it."""
-    width, height = SIZE
-    side = int(rng.uniform(220, 400))
+    width, height = size
+    side = int(rng.uniform(0.18, 0.33) * width)
     alpha = np.asarray(Image.fromarray(digit, "L").resize((side, side), Image.Resampling.BICUBIC),
                        dtype=np.float32) / 255 * rng.uniform(0.8, 1.0)
     left = int(np.clip(rng.uniform(0.15, 0.85) * width - side / 2, 0, width - side))
@@ -54,24 +56,24 @@ def photo(digit: np.ndarray, rng: np.random.Generator) -> tuple[bytes, tuple[int
     ink = np.zeros((height, width), dtype=np.float32)
     ink[top:top + side, left:left + side] = alpha
     grain = Image.fromarray(rng.uniform(0, 255, (height // 40, width // 40)).astype(np.uint8), "L")
-    texture = (np.asarray(grain.resize(SIZE, Image.Resampling.BICUBIC), dtype=np.float32) - 128) / 128 * 8
+    texture = (np.asarray(grain.resize(size, Image.Resampling.BICUBIC), dtype=np.float32) - 128) / 128 * 8
     paper = rng.uniform(205, 240) + texture + rng.normal(0, 4, (height, width))
     ink_colour = rng.uniform(20, 60)
     sheet = paper * (1 - ink) + ink_colour * ink
     angle = rng.uniform(0, 2 * np.pi)
     ys, xs = np.mgrid[0:height, 0:width]
     ramp = (np.cos(angle) * (xs / width - 0.5) + np.sin(angle) * (ys / height - 0.5))
-    sheet = sheet * (0.85 + 0.35 * ramp) * _shadow(rng)
+    sheet = sheet * (0.85 + 0.35 * ramp) * _shadow(rng, size)
     tint = np.array([1.0, rng.uniform(0.95, 1.0), rng.uniform(0.85, 0.95)])
     rgb = Image.fromarray(np.clip(sheet[..., None] * tint, 0, 255).astype(np.uint8), "RGB")
     corners = [(0.0, 0.0), (width, 0.0), (width, height), (0.0, height)]
-    moved = [(x + rng.uniform(-0.08, 0.08) * width, y + rng.uniform(-0.08, 0.08) * height) for x, y in corners]
+    moved = [(x + rng.uniform(-WARP, WARP) * width, y + rng.uniform(-WARP, WARP) * height) for x, y in corners]
     moved = [(min(max(x, 0.0), width), min(max(y, 0.0), height)) for x, y in moved]  # the table shows at the edges
     coefficients = _perspective(corners, moved)
     table = tuple(int(v) for v in rng.uniform(40, 90, 3))
-    warped = rgb.transform(SIZE, Image.Transform.PERSPECTIVE, coefficients, Image.Resampling.BICUBIC, fillcolor=table)
+    warped = rgb.transform(size, Image.Transform.PERSPECTIVE, coefficients, Image.Resampling.BICUBIC, fillcolor=table)
     truth = Image.fromarray((ink * 255).astype(np.uint8), "L").transform(
-        SIZE, Image.Transform.PERSPECTIVE, coefficients, Image.Resampling.BILINEAR)
+        size, Image.Transform.PERSPECTIVE, coefficients, Image.Resampling.BILINEAR)
     noisy = np.asarray(warped, dtype=np.float32) + rng.normal(0, 5, (height, width, 1))
     buffer = io.BytesIO()
     Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8), "RGB").save(buffer, "JPEG", quality=85)
