@@ -64,3 +64,19 @@ def test_photos_are_classified_nearly_as_well_as_pad_drawings(digits_run: str) -
         on_paper = (model.model(torch.cat(photos)).argmax(1) == labels).float().mean().item()
     assert on_pad > 0.6, "the model learned the digits"
     assert on_paper >= 0.9 * on_pad, (on_paper, on_pad)
+
+
+def test_the_classify_page_shows_each_step_of_a_photo(digits_run: str) -> None:
+    from tests.apptest import open_page
+
+    at = open_page("classify")
+    at.selectbox(key="classify-model").set_value(f"run:{digits_run}").run()
+    at.radio(key="classify-source").set_value("Upload").run()
+    digit = data.digits().test.images[0, 0].numpy()
+    payload, _ = digit_photos.photo(digit, np.random.default_rng(3))
+    at.file_uploader(key="classify-upload").upload("digit on paper.jpg", payload, "image/jpeg").run()
+    assert not at.exception and not at.error
+    captions = " ".join(c.value for c in at.caption)
+    for step in ("Greyscale", "Inverted", "Lighting evened", "Thresholded (Otsu)", "Cropped to the stroke",
+                 "Centred by mass in 28×28"):
+        assert f"**{step}**" in captions, step
