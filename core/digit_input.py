@@ -96,6 +96,8 @@ def _digit_components(mask: np.ndarray) -> np.ndarray:
     inner = areas.copy()
     inner[_border_labels(labels)] = 0
     candidates = inner if inner.max() > 0 else areas
+    if candidates.max() == 0:
+        return np.zeros_like(mask)
     largest = int(candidates.argmax())
     rows, columns = np.nonzero(labels == largest)
     top, bottom, left, right = rows.min(), rows.max(), columns.min(), columns.max()
@@ -130,6 +132,8 @@ def _isolate_stroke(grey: Image.Image, steps: list[Step]) -> tuple[Image.Image, 
     flat, threshold = _threshold(flat)
     mask = flat > threshold
     kept = _digit_components(mask)
+    if not kept.any():
+        raise ImageError("No stroke stands out from the background: photograph the digit larger, in even light.")
     paper = float(np.percentile(flat[~mask], 90)) if (~mask).any() else 0.0
     level = max(float(np.percentile(flat[kept], 99)), paper + 1)
     near = np.asarray(Image.fromarray(kept.astype(np.uint8) * 255, "L").filter(ImageFilter.MaxFilter(9))) > 0
