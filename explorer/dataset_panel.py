@@ -34,6 +34,9 @@ def _upload(dataset: str) -> None:
                                key=f"train-files-{dataset}", max_upload_size=services.IDX_UPLOAD_MB,
                                help="train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, "
                                     "t10k-labels-idx1-ubyte: each file is checked before anything is written.")
+    if len(uploads or []) > 4:  # each is read into memory: take the four files, not a folder of anything
+        st.error("Upload at most the four official files.", icon=":material/error:")
+        return
     files = [upload for upload in uploads or [] if widgets.within_limit(upload, services.IDX_UPLOAD_MB)]
     if not files or len(files) < len(uploads or []):
         return

@@ -45,6 +45,8 @@ def test_mnist_absent_then_uploaded_then_found(data_folder: Path) -> None:
     uploader.set_value(bad).run()
     assert not at.exception
     assert any("notes.txt is not an MNIST idx file" in e.value.replace("\\", "") for e in at.error)
+    at.file_uploader(key="train-files-mnist").set_value([("x.gz", b"", "application/gzip")] * 5).run()
+    assert any("at most the four" in e.value for e in at.error)
     at.file_uploader(key="train-files-mnist").set_value(official_files()).run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert any("mnist found" in s.value for s in at.success)
