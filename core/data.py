@@ -190,11 +190,9 @@ def torchvision_set(name: str, root: Path | None = None, download: bool = True, 
         train_set = factory(str(root), train=True, download=download)
         test_set = factory(str(root), train=False, download=download)
     except (OSError, RuntimeError) as error:  # URLError is an OSError; a missing file without download is a RuntimeError
-        raise DatasetUnavailableError(
-            f"{name} is not in {root / folder} and could not be downloaded ({error}). Put the official files "
-            f"there (for MNIST: the four idx files, .gz or not, in {root / folder / 'raw'}) or use the bundled "
-            "'digits' data set, which always works offline."
-        ) from None
+        from core.local_data import unavailable
+
+        raise DatasetUnavailableError(unavailable(name, (root / folder).resolve(), error, download)) from None
 
     def tensors(dataset) -> tuple[torch.Tensor, torch.Tensor]:
         data = torch.as_tensor(dataset.data)

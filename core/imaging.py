@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageCms, ImageOps
+from PIL import Image, ImageCms
 
 from core.errors import ExplorerError
 
@@ -300,10 +300,11 @@ def prepare(image: Image.Image, resize: int, crop: int, mean: tuple[float, ...],
     if channels == 1:
         cropped = cropped.convert("L")
         steps.append(Step("Greyscale", "the model takes one channel", cropped))
-    return Prepared(_normalise(cropped, mean, std, steps), cropped, steps)
+    return Prepared(normalise(cropped, mean, std, steps), cropped, steps)
 
 
-def _normalise(image: Image.Image, mean: tuple[float, ...], std: tuple[float, ...], steps: list[Step]) -> torch.Tensor:
+def normalise(image: Image.Image, mean: tuple[float, ...], std: tuple[float, ...], steps: list[Step]) -> torch.Tensor:
+    """``image`` as a normalised 1 × C × H × W tensor; the step is recorded in ``steps``."""
     array = torch.as_tensor(np.array(image), dtype=torch.float32) / 255
     array = array.unsqueeze(-1) if array.dim() == 2 else array
     x = (array.permute(2, 0, 1) - torch.tensor(mean).view(-1, 1, 1)) / torch.tensor(std).view(-1, 1, 1)
@@ -311,38 +312,3 @@ def _normalise(image: Image.Image, mean: tuple[float, ...], std: tuple[float, ..
                       f"{tuple(round(s, 4) for s in std)} → tensor {tuple(x.shape)}, min {x.min():.3f}, "
                       f"max {x.max():.3f}, mean {x.mean():.3f}"))
     return x.unsqueeze(0)
-
-
-def digit_like_mnist(image: Image.Image, mean: tuple[float, ...], std: tuple[float, ...],
-                     convention: bool = True) -> Prepared:
-    """A handwritten digit the MNIST way: white on black, cropped to the stroke, scaled into 20×20,
-    centred by its centre of mass in 28×28. With ``convention`` off, the image is only resized."""
-    grey = image.convert("L")
-    steps = [Step("Greyscale", "one channel", grey)]
-    pixels = torch.as_tensor(np.array(grey), dtype=torch.float32)
-    if pixels.mean() > 127:  # dark ink on light paper: MNIST digits are light on dark
-        grey = ImageOps.invert(grey)
-        pixels = 255 - pixels
-        steps.append(Step("Inverted", "MNIST digits are white on black", grey))
-    if pixels.max() < 30 or (pixels > 30).sum() < 4:
-        raise ImageError("The drawing is empty: draw a digit first.")
-    if not convention:
-        small = grey.resize((28, 28), Image.Resampling.BILINEAR)
-        steps.append(Step("Resized", "straight to 28×28, no MNIST convention", small))
-        return Prepared(_normalise(small, mean, std, steps), small, steps)
-    rows, columns = torch.nonzero(pixels > 30, as_tuple=True)
-    box = (int(columns.min()), int(rows.min()), int(columns.max()) + 1, int(rows.max()) + 1)
-    stroke = grey.crop(box)
-    steps.append(Step("Cropped to the stroke", f"bounding box {box[2] - box[0]}×{box[3] - box[1]}", stroke))
-    scale = 20 / max(stroke.size)
-    fitted = stroke.resize((max(1, round(stroke.width * scale)), max(1, round(stroke.height * scale))),
-                           Image.Resampling.LANCZOS)
-    steps.append(Step("Scaled into 20×20", f"{fitted.width}×{fitted.height}, aspect kept", fitted))
-    weights = torch.as_tensor(np.array(fitted), dtype=torch.float32)
-    total = weights.sum().clamp(min=1e-6)
-    centre_y = float((weights.sum(1) * torch.arange(weights.shape[0])).sum() / total)
-    centre_x = float((weights.sum(0) * torch.arange(weights.shape[1])).sum() / total)
-    canvas = Image.new("L", (28, 28), 0)
-    canvas.paste(fitted, (round(14 - centre_x), round(14 - centre_y)))
-    steps.append(Step("Centred by mass in 28×28", "centre of mass moved to (14, 14)", canvas))
-    return Prepared(_normalise(canvas, mean, std, steps), canvas, steps)

@@ -28,10 +28,12 @@ from core import (
     classifiers,
     data,
     devices,
+    digit_input,
     executors,
     explain,
     fidelity,
     imaging,
+    local_data,
     models,
     presets,
     structure,
@@ -224,6 +226,26 @@ def dataset_on_disk(name: str) -> bool:
         return False
 
 
+LOCAL_DATASETS = tuple(local_data.FOLDERS)  # looked for on this machine before a download
+UPLOADABLE_DATASETS = ("mnist", "fashion_mnist")  # their four official files can be uploaded
+IDX_UPLOAD_MB = 48  # the largest official file, MNIST's training images un-gzipped, is 44.9 MiB
+
+
+def dataset_folder(name: str) -> Path:
+    """The absolute folder where ``name``'s files are looked for."""
+    return local_data.folder(name)
+
+
+def dataset_missing(name: str) -> list[str]:
+    """The files of ``name`` not yet in :func:`dataset_folder`."""
+    return local_data.missing(name)
+
+
+def install_dataset_files(name: str, uploads: list[tuple[str, bytes]]) -> list[str]:
+    """Check uploaded official files of ``name`` and install them (IdxFileError for a bad one); the kinds written."""
+    return local_data.install(name, uploads)
+
+
 def load_dataset(name: str) -> data.InMemoryData | data.FolderData:
     """A data set by name (cached in core)."""
     return data.load(name)
@@ -275,9 +297,16 @@ def public_path(path: Path | str) -> str:
 
 
 def public_text(text: str) -> str:
-    """``text`` with every absolute server path it names replaced by :func:`public_path`'s form."""
+    """``text`` with every absolute server path it names replaced by :func:`public_path`'s form, except the data
+    folder, which the Training page names so that data sets can be put there."""
+    shown = {str(data.data_dir()), str(data.data_dir().resolve())}  # where to put data sets: said as it is
+    kept = {f"\0{i}\0": path for i, path in enumerate(sorted(shown, key=len, reverse=True))}
+    for token, path in kept.items():
+        text = text.replace(path, token)
     for root, label in _places():
         text = text.replace(str(root) + os.sep, label + "/").replace(str(root), label)
+    for token, path in kept.items():
+        text = text.replace(token, path)
     return text
 
 
@@ -526,7 +555,7 @@ def read_image(model: classifiers.Classifier, name: str, payload: bytes, convent
     """Decode an upload and preprocess it the way ``model`` expects (MNIST-style for digit models)."""
     image, steps = imaging.open_image(payload, name)
     if model.digits:
-        prepared = imaging.digit_like_mnist(image, model.mean, model.std, convention)
+        prepared = digit_input.digit_like_mnist(image, model.mean, model.std, convention)
     else:
         prepared = imaging.prepare(image, model.resize, model.crop, model.mean, model.std, model.channels)
     prepared.steps[:0] = steps

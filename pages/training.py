@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from explorer import components, services, training_view, widgets
+from explorer import components, dataset_panel, services, training_view, widgets
 
 st.title("Training")
 if not widgets.store_ok():
@@ -19,9 +19,7 @@ preset_name = right.selectbox("Preset", list(services.TRAINING_PRESETS), index=l
                               help="The course notes' recipes as written, or two tuned for time to accuracy: Fast, "
                                    "and Fast, large batch (GPU), with fewer, larger steps for a GPU.")
 recipe = services.TrainConfig(**services.TRAINING_PRESETS[preset_name])
-if dataset != "digits" and not services.dataset_on_disk(dataset):
-    st.info(f"{dataset} is not on this machine yet: starting will download it (internet needed). Offline, "
-            "use the bundled **digits** data set, which always works.", icon=":material/cloud_download:")
+dataset_panel.local_copy(dataset)
 
 with st.form(f"train-{preset_name}"):  # a new preset gives a fresh form with its values
     with st.expander("Hyperparameters (the preset's values; change any)"):

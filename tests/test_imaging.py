@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from core import imaging
+from core import digit_input, imaging
 
 
 def encode(image: Image.Image, format_: str = "PNG", **options) -> bytes:
@@ -103,23 +103,23 @@ def test_gif_first_frame_and_exif_orientation() -> None:
 def test_digits_follow_the_mnist_convention() -> None:
     drawing = Image.new("L", (200, 200), 0)
     drawing.paste(255, (20, 30, 60, 150))  # a thick off-centre "1"
-    prepared = imaging.digit_like_mnist(drawing.convert("RGB"), (0.1307,), (0.3081,))
+    prepared = digit_input.digit_like_mnist(drawing.convert("RGB"), (0.1307,), (0.3081,))
     assert prepared.tensor.shape == (1, 1, 28, 28)
     pixels = np.array(prepared.display, dtype=float)
     rows, columns = np.nonzero(pixels > 30)
     assert max(rows.max() - rows.min(), columns.max() - columns.min()) + 1 <= 20
     centre = (pixels * np.arange(28)[:, None]).sum() / pixels.sum(), (pixels * np.arange(28)).sum() / pixels.sum()
     assert abs(centre[0] - 14) < 1 and abs(centre[1] - 14) < 1
-    plain = imaging.digit_like_mnist(drawing.convert("RGB"), (0.1307,), (0.3081,), convention=False)
+    plain = digit_input.digit_like_mnist(drawing.convert("RGB"), (0.1307,), (0.3081,), convention=False)
     assert [s.name for s in plain.steps][-2] == "Resized"
     paper = Image.new("L", (100, 100), 255)
     paper.paste(0, (40, 20, 60, 80))  # dark ink on white paper is inverted
-    assert any(s.name == "Inverted" for s in imaging.digit_like_mnist(paper, (0.13,), (0.31,)).steps)
+    assert any(s.name == "Inverted" for s in digit_input.digit_like_mnist(paper, (0.13,), (0.31,)).steps)
 
 
 def test_an_empty_canvas() -> None:
     with pytest.raises(imaging.ImageError, match="empty"):
-        imaging.digit_like_mnist(Image.new("RGB", (200, 200), "black"), (0.1307,), (0.3081,))
+        digit_input.digit_like_mnist(Image.new("RGB", (200, 200), "black"), (0.1307,), (0.3081,))
 
 
 # Hostile and careless images: every mode, every format's bomb and truncation ------------------------------------
