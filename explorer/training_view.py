@@ -12,7 +12,7 @@ import streamlit as st
 from plotly.subplots import make_subplots
 
 from core.errors import ExplorerError
-from explorer import components, live_curves, services, widgets
+from explorer import components, live_curves, presenter, services, widgets
 
 STEP_POINTS = 2000  # the live curve keeps at most this many per-batch points
 DRAWN_POINTS = 400  # per-batch points drawn per curve
@@ -127,16 +127,18 @@ def _live_image(run: dict[str, Any]) -> str | None:
     epoch has ended since; in between, the same image again."""
     drawn = st.session_state.get(f"curves-image-{run['id']}")
     progress = run.get("progress") or {}
-    if drawn and time.monotonic() - drawn["at"] < CURVES_EVERY and drawn["epoch"] == progress.get("epoch"):
+    scale = live_curves.PRESENTER_SCALE if presenter.active() else 1.0
+    if (drawn and time.monotonic() - drawn["at"] < CURVES_EVERY and drawn["epoch"] == progress.get("epoch")
+            and drawn.get("scale") == scale):
         return str(drawn["svg"])
     seen = _curves_so_far(run["id"])
     if not (seen["steps"] or seen["epochs"]):
         return None
     epochs = progress.get("epochs") or 0
     steps_per_epoch = progress["total_steps"] / epochs if epochs and progress.get("total_steps") else 0
-    image = live_curves.svg(_thinned(seen["steps"]), seen["epochs"], steps_per_epoch)
+    image = live_curves.svg(_thinned(seen["steps"]), seen["epochs"], steps_per_epoch, scale)
     st.session_state[f"curves-image-{run['id']}"] = {"svg": image, "at": time.monotonic(),
-                                                      "epoch": progress.get("epoch")}
+                                                      "epoch": progress.get("epoch"), "scale": scale}
     return image
 
 
