@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
 FOLDER_PREFIX = "folder:"  # core.data.FOLDER_PREFIX (not imported: this module stays free of torch)
 DATASETS = {"digits": "Digits", "shapes": "Shapes", "mnist": "MNIST", "fashion_mnist": "Fashion-MNIST",
@@ -43,14 +43,21 @@ def dataset_title(name: str, upload_name: str | None = None) -> str:
         return DATASETS[name]
     if not name.startswith(FOLDER_PREFIX):
         return name.replace("_", " ")
-    parts = [part for part in PurePosixPath(name.removeprefix(FOLDER_PREFIX).replace("\\", "/")).parts
-             if part not in ("/", "")]
-    if upload_name:
-        return upload_name
-    named = [part for part in parts if not UPLOAD_FOLDER.fullmatch(part)]
+    path = name.removeprefix(FOLDER_PREFIX).replace("\\", "/")
+    parts = [part for part in PurePosixPath(path).parts if part not in ("/", "")]
     if parts and UPLOAD_FOLDER.fullmatch(parts[-1]):
-        return "uploaded zip"
+        return upload_name or _upload_name(path) or "uploaded zip"
+    named = [part for part in parts if not UPLOAD_FOLDER.fullmatch(part)]
     return named[-1] if named else "folder"
+
+
+def _upload_name(path: str) -> str | None:
+    """The file name an uploaded zip's folder keeps beside its classes (``UPLOAD_NAME``), if it is there."""
+    try:
+        text = (Path(path) / UPLOAD_NAME).read_text(errors="replace")[:80]
+    except OSError:
+        return None
+    return "".join(c for c in text if c.isprintable()).strip() or None
 
 
 def number_list(values: Iterable[float]) -> str:

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 from plotly.subplots import make_subplots
 
-from core import classifiers
+from core import classifiers, labels
 from core.errors import ExplorerError
 from explorer import components, latencies, presenter, services, widgets
 from explorer.digit_pad import digit_pad
@@ -158,6 +158,26 @@ def steps_to_scale(steps: list) -> None:
             column.caption(f"**{step.name}** · {step.image.width}×{step.image.height} px  \n"
                            f"{widgets.literal(step.detail)}")
     st.caption("Drawn to scale: each picture's width is its true width in pixels relative to the others.")
+    _magnified(shown)
+
+
+MAGNIFIED_PX = 224  # a small step (LeNet's 28×28) is also shown enlarged to about this width, pixel by pixel
+
+
+def _magnified(shown: list) -> None:
+    """Beside the to-scale row, a magnified copy of each step much smaller than the largest (a 28×28 input is a
+    speck next to a 451×300 photo): the same pixels, enlarged by a whole factor without smoothing."""
+    widest = max(step.image.width for step in shown)
+    small = [step for step in shown if step.image.width * 4 <= widest]
+    if not small:
+        return
+    columns = st.columns(min(len(small), STEPS_PER_ROW) + 1)  # a spare column keeps each copy near its size
+    for i, step in enumerate(small[:STEPS_PER_ROW]):
+        factor = max(1, MAGNIFIED_PX // max(step.image.width, step.image.height))
+        enlarged = step.image.convert("RGB").resize((step.image.width * factor, step.image.height * factor),
+                                                    Image.Resampling.NEAREST)
+        columns[i].image(enlarged, width="stretch")
+        columns[i].caption(f"**{step.name}**, magnified ×{factor}")
 
 
 def grad_cam(model: classifiers.Classifier, prepared, label: str, layers: list[str]) -> None:
@@ -215,7 +235,8 @@ def batch_table(model: classifiers.Classifier, inputs: list[tuple[str, bytes]]) 
 def all_models(choices: list[classifiers.Choice], name: str, payload: bytes) -> None:
     """One image through every available model, side by side, with top-5 and latency."""
     st.subheader("All models")
-    if not st.button(f"Run {widgets.literal(name)} through all {len(choices)} models", key="classify-all"):
+    if not st.button(f"Run {widgets.literal(name)} through {labels.every(len(choices), 'model')}",
+                     key="classify-all"):
         return
     columns = st.columns(min(len(choices), 4))
     for i, choice in enumerate(choices):

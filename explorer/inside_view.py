@@ -105,12 +105,15 @@ def overview(image: Image.Image, found: list[explain.Stage]) -> None:
         channels, height, width = stage.shape
         centre = (height // 2, width // 2)
         box = stage.window.box(*centre, size)
-        left, middle, right = st.columns([1.3, 1.1, 4], vertical_alignment="center")
+        # The stage's name, layer and shape on a line of their own: in a narrow column a layer name such as
+        # backbone.maxpool broke mid-word.
+        st.markdown(f"**{stage.label}** · `{stage.layer}` · {channels} × {height} × {width}")
+        left, right = st.columns([1.3, 4], vertical_alignment="top")
         left.image(with_field(image, box), width="stretch")
-        middle.markdown(f"**{stage.label}**  \n`{stage.layer}`  \n{channels} × {height} × {width}")
-        middle.caption(f"Centre position: {_field_text(stage.window, box, size)}.")
-        maps = right.columns(MAPS_PER_STAGE)
-        for column, channel, values in zip(maps, stage.channels, stage.maps, strict=False):
+        left.caption(f"Centre position: {_field_text(stage.window, box, size)}.")
+        maps = right.columns(MAPS_PER_STAGE // 2 if presenter.active() else MAPS_PER_STAGE)
+        for i, (channel, values) in enumerate(zip(stage.channels, stage.maps, strict=False)):
+            column = maps[i % len(maps)]
             column.image(_pixels(services.colorize(values, "inferno").numpy()), width="stretch")
             column.caption(f"channel {channel}")
 

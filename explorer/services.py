@@ -286,14 +286,7 @@ def public_text(text: str) -> str:
 def dataset_label(name: str) -> str:
     """A data set as users see it (``labels.dataset_title``): ``Fashion-MNIST``, a folder by its name, an uploaded
     zip by its file name; never a server path or the hash an upload's folder is named by."""
-    upload_name = None
-    if name.startswith(data.FOLDER_PREFIX):
-        path = Path(name.removeprefix(data.FOLDER_PREFIX))
-        for root in {uploads_root(), uploads_root().resolve()}:
-            if path.is_relative_to(root) and path != root:
-                with contextlib.suppress(OSError, UnicodeDecodeError):
-                    upload_name = (root / path.relative_to(root).parts[0] / labels.UPLOAD_NAME).read_text()[:80]
-    return labels.dataset_title(name, (upload_name or "").strip() or None)
+    return labels.dataset_title(name)
 
 
 def _keep_upload_name(folder: Path, upload: object) -> None:

@@ -81,6 +81,14 @@ def test_data_sets_and_strategies_have_names_not_ids() -> None:
     assert labels.strategy_title("") == labels.strategy_title(None) == "From scratch"
 
 
+def test_an_uploaded_zip_is_named_by_the_file_name_kept_beside_it(tmp_path) -> None:
+    folder = tmp_path / "uploads" / "0123456789abcdef0123"
+    folder.mkdir(parents=True)
+    assert labels.dataset_title(f"folder:{folder}") == "uploaded zip"
+    (folder / labels.UPLOAD_NAME).write_text("pets\x1b.zip\n")
+    assert labels.dataset_title(f"folder:{folder}") == "pets.zip"  # printable characters only
+
+
 def test_number_lists_have_no_tuple_syntax() -> None:
     assert labels.number_list((0.1307,)) == "0.1307"
     assert labels.number_list((0.485, 0.456, 0.406)) == "0.485, 0.456, 0.406"

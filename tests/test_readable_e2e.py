@@ -1,0 +1,114 @@
+"""Readable from the back of the room: in presenter mode at 1280×720 and at 1024 px, chart text is at least 14 px
+on screen, confusion-matrix cells at least 40 px, no label is cut, nothing says "None", and Home lists every page."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.browser import OVERFLOW, chromium_path, open_page, serve, wait_until_drawn, watch_script_runs
+
+pytestmark = pytest.mark.e2e
+
+if chromium_path() is None:
+    pytest.skip("no chromium on this machine: `apt-get install chromium` to run the browser tests",
+                allow_module_level=True)
+
+from playwright.sync_api import expect  # noqa: E402
+
+MIN_FONT_PX, MIN_CELL_PX = 14, 40
+SIZES = [(1280, 720), (1024, 768)]
+
+# Every visible SVG text of the Plotly charts: its font size on screen (the computed size times the SVG's scale).
+CHART_FONTS = """() => [...document.querySelectorAll('[data-testid="stPlotlyChart"] svg.main-svg text')]
+  .filter(t => t.getClientRects().length && (t.textContent || '').trim())
+  .map(t => ({text: t.textContent.trim(), px: parseFloat(getComputedStyle(t).fontSize) * t.getScreenCTM().a}))"""
+
+# Labels a reader must see whole: widget labels, buttons, page links, captions of the image grid.
+CUT_LABELS = """() => [...document.querySelectorAll(
+    '[data-testid="stWidgetLabel"] p, [data-testid="stMain"] button p, [data-testid="stPageLink"] p, figcaption')]
+  .filter(e => e.getClientRects().length && e.scrollWidth > e.clientWidth + 1)
+  .map(e => e.textContent)"""
+
+
+@pytest.fixture(scope="module")
+def readable_app(digits_run: str) -> Iterator[Any]:
+    """The app on the test session's state folder, where ``digits_run`` trained a LeNet-5."""
+    with serve(state_dir=os.environ["CNN_EXPLORER_STATE"]) as running:
+        yield running
+
+
+def _context(browser: Any, width: int, height: int) -> Any:
+    context = browser.new_context(viewport={"width": width, "height": height})
+    watch_script_runs(context)
+    return context
+
+
+@pytest.mark.parametrize(("width", "height"), SIZES)
+def test_a_finished_run_reads_from_the_back_of_the_room(readable_app: Any, digits_run: str, browser: Any,
+                                                        width: int, height: int) -> None:
+    context = _context(browser, width, height)
+    try:
+        page = context.new_page()
+        open_page(page, f"{readable_app.url}/training?run={digits_run}&present=1")
+        matrix = page.locator(f".st-key-confusion-{digits_run}")
+        matrix.scroll_into_view_if_needed()
+        wait_until_drawn(page)
+        expect(page.locator('[data-testid="stException"]')).to_have_count(0)
+        assert page.evaluate(OVERFLOW) == []
+        small = [f for f in page.evaluate(CHART_FONTS) if f["px"] < MIN_FONT_PX - 0.05]
+        assert not small, small
+        plot = matrix.locator(".nsewdrag").first.bounding_box()
+        classes = 10
+        assert plot and plot["width"] / classes >= MIN_CELL_PX and plot["height"] / classes >= MIN_CELL_PX, plot
+        # The live curves' image: its text (15 × PRESENTER_SCALE in a 1200-wide viewBox) at ≥ 14 px in this column.
+        from explorer import live_curves
+
+        column = page.locator('[data-testid="stMainBlockContainer"]').evaluate(
+            "e => { const s = getComputedStyle(e); "
+            "return e.clientWidth - parseFloat(s.paddingLeft) - parseFloat(s.paddingRight); }")
+        assert 15 * live_curves.PRESENTER_SCALE * column / live_curves.WIDTH >= MIN_FONT_PX, column
+        _misclassified_grid_fits(page, digits_run)
+        assert page.evaluate(CUT_LABELS) == []
+        history = page.locator('[data-testid="stMain"]').inner_text()
+        assert "None" not in history.split()
+    finally:
+        context.close()
+
+
+def _misclassified_grid_fits(page: Any, run_id: str) -> None:
+    """No two pictures of the misclassified grid overlap, and each caption is one line."""
+    figures = page.locator(f".st-key-misclassified-{run_id} figure")
+    assert figures.count() > 0
+    boxes = [figures.nth(i).bounding_box() for i in range(figures.count())]
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1:]:
+            apart = (a["x"] + a["width"] <= b["x"] + 0.5 or b["x"] + b["width"] <= a["x"] + 0.5
+                     or a["y"] + a["height"] <= b["y"] + 0.5 or b["y"] + b["height"] <= a["y"] + 0.5)
+            assert apart, (a, b)
+    lines = page.locator(f".st-key-misclassified-{run_id} figcaption").evaluate_all(
+        "cs => cs.map(c => Math.round(c.getBoundingClientRect().height / parseFloat(getComputedStyle(c).lineHeight)))")
+    assert set(lines) == {1}, lines
+
+
+@pytest.mark.parametrize(("width", "height"), SIZES)
+def test_home_lists_every_page_whole_and_answers_at_slash_home(readable_app: Any, browser: Any, width: int,
+                                                               height: int) -> None:
+    from explorer import navigation
+
+    context = _context(browser, width, height)
+    try:
+        page = context.new_page()
+        open_page(page, f"{readable_app.url}/home?present=1")
+        expect(page.get_by_text("Page not found")).to_have_count(0)
+        expect(page.get_by_role("heading", name="CNN Architecture Explorer")).to_be_visible()
+        links = page.locator('[data-testid="stMain"] [data-testid="stPageLink"]')
+        titles = [t.strip() for t in links.all_inner_texts()]
+        assert titles == [p.title for p in navigation.PAGES if p is not navigation.HOME]
+        assert page.evaluate(CUT_LABELS) == []
+        assert page.evaluate(OVERFLOW) == []
+    finally:
+        context.close()
