@@ -65,6 +65,18 @@ def tick_label(value: float) -> str:
     return f"{value:g}"
 
 
+SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def log_label(value: float) -> str:
+    """A log axis's tick: a decade as a power of ten ("10⁻³"), any other value as ``tick_label`` writes it, so
+    one axis never mixes "0.001" with "1e-4"."""
+    exponent = math.log10(value) if value > 0 else math.nan
+    if math.isfinite(exponent) and abs(exponent - round(exponent)) < 1e-9:
+        return "1" if round(exponent) == 0 else "10" + str(round(exponent)).translate(SUPERSCRIPT)
+    return tick_label(value)
+
+
 def zoomed_range(focus: Sequence[float], fallback: Sequence[float] = (), margin: float = 0.08,
                  floor: float | None = None, ceiling: float | None = None) -> tuple[float, float] | None:
     """The value range that shows ``focus`` (the values a reader compares) with a margin on each side, clamped to
@@ -96,7 +108,7 @@ def plotly_linear(low: float, high: float, epochs: bool = False) -> dict[str, An
     return dict(range=[low, high], tickvals=ticks, ticktext=[tick_label(t) for t in ticks])
 
 
-def plotly_log(low: float, high: float, label: Any = tick_label) -> dict[str, Any]:
+def plotly_log(low: float, high: float, label: Any = log_label) -> dict[str, Any]:
     """A Plotly log axis over [low, high] (values, not exponents) labelled by ``log_ticks``."""
     ticks = log_ticks(low, high)
     return dict(type="log", tickvals=ticks, ticktext=[label(t) for t in ticks])

@@ -171,13 +171,14 @@ def _magnified(shown: list) -> None:
     small = [step for step in shown if step.image.width * 4 <= widest]
     if not small:
         return
-    columns = st.columns(min(len(small), STEPS_PER_ROW) + 1)  # a spare column keeps each copy near its size
-    for i, step in enumerate(small[:STEPS_PER_ROW]):
-        factor = max(1, MAGNIFIED_PX // max(step.image.width, step.image.height))
+    small = small[:STEPS_PER_ROW]
+    factor = max(1, MAGNIFIED_PX // max(max(step.image.size) for step in small))  # one factor: still to scale
+    columns = st.columns(len(small) + 1)  # a spare column: each copy keeps its own width
+    for column, step in zip(columns, small, strict=False):
         enlarged = step.image.convert("RGB").resize((step.image.width * factor, step.image.height * factor),
                                                     Image.Resampling.NEAREST)
-        columns[i].image(enlarged, width="stretch")
-        columns[i].caption(f"**{step.name}**, magnified ×{factor}")
+        column.image(enlarged, width=enlarged.width)
+        column.caption(f"**{step.name}**, magnified ×{factor}")
 
 
 def grad_cam(model: classifiers.Classifier, prepared, label: str, layers: list[str]) -> None:

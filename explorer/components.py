@@ -196,35 +196,44 @@ LABEL_POSITIONS = ["top center", "bottom center", "middle right", "middle left",
                    "bottom right", "bottom left"]
 
 
-def label_positions(points: list[tuple[float, float]], names: list[str], size: tuple[float, float] = (900, 430),
-                    char_px: float = 8.5, line_px: float = 20) -> list[str]:
-    """A text position for each point's label such that no two labels overlap (nor a label another point), where
-    any choice allows; ``points`` are in plot fractions (0–1 across, 0–1 up) of a plot of ``size`` pixels."""
-    placed: list[tuple[float, float, float, float]] = []
+def label_positions(points: list[tuple[float, float]], names: list[str], radii: list[float] | None = None,
+                    size: tuple[float, float] = (600, 430), char_px: float = 8.5,
+                    line_px: float = 20) -> list[str]:
+    """A text position for each point's label such that no two labels overlap, nor a label a bubble (of radius
+    ``radii`` pixels), where any choice allows; ``points`` are in plot fractions (0–1 across, 0–1 up) of a plot
+    of ``size`` pixels (the narrowest it is drawn: a projector at 1024 px)."""
+    radii = radii or [6.0] * len(points)
     spots = [(x * size[0], (1 - y) * size[1]) for x, y in points]
+    bubbles = [(sx - r * 0.85, sy - r * 0.85, sx + r * 0.85, sy + r * 0.85)
+               for (sx, sy), r in zip(spots, radii, strict=True)]
+    placed: list[tuple[float, float, float, float]] = []
     chosen = []
-    for (px, py), name in zip(spots, names, strict=True):
+    for (px, py), radius, name in zip(spots, radii, names, strict=True):
         width, best, best_cost = len(name) * char_px, LABEL_POSITIONS[0], math.inf
         for position in LABEL_POSITIONS:
-            box = _label_box(px, py, width, line_px, position)
-            cost = sum(_overlap(box, other) for other in placed)
-            cost += sum(_overlap(box, (sx - 6, sy - 6, sx + 6, sy + 6)) for sx, sy in spots)
+            box = _label_box(px, py, width, line_px, position, radius)
+            cost = sum(_overlap(box, other) for other in placed + bubbles)
             if cost < best_cost - 1e-9:
                 best, best_cost = position, cost
-        placed.append(_label_box(px, py, width, line_px, best))
+        placed.append(_label_box(px, py, width, line_px, best, radius))
         chosen.append(best)
     return chosen
 
 
-def _label_box(x: float, y: float, width: float, height: float, position: str) -> tuple[float, float, float, float]:
+def _label_box(x: float, y: float, width: float, height: float, position: str,
+               radius: float = 6.0) -> tuple[float, float, float, float]:
     vertical, horizontal = position.split()
-    top = {"top": y - 10 - height, "middle": y - height / 2, "bottom": y + 10}[vertical]
-    left = {"center": x - width / 2, "right": x + 10, "left": x - 10 - width}[horizontal]
+    gap = radius + 3
+    top = {"top": y - gap - height, "middle": y - height / 2, "bottom": y + gap}[vertical]
+    left = {"center": x - width / 2, "right": x + gap, "left": x - gap - width}[horizontal]
     return left, top, left + width, top + height
 
 
 def _overlap(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
     return max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+
+
+BUBBLE_PX = 60  # the largest bubble's diameter
 
 
 def cost_accuracy_chart(table: pd.DataFrame) -> go.Figure:
@@ -238,10 +247,12 @@ def cost_accuracy_chart(table: pd.DataFrame) -> go.Figure:
     fractions = [((math.log10(m) - x_range[0]) / (x_range[1] - x_range[0]), (t - y_range[0]) / (y_range[1] - y_range[0]))
                  for m, t in zip(table["MACs"], top1, strict=True)]
     largest = float(table["parameters"].max())
+    radii = [max(3.0, BUBBLE_PX / 2 * math.sqrt(v / largest)) for v in table["parameters"]]
     figure = go.Figure(go.Scatter(
         x=table["MACs"], y=table["top-1 %"], mode="markers+text", text=table["model"],
-        textposition=label_positions(fractions, list(table["model"])), textfont=dict(size=14), cliponaxis=False,
-        marker=dict(size=table["parameters"], sizemode="area", sizeref=2.0 * largest / 60**2, sizemin=6,
+        textposition=label_positions(fractions, list(table["model"]), radii), textfont=dict(size=14),
+        cliponaxis=False,
+        marker=dict(size=table["parameters"], sizemode="area", sizeref=2.0 * largest / BUBBLE_PX**2, sizemin=6,
                     color="#4a6fa5", opacity=0.6, line=dict(width=1, color="#1f2a37")),
         customdata=list(zip([format_count(v) for v in table["parameters"]], [format_count(v) for v in table["MACs"]],
                             table["top-1 source"], strict=True)),

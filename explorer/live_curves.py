@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from html import escape
 
-from explorer.axes import nice_ticks, settled, tick_label, zoomed_range
+from explorer.axes import log_label, nice_ticks, settled, tick_label, zoomed_range
 
 WIDTH = 1200  # the viewBox's width: the image scales to the page's width
 BATCH, TRAIN, VALIDATION, RATE = "#6f8fc0", "#2f5597", "#c0392b", "#c77d2e"  # batch line dark enough to project
@@ -125,7 +125,7 @@ class _Panel:
                  'fill="#f7f8fa"/>']
         for tick in self.ticks if y_ticks else []:
             y = bottom - (tick - self.y_low) / (self.y_high - self.y_low) * lay.plot_height
-            text = tick_label(10 ** tick) if self.log else tick_label(tick)
+            text = log_label(10 ** tick) if self.log else tick_label(tick)
             parts.append(f'<line x1="{self.left:.1f}" x2="{self.left + width:.1f}" y1="{y:.1f}" y2="{y:.1f}" '
                          f'stroke="#dde1e8"/>')
             parts.append(f'<text x="{self.left - 6 * lay.scale:.1f}" y="{y + lay.font / 3:.1f}" text-anchor="end" '

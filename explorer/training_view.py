@@ -236,7 +236,7 @@ def _test_figures(run: dict[str, Any]) -> None:
     test = run.get("test")
     if not test:
         return
-    columns = st.columns(4)
+    columns = [*st.columns(2), *st.columns(2)] if presenter.active() else st.columns(4)  # whole labels at 1024 px
     columns[0].metric("Test accuracy", f"{test['accuracy']:.2%}")
     columns[1].metric("Test loss", f"{test['loss']:.4f}")
     best = run["best_val_acc"]
@@ -282,7 +282,7 @@ def _misclassified(run: dict[str, Any], test: dict[str, Any]) -> None:
 def _actions(run: dict[str, Any]) -> None:
     """Resume (a stopped, failed or interrupted run) and delete (with its files, after a confirmation)."""
     run_id = run["id"]
-    left, right, _ = st.columns([1, 1, 3])
+    left, right, _ = st.columns(3)  # wide enough for "Delete" and its menu arrow at 1024 px
     if run["status"] in services.RUN_RESUMABLE and left.button(
             "Resume", key=f"resume-{run_id}", icon=":material/play_circle:",
             help="Continue from the last checkpoint (or from the start if none was saved)."):

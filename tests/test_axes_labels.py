@@ -52,6 +52,10 @@ def test_tick_labels_are_short() -> None:
     assert [axes.tick_label(v) for v in (0, 0.5, 250, 1e-4, 2e5)] == ["0", "0.5", "250", "1e-4", "2e5"]
 
 
+def test_log_labels_write_decades_as_powers() -> None:
+    assert [axes.log_label(v) for v in (1e-3, 1e-4, 1, 1e9, 2e-4)] == ["10⁻³", "10⁻⁴", "1", "10⁹", "2e-4"]
+
+
 def test_zoomed_range_frames_the_focus_with_a_margin() -> None:
     low, high = axes.zoomed_range([0.97, 0.993], floor=0.0)
     assert 0.95 < low < 0.97 and 0.993 < high < 1.0

@@ -36,11 +36,16 @@ def test_bubble_labels_do_not_overlap() -> None:
     points = [(0.52, 0.66), (0.58, 0.72), (0.6, 0.77), (0.66, 0.74), (0.62, 0.86), (0.7, 0.82), (0.8, 0.5),
               (0.83, 0.52)]
     names = ["ResNet-34", "ResNet-50", "Inception-v3", "ResNet-101", "Xception", "ResNet-152", "VGG-16", "VGG-19"]
-    chosen = components.label_positions(points, names)
-    size, boxes = (900, 430), []
-    for (x, y), name, position in zip(points, names, chosen, strict=True):
-        boxes.append(components._label_box(x * size[0], (1 - y) * size[1], len(name) * 8.5, 20, position))
+    radii = [8, 10, 8, 12, 8, 14, 28, 30]
+    chosen = components.label_positions(points, names, radii)
+    size, boxes = (600, 430), []
+    for (x, y), name, position, radius in zip(points, names, chosen, radii, strict=True):
+        boxes.append(components._label_box(x * size[0], (1 - y) * size[1], len(name) * 8.5, 20, position, radius))
     assert all(components._overlap(a, b) == 0 for i, a in enumerate(boxes) for b in boxes[i + 1:]), chosen
+    for (x, y), radius in zip(points, radii, strict=True):  # and no label lies on a bubble
+        bubble = (x * size[0] - radius * 0.85, (1 - y) * size[1] - radius * 0.85,
+                  x * size[0] + radius * 0.85, (1 - y) * size[1] + radius * 0.85)
+        assert all(components._overlap(box, bubble) == 0 for box in boxes), chosen
 
 
 def test_the_layer_table_shows_macs_among_its_first_columns() -> None:

@@ -28,11 +28,14 @@ CHART_FONTS = """() => [...document.querySelectorAll('[data-testid="stPlotlyChar
   .map(t => { const m = t.getScreenCTM();  // rotated axis titles: the scale is the length of (a, b)
     return {text: t.textContent.trim(), px: parseFloat(getComputedStyle(t).fontSize) * Math.hypot(m.a, m.b)}; })"""
 
-# Labels a reader must see whole: widget labels, buttons, page links, captions of the image grid.
-CUT_LABELS = """() => [...document.querySelectorAll(
-    '[data-testid="stWidgetLabel"] p, [data-testid="stMain"] button p, [data-testid="stPageLink"] p, figcaption')]
-  .filter(e => e.getClientRects().length && e.scrollWidth > e.clientWidth + 1)
-  .map(e => e.textContent)"""
+# Text cut short in the main column: any element that clips its own text (ellipsis, or hidden overflow on one line)
+# and holds more than it shows: widget and metric labels, buttons, popovers, page links, captions.
+CUT_LABELS = """() => [...document.querySelectorAll('[data-testid="stMain"] *')]
+  .filter(e => { const s = getComputedStyle(e);
+    return e.getClientRects().length && (e.textContent || '').trim() && !e.closest('[data-testid="stDataFrame"]')
+      && (s.textOverflow === 'ellipsis' || (s.whiteSpace === 'nowrap' && s.overflowX === 'hidden'))
+      && e.scrollWidth > e.clientWidth + 1; })
+  .map(e => e.textContent.trim())"""
 
 
 @pytest.fixture(scope="module")
