@@ -106,7 +106,9 @@ def inspect(model: classifiers.Classifier, name: str, payload: bytes) -> None:
     st.subheader("Feature maps")
     layer = st.selectbox("Feature maps of", layers, index=0, key="classify-map-layer", bind="query-params") or layers[0]
     maps = services.feature_maps(model, prepared.tensor, layer)
-    st.caption(f"First {min(MAPS_SHOWN, len(maps))} of the channels of {layer} ({tuple(maps.shape[1:])} each)")
+    height, width = maps.shape[1:]
+    st.caption(f"First {min(MAPS_SHOWN, len(maps))} of the {labels.plural(len(maps), 'channel')} of {layer} "
+               f"({height}×{width} each)")
     grid = st.columns(8)
     for i, feature in enumerate(maps[:MAPS_SHOWN]):
         grid[i % 8].image((feature * 255).byte().numpy(), width="stretch")

@@ -151,7 +151,8 @@ def _grid(values: torch.Tensor, title: str, annotate: bool, colorscale: str | li
     figure = go.Figure(go.Heatmap(z=values.numpy(), colorscale=colorscale, zmid=0 if colorscale == "RdBu" else None,
                                   showscale=False, hovertemplate="%{z:.3f}<extra></extra>",
                                   text=[[f"{v:.2f}" for v in row] for row in values.tolist()] if annotate else None,
-                                  texttemplate="%{text}" if annotate else None, textfont=dict(size=13)))
+                                  texttemplate="%{text}" if annotate else None,
+                                  textfont=dict(size=presenter.CHART_FONT_PX - 2 if presenter.active() else 13)))
     figure.update_layout(title=title, margin=dict(t=36, b=4, l=4, r=4),
                          xaxis=dict(visible=False, constrain="domain"),
                          yaxis=dict(visible=False, autorange="reversed", scaleanchor="x", constrain="domain"))
@@ -180,7 +181,8 @@ def convolution_by_hand(model: classifiers.Classifier, x: torch.Tensor, image: I
         st.image(with_field(image, at.box), width="stretch")
         st.caption(f"The {at.kernel.shape[-2]}×{at.kernel.shape[-1]} patch under the kernel at ({row}, {col}); "
                    "outside the image the input is padded with zeros.")
-    annotate = at.kernel.shape[-1] * at.kernel.shape[-2] <= 49
+    # Each value written in its cell up to 7×7 (5×5 projected, where the numbers are larger: 15 px must fit a cell)
+    annotate = at.kernel.shape[-1] * at.kernel.shape[-2] <= (25 if presenter.active() else 49)
     for i in range(at.kernel.shape[0]):
         name = f"input channel {i}" if at.kernel.shape[0] > 1 else "the input"
         columns = st.columns(3)

@@ -117,3 +117,26 @@ def test_home_lists_every_page_whole_and_answers_at_slash_home(readable_app: Any
         assert page.evaluate(OVERFLOW) == []
     finally:
         context.close()
+
+
+CHART_PAGES = ["/compare", "/architectures?model=resnet50&tab=Charts", "/classify", "/inside"]
+
+
+@pytest.mark.parametrize("path", CHART_PAGES)
+def test_chart_text_is_large_enough_on_every_chart_page(readable_app: Any, browser: Any, path: str) -> None:
+    """Every Plotly chart's text at ≥ 14 px on a 1280×720 projector, and no text cut short."""
+    context = _context(browser, 1280, 720)
+    try:
+        page = context.new_page()
+        open_page(page, f"{readable_app.url}{path}&present=1" if "?" in path else f"{readable_app.url}{path}?present=1")
+        wait_until_drawn(page)
+        expect(page.locator('[data-testid="stException"]')).to_have_count(0)
+        charts = page.locator('[data-testid="stPlotlyChart"]')
+        for i in range(charts.count()):  # drawn when scrolled into view
+            charts.nth(i).scroll_into_view_if_needed()
+        wait_until_drawn(page)
+        small = [f for f in page.evaluate(CHART_FONTS) if f["px"] < MIN_FONT_PX - 0.05]
+        assert not small, small
+        assert page.evaluate(CUT_LABELS) == []
+    finally:
+        context.close()
