@@ -58,7 +58,7 @@ class Layout:
 
     @property
     def height(self) -> float:
-        return 190 + self.top + self.bottom
+        return 190 * (1 + (self.scale - 1) / 2) + self.top + self.bottom  # taller plots with larger text
 
     @property
     def panel(self) -> float:
