@@ -95,7 +95,7 @@ def curves(steps: list[dict[str, float]], epochs: list[dict[str, float]], steps_
                                         showlegend=column == 1), 1, column)
     _value_axes(figure, batch_x, steps, epochs)
     figure.update_xaxes(title_text="epoch")
-    figure.update_layout(margin=dict(t=40, b=10), legend=dict(orientation="h", y=-0.3))
+    figure.update_layout(margin=dict(t=40, b=10, r=30), legend=dict(orientation="h", y=-0.3))  # room for the last tick
     return presenter.figure(figure, height=360)
 
 
