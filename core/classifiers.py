@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from core import checkpoints, models, transfer, weights
+from core import checkpoints, labels, models, transfer, weights
 from core.errors import ExplorerError
 from core.runs import RunStore
 
@@ -56,10 +56,11 @@ def choices(store: RunStore | None) -> list[Choice]:
             continue
         accuracy = (run["test"] or {}).get("accuracy")
         score = f" · test {accuracy:.1%}" if accuracy is not None else ""
-        kind = f" · {run['config']['strategy'].replace('_', ' ')}" if (run["config"] or {}).get("strategy") else ""
+        kind = f" · {labels.strategy_title(run['config']['strategy']).lower()}" if (run["config"] or {}).get(
+            "strategy") else ""
         status = "" if run["status"] == "completed" else f" · {run['status']}"
         which = "" if "best" in saved else " · last checkpoint"
-        dataset = run["dataset"].rsplit("/", 1)[-1]
+        dataset = labels.dataset_title(run["dataset"])
         random = transfer.random_start(run["config"] or {})
         start = f" · {transfer.RANDOM_SHORT}" if random else ""
         found.append(Choice(f"run:{run['id']}", f"{models.spec(run['arch']).display_name} · {dataset}{kind}{start}"

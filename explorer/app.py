@@ -11,21 +11,24 @@ if str(ROOT) not in sys.path:  # `streamlit run` puts only explorer/ on the path
 
 import streamlit as st  # noqa: E402
 
+from explorer import navigation as navigation_pages  # noqa: E402
 from explorer import presenter, services, widgets  # noqa: E402
+from explorer.navigation import HOME, HOME_ALIAS  # noqa: E402
 
 st.set_page_config(page_title="CNN Architecture Explorer", page_icon="🧠", layout="wide")
 
-PAGES = [
-    st.Page("../pages/home.py", title="Home", icon=":material/home:", url_path="home", default=True),
-    st.Page("../pages/architectures.py", title="Architectures", icon=":material/account_tree:", url_path="architectures"),
-    st.Page("../pages/compare.py", title="Compare", icon=":material/compare_arrows:", url_path="compare"),
-    st.Page("../pages/training.py", title="Training", icon=":material/monitoring:", url_path="training"),
-    st.Page("../pages/transfer.py", title="Transfer learning", icon=":material/move_up:", url_path="transfer"),
-    st.Page("../pages/classify.py", title="Classify", icon=":material/image_search:", url_path="classify"),
-    st.Page("../pages/inside.py", title="Inside the network", icon=":material/layers:", url_path="inside"),
-]
+PAGES = [st.Page(page.script, title=page.title, icon=page.icon, url_path=page.url_path, default=page is HOME)
+         for page in navigation_pages.PAGES]
 
-navigation = st.navigation(PAGES)
+
+def _home_alias() -> None:
+    """``/home``: the default page lives at ``/``, so its own address would be "Page not found"; go there."""
+    st.switch_page(PAGES[0], query_params=st.query_params.to_dict())
+
+
+HIDDEN = [st.Page(_home_alias, title="Home", url_path=HOME_ALIAS, visibility="hidden")]  # a link to /home works
+
+navigation = st.navigation(PAGES + HIDDEN)
 presenter.switch()  # every page follows presenter mode (the sidebar switch, or ?present=1)
 with st.sidebar:
     st.caption(f"Device: {services.device_name()}")

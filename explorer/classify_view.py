@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 from plotly.subplots import make_subplots
 
-from core import classifiers
+from core import classifiers, labels
 from core.errors import ExplorerError
 from explorer import components, latencies, presenter, services, widgets
 from explorer.digit_pad import digit_pad
@@ -106,7 +106,9 @@ def inspect(model: classifiers.Classifier, name: str, payload: bytes) -> None:
     st.subheader("Feature maps")
     layer = st.selectbox("Feature maps of", layers, index=0, key="classify-map-layer", bind="query-params") or layers[0]
     maps = services.feature_maps(model, prepared.tensor, layer)
-    st.caption(f"First {min(MAPS_SHOWN, len(maps))} of the channels of {layer} ({tuple(maps.shape[1:])} each)")
+    height, width = maps.shape[1:]
+    st.caption(f"First {min(MAPS_SHOWN, len(maps))} of the {labels.plural(len(maps), 'channel')} of {layer} "
+               f"({height}×{width} each)")
     grid = st.columns(8)
     for i, feature in enumerate(maps[:MAPS_SHOWN]):
         grid[i % 8].image((feature * 255).byte().numpy(), width="stretch")
@@ -158,6 +160,27 @@ def steps_to_scale(steps: list) -> None:
             column.caption(f"**{step.name}** · {step.image.width}×{step.image.height} px  \n"
                            f"{widgets.literal(step.detail)}")
     st.caption("Drawn to scale: each picture's width is its true width in pixels relative to the others.")
+    _magnified(shown)
+
+
+MAGNIFIED_PX = 224  # a small step (LeNet's 28×28) is also shown enlarged to about this width, pixel by pixel
+
+
+def _magnified(shown: list) -> None:
+    """Beside the to-scale row, a magnified copy of each step much smaller than the largest (a 28×28 input is a
+    speck next to a 451×300 photo): the same pixels, enlarged by a whole factor without smoothing."""
+    widest = max(step.image.width for step in shown)
+    small = [step for step in shown if step.image.width * 4 <= widest]
+    if not small:
+        return
+    small = small[:STEPS_PER_ROW]
+    factor = max(1, MAGNIFIED_PX // max(max(step.image.size) for step in small))  # one factor: still to scale
+    columns = st.columns(len(small) + 1)  # a spare column: each copy keeps its own width
+    for column, step in zip(columns, small, strict=False):
+        enlarged = step.image.convert("RGB").resize((step.image.width * factor, step.image.height * factor),
+                                                    Image.Resampling.NEAREST)
+        column.image(enlarged, width=enlarged.width)
+        column.caption(f"**{step.name}**, magnified ×{factor}")
 
 
 def grad_cam(model: classifiers.Classifier, prepared, label: str, layers: list[str]) -> None:
@@ -215,7 +238,8 @@ def batch_table(model: classifiers.Classifier, inputs: list[tuple[str, bytes]]) 
 def all_models(choices: list[classifiers.Choice], name: str, payload: bytes) -> None:
     """One image through every available model, side by side, with top-5 and latency."""
     st.subheader("All models")
-    if not st.button(f"Run {widgets.literal(name)} through all {len(choices)} models", key="classify-all"):
+    if not st.button(f"Run {widgets.literal(name)} through {labels.every(len(choices), 'model')}",
+                     key="classify-all"):
         return
     columns = st.columns(min(len(choices), 4))
     for i, choice in enumerate(choices):

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import base64
+import html
+import io
 import math
+import re
+from typing import Any
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
+from PIL import Image
 
-from core import models
+from core import labels, models
 from core.analysis import ModelSummary, format_count, format_pair, format_shape
 from core.fidelity import NOTES_SOURCE, FidelityRow
-from explorer import services, widgets
+from explorer import axes, presenter, services, widgets
 
 MACS_NOTE = (
     "MACs are multiply-accumulates (one multiplication and one addition): 1 MAC = 2 FLOPs. "
@@ -45,13 +52,17 @@ def latency_note(row: dict) -> str:
     return f"{latency_spread(row)} · {row['conditions']}"
 
 
-def counts_axis(figure: go.Figure, axis: str = "yaxis", log: bool = False) -> go.Figure:
-    """An axis of counts or MACs with the app's K/M/G suffixes at round values (1, 2, 5 × 10ⁿ)."""
-    settings: dict = dict(exponentformat="SI", tickformat="~s")
-    if log:
-        settings.update(type="log", dtick="D2")  # ticks at 1, 2, 5 of each decade, labelled 100M, 1G, 2G…
-    figure.update_layout({axis: settings})
+def counts_axis(figure: go.Figure, axis: str = "yaxis") -> go.Figure:
+    """An axis of counts or MACs with the app's K/M/G suffixes at round values (1, 2, 5 × 10ⁿ); a log axis of
+    counts takes its ticks from ``axes.plotly_log(…, label=count_tick)``."""
+    figure.update_layout({axis: dict(exponentformat="SI", tickformat="~s")})
     return figure
+
+
+def count_tick(value: float) -> str:
+    """A count on a tick: ``format_count`` without trailing zeros ("1 G", "500 M", "2.5 G")."""
+    text = format_count(value)
+    return re.sub(r"\.?0+(?= |$)", "", text) if "." in text else text
 
 
 def count_columns(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
@@ -92,7 +103,7 @@ def paper_card(name: str) -> None:
         f"**{spec.display_name}** ({spec.year}) · {spec.authors}  \n"
         f"[{spec.paper_title}]({spec.paper_url})  \n"
         f"Original task: {spec.task} · data set: {spec.dataset} · input {spec.input_size}×{spec.input_size}"
-        f"×{spec.in_channels} · normalised with mean {spec.mean}, std {spec.std}"
+        f"×{spec.in_channels} · normalised with mean {labels.number_list(spec.mean)}, std {labels.number_list(spec.std)}"
     )
     if spec.idea:
         st.info(spec.idea, icon=":material/lightbulb:")
@@ -128,7 +139,9 @@ def layer_table(summary: ModelSummary) -> None:
         hide_index=True,
         height=table_height(len(frame), cap=16),
         width="stretch",
+        column_order=layer_columns(list(frame.columns), presenter.active()),
         column_config={
+            "layer": st.column_config.TextColumn(pinned=True),
             "params": st.column_config.TextColumn(help="Parameters of the layer" + exact),
             "trainable": st.column_config.TextColumn(help="Parameters that train" + exact),
             "non-trainable": st.column_config.TextColumn(help="Frozen parameters" + exact),
@@ -146,6 +159,18 @@ def layer_table(summary: ModelSummary) -> None:
         st.caption(f"{module_name} ({count:,} parameters) runs only in training, so it has no rows above; "
                    f"the table's rows hold {rows_total:,} parameters.")
     csv_button(frame, f"{summary.name}-layers.csv", key=f"layers-csv-{summary.name}")
+
+
+LAYER_COLUMNS_FIRST = ["#", "layer", "type", "output", "params", "MACs"]  # what a lecture reads, in the first screen
+PRESENTER_HIDDEN = {"stage", "trainable", "non-trainable", "jump"}  # in the CSV; off the projected table
+
+
+def layer_columns(columns: list[str], presenting: bool) -> list[str]:
+    """The layer table's column order: layer, shape, parameters and MACs first (at 1024 px the MACs column was off
+    the right edge), then the rest; presenter mode leaves out the columns a lecture does not read."""
+    first = [c for c in LAYER_COLUMNS_FIRST if c in columns]
+    rest = [c for c in columns if c not in first and not (presenting and c in PRESENTER_HIDDEN)]
+    return first + rest
 
 
 def comparison_rows(summaries: dict[str, ModelSummary]) -> list[dict]:
@@ -167,32 +192,77 @@ def comparison_rows(summaries: dict[str, ModelSummary]) -> list[dict]:
     return rows
 
 
-_DECADES = [10.0 ** exponent for exponent in range(3, 14)]
+LABEL_POSITIONS = ["top center", "bottom center", "middle right", "middle left", "top right", "top left",
+                   "bottom right", "bottom left"]
+
+
+def label_positions(points: list[tuple[float, float]], names: list[str], radii: list[float] | None = None,
+                    size: tuple[float, float] = (600, 430), char_px: float = 8.5,
+                    line_px: float = 20) -> list[str]:
+    """A text position for each point's label such that no two labels overlap, nor a label a bubble (of radius
+    ``radii`` pixels), where any choice allows; ``points`` are in plot fractions (0–1 across, 0–1 up) of a plot
+    of ``size`` pixels (the narrowest it is drawn: a projector at 1024 px)."""
+    radii = radii or [6.0] * len(points)
+    spots = [(x * size[0], (1 - y) * size[1]) for x, y in points]
+    bubbles = [(sx - r * 0.85, sy - r * 0.85, sx + r * 0.85, sy + r * 0.85)
+               for (sx, sy), r in zip(spots, radii, strict=True)]
+    placed: list[tuple[float, float, float, float]] = []
+    chosen = []
+    for (px, py), radius, name in zip(spots, radii, names, strict=True):
+        width, best, best_cost = len(name) * char_px, LABEL_POSITIONS[0], math.inf
+        for position in LABEL_POSITIONS:
+            box = _label_box(px, py, width, line_px, position, radius)
+            cost = sum(_overlap(box, other) for other in placed + bubbles)
+            if cost < best_cost - 1e-9:
+                best, best_cost = position, cost
+        placed.append(_label_box(px, py, width, line_px, best, radius))
+        chosen.append(best)
+    return chosen
+
+
+def _label_box(x: float, y: float, width: float, height: float, position: str,
+               radius: float = 6.0) -> tuple[float, float, float, float]:
+    vertical, horizontal = position.split()
+    gap = radius + 3
+    top = {"top": y - gap - height, "middle": y - height / 2, "bottom": y + gap}[vertical]
+    left = {"center": x - width / 2, "right": x + gap, "left": x - gap - width}[horizontal]
+    return left, top, left + width, top + height
+
+
+def _overlap(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
+    return max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+
+
+BUBBLE_PX = 60  # the largest bubble's diameter
 
 
 def cost_accuracy_chart(table: pd.DataFrame) -> go.Figure:
     """MACs (log axis, ticks at round values) against published top-1, bubble area = parameters, every bubble
-    labelled; labels alternate above and below so that neighbours (ResNet-101/152, Xception) stay readable."""
+    labelled where its label overlaps no other (``label_positions``)."""
     table = table.sort_values("MACs")
-    positions = ["top center" if i % 2 == 0 else "bottom center" for i in range(len(table))]
+    low, high = float(table["MACs"].min()), float(table["MACs"].max())
+    x_range = [math.log10(low / 2), math.log10(high * 2)]
+    top1 = table["top-1 %"].astype(float)
+    y_range = [math.floor(top1.min() - 2), math.ceil(top1.max() + 2)]
+    fractions = [((math.log10(m) - x_range[0]) / (x_range[1] - x_range[0]), (t - y_range[0]) / (y_range[1] - y_range[0]))
+                 for m, t in zip(table["MACs"], top1, strict=True)]
     largest = float(table["parameters"].max())
+    radii = [max(3.0, BUBBLE_PX / 2 * math.sqrt(v / largest)) for v in table["parameters"]]
     figure = go.Figure(go.Scatter(
-        x=table["MACs"], y=table["top-1 %"], mode="markers+text", text=table["model"], textposition=positions,
-        textfont=dict(size=14), cliponaxis=False,
-        marker=dict(size=table["parameters"], sizemode="area", sizeref=2.0 * largest / 60**2, sizemin=6,
+        x=table["MACs"], y=table["top-1 %"], mode="markers+text", text=table["model"],
+        textposition=label_positions(fractions, list(table["model"]), radii), textfont=dict(size=14),
+        cliponaxis=False,
+        marker=dict(size=table["parameters"], sizemode="area", sizeref=2.0 * largest / BUBBLE_PX**2, sizemin=6,
                     color="#4a6fa5", opacity=0.6, line=dict(width=1, color="#1f2a37")),
         customdata=list(zip([format_count(v) for v in table["parameters"]], [format_count(v) for v in table["MACs"]],
                             table["top-1 source"], strict=True)),
         hovertemplate="<b>%{text}</b><br>%{customdata[1]} MACs · %{customdata[0]} parameters<br>"
                       "top-1 %{y:.1f} % (%{customdata[2]})<extra></extra>",
     ))
-    low, high = float(table["MACs"].min()), float(table["MACs"].max())
-    ticks = [v * step for v in _DECADES for step in (1, 2, 5) if low / 3 <= v * step <= high * 3]
+    x_axis = axes.plotly_log(low / 2, high * 2, label=count_tick)
     figure.update_layout(height=520, margin=dict(t=30, l=10, r=10, b=10), showlegend=False,
-                         xaxis=dict(type="log", title="MACs per image (log scale)", tickvals=ticks,
-                                    ticktext=[format_count(v) for v in ticks],
-                                    range=[math.log10(low / 2), math.log10(high * 2)]),
-                         yaxis=dict(title="ImageNet top-1 (%)", dtick=2))
+                         xaxis=dict(x_axis, title="MACs per image (log scale)", range=x_range),
+                         yaxis=dict(axes.plotly_linear(*y_range), title="ImageNet top-1 (%)"))
     return figure
 
 
@@ -230,8 +300,10 @@ def fidelity_table(rows: list[FidelityRow]) -> None:
         return
     st.caption(NOTES_SOURCE)
     differing = sum(not row.agrees for row in rows)
-    st.markdown(f"{len(rows)} figures from the course notes: **{len(rows) - differing} agree** with the live "
-                f"model or the published references, **{differing} differ** — each with the reason.")
+    agree = len(rows) - differing
+    st.markdown(f"{labels.plural(len(rows), 'figure')} from the course notes: **{agree} "
+                f"{'agrees' if agree == 1 else 'agree'}** with the live model or the published references, "
+                f"**{differing} {'differs' if differing == 1 else 'differ'}** — each with the reason.")
     frame = pd.DataFrame([
         {"": "✓ agrees" if row.agrees else "⚠ differs", "figure": row.label, "course notes": row.notes,
          "this app (live)": row.live, "published elsewhere": row.published, "why": row.explanation,
@@ -245,12 +317,46 @@ def fidelity_table(rows: list[FidelityRow]) -> None:
             st.markdown(f"- ⚠ **{row.label}** — notes: {row.notes}; live: {row.live}. {row.explanation}")
 
 
-def confusion_heatmap(test: dict, title: str, height: int = 420, scale: bool = True) -> go.Figure:
-    """The test set's confusion matrix (rows: true class, columns: predicted), every class labelled."""
+CELL_PX = 44  # a confusion-matrix cell in presenter mode: its count readable from the back of the room
+
+
+def confusion_heatmap(test: dict, title: str, height: int = 420, scale: bool = True,
+                      cell: int | None = None) -> go.Figure:
+    """The test set's confusion matrix (rows: true class, columns: predicted), every class labelled, each count
+    written in its cell. With ``cell`` (pixels) the figure is sized so each cell is that large and square, and
+    the counts are written large; otherwise it is ``height`` tall and stretches to its column."""
     classes = [widgets.chart_literal(name) for name in test["classes"]]  # folder names: shown as they are
+    count = len(classes)
+    text_px = max(11, min(20, int((cell or 0) * 0.42))) if cell else None
     figure = go.Figure(go.Heatmap(z=test["confusion"], x=classes, y=classes, colorscale="Blues", showscale=scale,
-                                  text=test["confusion"], texttemplate="%{text}"))
+                                  text=test["confusion"], texttemplate="%{text}",
+                                  textfont=dict(size=text_px) if text_px else None))
     figure.update_layout(title=title, xaxis_title="predicted", yaxis_title="true", yaxis_autorange="reversed",
                          height=height, margin=dict(t=40, b=10), xaxis=dict(type="category"),
                          yaxis=dict(type="category"))
+    if cell:
+        label_px = 12 + 10 * max((len(str(name)) for name in test["classes"]), default=1)  # the y tick labels
+        left, top, bottom = 40 + label_px, 50, 60 + label_px // 2
+        figure.update_layout(width=left + cell * count + (100 if scale else 20), height=top + cell * count + bottom,
+                             margin=dict(l=left, r=100 if scale else 20, t=top, b=bottom, autoexpand=False))
     return figure
+
+
+def image_grid(items: list[tuple[Any, str]], key: str, thumb_px: int = 96) -> None:
+    """Small images with a caption under each, wrapping to the column's width: a cell is as wide as its caption
+    (never cut, never wrapped mid-word), so nothing overlaps at any width. Images are enlarged pixel by pixel."""
+    cells = []
+    for array, caption in items:
+        picture = Image.fromarray(np.asarray(array))
+        picture.thumbnail((thumb_px, thumb_px))
+        buffer = io.BytesIO()
+        picture.save(buffer, format="PNG")
+        data = base64.b64encode(buffer.getvalue()).decode()
+        cells.append(f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(caption)}"/>'
+                     f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+    style = (f".st-key-{key} .grid {{ display: flex; flex-wrap: wrap; gap: 0.6rem 0.9rem; }}"
+             f".st-key-{key} figure {{ margin: 0; min-width: 4rem; text-align: center; }}"
+             f".st-key-{key} img {{ width: 4rem; height: 4rem; object-fit: contain; image-rendering: pixelated; }}"
+             f".st-key-{key} figcaption {{ white-space: nowrap; font-size: 0.9rem; color: #31333f; }}")
+    with st.container(key=key):
+        st.html(f"<style>{style}</style><div class='grid'>{''.join(cells)}</div>")

@@ -105,12 +105,15 @@ def overview(image: Image.Image, found: list[explain.Stage]) -> None:
         channels, height, width = stage.shape
         centre = (height // 2, width // 2)
         box = stage.window.box(*centre, size)
-        left, middle, right = st.columns([1.3, 1.1, 4], vertical_alignment="center")
+        # The stage's name, layer and shape on a line of their own: in a narrow column a layer name such as
+        # backbone.maxpool broke mid-word.
+        st.markdown(f"**{stage.label}** · `{stage.layer}` · {channels} × {height} × {width}")
+        left, right = st.columns([1.3, 4], vertical_alignment="top")
         left.image(with_field(image, box), width="stretch")
-        middle.markdown(f"**{stage.label}**  \n`{stage.layer}`  \n{channels} × {height} × {width}")
-        middle.caption(f"Centre position: {_field_text(stage.window, box, size)}.")
-        maps = right.columns(MAPS_PER_STAGE)
-        for column, channel, values in zip(maps, stage.channels, stage.maps, strict=False):
+        left.caption(f"Centre position: {_field_text(stage.window, box, size)}.")
+        maps = right.columns(MAPS_PER_STAGE // 2 if presenter.active() else MAPS_PER_STAGE)
+        for i, (channel, values) in enumerate(zip(stage.channels, stage.maps, strict=False)):
+            column = maps[i % len(maps)]
             column.image(_pixels(services.colorize(values, "inferno").numpy()), width="stretch")
             column.caption(f"channel {channel}")
 
@@ -148,7 +151,8 @@ def _grid(values: torch.Tensor, title: str, annotate: bool, colorscale: str | li
     figure = go.Figure(go.Heatmap(z=values.numpy(), colorscale=colorscale, zmid=0 if colorscale == "RdBu" else None,
                                   showscale=False, hovertemplate="%{z:.3f}<extra></extra>",
                                   text=[[f"{v:.2f}" for v in row] for row in values.tolist()] if annotate else None,
-                                  texttemplate="%{text}" if annotate else None, textfont=dict(size=13)))
+                                  texttemplate="%{text}" if annotate else None,
+                                  textfont=dict(size=presenter.CHART_FONT_PX - 2 if presenter.active() else 13)))
     figure.update_layout(title=title, margin=dict(t=36, b=4, l=4, r=4),
                          xaxis=dict(visible=False, constrain="domain"),
                          yaxis=dict(visible=False, autorange="reversed", scaleanchor="x", constrain="domain"))
@@ -177,7 +181,8 @@ def convolution_by_hand(model: classifiers.Classifier, x: torch.Tensor, image: I
         st.image(with_field(image, at.box), width="stretch")
         st.caption(f"The {at.kernel.shape[-2]}×{at.kernel.shape[-1]} patch under the kernel at ({row}, {col}); "
                    "outside the image the input is padded with zeros.")
-    annotate = at.kernel.shape[-1] * at.kernel.shape[-2] <= 49
+    # Each value written in its cell up to 7×7 (5×5 projected, where the numbers are larger: 15 px must fit a cell)
+    annotate = at.kernel.shape[-1] * at.kernel.shape[-2] <= (25 if presenter.active() else 49)
     for i in range(at.kernel.shape[0]):
         name = f"input channel {i}" if at.kernel.shape[0] > 1 else "the input"
         columns = st.columns(3)

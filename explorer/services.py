@@ -8,6 +8,7 @@ and every use of it that is not thread-safe happens under that owner's lock.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import io
@@ -33,6 +34,7 @@ from core import (
     explain,
     fidelity,
     imaging,
+    labels,
     local_data,
     models,
     presets,
@@ -311,10 +313,17 @@ def public_text(text: str) -> str:
 
 
 def dataset_label(name: str) -> str:
-    """A data-set name as users see it: ``folder:uploads/…`` rather than an absolute path."""
-    if name.startswith(data.FOLDER_PREFIX):
-        return data.FOLDER_PREFIX + public_path(name.removeprefix(data.FOLDER_PREFIX))
-    return name
+    """A data set as users see it (``labels.dataset_title``): ``Fashion-MNIST``, a folder by its name, an uploaded
+    zip by its file name; never a server path or the hash an upload's folder is named by."""
+    return labels.dataset_title(name)
+
+
+def _keep_upload_name(folder: Path, upload: object) -> None:
+    """Write an uploaded zip's own file name (printable characters, at most 80) beside its extracted classes."""
+    name = "".join(c for c in str(getattr(upload, "name", "") or "") if c.isprintable())[:80].strip()
+    if name and not (folder / labels.UPLOAD_NAME).exists():
+        with contextlib.suppress(OSError):
+            (folder / labels.UPLOAD_NAME).write_text(name)
 
 
 MAX_FOLDER_TEXT = 1024  # characters typed into the server-folder box
@@ -369,6 +378,7 @@ def zip_dataset(upload: bytes | IO[bytes]) -> ExtractedZip:
         extracted = archives.extract_zip(source, target)
         root, skipped = extracted.root, extracted.skipped
         prune_uploads(keep={target})
+    _keep_upload_name(target, upload)
     name = data.FOLDER_PREFIX + str(root)
     data.load(name)  # scanned and verified once, then cached
     return ExtractedZip(name, skipped)

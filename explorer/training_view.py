@@ -11,9 +11,9 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
-from core import transfer
+from core import labels, transfer
 from core.errors import ExplorerError
-from explorer import components, live_curves, services, widgets
+from explorer import axes, components, live_curves, presenter, services, widgets
 
 STEP_POINTS = 2000  # the live curve keeps at most this many per-batch points
 DRAWN_POINTS = 400  # per-batch points drawn per curve
@@ -35,13 +35,31 @@ def _duration(seconds: float) -> str:
 
 def _rate_axis(figure: go.Figure, rates: list[float]) -> None:
     """A constant rate is said in words (a flat line on an axis labelled "0" reads as zero); one that varies
-    gets a log axis, where schedules over decades stay readable."""
-    if max(rates) == min(rates):
+    gets a log axis labelled at its decades (or 1, 2, 5 within one), where schedules over decades stay readable."""
+    finite = [r for r in rates if math.isfinite(r)]
+    if not finite:
+        return
+    if max(finite) == min(finite):
         figure.update_yaxes(showticklabels=False, row=1, col=3)
-        figure.add_annotation(text=f"constant {rates[0]:g}", xref="x3 domain", yref="y3 domain", x=0.5, y=0.6,
-                              showarrow=False, font=dict(size=14))
-    elif min(rates) > 0:
-        figure.update_yaxes(type="log", exponentformat="power", row=1, col=3)
+        figure.add_annotation(text=f"constant {finite[0]:g}", xref="x3 domain", yref="y3 domain", x=0.5, y=0.6,
+                              showarrow=False, font=dict(size=16))
+    elif min(finite) > 0:
+        figure.update_yaxes(axes.plotly_log(min(finite), max(finite)), row=1, col=3)
+
+
+def _value_axes(figure: go.Figure, batch_x: list[float], steps: list[dict[str, float]],
+                epochs: list[dict[str, float]]) -> None:
+    """Loss and accuracy axes zoomed to the epochs and the batches after the first epoch (``live_curves``'s
+    rule: the first batches' 20 % must not flatten 97–99 % into one line), ticks at round values."""
+    for column, keys in ((1, ("train_loss", "val_loss")), (2, ("train_acc", "val_acc"))):
+        batch = [(x, s[keys[0]]) for x, s in zip(batch_x, steps, strict=True)]
+        epoch = [(float(e["epoch"]), e[key]) for e in epochs for key in keys]
+        low, high = live_curves.value_range(batch, epoch, accuracy=column == 2)
+        figure.update_yaxes(axes.plotly_linear(low, high), row=1, col=column)
+    xs = [x for x in batch_x + [float(e["epoch"]) for e in epochs] if math.isfinite(x)]
+    if xs:
+        low, high = min(0.0, *xs), max(xs)
+        figure.update_xaxes(axes.plotly_linear(low, high + 0.02 * (high - low or 1), epochs=high - low >= 2))
 
 
 def _thinned(steps: list[dict[str, float]]) -> list[dict[str, float]]:
@@ -57,24 +75,28 @@ def curves(steps: list[dict[str, float]], epochs: list[dict[str, float]], steps_
     for an ended run (the live view draws the same curves as an image: ``live_curves``)."""
     figure = make_subplots(rows=1, cols=3, subplot_titles=("Loss", "Accuracy", "Learning rate"))
     steps = _thinned(steps)
+    batch_x = [s["step"] / steps_per_epoch for s in steps] if steps_per_epoch else [float(s["step"]) for s in steps]
     if steps:
-        x = [s["step"] / steps_per_epoch for s in steps] if steps_per_epoch else [s["step"] for s in steps]
-        figure.add_trace(go.Scatter(x=x, y=[s["train_loss"] for s in steps], name="train (batches)",
-                                    line=dict(color="#9db4d6", width=1)), 1, 1)
-        figure.add_trace(go.Scatter(x=x, y=[s["train_acc"] for s in steps], name="train (batches)",
-                                    line=dict(color="#9db4d6", width=1), showlegend=False), 1, 2)
-        figure.add_trace(go.Scatter(x=x, y=[s["lr"] for s in steps], name="learning rate",
-                                    line=dict(color="#c77d2e")), 1, 3)
+        batch_line = dict(color=live_curves.BATCH, width=1.6)
+        figure.add_trace(go.Scatter(x=batch_x, y=[s["train_loss"] for s in steps], name="train (batches)",
+                                    line=batch_line), 1, 1)
+        figure.add_trace(go.Scatter(x=batch_x, y=[s["train_acc"] for s in steps], name="train (batches)",
+                                    line=batch_line, showlegend=False), 1, 2)
+        figure.add_trace(go.Scatter(x=batch_x, y=[s["lr"] for s in steps], name="learning rate",
+                                    line=dict(color=live_curves.RATE, width=2)), 1, 3)
         _rate_axis(figure, [s["lr"] for s in steps])
     if epochs:
         x = [e["epoch"] for e in epochs]
-        for key, name, colour, column in [("train_loss", "train", "#4a6fa5", 1), ("val_loss", "validation", "#c0392b", 1),
-                                          ("train_acc", "train", "#4a6fa5", 2), ("val_acc", "validation", "#c0392b", 2)]:
+        for key, name, colour, column in [
+                ("train_loss", "train", live_curves.TRAIN, 1), ("val_loss", "validation", live_curves.VALIDATION, 1),
+                ("train_acc", "train", live_curves.TRAIN, 2), ("val_acc", "validation", live_curves.VALIDATION, 2)]:
             figure.add_trace(go.Scatter(x=x, y=[e[key] for e in epochs], name=f"{name} (epochs)", mode="lines+markers",
-                                        line=dict(color=colour), showlegend=column == 1), 1, column)
+                                        line=dict(color=colour, width=2.5), marker=dict(size=8),
+                                        showlegend=column == 1), 1, column)
+    _value_axes(figure, batch_x, steps, epochs)
     figure.update_xaxes(title_text="epoch")
-    figure.update_layout(height=340, margin=dict(t=40, b=10), legend=dict(orientation="h", y=-0.25))
-    return figure
+    figure.update_layout(margin=dict(t=40, b=10, r=30), legend=dict(orientation="h", y=-0.3))  # room for the last tick
+    return presenter.figure(figure, height=360)
 
 
 def epoch_axis(figure: go.Figure, last_epoch: int) -> None:
@@ -145,16 +167,18 @@ def _live_image(run: dict[str, Any]) -> str | None:
     epoch has ended since; in between, the same image again."""
     drawn = st.session_state.get(f"curves-image-{run['id']}")
     progress = run.get("progress") or {}
-    if drawn and time.monotonic() - drawn["at"] < CURVES_EVERY and drawn["epoch"] == progress.get("epoch"):
+    scale = live_curves.PRESENTER_SCALE if presenter.active() else 1.0
+    if (drawn and time.monotonic() - drawn["at"] < CURVES_EVERY and drawn["epoch"] == progress.get("epoch")
+            and drawn.get("scale") == scale):
         return str(drawn["svg"])
     seen = _curves_so_far(run["id"])
     if not (seen["steps"] or seen["epochs"]):
         return None
     epochs = progress.get("epochs") or 0
     steps_per_epoch = progress["total_steps"] / epochs if epochs and progress.get("total_steps") else 0
-    image = live_curves.svg(_thinned(seen["steps"]), seen["epochs"], steps_per_epoch)
+    image = live_curves.svg(_thinned(seen["steps"]), seen["epochs"], steps_per_epoch, scale)
     st.session_state[f"curves-image-{run['id']}"] = {"svg": image, "at": time.monotonic(),
-                                                      "epoch": progress.get("epoch")}
+                                                      "epoch": progress.get("epoch"), "scale": scale}
     return image
 
 
@@ -229,7 +253,7 @@ def _test_figures(run: dict[str, Any]) -> None:
     test = run.get("test")
     if not test:
         return
-    columns = st.columns(4)
+    columns = [*st.columns(2), *st.columns(2)] if presenter.active() else st.columns(4)  # whole labels at 1024 px
     columns[0].metric("Test accuracy", f"{test['accuracy']:.2%}")
     columns[1].metric("Test loss", f"{test['loss']:.4f}")
     best = run["best_val_acc"]
@@ -240,9 +264,15 @@ def _test_figures(run: dict[str, Any]) -> None:
         kept = "saved, downloadable below" if test.get("saved") else "not saved"
         st.caption(widgets.literal(f"Test figures of the {test['checkpoint']} checkpoint ({where}; {kept})."))
     classes = test["classes"]
-    left, right = st.columns(2)
-    left.plotly_chart(components.confusion_heatmap(test, "Confusion matrix (test set)"), width="stretch",
-                      key=f"confusion-{run['id']}")
+    title = "Confusion matrix (test set)"
+    if presenter.active():  # cells large enough to read from the back of the room; the table below it
+        st.plotly_chart(presenter.figure(components.confusion_heatmap(test, title, scale=False,
+                                                                      cell=components.CELL_PX)),
+                        width="content", key=f"confusion-{run['id']}")
+        right = st.container()
+    else:
+        left, right = st.columns(2)
+        left.plotly_chart(components.confusion_heatmap(test, title), width="stretch", key=f"confusion-{run['id']}")
     per_class = pd.DataFrame(test["per_class"], index=classes).rename_axis("class").reset_index()
     right.dataframe(per_class, hide_index=True, column_config={
         name: st.column_config.NumberColumn(format="%.3f") for name in ("precision", "recall", "f1")})
@@ -260,16 +290,16 @@ def _misclassified(run: dict[str, Any], test: dict[str, Any]) -> None:
     except ExplorerError as error:
         st.caption(f"The images cannot be shown: {widgets.literal(services.public_text(str(error)))}")
         return
-    columns = st.columns(12)
-    for i, ((image, truth), predicted) in enumerate(zip(images, test["predicted"], strict=True)):
-        caption = f"{widgets.literal(test['classes'][truth])} → {widgets.literal(test['classes'][predicted])}"
-        columns[i % 12].image(image, caption=caption, width=56)
+    names = test["classes"]
+    components.image_grid([(image, f"{names[truth]} → {names[predicted]}")  # escaped by image_grid
+                           for (image, truth), predicted in zip(images, test["predicted"], strict=True)],
+                          key=f"misclassified-{run['id']}")
 
 
 def _actions(run: dict[str, Any]) -> None:
     """Resume (a stopped, failed or interrupted run) and delete (with its files, after a confirmation)."""
     run_id = run["id"]
-    left, right, _ = st.columns([1, 1, 3])
+    left, right, _ = st.columns(3)  # wide enough for "Delete" and its menu arrow at 1024 px
     if run["status"] in services.RUN_RESUMABLE and left.button(
             "Resume", key=f"resume-{run_id}", icon=":material/play_circle:",
             help="Continue from the last checkpoint (or from the start if none was saved)."):
@@ -300,15 +330,17 @@ def _downloads(run: dict[str, Any]) -> None:
     if not files:
         st.caption("No checkpoint was saved for this run.")
         return
-    columns = st.columns(2 * len(files))
-    labels = {"best": "best (by validation)", "last": "last"}
-    for i, (which, (weights, sidecar)) in enumerate(sorted(files.items())):
+    columns = st.columns(len(files))  # short labels, one column per checkpoint: no label is cut at 1024 px
+    labels = {"best": "Best checkpoint", "last": "Last checkpoint"}
+    helps = {"best": "The weights with the best validation accuracy (safetensors).",
+             "last": "The weights at the end of the last epoch (safetensors)."}
+    for column, (which, (weights, sidecar)) in zip(columns, sorted(files.items()), strict=True):
         stem = f"{run['id']}-{run['arch']}-{which}"
-        columns[2 * i].download_button(f"Download the {labels[which]} checkpoint", weights,
-                                       file_name=f"{stem}.safetensors", key=f"weights-{which}-{run['id']}",
-                                       icon=":material/download:")
-        columns[2 * i + 1].download_button(f"Its sidecar ({which}, JSON)", sidecar, file_name=f"{stem}.json",
-                                           key=f"sidecar-{which}-{run['id']}")
+        column.download_button(labels[which], weights, file_name=f"{stem}.safetensors", help=helps[which],
+                               key=f"weights-{which}-{run['id']}", icon=":material/download:")
+        column.download_button("Its sidecar (JSON)", sidecar, file_name=f"{stem}.json",
+                               help="What the weights are: model, classes, preprocessing, figures.",
+                               key=f"sidecar-{which}-{run['id']}")
 
 
 def history() -> None:
@@ -321,10 +353,13 @@ def history() -> None:
         return
     table = pd.DataFrame([{
         "run": r["id"], "model": components.display_name(r["arch"]), "data": services.dataset_label(r["dataset"]),
+        "strategy": labels.strategy_title((r["config"] or {}).get("strategy")),
         "weights": transfer.start_label(r["config"] or {}), "status": r["status"],
         "epochs": r["config"]["epochs"], "best val acc": r["best_val_acc"],
         "test acc": (r["test"] or {}).get("accuracy"), "time (s)": r["elapsed"],
     } for r in runs])
+    for column in ("best val acc", "test acc", "time (s)"):  # a figure not there yet is blank, never "None"
+        table[column] = pd.to_numeric(table[column], errors="coerce")
     st.dataframe(table, hide_index=True, column_config={
         "best val acc": st.column_config.NumberColumn(format="%.4f"),
         "test acc": st.column_config.NumberColumn(format="%.4f"),
@@ -334,7 +369,9 @@ def history() -> None:
     # While a run trains, the overlay waits to be asked for: its chart costs each opening tab ~0.8 s of CPU,
     # taken from the run where the browser shares the machine (benchmarks/watching.py).
     training = any(r["status"] in services.RUN_ACTIVE for r in runs)
+    named = {r["id"]: run_label(r) for r in runs}
     chosen = st.multiselect("Overlay validation accuracy of", [r["id"] for r in runs], key="overlay",
+                            format_func=lambda run_id: named.get(run_id, run_id),
                             default=[] if training else [r["id"] for r in runs[:3] if r["best_val_acc"] is not None],
                             placeholder="choose runs to compare" if training else "choose runs")
     if chosen:
@@ -342,13 +379,20 @@ def history() -> None:
         for run_id in chosen:
             epochs = store.metrics(run_id, "epoch")
             figure.add_trace(go.Scatter(x=[e["epoch"] for e in epochs], y=[e["val_acc"] for e in epochs],
-                                        name=widgets.chart_literal(run_id), mode="lines+markers"))
+                                        name=widgets.chart_literal(named[run_id]), mode="lines+markers"))
             last = max([last, *(int(e["epoch"]) for e in epochs)])
-        figure.update_layout(yaxis_title="validation accuracy", height=340, margin=dict(t=20))
+        figure.update_layout(yaxis_title="validation accuracy", margin=dict(t=20), legend=dict(orientation="h", y=-0.3))
         epoch_axis(figure, last)
-        st.plotly_chart(figure, width="stretch", key="overlay-chart")
+        st.plotly_chart(presenter.figure(figure, height=340), width="stretch", key="overlay-chart")
     st.selectbox("Open a run", [None, *[r["id"] for r in runs]], key="open-run", on_change=_open_run,
-                 format_func=lambda run_id: "choose a run…" if run_id is None else run_id)
+                 format_func=lambda run_id: "choose a run…" if run_id is None else named.get(run_id, run_id))
+
+
+def run_label(run: dict[str, Any]) -> str:
+    """A run as a list names it: "LeNet-5 on Digits · 20261204-185556-d5d06c" (the id tells two runs apart)."""
+    strategy = (run.get("config") or {}).get("strategy")
+    how = f" · {labels.strategy_title(strategy).lower()}" if strategy else ""
+    return f"{components.display_name(run['arch'])} on {services.dataset_label(run['dataset'])}{how} · {run['id']}"
 
 
 def _open_run() -> None:

@@ -7,7 +7,7 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from core import data, transfer
+from core import data, labels, transfer
 from core.errors import quoted
 from explorer import components, services, training_view, widgets
 
@@ -38,8 +38,8 @@ def health_panel(dataset: data.InMemoryData | data.FolderData) -> None:
         if report.split:
             st.caption(widgets.literal(report.split))
         if report.rejected:
-            st.warning(f"{len(report.rejected)} image files failed the check and are left out of every split "
-                       "(training, validation, test and this preview):", icon=":material/warning:")
+            st.warning(f"{labels.plural(len(report.rejected), 'image file')} failed the check and are left out of "
+                       "every split (training, validation, test and this preview):", icon=":material/warning:")
             st.dataframe(pd.DataFrame(report.rejected, columns=["file", "problem"]), hide_index=True,
                          key="health-rejected")  # cells are plain text: names show as they are
         if report.duplicates:
@@ -93,7 +93,7 @@ def race(group: str) -> None:
         rows, last = [], 1
         for run in runs:
             epochs = store.metrics(run["id"], "epoch")
-            name = run["config"]["strategy"]
+            name = labels.strategy_title(run["config"]["strategy"])
             figure.add_trace(go.Scatter(x=[e["epoch"] for e in epochs], y=[e["val_acc"] for e in epochs],
                                         name=widgets.chart_literal(name), mode="lines+markers"))
             last = max([last, *(int(e["epoch"]) for e in epochs)])
@@ -102,7 +102,10 @@ def race(group: str) -> None:
                          "epochs": len(epochs),
                          "best val acc": run["best_val_acc"], "test acc": (run["test"] or {}).get("accuracy"),
                          "s / epoch": per_epoch, "run": run["id"]})
-        st.dataframe(pd.DataFrame(rows), hide_index=True, column_config={
+        table = pd.DataFrame(rows)
+        for figure_name in ("best val acc", "test acc", "s / epoch"):  # not there yet: blank, never "None"
+            table[figure_name] = pd.to_numeric(table[figure_name], errors="coerce")
+        st.dataframe(table, hide_index=True, column_config={
             "best val acc": st.column_config.NumberColumn(format="%.4f"),
             "test acc": st.column_config.NumberColumn(format="%.4f"),
             "s / epoch": st.column_config.NumberColumn(format="%.2f")})
@@ -115,8 +118,8 @@ def race(group: str) -> None:
         if finished:
             columns = st.columns(len(finished))
             for column, run in zip(columns, finished, strict=True):
-                heatmap = components.confusion_heatmap(run["test"], widgets.chart_literal(run["config"]["strategy"]),
-                                                       300, scale=False)
+                title = widgets.chart_literal(labels.strategy_title(run["config"]["strategy"]))
+                heatmap = components.confusion_heatmap(run["test"], title, 300, scale=False)
                 column.plotly_chart(heatmap, width="stretch", key=f"race-confusion-{run['id']}")
         if active and not running:
             st.rerun()

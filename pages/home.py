@@ -1,8 +1,8 @@
-"""Home: what the explorer is, the device in use, and where to go."""
+"""Home: what the explorer is, the device in use, and every page (from ``explorer.navigation``)."""
 
 import streamlit as st
 
-from explorer import services
+from explorer import navigation, services
 
 st.title("🧠 CNN Architecture Explorer")
 st.markdown(
@@ -13,16 +13,12 @@ st.markdown(
 st.markdown(f"**Computing on:** {services.device_name()}")
 
 st.subheader("Pages")
-st.page_link("../pages/architectures.py", label="Architectures — layer tables, parameter counts, receptive fields, "
-             "a block diagram, the source code and the fidelity panel", icon=":material/account_tree:")
-st.page_link("../pages/compare.py", label="Compare — the comparison tables rebuilt from the live models, "
-             "MACs vs accuracy, where the parameters live, measured latency", icon=":material/compare_arrows:")
-st.page_link("../pages/training.py", label="Training — train a model on digits, MNIST, Fashion-MNIST or CIFAR-10 "
-             "and watch the curves live; confusion matrix, per-class scores, mistakes", icon=":material/monitoring:")
-st.page_link("../pages/transfer.py", label="Transfer learning — fine-tune an ImageNet backbone on your own images "
-             "with the notes' three strategies, and race them", icon=":material/move_up:")
-st.page_link("../pages/classify.py", label="Classify — upload or photograph an image and see what a model sees: "
-             "each preprocessing step, top-k, Grad-CAM, feature maps", icon=":material/image_search:")
+listed = [page for page in navigation.PAGES if page is not navigation.HOME]
+for start in range(0, len(listed), 2):  # two to a row: a short link, then what the page offers, wrapped
+    for column, page in zip(st.columns(2), listed[start:start + 2], strict=False):
+        with column.container(border=True):
+            st.page_link(page.script, label=page.title, icon=page.icon)
+            st.caption(page.blurb)
 
 st.subheader("The models")
 st.dataframe(

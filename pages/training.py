@@ -29,14 +29,14 @@ with st.form(f"train-{preset_name}"):  # a new preset gives a fresh form with it
         optimizer = columns[2].selectbox("Optimizer", services.OPTIMIZERS, index=services.OPTIMIZERS.index(recipe.optimizer))
         lr = columns[3].number_input("Learning rate", 1e-6, 10.0, recipe.lr, format="%.5f")
         momentum = columns[0].number_input("Momentum (SGD)", 0.0, 0.999, recipe.momentum)
-        nesterov = columns[1].checkbox("Nesterov (SGD)", recipe.nesterov)
+        nesterov = columns[1].checkbox("Nesterov", recipe.nesterov, help="Nesterov momentum (SGD only).")
         weight_decay = columns[2].number_input("Weight decay", 0.0, 1.0, recipe.weight_decay, format="%.5f")
         schedule = columns[3].selectbox("Schedule", services.SCHEDULES, index=services.SCHEDULES.index(recipe.schedule))
         label_smoothing = columns[0].number_input("Label smoothing", 0.0, 0.9, recipe.label_smoothing)
         grad_clip = columns[1].number_input("Gradient clipping (0 = off)", 0.0, 100.0, recipe.grad_clip)
         patience = columns[2].number_input("Early stopping patience (0 = off)", 0, 100, recipe.patience)
         seed = columns[3].number_input("Seed", 0, 2**31 - 1, recipe.seed)
-        augment = columns[0].checkbox("Augment (random shifts)", recipe.augment)
+        augment = columns[0].checkbox("Augment", recipe.augment, help="Random shifts of the training images.")
         device = columns[1].selectbox("Device", ["auto", *services.available_devices()])
         cuda_graphs = recipe.cuda_graphs
         if "cuda" in services.available_devices():  # a small model on a GPU is bound by kernel launches

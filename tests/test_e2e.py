@@ -121,7 +121,7 @@ def test_training_run_survives_a_refresh_stops_resumes_and_its_checkpoint_downlo
     expect(resume).to_be_visible(timeout=60_000)
     wait_until_idle(page)
     with page.expect_download(timeout=60_000) as download:
-        page.get_by_text("Download the last checkpoint").click()
+        page.get_by_text("Last checkpoint").click()
     saved = tmp_path / download.value.suggested_filename
     download.value.save_as(saved)
     assert saved.name.endswith("-last.safetensors") and load_file(str(saved))  # real weights, not a page

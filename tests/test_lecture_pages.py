@@ -131,7 +131,8 @@ def test_inside_the_network_follows_one_image(digits_run: str) -> None:  # noqa:
     assert metrics["Σ kernel × patch + bias"] == metrics["features.0 computed"]
     assert any("receptive field 6 px" in c.value for c in at.caption)
     assert any("larger than the whole 28×28 input" in c.value for c in at.caption)
-    assert {"6 × 14 × 14", "16 × 5 × 5", "120 × 1 × 1"} <= {line for m in at.markdown for line in m.value.split("\n")}
+    shapes = {m.value.rsplit(" · ", 1)[-1] for m in at.markdown if " · `" in m.value}  # "**conv1** · `layer` · shape"
+    assert {"6 × 14 × 14", "16 × 5 × 5", "120 × 1 × 1"} <= shapes
     at.selectbox(key="inside-stage").set_value("conv1").run()
     at.slider(key="inside-row").set_value(0).run()
     at.slider(key="inside-col").set_value(13).run()

@@ -5,8 +5,6 @@ from __future__ import annotations
 import math
 import xml.etree.ElementTree as ElementTree
 
-import pytest
-
 from explorer import live_curves
 
 NS = "{http://www.w3.org/2000/svg}"
@@ -29,23 +27,6 @@ def _texts(root: ElementTree.Element) -> list[str]:
     return [t.text or "" for t in root.iter(f"{NS}text")]
 
 
-@pytest.mark.parametrize(("low", "high"), [(0, 1), (0.013, 0.92), (-3, 250), (1e-5, 3e-5), (7, 7)])
-def test_nice_ticks_cover_the_range_in_round_steps(low: float, high: float) -> None:
-    ticks = live_curves.nice_ticks(low, high)
-    assert all(low - 1e-12 <= t <= high + 1e-12 for t in ticks)
-    if high > low:
-        assert 2 <= len(ticks) <= 11
-        step = ticks[1] - ticks[0]
-        mantissa = step / 10 ** math.floor(math.log10(step))
-        assert min(abs(mantissa - m) for m in (1, 2, 5, 10)) < 1e-6
-        assert high - ticks[-1] < step and ticks[0] - low < step
-
-
-def test_nice_ticks_refuse_a_non_finite_range() -> None:
-    with pytest.raises(ValueError, match="no ticks"):
-        live_curves.nice_ticks(0, math.nan)
-
-
 def test_a_run_draws_three_panels_with_batch_and_epoch_lines() -> None:
     root = _parse(live_curves.svg(_steps(30), _epochs(3), steps_per_epoch=10))
     texts = _texts(root)
@@ -54,17 +35,17 @@ def test_a_run_draws_three_panels_with_batch_and_epoch_lines() -> None:
     # loss and accuracy: a batch line, a train and a validation line each; the learning rate: one line
     assert len(list(root.iter(f"{NS}polyline"))) == 7
     assert "constant 0.01" in texts  # a constant rate is said in words, with no value axis
-    # every point lies inside the picture
-    for line in root.iter(f"{NS}polyline"):
-        for point in line.get("points", "").split():
-            x, y = map(float, point.split(","))
-            assert 0 <= x <= live_curves.WIDTH and 0 <= y <= live_curves.HEIGHT
+    # every epoch point lies inside the picture (batch points outside the zoomed axis are clipped)
+    height = float(root.get("viewBox", "").split()[3])
+    for marker in root.iter(f"{NS}circle"):
+        assert 0 <= float(marker.get("cx", -1)) <= live_curves.WIDTH and 0 <= float(marker.get("cy", -1)) <= height
+    assert all(line.get("clip-path") for line in root.iter(f"{NS}polyline"))
 
 
 def test_a_varying_rate_gets_a_log_axis() -> None:
     root = _parse(live_curves.svg(_steps(50, lr=lambda i: 0.1 * 0.9 ** i), [], steps_per_epoch=25))
     texts = _texts(root)
-    assert "0.1" in texts and "0.01" in texts  # decades
+    assert "10⁻¹" in texts and "10⁻²" in texts  # decades, written alike
     assert not any(t.startswith("constant") for t in texts)
 
 
@@ -86,3 +67,45 @@ def test_one_epoch_is_a_marker_and_an_empty_run_still_draws() -> None:
     assert len(list(root.iter(f"{NS}circle"))) >= 4  # train and validation, loss and accuracy
     empty = _parse(live_curves.svg([], [], steps_per_epoch=0))
     assert "Loss" in _texts(empty)
+
+
+def _accuracy_ticks(root: ElementTree.Element) -> list[float]:
+    """The accuracy panel's y tick labels (right-aligned texts between the loss and learning-rate panels)."""
+    layout = live_curves.Layout.of(1.0)
+    left = layout.left + layout.panel + layout.gap
+    return [float(t.text or "") for t in root.iter(f"{NS}text")
+            if t.get("text-anchor") == "end" and abs(float(t.get("x", 0)) - (left - 6)) < 1]
+
+
+def test_the_accuracy_axis_zooms_to_the_data_after_the_first_epoch() -> None:
+    """Batches of the first epoch at 20 % must not flatten epochs at 97–99.3 % into one line."""
+    steps = [{"step": i + 1, "train_loss": 1.0, "train_acc": 0.2 if i < 10 else 0.98, "lr": 0.01} for i in range(40)]
+    epochs = [{"epoch": e + 1, "step": 10 * (e + 1), "train_loss": 0.1, "val_loss": 0.1,
+               "train_acc": acc, "val_acc": acc - 0.002} for e, acc in enumerate((0.97, 0.985, 0.993, 0.99))]
+    ticks = _accuracy_ticks(_parse(live_curves.svg(steps, epochs, steps_per_epoch=10)))
+    assert ticks and min(ticks) >= 0.9, ticks
+    assert max(ticks) - min(ticks) <= 0.1, ticks
+    step = ticks[1] - ticks[0]
+    assert min(abs(step / 10 ** math.floor(math.log10(step)) - m) for m in (1, 2, 5)) < 1e-6  # round ticks
+
+
+def test_value_range_keeps_a_margin_and_never_goes_below_zero() -> None:
+    low, high = live_curves.value_range([(0.5, 0.1), (1.5, 0.96)], [(1.0, 0.95), (2.0, 0.99)], accuracy=True)
+    assert 0.9 < low < 0.95 and 0.99 < high <= 1.01
+    low, high = live_curves.value_range([(0.5, 2.3), (1.5, 0.02)], [(1.0, 0.05)], accuracy=False)
+    assert 0.0 <= low < 0.02 and 0.05 < high < 0.1
+
+
+def test_presenter_scale_enlarges_every_text_and_keeps_it_in_the_picture() -> None:
+    plain = _parse(live_curves.svg(_steps(30), _epochs(3), steps_per_epoch=10))
+    large = _parse(live_curves.svg(_steps(30), _epochs(3), steps_per_epoch=10, scale=live_curves.PRESENTER_SCALE))
+    sizes = [float(t.get("font-size", 0)) for t in large.iter(f"{NS}text")]
+    assert min(sizes) >= 15 * live_curves.PRESENTER_SCALE - 0.1
+    assert min(sizes) > max(float(t.get("font-size", 0)) for t in plain.iter(f"{NS}text")) - 3
+    height = float(large.get("viewBox", "").split()[3])
+    for text in large.iter(f"{NS}text"):
+        x, y = float(text.get("x", -1)), float(text.get("y", -1))
+        width = 0.55 * float(text.get("font-size", 0)) * len(text.text or "")  # about a glyph's width each
+        if text.get("text-anchor") is None:
+            assert x + width <= live_curves.WIDTH, text.text  # legend entries wrap rather than run off
+        assert 0 <= x <= live_curves.WIDTH and 0 < y <= height, text.text

@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from tests.browser import (
+    OVERFLOW,
     ROOT,
     chromium_path,
     open_page,
@@ -30,27 +31,6 @@ from playwright.sync_api import expect  # noqa: E402
 
 PAGES = ["/", "/architectures?model=inception_v3&tab=Block+diagram", "/architectures?model=resnet152&tab=Charts",
          "/compare", "/training", "/transfer", "/classify", "/inside"]
-
-# Every element, picture, chart and table in the main column, against the column's content box.
-OVERFLOW = """() => {
-  const main = document.querySelector('[data-testid="stMainBlockContainer"]');
-  const box = main.getBoundingClientRect(), style = getComputedStyle(main);
-  const left = box.left + parseFloat(style.paddingLeft) - 1, right = box.right - parseFloat(style.paddingRight) + 1;
-  const found = [];
-  const selector = '[data-testid="stElementContainer"], img, canvas, svg.main-svg, ' +
-                   '[data-testid="stGraphVizChart"] svg, table';
-  for (const element of main.querySelectorAll(selector)) {
-    const r = element.getBoundingClientRect();
-    if (r.width === 0 || r.height === 0) continue;  // in a hidden tab
-    if (r.left < left || r.right > right) {
-      const owner = element.closest('[data-testid="stElementContainer"]');
-      found.push(`${element.tagName} ${(owner && owner.className.match(/st-key-[^ ]+/)) || ''} ` +
-                 `${Math.round(r.left)}–${Math.round(r.right)} outside ${Math.round(left)}–${Math.round(right)}`);
-    }
-  }
-  if (document.documentElement.scrollWidth > window.innerWidth) found.push('the page scrolls sideways');
-  return found;
-}"""
 
 
 def _digits_model(state) -> None:
