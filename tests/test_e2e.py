@@ -121,7 +121,7 @@ def test_training_run_survives_a_refresh_stops_resumes_and_its_checkpoint_downlo
     expect(resume).to_be_visible(timeout=60_000)
     wait_until_idle(page)
     with page.expect_download(timeout=60_000) as download:
-        page.get_by_text("Last checkpoint").click()
+        page.get_by_role("button", name="Last checkpoint").click()
     saved = tmp_path / download.value.suggested_filename
     download.value.save_as(saved)
     assert saved.name.endswith("-last.safetensors") and load_file(str(saved))  # real weights, not a page
@@ -194,7 +194,7 @@ def test_classify_trains_a_first_model_then_classifies_an_upload(page: Page, app
     for step in range(1, 21):
         page.mouse.move(box["x"] + 140, box["y"] + 40 + step * 10)
     page.mouse.up()
-    expect(page.get_by_text("Centred by mass in 28×28", exact=True)).to_be_visible(timeout=60_000)
+    expect(page.get_by_text("Centred by mass in 28×28", exact=True).first).to_be_visible(timeout=60_000)
     expect(page.get_by_text("Top predictions")).to_be_visible()
     no_exception(page)
 

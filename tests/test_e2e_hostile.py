@@ -38,7 +38,7 @@ def test_markdown_in_a_url_parameter_stays_text(page: Page, app_url: str, path: 
 
     open_page(page, f"{app_url}/{path}?{parameter}={quote(hostile.MARKDOWN)}")
     no_injection(page)
-    shown = page.locator('[data-testid="stAlert"]').filter(has_text="Click here").inner_text().replace("\u2060", "")
+    shown = page.locator('[data-testid="stAlert"]').filter(has_text="Click here").first.inner_text().replace("\u2060", "")
     # every character as typed (no link, emoji, icon, colour or LaTeX), in the message's cut-down quotation
     assert quoted(hostile.MARKDOWN) in shown, shown
     SHOTS.mkdir(parents=True, exist_ok=True)

@@ -78,7 +78,7 @@ def test_a_run_on_ray_streams_stops_resumes_and_downloads_like_a_local_one(page:
     expect(page.get_by_role("button", name="Resume")).to_be_visible(timeout=120_000)
     wait_until_idle(page)
     with page.expect_download(timeout=60_000) as download:
-        page.get_by_text("Last checkpoint").click()
+        page.get_by_role("button", name="Last checkpoint").click()
     saved = tmp_path / download.value.suggested_filename
     download.value.save_as(saved)
     assert load_file(str(saved))  # the weights written on the Ray worker reached the server's state folder

@@ -30,9 +30,12 @@ CHART_FONTS = """() => [...document.querySelectorAll('[data-testid="stPlotlyChar
 
 # Text cut short in the main column: any element that clips its own text (ellipsis, or hidden overflow on one line)
 # and holds more than it shows: widget and metric labels, buttons, popovers, page links, captions.
+# (A choice box shows a long option shortened, as every select does: other tests' runs with long names share this
+# state folder.)
 CUT_LABELS = """() => [...document.querySelectorAll('[data-testid="stMain"] *')]
   .filter(e => { const s = getComputedStyle(e);
     return e.getClientRects().length && (e.textContent || '').trim() && !e.closest('[data-testid="stDataFrame"]')
+      && !e.closest('[data-testid="stSelectbox"], [data-testid="stMultiSelect"]')
       && (s.textOverflow === 'ellipsis' || (s.whiteSpace === 'nowrap' && s.overflowX === 'hidden'))
       && e.scrollWidth > e.clientWidth + 1; })
   .map(e => e.textContent.trim())"""
