@@ -41,6 +41,12 @@ CUT_LABELS = """() => [...document.querySelectorAll('[data-testid="stMain"] *')]
   .map(e => e.textContent.trim())"""
 
 
+def _cut(page: Any) -> list[str]:
+    """Texts cut short on the page, less the hostile tests' deliberately long names (they share this state folder,
+    and Classify opens on the most accurate run, which can be theirs)."""
+    return [text for text in page.evaluate(CUT_LABELS) if "onerror" not in text and "Click here" not in text]
+
+
 @pytest.fixture(scope="module")
 def readable_app(digits_run: str) -> Iterator[Any]:
     """The app on the test session's state folder, where ``digits_run`` trained a LeNet-5."""
@@ -79,7 +85,7 @@ def test_a_finished_run_reads_from_the_back_of_the_room(readable_app: Any, digit
             "return e.clientWidth - parseFloat(s.paddingLeft) - parseFloat(s.paddingRight); }")
         assert 15 * live_curves.PRESENTER_SCALE * column / live_curves.WIDTH >= MIN_FONT_PX, column
         _misclassified_grid_fits(page, digits_run)
-        assert page.evaluate(CUT_LABELS) == []
+        assert _cut(page) == []
         history = page.locator('[data-testid="stMain"]').inner_text()
         assert "None" not in history.split()
     finally:
@@ -116,7 +122,7 @@ def test_home_lists_every_page_whole_and_answers_at_slash_home(readable_app: Any
         assert page.url.endswith("/?present=1"), page.url  # presenter mode kept
         titles = [t.strip().splitlines()[-1] for t in links.all_inner_texts()]  # after the icon's ligature name
         assert titles == [p.title for p in navigation.PAGES if p is not navigation.HOME]
-        assert page.evaluate(CUT_LABELS) == []
+        assert _cut(page) == []
         assert page.evaluate(OVERFLOW) == []
     finally:
         context.close()
@@ -140,6 +146,6 @@ def test_chart_text_is_large_enough_on_every_chart_page(readable_app: Any, brows
         wait_until_drawn(page)
         small = [f for f in page.evaluate(CHART_FONTS) if f["px"] < MIN_FONT_PX - 0.05]
         assert not small, small
-        assert page.evaluate(CUT_LABELS) == []
+        assert _cut(page) == []
     finally:
         context.close()
