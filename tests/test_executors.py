@@ -165,7 +165,10 @@ def test_stop_a_running_run_and_cancel_one_that_waits_for_a_cpu(executor: execut
 def test_a_killed_task_leaves_its_run_interrupted_and_resume_completes_it(executor: executors.RayExecutor) -> None:
     store = executor.store
     run_id = store.create_run(training.TrainConfig(epochs=8, batch_size=32, seed=1, **DIGITS))
-    wait_until(lambda: (store.checkpoint_dir(run_id) / "last.json").exists(), 240, f"run {run_id}'s first checkpoint")
+    # The epoch's checkpoint is written before its row reaches the store: wait for both (a kill in between loses
+    # the row, which the run-layer issue's checkpoint commit is to cover).
+    wait_until(lambda: (store.checkpoint_dir(run_id) / "last.json").exists() and store.metrics(run_id, "epoch"), 240,
+               f"run {run_id}'s first checkpoint and epoch row")
     pid = int(store.run(run_id)["worker"].rsplit("-", 1)[1])
     os.kill(pid, signal.SIGKILL)  # the task's process dies without a word: as if its node went away
     wait_until(lambda: store.run(run_id)["status"] == "interrupted", HEARTBEAT_TIMEOUT + 60,
