@@ -19,7 +19,8 @@ CHART_FONT_PX = 17  # text inside charts
 # Larger type everywhere (Streamlit sizes text, widgets and spacing in rem); Plotly's text, drawn in SVG with
 # inline sizes, gets its own rules; narrower side padding gives the content the projector's width back. The
 # toolbar, the element toolbars and Plotly's mode bar are editing chrome a lecture does not need. Data grids
-# draw on a canvas with a fixed font: magnifying them (CSS zoom) made the canvas overflow its column.
+# draw on a canvas with a fixed font: magnifying them (CSS zoom) made the canvas overflow its column. An upload
+# box's instructions (size limit, file types) wrap instead of ending in an ellipsis at the larger type.
 CSS = f"""
 html {{ font-size: {FONT_PX}px !important; }}
 .stApp [data-testid="stMarkdownContainer"] p, .stApp [data-testid="stMarkdownContainer"] li {{ line-height: 1.45; }}
@@ -31,6 +32,8 @@ html {{ font-size: {FONT_PX}px !important; }}
 .js-plotly-plot .gtitle {{ font-size: {CHART_FONT_PX + 3}px !important; }}
 [data-testid="stMainBlockContainer"] {{ padding: 2.5rem 2rem 4rem 2rem; }}
 [data-testid="stTable"] table {{ font-size: 1rem; }}
+[data-testid="stFileUploaderDropzoneInstructions"] * {{ white-space: normal !important; overflow: visible !important;
+  text-overflow: clip !important; }}
 [data-testid="stToolbar"], [data-testid="stAppDeployButton"], [data-testid="stMainMenu"],
 [data-testid="stElementToolbar"], .js-plotly-plot .modebar-container {{ display: none !important; }}
 """

@@ -6,7 +6,7 @@ import urllib.parse
 
 import pytest
 
-from tests.browser import open_page, rerun, wait_until_idle
+from tests.browser import open_page, rerun
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -24,15 +24,17 @@ def _pick(page: Page, label: str, option: str) -> None:
 
 def _shows(page: Page, model: str, tab: str | None) -> None:
     """The page shows ``model`` (selectbox and URL) and ``tab`` open (None: the first tab)."""
-    expect(page.get_by_role("combobox", name="Model")).to_have_value(model)
+    expect(page.get_by_role("combobox", name="Model")).to_have_value(model, timeout=30_000)
     assert urllib.parse.parse_qs(urllib.parse.urlparse(page.url).query).get("model") == [PARAMS[model]]
-    expect(page.get_by_role("tab", name=tab or "Layer table")).to_have_attribute("aria-selected", "true")
+    selected = page.get_by_role("tab", name=tab or "Layer table")
+    expect(selected).to_have_attribute("aria-selected", "true", timeout=30_000)
 
 
 def _history(page: Page, back: bool) -> None:
-    before = page.evaluate("window.__scriptRuns || 0")
-    page.go_back() if back else page.go_forward()
-    wait_until_idle(page, after=before)
+    """Back or Forward, then wait for the rerun it causes (``rerun`` settles for idle when a quick rerun left no
+    trace in the DOM: one Back in a CI run waited 120 s for a run the counter never saw)."""
+    with rerun(page):
+        page.go_back() if back else page.go_forward()
 
 
 def test_back_and_forward_step_through_models_tabs_and_pages(page: Page, app_url: str) -> None:
