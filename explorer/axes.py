@@ -42,6 +42,12 @@ def epoch_ticks(low: float, high: float) -> list[float]:
     return ticks or [float(round(low))]
 
 
+def plotly_epochs(last_epoch: int) -> dict[str, Any]:
+    """The x axis of a chart over epochs 1 … ``last_epoch``: titled, ticked on whole epochs at round steps."""
+    ticks = epoch_ticks(1, max(last_epoch, 1))
+    return dict(title_text="epoch", tickvals=ticks, ticktext=[tick_label(t) for t in ticks])
+
+
 def log_ticks(low: float, high: float) -> list[float]:
     """Labelled values of a log axis over [low, high] (both > 0): every decade when the range spans two or more,
     else 1, 2 and 5 of each decade, so no axis labels each minor tick."""

@@ -99,11 +99,6 @@ def curves(steps: list[dict[str, float]], epochs: list[dict[str, float]], steps_
     return presenter.figure(figure, height=360)
 
 
-def epoch_axis(figure: go.Figure, last_epoch: int) -> None:
-    """Ticks on whole epochs only: every epoch up to 20, then a whole step (never "1.5")."""
-    figure.update_xaxes(title_text="epoch", tickformat="d", tick0=0, dtick=1 if last_epoch <= 20 else -(-last_epoch // 10))
-
-
 def follow(run_id: str) -> None:
     """The followed run: live while it is queued or running (polling the store), then its results.
 
@@ -382,7 +377,7 @@ def history() -> None:
                                         name=widgets.chart_literal(named[run_id]), mode="lines+markers"))
             last = max([last, *(int(e["epoch"]) for e in epochs)])
         figure.update_layout(yaxis_title="validation accuracy", margin=dict(t=20), legend=dict(orientation="h", y=-0.3))
-        epoch_axis(figure, last)
+        figure.update_xaxes(axes.plotly_epochs(last))
         st.plotly_chart(presenter.figure(figure, height=340), width="stretch", key="overlay-chart")
     st.selectbox("Open a run", [None, *[r["id"] for r in runs]], key="open-run", on_change=_open_run,
                  format_func=lambda run_id: "choose a run…" if run_id is None else named.get(run_id, run_id))

@@ -9,7 +9,7 @@ import streamlit as st
 
 from core import data, labels, transfer
 from core.errors import quoted
-from explorer import components, services, training_view, widgets
+from explorer import axes, components, services, training_view, widgets
 
 PREVIEW = 8
 
@@ -112,7 +112,7 @@ def race(group: str) -> None:
         for text in dict.fromkeys(training_view.note(run["config"]) for run in runs):
             training_view.random_weights_warning(text)
         figure.update_layout(yaxis_title="validation accuracy", height=340, margin=dict(t=20))
-        training_view.epoch_axis(figure, last)
+        figure.update_xaxes(axes.plotly_epochs(last))
         st.plotly_chart(figure, width="stretch", key="race-curves")
         finished = [run for run in runs if run.get("test")]
         if finished:

@@ -39,6 +39,14 @@ def test_epoch_ticks_are_whole_epochs() -> None:
     assert all(float(t).is_integer() for t in axes.epoch_ticks(0, 47))
 
 
+@pytest.mark.parametrize("last", [1, 2, 7, 20, 150])
+def test_every_chart_over_epochs_gets_one_axis(last: int) -> None:
+    axis = axes.plotly_epochs(last)
+    assert axis["title_text"] == "epoch"
+    assert axis["tickvals"] and all(float(t).is_integer() and 1 <= t <= max(last, 1) for t in axis["tickvals"])
+    assert axis["ticktext"] == [str(int(t)) for t in axis["tickvals"]]
+
+
 @pytest.mark.parametrize(("low", "high", "expected"), [
     (2e5, 3e10, [1e6, 1e7, 1e8, 1e9, 1e10]),  # many decades: decades only, no label on every minor tick
     (3e8, 2e10, [5e8, 1e9, 2e9, 5e9, 1e10, 2e10]),  # under two decades: 1, 2, 5
