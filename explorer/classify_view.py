@@ -30,12 +30,14 @@ def pick_images(model: classifiers.Classifier, prefix: str, several: bool = Fals
     or, for digit models, a drawing. Widget keys start with ``prefix``; the source and the sample live in the URL.
     Stops the page with a hint while nothing is chosen."""
     sources = ["Sample photos", "Upload", "Camera"] + (["Draw a digit"] if model.digits else [])
-    source = st.radio("Image", sources, horizontal=True, key=f"{prefix}-source", bind="query-params",
-                      help="Drawing is offered for digit models (28×28, one channel).")
+    source = widgets.url_choice(f"{prefix}-source", sources, sources[0], lambda: st.radio(
+        "Image", sources, horizontal=True, key=f"{prefix}-source",
+        help="Drawing is offered for digit models (28×28, one channel)."))
     inputs: list[tuple[str, bytes]] = []
     if source == "Sample photos":
-        name = st.selectbox("Photo", list(services.SAMPLES), key=f"{prefix}-sample", bind="query-params",
-                            help="Real photographs bundled with scikit-image.") or next(iter(services.SAMPLES))
+        photos = list(services.SAMPLES)
+        name = widgets.url_choice(f"{prefix}-sample", photos, photos[0], lambda: st.selectbox(
+            "Photo", photos, key=f"{prefix}-sample", help="Real photographs bundled with scikit-image.")) or photos[0]
         inputs = [(f"{name}.png", services.sample_photo(name))]
     elif source == "Upload":
         uploads = st.file_uploader("Images" if several else "Image", type=list(services.IMAGE_EXTENSIONS),
@@ -104,7 +106,8 @@ def inspect(model: classifiers.Classifier, name: str, payload: bytes) -> None:
     layers = services.conv_layers(model)
     grad_cam(model, prepared, prediction.top[0][0], layers)
     st.subheader("Feature maps")
-    layer = st.selectbox("Feature maps of", layers, index=0, key="classify-map-layer", bind="query-params") or layers[0]
+    layer = widgets.url_choice("classify-map-layer", layers, layers[0], lambda: st.selectbox(
+        "Feature maps of", layers, key="classify-map-layer")) or layers[0]
     maps = services.feature_maps(model, prepared.tensor, layer)
     height, width = maps.shape[1:]
     st.caption(f"First {min(MAPS_SHOWN, len(maps))} of the {labels.plural(len(maps), 'channel')} of {layer} "
@@ -189,14 +192,15 @@ def grad_cam(model: classifiers.Classifier, prepared, label: str, layers: list[s
     st.subheader(f"Grad-CAM for “{widgets.literal(label)}”: where the evidence is")
     default = services.default_cam_layer(model.key)
     left, middle, right = st.columns([2, 1, 2])
-    layer = left.selectbox("Layer", layers, index=layers.index(default), key="classify-cam-layer",
-                           bind="query-params",
-                           help="Default: the last convolution that still has a spatial map, where the evidence is "
-                                "most class-specific.") or default
-    colormap = middle.radio("Colours", list(services.COLORMAPS), horizontal=True, key="classify-cam-colours",
-                            bind="query-params",
-                            help="Turbo: blue (none) → red (strongest), readable on warm and cold photos. "
-                                 "Inferno: black → yellow, perceptually uniform.") or "turbo"
+    layer = widgets.url_choice("classify-cam-layer", layers, default, lambda: left.selectbox(
+        "Layer", layers, key="classify-cam-layer",
+        help="Default: the last convolution that still has a spatial map, where the evidence is most "
+             "class-specific.")) or default
+    colours = list(services.COLORMAPS)
+    colormap = widgets.url_choice("classify-cam-colours", colours, colours[0], lambda: middle.radio(
+        "Colours", colours, horizontal=True, key="classify-cam-colours",
+        help="Turbo: blue (none) → red (strongest), readable on warm and cold photos. "
+             "Inferno: black → yellow, perceptually uniform.")) or colours[0]
     alpha = right.slider("Heat-map opacity", 0.0, 1.0, 0.5, 0.05, key="classify-cam-opacity", bind="query-params",
                          help="0 shows the photo only, 1 the heat map only.")
     heat = services.grad_cam(model, prepared.tensor, layer)

@@ -13,7 +13,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from core import classifiers, explain, imaging
-from explorer import presenter, services
+from explorer import presenter, services, widgets
 
 MAPS_PER_STAGE = 6
 FIELD_COLOUR = (255, 64, 129)  # the receptive-field square: a magenta that stands out on photos and digits
@@ -121,8 +121,9 @@ def overview(image: Image.Image, found: list[explain.Stage]) -> None:
 def position_explorer(image: Image.Image, found: list[explain.Stage]) -> None:
     """Pick a stage and a position (click the map, or the sliders): its receptive field is drawn on the image."""
     labels = [stage.label for stage in found]
-    label = st.selectbox("Stage", labels, index=len(labels) // 2, key="inside-stage",
-                         bind="query-params") or labels[len(labels) // 2]
+    middle = labels[len(labels) // 2]
+    label = widgets.url_choice("inside-stage", labels, middle,
+                               lambda: st.selectbox("Stage", labels, key="inside-stage")) or middle
     stage = found[labels.index(label)]
     channels, height, width = stage.shape
     _take_click("inside-map", "inside-row", "inside-col")

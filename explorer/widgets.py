@@ -165,7 +165,9 @@ def url_choice(key: str, options: Sequence[str], default: str, draw: Callable[[]
         value = st.query_params.get(key)
         return value if value is not None and value in options else default
 
-    if key not in st.session_state:  # a widget's state goes when a page without it runs: back from another page
+    # A widget's state goes when a run does not draw it (back from another page), and options can change under it
+    # (another model's layers): then the URL decides.
+    if key not in st.session_state or st.session_state[key] not in options:
         st.session_state[key] = requested()
     follow_url(key, key, requested)
     drawn = draw()
