@@ -12,10 +12,11 @@ if str(ROOT) not in sys.path:  # `streamlit run` puts only explorer/ on the path
 import streamlit as st  # noqa: E402
 
 from explorer import navigation as navigation_pages  # noqa: E402
-from explorer import presenter, services, widgets  # noqa: E402
+from explorer import presenter, services, upload_budget, widgets  # noqa: E402
 from explorer.navigation import HOME, HOME_ALIAS  # noqa: E402
 
 st.set_page_config(page_title="CNN Architecture Explorer", page_icon="🧠", layout="wide")
+upload_budget.install()  # once per server process: what one session may hold in uploads
 
 PAGES = [st.Page(page.script, title=page.title, icon=page.icon, url_path=page.url_path, default=page is HOME)
          for page in navigation_pages.PAGES]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import streamlit as st
 
 from core.errors import ExplorerError
-from explorer import services, widgets
+from explorer import services, upload_budget, widgets
 
 
 def local_copy(dataset: str) -> None:
@@ -36,6 +36,8 @@ def _upload(dataset: str) -> None:
                                     "t10k-labels-idx1-ubyte: each file is checked before anything is written.")
     if len(uploads or []) > 4:  # each is read into memory: take the four files, not a folder of anything
         st.error("Upload at most the four official files.", icon=":material/error:")
+        for upload in uploads or []:
+            upload_budget.release(upload)
         return
     files = [upload for upload in uploads or [] if widgets.within_limit(upload, services.IDX_UPLOAD_MB)]
     if not files or len(files) < len(uploads or []):

@@ -16,7 +16,7 @@ from typing import TypeVar
 import streamlit as st
 
 from core.errors import ExplorerError, quoted
-from explorer import services
+from explorer import services, upload_budget
 
 MODEL_PARAM = "model"
 RUN_PARAM = "run"
@@ -229,12 +229,13 @@ ZIP_UPLOAD_MB = services.ZIP_UPLOAD_MB
 
 
 def within_limit(upload: object, limit_mb: int) -> bool:
-    """True if an uploaded file is within its uploader's limit; otherwise say so (the server's own check: the
-    browser's can be bypassed)."""
+    """True if an uploaded file is within its uploader's limit; otherwise say so and drop the file from the server's
+    memory (the server's own check: the browser's can be bypassed)."""
     try:
         services.check_upload_size(int(getattr(upload, "size", 0)), limit_mb)
     except ExplorerError as error:
         st.error(literal(f"{quoted(getattr(upload, 'name', 'the file'))}: {error}"), icon=":material/error:")
+        upload_budget.release(upload)  # not held until the widget changes or the session ends
         return False
     return True
 

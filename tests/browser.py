@@ -104,11 +104,12 @@ def _free_port() -> int:
 
 @dataclass(frozen=True)
 class App:
-    """A running app: its base URL, its state directory (run store, checkpoints) and its log."""
+    """A running app: its base URL, its state directory (run store, checkpoints), its log and its server's pid."""
 
     url: str
     state_dir: Path
     log: Path
+    pid: int = 0
 
     def log_tail(self, lines: int = 40) -> str:
         """The last lines the server wrote."""
@@ -137,12 +138,12 @@ def _tail(path: Path, lines: int = 30) -> str:
 
 
 @contextlib.contextmanager
-def serve(timeout: float = 180, state_dir: str | Path | None = None) -> Iterator[App]:
+def serve(timeout: float = 180, state_dir: str | Path | None = None, env: dict[str, str] | None = None) -> Iterator[App]:
     """Run ``streamlit run explorer/app.py`` on a free local port in its own process group; yield an App.
 
     The app keeps its runs in ``state_dir`` (default: a new temporary directory, removed afterwards) and looks
     for pretrained weights in ``state_dir/torch`` (``TORCH_HOME``), so what it offers does not depend on this
-    machine's caches. On exit,
+    machine's caches; ``env`` adds to the server's environment. On exit,
     every queued or running run in that store is asked to stop, then the server and every process it
     started (training workers included) are ended.
     """
@@ -158,8 +159,8 @@ def serve(timeout: float = 180, state_dir: str | Path | None = None) -> Iterator
     with open(log_path, "w") as log:
         process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                                    env={**os.environ, "PYTHONUNBUFFERED": "1", "CNN_EXPLORER_STATE": str(state),
-                                        "TORCH_HOME": str(state / "torch")})
-    app = App(url, state, log_path)
+                                        "TORCH_HOME": str(state / "torch"), **(env or {})})
+    app = App(url, state, log_path, process.pid)
     try:
         def started() -> bool:
             if process.poll() is not None:
@@ -275,3 +276,32 @@ def open_page(page: Any, url: str, timeout_ms: int = 120_000) -> None:
     """Load ``url`` and wait for its first script run to finish."""
     page.goto(url)
     wait_until_idle(page, timeout_ms)
+
+
+# Uploads straight to the server, as a client that skips the browser's checks ------------------------------------
+
+UPLOAD_ROUTE = "/_stcore/upload_file"
+
+
+def upload_session(page: Any, url: str) -> str:
+    """Open the Transfer page's zip uploader in ``page``, upload a few bytes through it and return the session id
+    its upload URL names (the id lives in the browser; the server's runtime is in another process)."""
+    open_page(page, f"{url}/transfer")
+    with rerun(page):
+        page.get_by_text("Upload a zip of class folders").click()
+    with page.expect_request(lambda request: request.method == "PUT" and UPLOAD_ROUTE in request.url) as put:
+        page.locator('.st-key-transfer-zip input[type="file"]').set_input_files(
+            files=[{"name": "probe.zip", "mimeType": "application/zip", "buffer": b"PK"}])
+    session_id = put.value.url.split(UPLOAD_ROUTE + "/", 1)[1].split("/")[0]
+    wait_until_idle(page)
+    return session_id
+
+
+def put_upload(page: Any, url: str, session_id: str, file_id: str, data: bytes, timeout_ms: float = 300_000) -> Any:
+    """PUT one file to the upload route as the Streamlit frontend does (multipart, XSRF cookie and header, with
+    this page's cookies); Playwright's APIResponse (``.status``, ``.text()``)."""
+    cookies = {cookie["name"]: cookie["value"] for cookie in page.context.cookies()}
+    return page.request.put(f"{url}{UPLOAD_ROUTE}/{session_id}/{file_id}", timeout=timeout_ms,
+                            headers={"X-Xsrftoken": cookies.get("_streamlit_xsrf", "")},
+                            multipart={"file": {"name": f"{file_id}.bin", "mimeType": "application/octet-stream",
+                                                "buffer": data}})
