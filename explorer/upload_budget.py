@@ -96,7 +96,11 @@ def install(runtime: Runtime | None = None) -> SessionUploadBudget | None:
         installed = getattr(manager.add_file, "__self__", None)
         if isinstance(installed, SessionUploadBudget):
             return installed
-        limit_mb = session_upload_mb()
+        try:
+            limit_mb = session_upload_mb()
+        except ValueError as error:  # a mistyped setting keeps the default bound rather than breaking every page
+            LOGGER.error("%s; using the default, %d MB", error, DEFAULT_SESSION_UPLOAD_MB)
+            limit_mb = DEFAULT_SESSION_UPLOAD_MB
         if limit_mb == 0:
             return None
         budget = SessionUploadBudget(manager, limit_mb * 2**20)

@@ -102,6 +102,9 @@ def test_install_wraps_once_and_zero_means_no_bound(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv(upload_budget.ENV, "lots")
     with pytest.raises(ValueError, match="whole number"):
         upload_budget.session_upload_mb()
+    fresh = MemoryUploadedFileManager("/_stcore/upload_file")
+    kept = upload_budget.install(types.SimpleNamespace(uploaded_file_mgr=fresh))  # type: ignore[arg-type]
+    assert kept is not None and kept.limit_bytes == upload_budget.DEFAULT_SESSION_UPLOAD_MB * MB  # not an error page
 
 
 def test_the_default_holds_the_largest_weights_file_and_two_images() -> None:
