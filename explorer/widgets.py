@@ -166,9 +166,11 @@ def url_choice(key: str, options: Sequence[str], default: str, draw: Callable[[]
         return value if value is not None and value in options else default
 
     # A widget's state goes when a run does not draw it (back from another page), and options can change under it
-    # (another model's layers): then the URL decides.
-    if key not in st.session_state or st.session_state[key] not in options:
-        st.session_state[key] = requested()
+    # (another model's layers): then the URL decides. The value is set again every run: a widget that was not drawn
+    # in the last run (the photo box while Upload was chosen) otherwise reappears in the browser at its default
+    # while the server keeps the kept value.
+    kept = st.session_state.get(key)
+    st.session_state[key] = kept if kept in options else requested()
     follow_url(key, key, requested)
     drawn = draw()
     value = st.session_state.get(key)

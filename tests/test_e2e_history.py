@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import urllib.parse
+from collections.abc import Iterator
 
 import pytest
 
-from tests.browser import open_page, rerun
+from tests.browser import open_page, rerun, serve
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -53,3 +55,36 @@ def test_back_and_forward_step_through_models_tabs_and_pages(page: Page, app_url
     for model, tab in reversed(views[:-1]):  # and Forward again
         _history(page, back=False)
         _shows(page, model, tab)
+
+
+@pytest.fixture(scope="module")
+def classify_url(digits_run: str) -> Iterator[str]:
+    """The app on the test session's state folder, where ``digits_run`` trained a LeNet-5 Classify can use."""
+    with serve(state_dir=os.environ["CNN_EXPLORER_STATE"]) as running:
+        yield running.url
+
+
+def _photo(page: Page, name: str) -> None:
+    expect(page.get_by_role("combobox", name="Photo")).to_have_value(name, timeout=30_000)
+
+
+def test_back_and_forward_step_through_classifys_image_choices(page: Page, classify_url: str) -> None:
+    open_page(page, f"{classify_url}/classify")
+    _pick(page, "Photo", "coffee")
+    _pick(page, "Photo", "astronaut")
+    with rerun(page):
+        page.get_by_role("radiogroup", name="Image").get_by_text("Upload", exact=True).click()
+    expect(page.locator(".st-key-classify-upload")).to_be_visible()
+    _history(page, back=True)
+    _photo(page, "astronaut")
+    assert "classify-sample=astronaut" in page.url
+    _history(page, back=True)
+    _photo(page, "coffee")
+    _history(page, back=True)
+    _photo(page, "cat (Chelsea)")
+    assert "classify-sample" not in page.url  # the default is left out of the URL
+    _history(page, back=False)
+    _photo(page, "coffee")
+    _history(page, back=False)
+    _history(page, back=False)
+    expect(page.locator(".st-key-classify-upload")).to_be_visible()
