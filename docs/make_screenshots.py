@@ -111,6 +111,7 @@ def main() -> None:
         epochs = page.get_by_role("spinbutton", name="Epochs")
         epochs.fill(str(LIVE_EPOCHS))  # long enough to be caught live
         epochs.press("Enter")  # submits the form
+        epochs.blur()  # else "Press Enter to submit form" stays over the number in the screenshots
         page.get_by_alt_text(live_curves.ALT).wait_for(timeout=300_000)
         progress = page.get_by_text(re.compile(rf"Epoch \d+/{LIVE_EPOCHS}"))
         while int(re.search(r"Epoch (\d+)/", progress.inner_text())[1]) < LIVE_EPOCHS // 3:
