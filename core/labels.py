@@ -30,6 +30,13 @@ def every(count: int, noun: str, nouns: str | None = None) -> str:
     return f"the {noun}" if count == 1 else f"both {many}" if count == 2 else f"all {count:,} {many}"
 
 
+def short_authors(authors: str) -> str:
+    """A paper's authors as a table cites them: ``"Simonyan, Zisserman"`` for two, ``"Szegedy et al."`` beyond
+    (surnames: the last word of each comma-separated name)."""
+    surnames = [name.split()[-1] for name in authors.split(",") if name.strip()]
+    return ", ".join(surnames) if len(surnames) <= 2 else f"{surnames[0]} et al."
+
+
 def strategy_title(strategy: str | None) -> str:
     """``"feature_extraction"`` → ``"Feature extraction"``; ``""`` or ``None`` (a run from scratch) → ``"From scratch"``."""
     key = strategy or ""

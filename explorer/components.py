@@ -26,12 +26,13 @@ MACS_NOTE = (
 )
 
 
-ROW_PX = 35  # st.dataframe's row height
+ROW_PX = 35  # st.dataframe's row height at Streamlit's 16 px root font (2.1875 rem: it grows with presenter mode's)
 
 
 def table_height(rows: int, cap: int = 30) -> int:
     """Pixels for a table that shows ``rows`` rows (up to ``cap``, then it scrolls) and its header, unclipped."""
-    return ROW_PX * (min(rows, cap) + 1) + 3
+    row = math.ceil(ROW_PX * presenter.FONT_PX / 16) if presenter.active() else ROW_PX
+    return row * (min(rows, cap) + 1) + 3
 
 
 def milliseconds(value: float) -> str:

@@ -60,6 +60,7 @@ training_preset = training.preset
 IN_MEMORY_DATASETS = data.IN_MEMORY
 STRATEGIES = transfer.STRATEGIES
 IMAGE_EXTENSIONS = imaging.EXTENSIONS
+short_authors = labels.short_authors  # "He et al." for a table; the full list stays on the model card
 names_with_weights = weights.names_with_weights
 Classifier = classifiers.Classifier
 Choice = classifiers.Choice

@@ -15,7 +15,8 @@ from explorer import components, services, widgets
 def overview(key: str = "weights") -> None:
     """One row per model with ImageNet weights: its official file, size, and whether it is here."""
     rows = services.weights_overview()
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", height=35 * (len(rows) + 1) + 3, key=f"{key}-table",
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", height=components.table_height(len(rows)),
+                 key=f"{key}-table",
                  column_config={
                      "file": st.column_config.TextColumn(help="The official file's name: offline, put it in the "
                                                                   "folder named below"),

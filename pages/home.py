@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from explorer import navigation, services
+from explorer import components, navigation, services
 
 st.title("🧠 CNN Architecture Explorer")
 st.markdown(
@@ -23,12 +23,13 @@ for start in range(0, len(listed), 2):  # two to a row: a short link, then what 
 st.subheader("The models")
 st.dataframe(
     [
-        {"model": spec.display_name, "year": spec.year, "authors": spec.authors, "paper": spec.paper_url,
-         "input": f"{spec.input_size}×{spec.input_size}×{spec.in_channels}", "original data": spec.dataset}
+        {"model": spec.display_name, "year": spec.year, "authors": services.short_authors(spec.authors),
+         "paper": spec.paper_url, "input": f"{spec.input_size}×{spec.input_size}×{spec.in_channels}",
+         "original data": spec.dataset}
         for spec in (services.model_spec(name) for name in services.model_names())
     ],
     hide_index=True,
-    height=36 * (len(services.model_names()) + 1) + 3,  # every model, no inner scrolling
+    height=components.table_height(len(services.model_names()), cap=100),  # every model, no inner scrolling
     column_config={"paper": st.column_config.LinkColumn(display_text="paper")},
 )
 st.caption("Link a slide straight to a model: add `?model=resnet50` (or any name) to the Architectures page's address.")

@@ -104,3 +104,12 @@ def test_an_uploaded_zip_is_named_by_the_file_name_kept_beside_it(tmp_path) -> N
 def test_number_lists_have_no_tuple_syntax() -> None:
     assert labels.number_list((0.1307,)) == "0.1307"
     assert labels.number_list((0.485, 0.456, 0.406)) == "0.485, 0.456, 0.406"
+
+
+@pytest.mark.parametrize(("authors", "cited"), [
+    ("Karen Simonyan, Andrew Zisserman", "Simonyan, Zisserman"),
+    ("François Chollet", "Chollet"),
+    ("Kaiming He, Xiangyu Zhang, Shaoqing Ren, Jian Sun", "He et al."),
+])
+def test_a_table_cites_authors_by_surname_and_et_al_past_two(authors: str, cited: str) -> None:
+    assert labels.short_authors(authors) == cited

@@ -40,6 +40,12 @@ CUT_LABELS = """() => [...document.querySelectorAll('[data-testid="stMain"] *')]
       && e.scrollWidth > e.clientWidth + 1; })
   .map(e => e.textContent.trim())"""
 
+# Tables (Glide data grids) that hide rows or columns behind their own scroll bar: a table meant to show every row
+# whose height was sized for smaller type, or columns wider than the page.
+GRID_CLIPPED = """() => [...document.querySelectorAll('[data-testid="stDataFrame"] .dvn-scroller')]
+  .filter(e => e.scrollHeight > e.clientHeight + 2 || e.scrollWidth > e.clientWidth + 2)
+  .map(e => ({rows: [e.scrollHeight, e.clientHeight], columns: [e.scrollWidth, e.clientWidth]}))"""
+
 
 def _cut(page: Any) -> list[str]:
     """Texts cut short on the page, less the hostile tests' deliberately long names (they share this state folder,
@@ -124,6 +130,9 @@ def test_home_lists_every_page_whole_and_answers_at_slash_home(readable_app: Any
         assert titles == [p.title for p in navigation.PAGES if p is not navigation.HOME]
         assert _cut(page) == []
         assert page.evaluate(OVERFLOW) == []
+        page.locator('[data-testid="stDataFrame"]').first.scroll_into_view_if_needed()
+        expect(page.locator('[data-testid="stDataFrame"] .dvn-scroller')).to_have_count(1)
+        assert page.evaluate(GRID_CLIPPED) == []  # every model, every column, no inner scroll bar
     finally:
         context.close()
 
@@ -147,5 +156,7 @@ def test_chart_text_is_large_enough_on_every_chart_page(readable_app: Any, brows
         small = [f for f in page.evaluate(CHART_FONTS) if f["px"] < MIN_FONT_PX - 0.05]
         assert not small, small
         assert _cut(page) == []
+        if path == "/compare":  # its tables show every model (a layer table elsewhere scrolls on purpose)
+            assert [g for g in page.evaluate(GRID_CLIPPED) if g["rows"][0] > g["rows"][1] + 2] == []
     finally:
         context.close()
