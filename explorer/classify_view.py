@@ -25,6 +25,12 @@ def _image(picture) -> object:
     return picture
 
 
+def _class_list(classes: tuple[str, ...], shown: int = 6) -> str:
+    """The first few class names, then how many more."""
+    names = ", ".join(classes[:shown])
+    return names if len(classes) <= shown else f"{names} and {len(classes) - shown} more"
+
+
 def pick_images(model: classifiers.Classifier, prefix: str, several: bool = False) -> list[tuple[str, bytes]]:
     """(name, bytes) of the chosen image: a bundled sample, uploads (``several`` at once if allowed), a camera shot
     or, for digit models, a drawing. Widget keys start with ``prefix``; the source and the sample live in the URL.
@@ -39,6 +45,11 @@ def pick_images(model: classifiers.Classifier, prefix: str, several: bool = Fals
         name = widgets.url_choice(f"{prefix}-sample", photos, photos[0], lambda: st.selectbox(
             "Photo", photos, key=f"{prefix}-sample", help="Real photographs bundled with scikit-image.")) or photos[0]
         inputs = [(f"{name}.png", services.sample_photo(name))]
+        if len(model.classes) < 1000:  # a run's model: the photos show none of its classes
+            st.info(f"This model knows only the {len(model.classes):,} classes it was trained on "
+                    f"({_class_list(model.classes)}), so it names one of them for any photo."
+                    + (" Draw a digit, or upload a photo of one, for a fair test." if model.digits else ""),
+                    icon=":material/info:")
     elif source == "Upload":
         uploads = st.file_uploader("Images" if several else "Image", type=list(services.IMAGE_EXTENSIONS),
                                    accept_multiple_files=several, key=f"{prefix}-upload",

@@ -147,11 +147,17 @@ def position_explorer(image: Image.Image, found: list[explain.Stage]) -> None:
                    f"columns {max(box[1], 0)}–{box[3] - 1}: {_field_text(stage.window, box, (image.height, image.width))}.")
 
 
+def _cell(value: float) -> str:
+    """A grid cell's number to two decimals; a small negative value reads 0.00, not -0.00."""
+    text = f"{value:.2f}"
+    return "0.00" if text == "-0.00" else text
+
+
 def _grid(values: torch.Tensor, title: str, annotate: bool, colorscale: str | list = "RdBu") -> go.Figure:
     """A small k×k grid of numbers as an (annotated) heat map."""
     figure = go.Figure(go.Heatmap(z=values.numpy(), colorscale=colorscale, zmid=0 if colorscale == "RdBu" else None,
                                   showscale=False, hovertemplate="%{z:.3f}<extra></extra>",
-                                  text=[[f"{v:.2f}" for v in row] for row in values.tolist()] if annotate else None,
+                                  text=[[_cell(v) for v in row] for row in values.tolist()] if annotate else None,
                                   texttemplate="%{text}" if annotate else None,
                                   textfont=dict(size=presenter.CHART_FONT_PX - 2 if presenter.active() else 13)))
     figure.update_layout(title=title, margin=dict(t=36, b=4, l=4, r=4),
@@ -185,12 +191,12 @@ def convolution_by_hand(model: classifiers.Classifier, x: torch.Tensor, image: I
     # Each value written in its cell up to 7×7 (5×5 projected, where the numbers are larger: 15 px must fit a cell)
     annotate = at.kernel.shape[-1] * at.kernel.shape[-2] <= (25 if presenter.active() else 49)
     for i in range(at.kernel.shape[0]):
-        name = f"input channel {i}" if at.kernel.shape[0] > 1 else "the input"
+        several = at.kernel.shape[0] > 1
         columns = st.columns(3)
-        columns[0].plotly_chart(_grid(at.kernel[i], f"Kernel ({name})", annotate), width="stretch",
-                                key=f"inside-kernel-{i}")
-        columns[1].plotly_chart(_grid(at.patch[i], f"Patch of {name}", annotate, "Greys_r" if i == 0 else "Greys_r"),
-                                width="stretch", key=f"inside-patch-{i}")
+        columns[0].plotly_chart(_grid(at.kernel[i], f"Kernel, input channel {i}" if several else "Kernel", annotate),
+                                width="stretch", key=f"inside-kernel-{i}")
+        columns[1].plotly_chart(_grid(at.patch[i], f"Patch of input channel {i}" if several else "Patch of the input",
+                                      annotate, "Greys_r"), width="stretch", key=f"inside-patch-{i}")
         columns[2].plotly_chart(_grid(at.kernel[i] * at.patch[i], "Kernel × patch", annotate), width="stretch",
                                 key=f"inside-product-{i}")
     agree = abs(at.weighted_sum - at.output) <= 1e-4 * max(1.0, abs(at.output))

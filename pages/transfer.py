@@ -89,11 +89,13 @@ st.metric("Trainable parameters", components.format_count(trainable),
 
 columns = st.columns(4)
 epochs = columns[0].number_input("Epochs", 1, 200, 5, key="transfer-epochs")
-lr = columns[1].number_input("Learning rate (Adam)", 1e-7, 1.0, services.STRATEGIES[strategy], format="%.7f",
-                             key=f"transfer-lr-{strategy}", help="The notes' values: 1e-3, 1e-5, 1e-6.")
+lr = columns[1].number_input("Learning rate (Adam)", 1e-7, 1.0, services.STRATEGIES[strategy], format="%g",
+                             step=services.STRATEGIES[strategy], key=f"transfer-lr-{strategy}",
+                             help="The notes' values: 1e-3, 1e-5, 1e-6 (written 0.001, 1e-05, 1e-06).")
 batch_size = columns[2].number_input("Batch size", 1, 512, 32, key="transfer-batch")
-augment = columns[3].toggle("Augment (shifts, flips)", value=False, key="transfer-augment",
-                            help="Off with a frozen backbone: features are computed once (feature cache).")
+augment = columns[3].toggle("Augment", value=False, key="transfer-augment",
+                            help="Random shifts and flips of the training images. Off with a frozen backbone: "
+                                 "features are computed once (feature cache).")
 if augment:
     transfer_view.augmentation_preview(dataset)
 

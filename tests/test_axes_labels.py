@@ -113,3 +113,9 @@ def test_number_lists_have_no_tuple_syntax() -> None:
 ])
 def test_a_table_cites_authors_by_surname_and_et_al_past_two(authors: str, cited: str) -> None:
     assert labels.short_authors(authors) == cited
+
+
+def test_a_grid_cell_never_reads_minus_zero() -> None:
+    from explorer import inside_view
+
+    assert [inside_view._cell(v) for v in (-0.001, 0.0, -0.006, 0.004)] == ["0.00", "0.00", "-0.01", "0.00"]

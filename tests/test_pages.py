@@ -242,6 +242,8 @@ def test_classify_with_no_model_offers_to_train_one(monkeypatch: pytest.MonkeyPa
 def test_classify_a_sample_photo_with_the_inspector(digits_run: str) -> None:
     at = open_classify(digits_run)
     assert at.radio(key="classify-source").value == "Sample photos"
+    assert any("knows only the 10 classes it was trained on (0, 1, 2, 3, 4, 5 and 4 more)" in i.value
+               and "Draw a digit" in i.value for i in at.info)  # a photo gets a digit: the page says so
     assert "Prediction" in {m.label for m in at.metric} and "Inference latency" in {m.label for m in at.metric}
     captions = " ".join(shown.caption for image in at.get("image") for shown in image.proto.imgs)
     assert "Centred by mass in 28×28" in captions or any("Centred" in c.value for c in at.caption)
