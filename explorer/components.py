@@ -47,10 +47,19 @@ def latency_spread(row: dict) -> str:
     return f"p10–p90 {low.removesuffix(' ms')}–{high}"
 
 
+WIDE_SPREAD = 2.0  # p90 over p10 past this: the passes did not run alike (something else used the processor)
+WIDE_SPREAD_NOTE = "a wide spread: something else used the processor while it was measured, so the figure is rough"
+
+
+def wide_spread(row: dict) -> bool:
+    """Whether a latency row's slowest tenth took over ``WIDE_SPREAD`` times its fastest tenth."""
+    return row["p90 ms"] > WIDE_SPREAD * row["p10 ms"]
+
+
 def latency_note(row: dict) -> str:
     """The spread and the conditions of a latency row, in one line: "p10–p90 0.29–0.40 ms · CPU · x86_64, 1 thread
-    of 2 cores · measured while 1 run was training"."""
-    return f"{latency_spread(row)} · {row['conditions']}"
+    of 2 cores · measured while 1 run was training", and a warning when the spread is wide."""
+    return f"{latency_spread(row)} · {row['conditions']}" + (f" · {WIDE_SPREAD_NOTE}" if wide_spread(row) else "")
 
 
 def counts_axis(figure: go.Figure, axis: str = "yaxis") -> go.Figure:

@@ -92,3 +92,7 @@ if st.session_state.get("latency-results"):
                    "lower end, a tenth slower than the upper).")
         for conditions in results["conditions"].unique():
             st.caption(f"Conditions: {conditions}.")
+    rough = [f"{row['model']} (batch {row['batch']})" for row in results.to_dict("records") if components.wide_spread(row)]
+    if rough:
+        st.warning(f"{', '.join(rough)}: {components.WIDE_SPREAD_NOTE}. Press Measure latency again for a steadier "
+                   "figure.", icon=":material/warning:")

@@ -123,6 +123,10 @@ def test_a_latency_reads_with_its_spread_and_conditions() -> None:
     assert components.latency_spread(row) == "p10–p90 0.291–0.401 ms"
     assert components.latency_note(row) == ("p10–p90 0.291–0.401 ms · CPU · x86_64, 1 thread of 2 cores · "
                                             "measured while 1 run was training")
+    rough = dict(row, **{"p90 ms": 0.7})  # the slowest tenth over twice the fastest: the note says it is rough
+    assert components.wide_spread(rough) and not components.wide_spread(row)
+    assert components.latency_note(rough).endswith("something else used the processor while it was measured, so "
+                                                   "the figure is rough")
 
 
 @pytest.mark.parametrize("cores", [2, 4, 16])
