@@ -95,14 +95,20 @@ def display_name(name: str) -> str:
     return models.spec(name).display_name
 
 
+DEFAULT_MODEL = "resnet50"
+
+
 def model_picker(label: str = "Model", key: str = "model") -> str:
-    """A model selectbox bound to the URL's ``?model=`` so a slide can link to a model."""
+    """A model selectbox bound to the URL's ``?model=`` so a slide can link to a model. The default model is left
+    out of a URL that does not name one: writing it on first opening would add a history entry that Back returns to
+    and leaves again."""
     names = models.names()
     if key not in st.session_state:
-        st.session_state[key] = widgets.url_model(default="resnet50")
-    widgets.follow_url(widgets.MODEL_PARAM, key, lambda: widgets.url_model(default=st.session_state[key]))
+        st.session_state[key] = widgets.url_model(default=DEFAULT_MODEL)
+    widgets.follow_url(widgets.MODEL_PARAM, key, lambda: widgets.url_model(default=DEFAULT_MODEL))
     name = st.selectbox(label, names, key=key, format_func=display_name) or names[0]  # None only without options
-    widgets.set_url_model(name)
+    # A link's (or Back's) ?model= stays, even for the default: removing it would be a history entry too
+    widgets.set_url_model(None if name == DEFAULT_MODEL and widgets.MODEL_PARAM not in st.query_params else name)
     return name
 
 

@@ -190,8 +190,8 @@ def url_model(default: str) -> str:
         return default
 
 
-def set_url_model(name: str) -> None:
-    """Write the selected model into the URL, so the page can be linked from a slide."""
+def set_url_model(name: str | None) -> None:
+    """Write the selected model into the URL, so the page can be linked from a slide (None: the default, left out)."""
     write_url(MODEL_PARAM, name)
 
 

@@ -57,6 +57,18 @@ def test_back_and_forward_step_through_models_tabs_and_pages(page: Page, app_url
         _shows(page, model, tab)
 
 
+def test_back_from_a_page_opened_by_its_link_returns_to_the_page_before(page: Page, app_url: str) -> None:
+    """Opening Architectures at its default model adds no history entry of its own (it used to write
+    ``?model=resnet50``, so the first Back stayed on Architectures)."""
+    open_page(page, app_url)
+    with rerun(page):
+        page.get_by_role("link", name="Architectures").first.click()
+    expect(page.get_by_role("combobox", name="Model")).to_have_value("ResNet-50", timeout=30_000)
+    assert "model=" not in page.url
+    _history(page, back=True)
+    expect(page.get_by_role("heading", name="CNN Architecture Explorer")).to_be_visible(timeout=30_000)
+
+
 @pytest.fixture(scope="module")
 def classify_url(digits_run: str) -> Iterator[str]:
     """The app on the test session's state folder, where ``digits_run`` trained a LeNet-5 Classify can use."""
