@@ -62,7 +62,7 @@ st.subheader("Forward latency on this device")
 st.caption(f"Measured here on each press: {latencies.RULE}; random inputs at each model's native size. The "
            "Classify page times its models with the same function and says, as this page does below the chart, "
            "the device, the threads and the training it measured beside.")
-left, right = st.columns([3, 1])
+left, right = st.columns([3, 2])  # room for both batch chips at 1024 px in presenter mode
 quick = [n for n in ("lenet5", "alexnet", "resnet18") if n in chosen]
 timed = left.multiselect("Models to time", chosen, default=quick,
                          format_func=components.display_name, key="latency-models")
