@@ -208,6 +208,7 @@ def comparison_rows(summaries: dict[str, ModelSummary]) -> list[dict]:
     return rows
 
 
+AMBIGUOUS_PX2 = 400.0  # the cost of a label nearer another bubble than its own, as a 20×20 px overlap would cost
 LABEL_POSITIONS = ["top center", "bottom center", "middle right", "middle left", "top right", "top left",
                    "bottom right", "bottom left"]
 
@@ -229,6 +230,8 @@ def label_positions(points: list[tuple[float, float]], names: list[str], radii: 
         for position in LABEL_POSITIONS:
             box = _label_box(px, py, width, line_px, position, radius)
             cost = sum(_overlap(box, other) for other in placed + bubbles)
+            own = _distance(box, (px, py))  # a label nearer another bubble than its own reads as that one's
+            cost += AMBIGUOUS_PX2 * sum(1 for spot in spots if spot != (px, py) and _distance(box, spot) < own)
             if cost < best_cost - 1e-9:
                 best, best_cost = position, cost
         placed.append(_label_box(px, py, width, line_px, best, radius))
@@ -245,6 +248,13 @@ def _label_box(x: float, y: float, width: float, height: float, position: str,
     return left, top, left + width, top + height
 
 
+def _distance(box: tuple[float, float, float, float], point: tuple[float, float]) -> float:
+    """Pixels from ``point`` to the nearest part of ``box`` (0 inside it)."""
+    dx = max(box[0] - point[0], 0.0, point[0] - box[2])
+    dy = max(box[1] - point[1], 0.0, point[1] - box[3])
+    return math.hypot(dx, dy)
+
+
 def _overlap(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
     return max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
 
@@ -252,10 +262,9 @@ def _overlap(a: tuple[float, float, float, float], b: tuple[float, float, float,
 BUBBLE_PX = 60  # the largest bubble's diameter
 
 
-def cost_accuracy_chart(table: pd.DataFrame) -> go.Figure:
-    """MACs (log axis, ticks at round values) against published top-1, bubble area = parameters, every bubble
-    labelled where its label overlaps no other (``label_positions``)."""
-    table = table.sort_values("MACs")
+def bubble_layout(table: pd.DataFrame) -> tuple[list[float], list[float], list[tuple[float, float]], list[float]]:
+    """The cost–accuracy chart's x range (log10 MACs), y range (top-1 %), each bubble's place in plot fractions
+    and its radius in pixels, for a table sorted by MACs."""
     low, high = float(table["MACs"].min()), float(table["MACs"].max())
     x_range = [math.log10(low / 2), math.log10(high * 2)]
     top1 = table["top-1 %"].astype(float)
@@ -264,6 +273,16 @@ def cost_accuracy_chart(table: pd.DataFrame) -> go.Figure:
                  for m, t in zip(table["MACs"], top1, strict=True)]
     largest = float(table["parameters"].max())
     radii = [max(3.0, BUBBLE_PX / 2 * math.sqrt(v / largest)) for v in table["parameters"]]
+    return x_range, y_range, fractions, radii
+
+
+def cost_accuracy_chart(table: pd.DataFrame) -> go.Figure:
+    """MACs (log axis, ticks at round values) against published top-1, bubble area = parameters, every bubble
+    labelled where its label overlaps no other (``label_positions``)."""
+    table = table.sort_values("MACs")
+    low, high = float(table["MACs"].min()), float(table["MACs"].max())
+    x_range, y_range, fractions, radii = bubble_layout(table)
+    largest = float(table["parameters"].max())
     figure = go.Figure(go.Scatter(
         x=table["MACs"], y=table["top-1 %"], mode="markers+text", text=table["model"],
         textposition=label_positions(fractions, list(table["model"]), radii), textfont=dict(size=14),

@@ -29,6 +29,20 @@ def test_the_cost_accuracy_chart_labels_every_bubble_on_round_ticks() -> None:
     assert analysis.format_count(1e9) == "1.00 G"  # tables keep three digits
 
 
+def test_every_bubble_label_is_nearest_its_own_bubble_on_the_real_chart() -> None:
+    """The 5–9 G cluster (ResNet-50/101, Inception-v3, Xception) once put a label beside a neighbour's bubble."""
+    from explorer import components, services
+
+    summaries = {name: services.summary(name) for name in models.names()}
+    table = pd.DataFrame(components.comparison_rows(summaries)).dropna(subset=["top-1 %"]).sort_values("MACs")
+    _, _, points, radii = components.bubble_layout(table)
+    chosen = components.label_positions(points, list(table["model"]), radii)
+    spots = [(x * 600, (1 - y) * 430) for x, y in points]
+    for own, name, position, radius in zip(spots, table["model"], chosen, radii, strict=True):
+        box = components._label_box(*own, len(name) * 8.5, 20, position, radius)
+        assert min(spots, key=lambda spot: components._distance(box, spot)) == own, (name, position)
+
+
 def test_bubble_labels_do_not_overlap() -> None:
     """The crowded corner of the chart (ResNet-50/101/152, Inception-v3, Xception): every label finds a free place."""
     from explorer import components
@@ -46,6 +60,9 @@ def test_bubble_labels_do_not_overlap() -> None:
         bubble = (x * size[0] - radius * 0.85, (1 - y) * size[1] - radius * 0.85,
                   x * size[0] + radius * 0.85, (1 - y) * size[1] + radius * 0.85)
         assert all(components._overlap(box, bubble) == 0 for box in boxes), chosen
+    spots = [(x * size[0], (1 - y) * size[1]) for x, y in points]
+    for own, box in zip(spots, boxes, strict=True):  # each label is nearest its own bubble: it reads as that one's
+        assert min(spots, key=lambda spot: components._distance(box, spot)) == own, chosen
 
 
 def test_the_layer_table_shows_macs_among_its_first_columns() -> None:
