@@ -297,7 +297,7 @@ def cost_accuracy_chart(table: pd.DataFrame) -> go.Figure:
     x_axis = axes.plotly_log(low / 2, high * 2, label=count_tick)
     figure.update_layout(height=520, margin=dict(t=30, l=10, r=10, b=10), showlegend=False,
                          xaxis=dict(x_axis, title="MACs per image (log scale)", range=x_range),
-                         yaxis=dict(axes.plotly_linear(*y_range), title="ImageNet top-1 (%)"))
+                         yaxis=dict(axes.plotly_linear(y_range[0], y_range[1]), title="ImageNet top-1 (%)"))
     return figure
 
 
