@@ -52,6 +52,18 @@ def conv_layers(model: nn.Module) -> list[str]:
     return [name for name, module in model.named_modules() if isinstance(module, nn.Conv2d)]
 
 
+def conv_titles(model: nn.Module) -> dict[str, str]:
+    """Each convolution's name as a reader meets it in a list: its place, PyTorch's name and what it holds, e.g.
+    ``"conv 1 of 3 · features.0 (6 filters, 5×5)"``."""
+    convs = [(name, module) for name, module in model.named_modules() if isinstance(module, nn.Conv2d)]
+    titles = {}
+    for i, (name, conv) in enumerate(convs, 1):
+        height, width = conv.kernel_size
+        filters = "1 filter" if conv.out_channels == 1 else f"{conv.out_channels:,} filters"
+        titles[name] = f"conv {i} of {len(convs)} · {name} ({filters}, {height}×{width})"
+    return titles
+
+
 @torch.no_grad()
 def default_cam_layer(model: nn.Module, x: torch.Tensor) -> str:
     """Grad-CAM's default: the last convolution whose output still has a spatial map (more than 1×1)."""

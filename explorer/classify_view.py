@@ -114,11 +114,11 @@ def inspect(model: classifiers.Classifier, name: str, payload: bytes) -> None:
     with right.container(key="classify-latency-conditions"):
         st.caption(components.latency_note(timed))
 
-    layers = services.conv_layers(model)
-    grad_cam(model, prepared, prediction.top[0][0], layers)
+    layers, titles = services.conv_layers(model), services.conv_titles(model)
+    grad_cam(model, prepared, prediction.top[0][0], layers, titles)
     st.subheader("Feature maps")
     layer = widgets.url_choice("classify-map-layer", layers, layers[0], lambda: st.selectbox(
-        "Feature maps of", layers, key="classify-map-layer")) or layers[0]
+        "Feature maps of", layers, key="classify-map-layer", format_func=titles.__getitem__)) or layers[0]
     maps = services.feature_maps(model, prepared.tensor, layer)
     height, width = maps.shape[1:]
     st.caption(f"First {min(MAPS_SHOWN, len(maps))} of the {labels.plural(len(maps), 'channel')} of {layer} "
@@ -197,14 +197,14 @@ def _magnified(shown: list) -> None:
         column.caption(f"**{step.name}**, magnified ×{factor}")
 
 
-def grad_cam(model: classifiers.Classifier, prepared, label: str, layers: list[str]) -> None:
+def grad_cam(model: classifiers.Classifier, prepared, label: str, layers: list[str], titles: dict[str, str]) -> None:
     """Grad-CAM of the top class: the image, the heat map with its colour scale, and the overlay side by side,
     with the layer, the colour map and the overlay's opacity to choose (all kept in the URL)."""
     st.subheader(f"Grad-CAM for “{widgets.literal(label)}”: where the evidence is")
     default = services.default_cam_layer(model.key)
     left, middle, right = st.columns([2, 1, 2])
     layer = widgets.url_choice("classify-cam-layer", layers, default, lambda: left.selectbox(
-        "Layer", layers, key="classify-cam-layer",
+        "Layer", layers, key="classify-cam-layer", format_func=titles.__getitem__,
         help="Default: the last convolution that still has a spatial map, where the evidence is most "
              "class-specific.")) or default
     colours = list(services.COLORMAPS)

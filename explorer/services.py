@@ -596,6 +596,11 @@ def conv_layers(model: classifiers.Classifier) -> list[str]:
     return explain.conv_layers(model.model)
 
 
+def conv_titles(model: classifiers.Classifier) -> dict[str, str]:
+    """Each convolution as a list shows it: ``"conv 1 of 3 · features.0 (6 filters, 5×5)"``."""
+    return explain.conv_titles(model.model)
+
+
 COLORMAPS = explain.COLORMAPS
 colorize = explain.colorize
 plotly_colorscale = explain.plotly_colorscale

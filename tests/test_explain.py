@@ -205,3 +205,13 @@ def test_a_model_whose_outputs_are_not_finite_cannot_classify() -> None:
         model[1].weight.fill_(1e38)  # finite; 784 of them summed are not
     with pytest.raises(NonFiniteOutputError, match="not finite"):
         explain.predict(model, x, classes)
+
+
+@pytest.mark.parametrize("name", models.names())
+def test_every_convolution_has_a_title_with_its_place_name_and_shape(name: str) -> None:
+    model = models.build(name)
+    titles = explain.conv_titles(model)
+    assert list(titles) == explain.conv_layers(model)
+    first, conv = next((n, m) for n, m in model.named_modules() if isinstance(m, torch.nn.Conv2d))
+    k = conv.kernel_size
+    assert titles[first] == f"conv 1 of {len(titles)} · {first} ({conv.out_channels:,} filters, {k[0]}×{k[1]})"

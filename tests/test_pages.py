@@ -250,6 +250,7 @@ def test_classify_a_sample_photo_with_the_inspector(digits_run: str) -> None:
     at.toggle(key="classify-convention").set_value(False).run()
     assert not at.exception
     assert any("Resized" in c.value for c in at.caption)
+    assert at.selectbox(key="classify-cam-layer").options[0] == "conv 1 of 3 · features.0 (6 filters, 5×5)"
     at.selectbox(key="classify-cam-layer").set_value("features.0").run()
     assert not at.exception
     at.button(key="classify-all").click().run()
