@@ -1,11 +1,13 @@
 """A training worker: claims queued runs from the run store and trains them, one at a time.
 
-    python -m core.worker [--state DIR] [--device auto|cpu|cuda|cuda:N] [--once]
+    python -m core.worker [--state DIR] [--device auto|cpu|cuda|cuda:N] [--once] [--threads N [--shared-threads M]]
 
 The app starts its own workers (one per GPU, one on a CPU-only machine); start more by hand for
 another GPU, or to train the app's queue on a machine without the app. Several workers may serve one
 store: each queued run is claimed by exactly one. While it trains, the worker sends heartbeats (a
 run whose heartbeat goes stale reads as interrupted) and polls the store for a stop request.
+With ``--threads N --shared-threads M`` (as the app starts CPU workers) a run trained by one process on the
+CPU takes N threads while the app served no page for a few seconds and M otherwise (core.activity).
 SIGTERM or Ctrl-C stops the current run after its batch (its checkpoint is saved), then the worker exits.
 A run that fails is recorded as failed; if even that cannot be recorded (disk full, damaged database),
 the error is logged and the worker goes on with the next run. Never imports streamlit.
@@ -31,7 +33,8 @@ from typing import Any
 import torch
 
 from core import data as datasets
-from core import training
+from core import devices, training
+from core.activity import PageActivity, ThreadShare
 from core.errors import ExplorerError
 from core.runs import Heartbeat, RunStore, StopFlag, StoreCallback
 
@@ -42,12 +45,16 @@ class Worker:
     """Takes queued runs from ``store`` and trains them on ``device``."""
 
     def __init__(self, store: RunStore, device: str = "auto", name: str | None = None,
-                 load_data: Callable[[str], Any] = datasets.load, parent: int | None = None) -> None:
+                 load_data: Callable[[str], Any] = datasets.load, parent: int | None = None,
+                 threads: tuple[int, int] | None = None) -> None:
         self.store = store
         self.device = device
         self.name = name or f"worker-{socket.gethostname()}-{os.getpid()}"
         self.load_data = load_data
         self.parent = parent  # exit (stopping the current run) once this process is no longer our parent
+        # (maximum, shared) CPU threads: a CPU run takes the maximum while no page is served (core.activity)
+        self.threads = threads
+        self.share: ThreadShare | None = None  # the current run's, while a CPU run trains with (maximum, shared)
         self.exiting = False
         self._current: threading.Event | None = None
 
@@ -102,7 +109,11 @@ class Worker:
                         resume_from = folder  # model, optimiser, schedule, RNGs and counters continue
                     else:  # stopped before its first checkpoint: it starts again, and so do its curves
                         self.store.forget_metrics_after(run_id, -1)
-                training.fit(config, data, [StoreCallback(self.store, run_id)], stop=stop, run_id=run_id,
+                callbacks: list[Any] = [StoreCallback(self.store, run_id)]
+                if self.threads and shard == (0, 1) and devices.pick_device(config.device).type == "cpu":
+                    self.share = ThreadShare(PageActivity(self.store.root), *self.threads)
+                    callbacks.append(self.share)
+                training.fit(config, data, callbacks, stop=stop, run_id=run_id,
                              checkpoint_dir=folder, resume_from=resume_from, shard=shard, wrap=wrap)
         except Exception as error:  # noqa: BLE001 (a run that crashes must never take the worker down)
             message = str(error) if isinstance(error, ExplorerError) else f"{type(error).__name__}: {error}"
@@ -113,6 +124,7 @@ class Worker:
                 log.exception("could not record that run %s failed; it will read as interrupted", run_id)
         finally:
             self._current = None
+            self.share = None
 
     def _config(self, run: dict[str, Any]) -> training.TrainConfig:
         """The run's config, on this worker's device when the run leaves the choice to it."""
@@ -134,14 +146,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--poll", type=float, default=0.5, help="seconds between looks at an empty queue")
     parser.add_argument("--name", help="how runs name their trainer (default worker-HOST-PID)")
     parser.add_argument("--parent", type=int, help="exit (stopping the current run) when this process is gone")
-    parser.add_argument("--threads", type=int, help="CPU threads for PyTorch (default: PyTorch's own choice)")
+    parser.add_argument("--threads", type=int,
+                        help="CPU threads for PyTorch (default: PyTorch's own choice); with --shared-threads, the "
+                             "most a run takes, while no page of the app was served for a few seconds")
+    parser.add_argument("--shared-threads", type=int,
+                        help="CPU threads of a run while the app serves pages (default: --threads, always)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    threads = None
     if args.threads:
-        torch.set_num_threads(max(args.threads, 1))
+        maximum = max(args.threads, 1)
+        shared = min(max(args.shared_threads or maximum, 1), maximum)
+        torch.set_num_threads(shared)  # until a run finds the server idle
+        threads = (maximum, shared) if shared < maximum else None
     if args.device.startswith("cuda:"):
         torch.cuda.set_device(int(args.device.split(":")[1]))
-    worker = Worker(RunStore(args.state), args.device, args.name, parent=args.parent)
+    worker = Worker(RunStore(args.state), args.device, args.name, parent=args.parent, threads=threads)
 
     def handle(signum: int, frame: FrameType | None) -> None:
         worker.request_exit()

@@ -17,6 +17,7 @@ from explorer.navigation import HOME, HOME_ALIAS  # noqa: E402
 
 st.set_page_config(page_title="CNN Architecture Explorer", page_icon="🧠", layout="wide")
 upload_budget.install()  # once per server process: what one session may hold in uploads
+services.mark_page_activity()  # CPU workers leave the server its core while pages are served (core.activity)
 
 PAGES = [st.Page(page.script, title=page.title, icon=page.icon, url_path=page.url_path, default=page is HOME)
          for page in navigation_pages.PAGES]

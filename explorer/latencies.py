@@ -25,6 +25,7 @@ _FIGURES = latency.Figures()
 def conditions() -> latency.Conditions:
     """The conditions a figure measured now is under; gives this thread the server's inference threads."""
     training = services.training_now()
+    services.settle_training_threads(training)
     threads = services.use_inference_threads(training)
     return latency.Conditions(services.device_name(), threads, training)
 
@@ -41,7 +42,9 @@ def row(result: latency.Latency) -> dict[str, Any]:
 def measure(name: str, batch_size: int) -> dict[str, Any]:
     """Latency of registered model ``name`` at ``batch_size`` on the server's device, measured now (the Compare
     page keeps its figures in the session; a second press measures again)."""
-    services.use_inference_threads(services.training_now())
+    training = services.training_now()
+    services.settle_training_threads(training)
+    services.use_inference_threads(training)
     return row(latency.measure(name, batch_size, services.device(), training=services.training_now))
 
 

@@ -24,6 +24,7 @@ import streamlit as st
 import torch
 
 from core import (
+    activity,
     analysis,
     archives,
     classifiers,
@@ -539,6 +540,30 @@ def _using_shared_model(model: classifiers.Classifier):
     with model_lock(model.key):
         use_inference_threads(training_now())
         yield
+
+
+@st.cache_resource(show_spinner=False)
+def page_activity() -> activity.PageActivity:
+    """The state folder's page-activity marker (core.activity), one per server."""
+    return activity.PageActivity(state_dir())
+
+
+def mark_page_activity() -> None:
+    """Tell CPU workers a page is being served (at most one file touch a second): they leave the server its
+    core within about a second, and take it again a few seconds after the last page."""
+    page_activity().mark()
+
+
+def settle_training_threads(training: int | None) -> None:
+    """Before timing forward passes beside CPU runs that may take every core while no page is served: wait (at
+    most ``activity.SETTLE_SECONDS`` after the first page of a busy spell) until they are back on their shared
+    threads, so that a figure's conditions (``threads_per_run`` each) are what it was measured under."""
+    try:
+        executor = supervisor()
+    except ExplorerError:
+        return
+    if training != 0 and (getattr(executor, "max_threads", None) or 0) > executor.threads_per_run:
+        page_activity().settle()
 
 
 def training_now() -> int | None:

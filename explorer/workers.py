@@ -20,6 +20,8 @@ from pathlib import Path
 
 import torch
 
+from core import activity
+
 log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[1]
 WORKERS_ENV = "CNN_EXPLORER_WORKERS"
@@ -55,11 +57,14 @@ class Supervisor:
         self.check_every = check_every
         gpus = torch.cuda.device_count()
         self.devices = [f"cuda:{i % gpus}" if gpus else "auto" for i in range(count)]
-        # CPU workers share the cores and leave one to the web server. With PyTorch's default (every core each),
-        # two workers on two cores ran a small run 30x slower than at one thread each (benchmarks/capacity.py), and
-        # one worker watched by three tabs trained at 0.17 of its pace alone against 0.8 at one thread
-        # (benchmarks/watching.py, 2 cores).
-        self.threads = None if gpus else max(((os.cpu_count() or 1) - 1) // count, 1)
+        # CPU workers share the cores and leave one to the web server while it serves pages. With PyTorch's
+        # default (every core each), two workers on two cores ran a small run 30x slower than at one thread each
+        # (benchmarks/capacity.py), and one worker watched by three tabs trained at 0.17 of its pace alone against
+        # 0.8 at one thread (benchmarks/watching.py, 2 cores). While no page was served for a few seconds, a run
+        # takes the server's core too (core.activity; $CNN_EXPLORER_SHARE_IDLE_CORES=0 keeps the shared count).
+        maximum, shared = activity.worker_threads(os.cpu_count() or 1, count)
+        self.threads = None if gpus else shared  # what a run holds while the server computes too
+        self.max_threads = None if gpus else (maximum if activity.share_enabled() else shared)
         self.processes: list[subprocess.Popen | None] = [None] * count
         self.started = 0  # processes started so far (replacements included)
         self._lock = threading.Lock()
@@ -69,7 +74,8 @@ class Supervisor:
 
     @property
     def threads_per_run(self) -> int:
-        """CPU threads a training run holds: its worker's threads (one on a GPU, which drives the device)."""
+        """CPU threads a training run holds while the server computes (it marks page activity, so a CPU run is back
+        on its shared count within about a second): its worker's shared threads; one on a GPU, which drives it."""
         return self.threads or 1
 
     def ensure(self) -> None:
@@ -115,7 +121,9 @@ class Supervisor:
         logs = self.state / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         command = [sys.executable, "-m", "core.worker", "--state", str(self.state), "--device", self.devices[slot],
-                   "--parent", str(os.getpid())] + (["--threads", str(self.threads)] if self.threads else [])
+                   "--parent", str(os.getpid())]
+        if self.threads and self.max_threads:
+            command += ["--threads", str(self.max_threads), "--shared-threads", str(self.threads)]
         path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
         with open(logs / f"worker-{slot}.log", "ab") as output:
             process = subprocess.Popen(command, cwd=ROOT, stdout=output, stderr=subprocess.STDOUT,

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from core import runs, training, worker
+from core import activity, runs, training, worker
 from explorer import workers
 from tests.conftest import FAST, tiny, wait_until
 
@@ -162,11 +162,19 @@ def test_the_worker_count_setting() -> None:
 def test_cpu_workers_share_the_cores(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(workers.torch.cuda, "device_count", lambda: 0)
     monkeypatch.setattr(workers.os, "cpu_count", lambda: 4)
-    assert workers.Supervisor(tmp_path, count=1).threads == 3  # one core stays with the web server
-    assert workers.Supervisor(tmp_path, count=2).threads == 1
-    assert workers.Supervisor(tmp_path, count=8).threads == 1
+    monkeypatch.delenv(activity.SHARE_ENV, raising=False)
+
+    def threads(count: int) -> tuple[int | None, int | None]:
+        supervisor = workers.Supervisor(tmp_path, count=count)
+        return supervisor.threads, supervisor.max_threads
+
+    assert threads(1) == (3, 4)  # one core stays with the web server while it serves pages; all four otherwise
+    assert threads(2) == (1, 2)
+    assert threads(8) == (1, 1)
+    monkeypatch.setenv(activity.SHARE_ENV, "0")  # the policy before issue 23: the shared count, always
+    assert threads(1) == (3, 3)
     monkeypatch.setattr(workers.torch.cuda, "device_count", lambda: 1)
-    assert workers.Supervisor(tmp_path, count=1).threads is None  # a GPU worker: PyTorch's own choice
+    assert threads(1) == (None, None)  # a GPU worker: PyTorch's own choice
 
 
 def test_the_worker_takes_its_thread_count(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -178,3 +186,17 @@ def test_the_worker_takes_its_thread_count(tmp_path: Path, monkeypatch: pytest.M
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_the_worker_takes_a_maximum_and_a_shared_thread_count(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    served: list[worker.Worker] = []
+    monkeypatch.setattr(worker.Worker, "serve", lambda self, once=False, poll=0.5: served.append(self))
+    monkeypatch.setattr(worker.signal, "signal", lambda *args: None)  # keep pytest's own handlers
+    before = torch.get_num_threads()
+    try:
+        assert worker.main(["--state", str(tmp_path), "--threads", "2", "--shared-threads", "1", "--once"]) == 0
+        assert torch.get_num_threads() == 1  # shared until a run finds no page served
+        assert worker.main(["--state", str(tmp_path), "--threads", "2", "--once"]) == 0
+    finally:
+        torch.set_num_threads(before)
+    assert served[0].threads == (2, 1) and served[1].threads is None  # by hand: the count given, always

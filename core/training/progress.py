@@ -119,6 +119,9 @@ class Callback(Protocol):
     def on_batch_end(self, progress: Progress) -> None:
         """Every LOG_EVERY batches and at each epoch's last batch, with the running loss and accuracy."""
 
+    def on_step(self) -> None:
+        """After every batch, with no snapshot (it must cost next to nothing): core.activity.ThreadShare."""
+
     def on_epoch_end(self, progress: Progress) -> None:
         """After validation: ``progress.history[-1]`` holds the epoch's figures."""
 

@@ -86,6 +86,9 @@ class Trainer:
         self.config = config.validate()
         self.data = data
         self.callbacks = list(callbacks)
+        # Subscribers called every batch, without a snapshot (so they must be cheap): core.activity.ThreadShare.
+        # Looked up on the class: a subscriber that answers any hook by __getattr__ takes snapshots only.
+        self.on_step = [callback.on_step for callback in self.callbacks if hasattr(type(callback), "on_step")]
         self.stop = stop or threading.Event()
         self.shard = shard
         self.messages: list[str] = []
@@ -190,6 +193,8 @@ class Trainer:
         for x, y in self.train_batches.batches(remaining, self.batch_size, self.config.augment, self.generator):
             (self.captured_step or self.eager_step)(x, y)
             self.schedule.after_batch()
+            for on_step in self.on_step:
+                on_step()
             self.step += 1
             self.position += len(y)
             self.images_seen += len(y) * self.shard[1]
