@@ -127,7 +127,8 @@ def main() -> None:
         page.set_viewport_size({"width": 1400, "height": 1900})
         open_page(page, url + "/classify")
         with rerun(page):
-            page.get_by_text("Draw a digit").click()  # the LeNet-5 just trained reads a drawn 7
+            # the LeNet-5 just trained reads a drawn 7
+            page.get_by_role("radiogroup", name="Image").get_by_text("Draw a digit", exact=True).click()
         draw_seven(page)
         page.get_by_text("Top predictions").wait_for(timeout=60_000)
         wait_until_idle(page, after=0)
@@ -141,7 +142,7 @@ def main() -> None:
         page.set_viewport_size({"width": 1400, "height": 3600})
         open_page(page, url + "/inside")
         with rerun(page):
-            page.get_by_text("Draw a digit").click()
+            page.get_by_role("radiogroup", name="Image").get_by_text("Draw a digit", exact=True).click()
         draw_seven(page)
         page.get_by_text("A convolution, computed by hand").wait_for(timeout=60_000)
         wait_until_idle(page, after=0)
