@@ -214,6 +214,39 @@ def adopt(folder: Path, stem: str, suffixes: Iterable[str], facts: dict[str, Any
     return CommittedSet(Path(folder), stem, record)
 
 
+def install(folder: Path, files: dict[str, bytes]) -> None:
+    """Put checkpoint files that arrive as bytes (sent from the node that trained them) into ``folder``: the files
+    no record names first (sidecars last among them), then each set whose record is among them as :func:`write`
+    writes one (the complete set in place kept until the record is down, put back if a write fails), record last."""
+    folder = Path(folder)
+    records = {name[: -len(RECORD) - 1]: name for name in files if name.endswith(f".{RECORD}")}
+    named: dict[str, list[str]] = {}
+    for stem, name in records.items():
+        try:
+            listed = json.loads(files[name]).get("files", {})
+        except (ValueError, AttributeError):
+            listed = {}
+        named[stem] = [member for member in listed if member in files and member not in records.values()]
+    in_sets = {member for members in named.values() for member in members}
+    for name in sorted(set(files) - in_sets - set(records.values()), key=lambda name: (name.endswith(".json"), name)):
+        atomic_write(folder / name, files[name])
+    for stem, members in named.items():
+        current = read_record(folder, stem)
+        current = current if current is not None and complete(current) else None
+        previous = _copy_set(current, stem + PREVIOUS) if current is not None else None
+        try:
+            for member in members:
+                atomic_write(folder / member, files[member])
+            atomic_write(record_path(folder, stem), files[records[stem]])
+        except OSError:
+            if previous is not None:
+                _copy_set(previous, stem)
+                _remove(folder, previous.stem, previous.files)
+            raise
+        if previous is not None:
+            _remove(folder, previous.stem, previous.files)
+
+
 def complete(found: CommittedSet) -> bool:
     """Whether every file of ``found`` is there with the size and SHA-256 its record names."""
     if found.problem() is not None:
@@ -227,16 +260,13 @@ def complete(found: CommittedSet) -> bool:
 
 def recover(folder: Path, stem: str) -> CommittedSet | None:
     """Before writing into ``folder``: the complete set ``stem`` in place, after putting the previous one back in
-    place of a save that was interrupted (and removing a previous set that is no longer needed); None if there is
-    no complete recorded set (none yet, or a legacy folder)."""
+    place of a save that was interrupted, and removing the previous set's files (also those a save died while
+    linking, which no record names yet); None if there is no complete recorded set (none yet, or a legacy folder)."""
     folder = Path(folder)
     current, previous = read_record(folder, stem), read_record(folder, stem + PREVIOUS)
-    if current is not None and complete(current):
-        if previous is not None:
-            _remove(folder, previous.stem, previous.files)
-        return current
-    if previous is not None and complete(previous):
-        restored = _copy_set(previous, stem)
-        _remove(folder, previous.stem, previous.files)
-        return restored
-    return None
+    found = current if current is not None and complete(current) else None
+    if found is None and previous is not None and complete(previous):
+        found = _copy_set(previous, stem)
+    if found is not None:
+        _remove(folder, stem + PREVIOUS, [path.name for path in folder.glob(f"{stem}{PREVIOUS}.*")])
+    return found
