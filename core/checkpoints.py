@@ -230,11 +230,14 @@ class Writer:
         found = checkpoint_sets.recover(self.folder, which)
         if found is not None or checkpoint_sets.candidates(self.folder, which) or not exists(self.folder, which):
             return found
-        try:
-            legacy = _legacy(self.folder, which, with_state=which == "last" and state_path(self.folder).exists())
-        except CheckpointError:
-            return None  # left as it is: readers refuse it, and the next save replaces it
         suffixes = [s for s in self.SUFFIXES[which] if (self.folder / f"{which}.{s}").exists()]
+        try:
+            legacy = _legacy(self.folder, which, with_state="state.pt" in suffixes)
+        except CheckpointError:
+            try:  # a training state of other weights (an old interrupted write): the weights still classify
+                legacy, suffixes = _legacy(self.folder, which, with_state=False), ["safetensors", "json"]
+            except CheckpointError:
+                return None  # left as it is: readers refuse it, and the next save replaces it
         facts = {key: legacy.sidecar.get(key) for key in ("epoch", "step", "epoch_complete")}
         return checkpoint_sets.adopt(self.folder, which, suffixes, facts)
 

@@ -11,6 +11,7 @@ import select
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -189,7 +190,7 @@ def test_sigkill_during_saves_always_leaves_the_newest_complete_set(tmp_path: Pa
                                  stdout=subprocess.PIPE, text=True)
         try:
             assert _wait_for_line(child, 120).startswith("saved")  # a save completed: the next ones may die
-            select.select([], [], [], chance.uniform(0.0, 0.6))  # the moment of the kill: chosen at random
+            time.sleep(chance.uniform(0.0, 0.6))  # not a wait for something: the moment of the kill, at random
             child.send_signal(signal.SIGKILL)
         finally:
             child.kill()
@@ -257,3 +258,19 @@ def test_a_set_whose_files_do_not_match_its_record_is_ignored(tmp_path: Path) ->
     checkpoint_sets._copy_set(previous, "last" + checkpoint_sets.PREVIOUS)  # as a save of step 2 begins
     checkpoints.atomic_write(tmp_path / "last.safetensors", b"new weights, cut short")
     assert _consistent_step(tmp_path) == 1
+
+
+def test_a_legacy_folder_with_a_stale_training_state_keeps_its_weights(tmp_path: Path) -> None:
+    """An old interrupted write left a training state of other weights: the run cannot resume (said as before), but
+    its writer records the weights and sidecar, which a save then keeps until it is complete."""
+    _stopped_after_epoch_one(tmp_path)
+    for record in tmp_path.glob("*.commit.json"):
+        record.unlink()
+    state = checkpoints.load_training_state(tmp_path)
+    checkpoints.save_training_state(tmp_path, {**state, "weights_sha256": "0" * 64})
+    checkpoints.Writer(tmp_path, None, (0.1,), (0.3,))
+    recorded = checkpoint_sets.read_record(tmp_path, "last")
+    assert recorded is not None and sorted(recorded.files) == ["last.json", "last.safetensors"]
+    with pytest.raises(checkpoints.CheckpointError, match="belongs to other weights"):
+        checkpoints.read_resume(tmp_path, CONFIG)
+    assert checkpoints.read_checkpoint(tmp_path, "last").sidecar["epoch"] == 1
