@@ -274,3 +274,26 @@ def test_a_legacy_folder_with_a_stale_training_state_keeps_its_weights(tmp_path:
     with pytest.raises(checkpoints.CheckpointError, match="belongs to other weights"):
         checkpoints.read_resume(tmp_path, CONFIG)
     assert checkpoints.read_checkpoint(tmp_path, "last").sidecar["epoch"] == 1
+
+
+def test_the_ray_store_service_keeps_the_previous_set_when_a_sent_one_fails(tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Checkpoints trained on another node arrive as bytes: the server writes each set's record last, and a full disk
+    while the files of a newer set arrive leaves the one it had."""
+    from core import executors
+
+    node = tmp_path / "node"
+    _save_loop_step(node, 1)
+    service = executors.StoreService(str(tmp_path / "server"), 30.0)
+    sent = {path.name: path.read_bytes() for path in node.iterdir()}
+    service.put_files("run-1", sent)
+    server = tmp_path / "server" / "checkpoints" / "run-1"
+    assert _consistent_step(server) == 1
+    _save_loop_step(node, 2)
+    _full_disk_at(monkeypatch, "last.state.pt")
+    with pytest.raises(OSError):
+        service.put_files("run-1", {path.name: path.read_bytes() for path in node.iterdir()})
+    monkeypatch.undo()
+    assert _consistent_step(server) == 1 and {p.name: p.read_bytes() for p in server.iterdir()} == sent
+    service.put_files("run-1", {path.name: path.read_bytes() for path in node.iterdir()})
+    assert _consistent_step(server) == 2 and not _left_over(server)
