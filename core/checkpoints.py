@@ -1,299 +1,215 @@
 """Checkpoints: safetensors weights, a JSON sidecar that describes them, and the state a run resumes from.
 
-A run's folder holds up to two checkpoints, ``best`` (by validation loss) and ``last`` (every epoch end,
-and where training stopped), each ``<which>.safetensors`` + ``<which>.json``; beside the last one,
-``last.state.pt`` holds what resuming needs (optimiser, schedule, random generators, counters).
+A run's folder holds up to two checkpoints, ``best`` (by validation loss) and ``last`` (every epoch end, and where
+training stopped). Each is a set of files made complete by a commit record written last (``core.checkpoint_sets``)::
 
-The sidecar records the SHA-256 of its weights file, the epoch and step they were taken at, and their
-own validation and test figures. Loading checks the hash and refuses non-finite weights. Every file is
-written to a temporary ``*.tmp`` beside it and renamed over the old one, so a crash never leaves a
-half-written checkpoint where a good one was; the temporary files of an interrupted write are removed
-the next time the folder is written, or read once they are old.
+    best.safetensors  best.json                  best.commit.json
+    last.safetensors  last.json  last.state.pt   last.commit.json
+    (while a set is being written: the previous one as last.prev.* with last.prev.commit.json)
+
+``last.state.pt`` holds what resuming needs (optimiser, schedule, random generators, counters). The sidecar records
+the SHA-256 of its weights, the epoch and step they were taken at, and their own validation and test figures; the
+commit record names every file of the set with its SHA-256 and size. Readers take the newest complete set, so a
+crash or a full disk during a save leaves the previous checkpoint in use; a folder written before commit records
+existed is read as it always was (the sidecar's hash, the training state's ``weights_sha256``). Loading refuses
+damaged and non-finite weights; the temporary files of an interrupted write are removed the next time the folder is
+written, or read once they are old.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import time
-import uuid
-from collections.abc import Callable
+import os  # noqa: F401 (tests reach the file system calls of a write through this module)
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load as load_safetensors
-from safetensors.torch import save as save_safetensors
 from torch import nn
 
-from core import models
-from core.errors import ExplorerError, plain, quoted
+from core import checkpoint_sets
+from core.checkpoint_format import (
+    STALE_AFTER,
+    Which,
+    build,
+    clean_temporary,
+    encode,
+    load,
+    load_training_state,
+    load_weights,
+    model_from,
+    preferred,
+    read_state,
+    save,
+    save_training_state,
+    saved,
+    state_bytes,
+    state_path,
+    tensors_from,
+    update_sidecar,
+    weights_path,
+)
+from core.checkpoint_sets import TEMPORARY_SUFFIX, CommittedSet, atomic_write
+from core.errors import plain
+from core.sidecars import (
+    EPOCH_FIGURES,
+    REQUIRED,
+    CheckpointError,
+    parse_sidecar,
+    read_sidecar,
+    sound_history,
+    sound_test_figures,
+)
 
 if TYPE_CHECKING:
     from core.training.config import TrainConfig
     from core.training.progress import Progress
 
-Which = Literal["best", "last"]
-TEMPORARY_SUFFIX = ".tmp"
-STALE_AFTER = 600.0  # seconds: a temporary file this old is no write in progress any more
-REQUIRED = ("arch", "classes", "in_channels", "input_size", "mean", "std")  # what building the model needs
+__all__ = [  # one place for the checkpoint API: the format's names, then what is defined here
+    "EPOCH_FIGURES", "REQUIRED", "STALE_AFTER", "TEMPORARY_SUFFIX", "CheckpointError", "Which", "atomic_write", "build",
+    "clean_temporary", "load", "load_training_state", "load_weights", "parse_sidecar", "preferred", "read_sidecar",
+    "save", "save_training_state", "saved", "sound_history", "sound_test_figures", "state_path", "update_sidecar",
+    "weights_path", "exists", "Checkpoint", "read_checkpoint", "damaged_best", "load_preferred", "Download",
+    "downloads", "Writer", "Resume", "read_resume"]
 
 
-class CheckpointError(ExplorerError):
-    """A checkpoint that is missing, damaged, non-finite, or does not fit the architecture it claims."""
+def exists(folder: Path, which: Which) -> bool:
+    """Whether the folder holds a ``which`` checkpoint at all (complete or not)."""
+    return weights_path(folder, which).exists() or bool(checkpoint_sets.candidates(folder, which))
 
 
-def _count(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+# Reading the newest complete set -------------------------------------------------------------------------------
 
 
-def _numbers(value: object) -> bool:
-    return isinstance(value, list) and bool(value) and all(
-        isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+@dataclass(frozen=True)
+class Checkpoint:
+    """A checked checkpoint as read: its bytes, sidecar, tensors and (when asked) training state."""
+
+    which: Which
+    weights: bytes
+    sidecar_bytes: bytes
+    sidecar: dict[str, Any]
+    tensors: dict[str, torch.Tensor]
+    state: dict[str, Any] | None
 
 
-# What each field building the model needs must be (a sidecar is a file anyone with the folder can edit).
-_SIDECAR_TYPES: dict[str, Callable[[object], bool]] = {
-    "arch": lambda value: isinstance(value, str),
-    "classes": lambda value: isinstance(value, list) and bool(value) and all(isinstance(v, str) for v in value),
-    "in_channels": _count, "input_size": _count, "mean": _numbers, "std": _numbers,
-}
+def _from_set(found: CommittedSet, which: Which, with_state: bool) -> Checkpoint:
+    """The checkpoint in a recorded set, every file it reads checked against the record."""
+    problem = found.problem()
+    if problem is not None:
+        raise ValueError(problem)
+    weights, sidecar_bytes = found.read("safetensors"), found.read("json")
+    sidecar = parse_sidecar(sidecar_bytes, found.path("json").name)
+    tensors = tensors_from(weights, found.path("safetensors").name, sidecar)
+    state = None
+    if with_state:
+        if not found.has("state.pt"):
+            raise CheckpointError(f"{found.folder.name} has no training state ({which}.state.pt) to resume from.")
+        state = read_state(found.read("state.pt"), found.path("state.pt").name)
+    return Checkpoint(which, weights, sidecar_bytes, sidecar, tensors, state)
 
 
-def _number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _index(value: object, below: int | None = None) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0 and (below is None or value < below)
-
-
-def sound_test_figures(test: object) -> dict[str, Any] | None:
-    """A sidecar's test figures if they have the shape the pages read (one name per class, numbers where numbers
-    belong, a square confusion matrix, misclassified images paired with predicted classes), else None."""
-    if not isinstance(test, dict):
-        return None
-    classes = test.get("classes")
-    if not (isinstance(classes, list) and classes and all(isinstance(name, str) for name in classes)):
-        return None
-    size = len(classes)
-    confusion, per_class = test.get("confusion"), test.get("per_class")
-    wrong, predicted = test.get("misclassified") or [], test.get("predicted") or []
-    fits = (_number(test.get("accuracy")) and _number(test.get("loss"))
-            and isinstance(confusion, list) and len(confusion) == size
-            and all(isinstance(row, list) and len(row) == size and all(map(_index, row)) for row in confusion)
-            and isinstance(per_class, list) and len(per_class) == size
-            and all(isinstance(row, dict) and all(_number(row.get(k)) for k in ("precision", "recall", "f1"))
-                    for row in per_class)
-            and isinstance(wrong, list) and isinstance(predicted, list) and len(wrong) == len(predicted)
-            and all(map(_index, wrong)) and all(_index(label, size) for label in predicted))
-    return test if fits else None
-
-
-EPOCH_FIGURES = ("train_loss", "train_acc", "val_loss", "val_acc")  # what the pages draw of every epoch
-
-
-def sound_history(rows: object) -> list[dict[str, Any]]:
-    """The epochs of a sidecar's history that have a count for their epoch and numbers for all their figures,
-    the drawn ones included (others are left out)."""
-    if not isinstance(rows, list):
-        return []
-    return [row for row in rows if isinstance(row, dict) and _index(row.get("epoch")) and row["epoch"] > 0
-            and all(key in row for key in EPOCH_FIGURES) and all(_number(row[key]) for key in row if key != "epoch")]
-
-
-def weights_path(folder: Path, which: Which) -> Path:
-    """Where the ``which`` checkpoint of a run folder lives (its sidecar is beside it, ``.json``)."""
-    return Path(folder) / f"{which}.safetensors"
-
-
-def state_path(folder: Path) -> Path:
-    """Where the training state beside the last checkpoint lives."""
-    return Path(folder) / "last.state.pt"
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path``, flush it to disk, and rename it over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}{TEMPORARY_SUFFIX}")
+def _legacy(folder: Path, which: Which, with_state: bool) -> Checkpoint:
+    """The checkpoint of a folder written before commit records, checked as it always was."""
+    path = weights_path(folder, which)
+    sidecar = read_sidecar(path)
     try:
-        with open(temporary, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
-def clean_temporary(folder: Path, older_than: float = 0.0) -> list[Path]:
-    """Remove the temporary files interrupted writes left in ``folder`` (those older than ``older_than``
-    seconds: a reader passes STALE_AFTER so that a write in progress elsewhere is left alone)."""
-    removed = []
-    now = time.time()
-    for path in Path(folder).glob(f"*{TEMPORARY_SUFFIX}"):
-        try:
-            if now - path.stat().st_mtime >= older_than:
-                path.unlink()
-                removed.append(path)
-        except OSError:  # its writer renamed it meanwhile, or the folder is read-only: nothing to clean here
-            continue
-    return removed
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def save(weights: dict[str, torch.Tensor] | nn.Module, path: Path, sidecar: dict[str, Any]) -> dict[str, Any]:
-    """Write weights as safetensors and ``sidecar`` (plus the weights' SHA-256) as JSON beside them.
-
-    Returns the sidecar as written.
-    """
-    state = weights.state_dict() if isinstance(weights, nn.Module) else weights
-    tensors = {name: tensor.detach().to("cpu").contiguous() for name, tensor in state.items()}
-    data = save_safetensors(tensors)
-    sidecar = {**sidecar, "sha256": _sha256(data), "weights": Path(path).name, "saved": time.time()}
-    atomic_write(Path(path), data)
-    atomic_write(Path(path).with_suffix(".json"), json.dumps(sidecar, indent=2).encode())
-    return sidecar
-
-
-def update_sidecar(path: Path, **fields: Any) -> dict[str, Any]:
-    """Change fields of a checkpoint's sidecar (test figures, final status); the weights are untouched."""
-    sidecar = {**read_sidecar(path), **fields}
-    atomic_write(Path(path).with_suffix(".json"), json.dumps(sidecar, indent=2).encode())
-    return sidecar
-
-
-def read_sidecar(path: Path) -> dict[str, Any]:
-    """The JSON sidecar of a checkpoint (``path`` is the weights file)."""
-    sidecar_path = Path(path).with_suffix(".json")
-    try:
-        sidecar = json.loads(sidecar_path.read_text())
-    except FileNotFoundError:
-        raise CheckpointError(f"No sidecar {sidecar_path.name} beside {Path(path).name}.") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise CheckpointError(f"The sidecar {sidecar_path.name} is not valid JSON ({error}).") from None
-    if not isinstance(sidecar, dict):
-        raise CheckpointError(f"The sidecar {sidecar_path.name} is not a JSON object.")
-    for key in REQUIRED:
-        if key not in sidecar:
-            raise CheckpointError(f"The sidecar {sidecar_path.name} lacks {key!r}.")
-    wrong = [key for key, fits in _SIDECAR_TYPES.items() if not fits(sidecar[key])]
-    if wrong:
-        raise CheckpointError(f"The sidecar {sidecar_path.name} has {', '.join(map(repr, wrong))} of the wrong type "
-                              "(arch: a name; classes: a list of names; in_channels, input_size: positive whole "
-                              "numbers; mean, std: lists of numbers).")
-    return sidecar
-
-
-def load_weights(path: Path, sidecar: dict[str, Any] | None = None) -> dict[str, torch.Tensor]:
-    """The tensors of a checkpoint, after checking them against the sidecar's SHA-256 and for NaN/infinity."""
-    path = Path(path)
-    sidecar = sidecar if sidecar is not None else read_sidecar(path)
-    try:
-        data = path.read_bytes()
+        weights, sidecar_bytes = path.read_bytes(), path.with_suffix(".json").read_bytes()
     except OSError as error:
         raise CheckpointError(f"{path.name} cannot be read ({error.strerror or error}).") from None
-    expected = sidecar.get("sha256")  # absent in checkpoints saved before the hash was recorded
-    if expected is not None and _sha256(data) != expected:
-        raise CheckpointError(f"{path.name} does not match the SHA-256 its sidecar recorded: the file was changed "
-                              "or damaged after it was saved, so it is not loaded.")
-    try:
-        tensors = load_safetensors(data)
-    except (SafetensorError, OSError, ValueError) as error:
-        raise CheckpointError(f"{path.name} is not a readable safetensors file ({plain(error)}).") from None
-    for name, tensor in tensors.items():
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            raise CheckpointError(f"{path.name} holds non-finite weights (NaN or infinity, first in {quoted(name)}): "
-                                  "a model with them cannot classify, so it is not loaded.")
-    return tensors
+    tensors = tensors_from(weights, path.name, sidecar)
+    state = None
+    if with_state:
+        state = load_training_state(folder)
+        if state.get("weights_sha256") != sidecar.get("sha256"):
+            raise CheckpointError(f"The training state in {Path(folder).name} belongs to other weights than "
+                                  f"{path.name} (a write was interrupted between the two); it cannot be resumed.")
+    return Checkpoint(which, weights, sidecar_bytes, sidecar, tensors, state)
 
 
-def build(sidecar: dict[str, Any]) -> nn.Module:
-    """The untrained model a sidecar describes."""
-    try:
-        if sidecar.get("strategy"):  # a transfer model: the backbone with the notes' head
-            from core import transfer
-
-            return transfer.build(sidecar["arch"], num_classes=len(sidecar["classes"]))
-        return models.build(sidecar["arch"], num_classes=len(sidecar["classes"]), in_channels=sidecar["in_channels"])
-    except ExplorerError as error:
-        raise CheckpointError(f"The sidecar describes a model this app cannot build: {error}") from None
-
-
-def load(path: Path, expected_arch: str | None = None) -> tuple[nn.Module, dict[str, Any]]:
-    """Build the sidecar's architecture and load the checked weights, in eval mode; every problem is a
-    CheckpointError saying what."""
-    from core.weights import bad_values, mismatches
-
-    path = Path(path)
-    clean_temporary(path.parent, older_than=STALE_AFTER)
-    sidecar = read_sidecar(path)
-    if expected_arch is not None and sidecar["arch"] != expected_arch:
-        raise CheckpointError(f"This checkpoint is a {quoted(sidecar['arch'])}, not a {expected_arch}.")
-    model = build(sidecar)
-    tensors = load_weights(path, sidecar)
-    problems = mismatches(model, tensors, shown=5)
-    if problems:
-        raise CheckpointError(f"{path.name} does not fit {quoted(sidecar['arch'])} ({problems}).")
-    values = bad_values(model, tensors)  # after the cast to the model's types: float64 1e300 is inf in float32
-    if values:
-        raise CheckpointError(f"{path.name} cannot be used: {values}.")
-    model.load_state_dict(tensors)
-    return model.eval(), sidecar
-
-
-def saved(folder: Path) -> dict[str, dict[str, Any]]:
-    """The sidecars of the checkpoints a run folder holds, by name (``best``, ``last``); unreadable ones left out."""
-    found = {}
-    for which in ("best", "last"):
-        path = weights_path(folder, which)
-        if path.exists():
+def read_checkpoint(folder: Path, which: Which, with_state: bool = False) -> Checkpoint:
+    """The newest complete ``which`` set of a run folder (the one in place, else the previous one kept while it
+    was written), or its legacy files; a CheckpointError says why none can be used."""
+    folder = Path(folder)
+    clean_temporary(folder, older_than=STALE_AFTER)
+    problems: list[str] = []
+    for _ in range(2):  # a save may commit between reading a record and its files: look once more
+        found = checkpoint_sets.candidates(folder, which)
+        if not found:
+            return _legacy(folder, which, with_state)
+        for candidate in found:
             try:
-                found[which] = read_sidecar(path)
-            except CheckpointError:
-                continue
-    return found
+                return _from_set(candidate, which, with_state)
+            except (OSError, ValueError) as error:  # CheckpointError is a ValueError
+                problems.append(plain(error).rstrip("."))
+    try:  # no complete set: say what is wrong with the files in place, as a folder without records would
+        _legacy(folder, which, with_state)
+    except CheckpointError:
+        raise
+    raise CheckpointError(f"{problems[0][:1].upper()}{problems[0][1:]}.")
 
 
-def save_training_state(folder: Path, state: dict[str, Any]) -> None:
-    """Write what resuming needs beside the last checkpoint (tensors and plain values only)."""
-    import io
-
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    atomic_write(state_path(folder), buffer.getvalue())
+def damaged_best(error: CheckpointError, instead: str) -> str:
+    """The message of a best checkpoint that cannot be used, and what is used ``instead``."""
+    return f"The best checkpoint is damaged ({plain(error).rstrip('.')}); {instead}."
 
 
-def load_training_state(folder: Path) -> dict[str, Any]:
-    """The training state beside the last checkpoint (loaded with ``weights_only``: no code runs)."""
-    path = state_path(folder)
-    if not path.exists():
-        raise CheckpointError(f"{Path(folder).name} has no training state ({path.name}) to resume from: "
-                              "the run saved no checkpoint yet.")
+def load_preferred(folder: Path) -> tuple[nn.Module, dict[str, Any], str]:
+    """The model a run classifies with: its best checkpoint, else its last; with a note (else "") when the best
+    is damaged and the last is used instead. A CheckpointError says why neither can be used."""
+    folder = Path(folder)
+    damaged: CheckpointError | None = None
+    if exists(folder, "best"):
+        try:
+            best = read_checkpoint(folder, "best")
+            return model_from(best.tensors, best.sidecar, "best.safetensors"), best.sidecar, ""
+        except CheckpointError as error:
+            damaged = error
+    if not exists(folder, "last"):
+        raise damaged or CheckpointError(f"Run {folder.name} has no checkpoint.")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 (pickle, zip and format errors all mean: unreadable)
-        raise CheckpointError(f"{path.name} cannot be read ({type(error).__name__}: {error}).") from None
+        last = read_checkpoint(folder, "last")
+        model = model_from(last.tensors, last.sidecar, "last.safetensors")
+    except CheckpointError as error:
+        if damaged is None:
+            raise
+        raise CheckpointError(f"Neither checkpoint of run {folder.name} can be used: the best ({plain(damaged)}), "
+                              f"the last ({plain(error)})") from None
+    note = damaged_best(damaged, f"using the last one, epoch {last.sidecar.get('epoch')}") if damaged else ""
+    return model, last.sidecar, note
 
 
-def preferred(folder: Path) -> Path | None:
-    """The checkpoint a run is shown, classified and downloaded by: the best by validation if an epoch was
-    validated, else the last (a run stopped in its first epoch), else None."""
+@dataclass(frozen=True)
+class Download:
+    """A checkpoint as offered for download: its weights and sidecar, checked, or why it is not offered."""
+
+    which: Which
+    weights: bytes = b""
+    sidecar: bytes = b""
+    problem: str = ""
+
+
+def downloads(folder: Path) -> dict[Which, Download]:
+    """Each checkpoint of a run folder, its bytes checked against their SHA-256 before they are offered."""
+    offered: dict[Which, Download] = {}
     for which in ("best", "last"):
-        path = weights_path(folder, which)
-        if path.exists():
-            return path
-    return None
+        if exists(folder, which):
+            try:
+                found = read_checkpoint(folder, which)
+                offered[which] = Download(which, found.weights, found.sidecar_bytes)
+            except CheckpointError as error:
+                offered[which] = Download(which, problem=plain(error))
+    return offered
+
+
+# Writing sets ------------------------------------------------------------------------------------------------
 
 
 class Writer:
-    """Writes the checkpoints of one run into its folder and remembers what it wrote."""
+    """Writes the checkpoints of one run into its folder, each as a set with a commit record written last, and
+    remembers what it wrote."""
+
+    SUFFIXES = {"best": ("safetensors", "json"), "last": ("safetensors", "json", "state.pt")}
 
     def __init__(self, folder: Path, run_id: str | None, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
         self.folder = Path(folder)
@@ -301,7 +217,29 @@ class Writer:
         self.mean, self.std = list(mean), list(std)
         self.folder.mkdir(parents=True, exist_ok=True)
         clean_temporary(self.folder)  # this run is the folder's only writer: any temporary file is stale
-        self.written: dict[str, dict[str, Any]] = saved(self.folder)  # a resumed run's checkpoints count
+        self.sets: dict[str, CommittedSet] = {}
+        self.written: dict[str, dict[str, Any]] = {}  # a resumed run's checkpoints count
+        for which in ("best", "last"):
+            found = self._recover(which)
+            if found is not None:
+                self.sets[which] = found
+                self.written[which] = parse_sidecar(found.path("json").read_bytes(), found.path("json").name)
+
+    def _recover(self, which: Which) -> CommittedSet | None:
+        """The complete set in place (an interrupted save undone); a legacy one gets its commit record."""
+        found = checkpoint_sets.recover(self.folder, which)
+        if found is not None or checkpoint_sets.candidates(self.folder, which) or not exists(self.folder, which):
+            return found
+        suffixes = [s for s in self.SUFFIXES[which] if (self.folder / f"{which}.{s}").exists()]
+        try:
+            legacy = _legacy(self.folder, which, with_state="state.pt" in suffixes)
+        except CheckpointError:
+            try:  # a training state of other weights (an old interrupted write): the weights still classify
+                legacy, suffixes = _legacy(self.folder, which, with_state=False), ["safetensors", "json"]
+            except CheckpointError:
+                return None  # left as it is: readers refuse it, and the next save replaces it
+        facts = {key: legacy.sidecar.get(key) for key in ("epoch", "step", "epoch_complete")}
+        return checkpoint_sets.adopt(self.folder, which, suffixes, facts)
 
     def sidecar(self, progress: Progress, which: Which, complete: bool) -> dict[str, Any]:
         """What describes a checkpoint taken at ``progress``: enough to rebuild the model, its run, and where
@@ -320,15 +258,32 @@ class Writer:
     def save(self, which: Which, weights: dict[str, torch.Tensor] | nn.Module, progress: Progress,
              complete: bool, training_state: dict[str, Any] | None = None) -> None:
         """Write the ``which`` checkpoint (and, for the last one, the training state that resumes from it)."""
-        sidecar = save(weights, weights_path(self.folder, which), self.sidecar(progress, which, complete))
+        data, sidecar = encode(weights, f"{which}.safetensors", self.sidecar(progress, which, complete))
+        files = {"safetensors": data, "json": json.dumps(sidecar, indent=2).encode()}
         if training_state is not None:
-            save_training_state(self.folder, {**training_state, "weights_sha256": sidecar["sha256"]})
-        self.written[which] = sidecar
+            files["state.pt"] = state_bytes({**training_state, "weights_sha256": sidecar["sha256"]})
+        self._commit(which, files, sidecar)
 
     def update(self, which: Which, **fields: Any) -> None:
         """Change fields of a written checkpoint's sidecar (its test figures, the run's final status)."""
-        if which in self.written:
-            self.written[which] = update_sidecar(weights_path(self.folder, which), **fields)
+        if which in self.written and which in self.sets:
+            sidecar = {**self.written[which], **fields}
+            self._commit(which, {"json": json.dumps(sidecar, indent=2).encode()}, sidecar,
+                         keep=("safetensors", "state.pt"))
+
+    def _commit(self, which: Which, files: dict[str, bytes], sidecar: dict[str, Any], keep: tuple[str, ...] = ()) -> None:
+        """Write a set; a failure (a full disk) leaves the previous one in place and says so."""
+        current = self.sets.get(which)
+        facts = {key: sidecar.get(key) for key in ("epoch", "step", "epoch_complete")}
+        try:
+            self.sets[which] = checkpoint_sets.write(self.folder, which, files, facts, current, keep)
+        except OSError as error:
+            before = self.written.get(which) if current is not None else None
+            kept = (f"the previous one (epoch {before.get('epoch')}, step {before.get('step')}) is kept"
+                    if before is not None else "no earlier one was kept")
+            raise CheckpointError(f"Saving the {which} checkpoint failed ({error.strerror or error}); {kept}.") \
+                from None
+        self.written[which] = sidecar
 
     def describe(self) -> str:
         """What is kept, in words: for the messages of a run that stopped or failed."""
@@ -352,29 +307,29 @@ class Resume:
     state: dict[str, Any]
     best_weights: dict[str, torch.Tensor] | None
     sidecar: dict[str, Any]
+    note: str = ""  # what the run must be told (a damaged best checkpoint, not used)
 
 
 def read_resume(folder: Path, config: TrainConfig) -> Resume:
-    """Read and check what resuming the run in ``folder`` with ``config`` needs; a CheckpointError says what
-    is missing or does not match."""
+    """Read and check what resuming the run in ``folder`` with ``config`` needs: the newest complete last set
+    (and the best one, if it is intact); a CheckpointError says what is missing or does not match."""
     from core.training.config import config_dict
 
     folder = Path(folder)
-    path = weights_path(folder, "last")
-    if not path.exists():
+    if not exists(folder, "last"):
         raise CheckpointError(f"Run {folder.name} has no last checkpoint to resume from: it ended before "
                               "saving one.")
-    sidecar = read_sidecar(path)
-    weights = load_weights(path, sidecar)
-    state = load_training_state(folder)
-    if state.get("weights_sha256") != sidecar.get("sha256"):
-        raise CheckpointError(f"The training state in {folder.name} belongs to other weights than "
-                              f"{path.name} (a write was interrupted between the two); it cannot be resumed.")
+    last = read_checkpoint(folder, "last", with_state=True)
+    state = last.state or {}
     saved_config = state.get("config", {})
     different = [key for key, value in config_dict(config).items() if key != "device" and saved_config.get(key) != value]
     if different:
         raise CheckpointError(f"Run {folder.name} was trained with other settings ({', '.join(different)}); "
                               "it resumes only with its own.")
-    best_path = weights_path(folder, "best")
-    best = load_weights(best_path) if best_path.exists() else None
-    return Resume(weights, state, best, sidecar)
+    best, note = None, ""
+    if exists(folder, "best"):
+        try:
+            best = read_checkpoint(folder, "best").tensors
+        except CheckpointError as error:
+            note = damaged_best(error, f"resuming from the last one (epoch {last.sidecar.get('epoch')}) without it")
+    return Resume(last.tensors, state, best, last.sidecar, note)

@@ -36,6 +36,7 @@ class Classifier:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     channels: int
+    note: str = ""  # what a user must be told about it (a damaged best checkpoint, the last one used instead)
 
     @property
     def digits(self) -> bool:
@@ -100,12 +101,9 @@ def load(key: str, store: RunStore, device: torch.device | str = "cpu") -> Class
         return Classifier(key, _imagenet_label(name), model.to(device).eval(),
                           info.categories, info.resize, info.crop, info.mean, info.std, 3)
     if kind == "run":
-        path = checkpoints.preferred(store.checkpoint_dir(name))
-        if path is None:
-            raise checkpoints.CheckpointError(f"Run {name} has no checkpoint.")
-        model, sidecar = checkpoints.load(path)
+        model, sidecar, note = checkpoints.load_preferred(store.checkpoint_dir(name))  # best, else the last
         size = int(sidecar["input_size"])
         return Classifier(key, f"{models.spec(sidecar['arch']).display_name} · run {name}", model.to(device).eval(),
                           tuple(sidecar["classes"]), size, size, tuple(sidecar["mean"]), tuple(sidecar["std"]),
-                          int(sidecar["in_channels"]))
+                          int(sidecar["in_channels"]), note)
     raise ExplorerError(f"Unknown classifier {key!r}.")

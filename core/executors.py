@@ -34,6 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol, cast
 
+from core import checkpoint_sets
 from core.errors import ExplorerError
 from core.runs import Heartbeat, RunStore
 
@@ -167,12 +168,12 @@ class StoreService:
         return getattr(self.store, method)(*args, **kwargs)
 
     def put_files(self, run_id: str, files: dict[str, bytes]) -> None:
-        """Store checkpoint files of a run, each atomically, sidecars (``.json``) last: one call, so a task that
-        dies while sending leaves either all of them or none, never weights without their sidecar."""
+        """Store checkpoint files of a run, each atomically, each set's commit record last (the set in place kept
+        until then): a task that dies while sending leaves the newest complete set, never weights without their
+        sidecar."""
         for name in files:
             _checked_name(run_id, name)
-        for name in sorted(files, key=lambda name: name.endswith(".json")):
-            _write_atomically(self.store.root / "checkpoints" / run_id / name, files[name])
+        checkpoint_sets.install(self.store.root / "checkpoints" / run_id, files)  # each set's commit record last
 
     def files(self, run_id: str) -> dict[str, bytes]:
         """Every checkpoint file of a run (to resume it on another node)."""

@@ -266,6 +266,8 @@ def all_models(choices: list[classifiers.Choice], name: str, payload: bytes) -> 
         except ExplorerError as error:
             column.caption(widgets.literal(services.public_text(str(error))))
             continue
+        if model.note:  # the best checkpoint damaged: these are the last one's predictions
+            column.caption(widgets.literal(services.public_text(model.note)))
         column.dataframe(pd.DataFrame(prediction.top, columns=["class", "probability"]), hide_index=True,
                          column_config={"probability": st.column_config.NumberColumn(format="percent")})
         timed = latencies.for_classifier(choice.key)

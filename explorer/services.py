@@ -27,6 +27,7 @@ from core import (
     activity,
     analysis,
     archives,
+    checkpoints,
     classifiers,
     data,
     devices,
@@ -210,15 +211,10 @@ def delete_run(run_id: str) -> None:
     run_store().delete(run_id)
 
 
-def checkpoint_files(run_id: str) -> dict[str, tuple[bytes, bytes]]:
-    """Each saved checkpoint of a run ("best", "last") as (weights, sidecar JSON) bytes."""
-    files = {}
-    for which, path in run_store().checkpoints(run_id).items():
-        try:
-            files[which] = (path.read_bytes(), path.with_suffix(".json").read_bytes())
-        except OSError:  # removed or being replaced right now: offer the others
-            continue
-    return files
+def checkpoint_downloads(run_id: str) -> dict[checkpoints.Which, checkpoints.Download]:
+    """Each saved checkpoint of a run ("best", "last"): its weights and sidecar bytes, checked against their SHA-256
+    before they are offered, or why they are not (damaged)."""
+    return checkpoints.downloads(run_store().checkpoint_dir(run_id))
 
 
 def dataset_on_disk(name: str) -> bool:

@@ -320,8 +320,9 @@ def _actions(run: dict[str, Any]) -> None:
 
 
 def _downloads(run: dict[str, Any]) -> None:
-    """Every saved checkpoint of the run, whatever its status, with its JSON sidecar."""
-    files = widgets.attempt(services.checkpoint_files, run["id"])
+    """Every saved checkpoint of the run, whatever its status, with its JSON sidecar; a damaged one is not offered
+    (its bytes no longer match the SHA-256 recorded when it was saved) and the page says so."""
+    files = widgets.attempt(services.checkpoint_downloads, run["id"])
     if not files:
         st.caption("No checkpoint was saved for this run.")
         return
@@ -329,11 +330,15 @@ def _downloads(run: dict[str, Any]) -> None:
     labels = {"best": "Best checkpoint", "last": "Last checkpoint"}
     helps = {"best": "The weights with the best validation accuracy (safetensors).",
              "last": "The weights at the end of the last epoch (safetensors)."}
-    for column, (which, (weights, sidecar)) in zip(columns, sorted(files.items()), strict=True):
+    for column, (which, offered) in zip(columns, sorted(files.items()), strict=True):
+        if offered.problem:
+            column.warning(widgets.literal(f"The {which} checkpoint is damaged and is not offered for download: "
+                                           f"{offered.problem}"), icon=":material/warning:")
+            continue
         stem = f"{run['id']}-{run['arch']}-{which}"
-        column.download_button(labels[which], weights, file_name=f"{stem}.safetensors", help=helps[which],
+        column.download_button(labels[which], offered.weights, file_name=f"{stem}.safetensors", help=helps[which],
                                key=f"weights-{which}-{run['id']}", icon=":material/download:")
-        column.download_button("Its sidecar (JSON)", sidecar, file_name=f"{stem}.json",
+        column.download_button("Its sidecar (JSON)", offered.sidecar, file_name=f"{stem}.json",
                                help="What the weights are: model, classes, preprocessing, figures.",
                                key=f"sidecar-{which}-{run['id']}")
 

@@ -57,6 +57,13 @@ def show_error(error: Exception) -> None:
     st.error(literal(services.public_text(str(error))), icon=":material/error:")
 
 
+def show_note(note: str) -> None:
+    """A warning the user must read before trusting what follows (a damaged checkpoint, the one used instead),
+    shown literally, with server paths made relative; nothing when ``note`` is empty."""
+    if note:
+        st.warning(literal(services.public_text(note)), icon=":material/warning:")
+
+
 _LOG = logging.getLogger("cnn_explorer")
 if not _LOG.handlers:  # Streamlit configures only its own loggers: make sure ours reaches the server's stderr
     _handler = logging.StreamHandler()

@@ -37,6 +37,7 @@ with st.expander("ImageNet weights: which are here, and how to get the others"):
 model = widgets.attempt(services.classifier, key)
 if model is None:
     st.stop()
+widgets.show_note(model.note)  # the best checkpoint damaged: the last one is used, and said so
 
 inputs = classify_view.pick_images(model, "classify", several=True)
 if len(inputs) > 1:

@@ -18,6 +18,7 @@ key = widgets.url_choice("inside-model", list(labels), next(iter(labels)),
 model = widgets.attempt(services.classifier, key)
 if model is None:
     st.stop()
+widgets.show_note(model.note)  # the best checkpoint damaged: the last one is used, and said so
 name, payload = classify_view.pick_images(model, "inside")[0]
 prepared = widgets.attempt(services.read_image, model, name, payload)
 if prepared is None:

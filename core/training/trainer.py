@@ -375,6 +375,8 @@ class Trainer:
             torch.cuda.set_rng_state(state["rng_cuda"], self.device)
         where = f"end of epoch {self.epochs_done}" if self.order is None else f"epoch {self.epoch}, step {self.step}"
         self.say(f"Resumed from the last checkpoint ({where}).")
+        if resume.note:  # a damaged best checkpoint: resumed without it
+            self.say(resume.note)
 
     # Helpers ----------------------------------------------------------------------------------------
 
