@@ -293,9 +293,15 @@ def preferred(folder: Path) -> Path | None:
 
 
 class Writer:
-    """Writes the checkpoints of one run into its folder and remembers what it wrote."""
+    """Writes the checkpoints of one run into its folder and remembers what it wrote.
 
-    def __init__(self, folder: Path, run_id: str | None, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+    ``guard`` is called right before every write and raises when this process may no longer write the run's
+    checkpoints (its claim was taken over, see core.claims): nothing is written then.
+    """
+
+    def __init__(self, folder: Path, run_id: str | None, mean: tuple[float, ...], std: tuple[float, ...],
+                 guard: Callable[[], None] | None = None) -> None:
+        self.guard = guard or (lambda: None)
         self.folder = Path(folder)
         self.run_id = run_id or self.folder.name
         self.mean, self.std = list(mean), list(std)
@@ -320,6 +326,7 @@ class Writer:
     def save(self, which: Which, weights: dict[str, torch.Tensor] | nn.Module, progress: Progress,
              complete: bool, training_state: dict[str, Any] | None = None) -> None:
         """Write the ``which`` checkpoint (and, for the last one, the training state that resumes from it)."""
+        self.guard()
         sidecar = save(weights, weights_path(self.folder, which), self.sidecar(progress, which, complete))
         if training_state is not None:
             save_training_state(self.folder, {**training_state, "weights_sha256": sidecar["sha256"]})
@@ -328,6 +335,7 @@ class Writer:
     def update(self, which: Which, **fields: Any) -> None:
         """Change fields of a written checkpoint's sidecar (its test figures, the run's final status)."""
         if which in self.written:
+            self.guard()
             self.written[which] = update_sidecar(weights_path(self.folder, which), **fields)
 
     def describe(self) -> str:

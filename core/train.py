@@ -29,6 +29,7 @@ import torch.distributed as dist
 
 from core import data as datasets
 from core import models, training
+from core.claims import Claim, StaleClaimError
 from core.errors import ExplorerError
 from core.runs import Heartbeat, RunStore, StopFlag, StoreCallback
 
@@ -167,29 +168,33 @@ def main(argv: list[str] | None = None) -> int:
     store = _store(args)
     trainer = f"cli-{socket.gethostname()}-{os.getpid()}"
     try:
-        if args.resume:
-            store.attach(args.resume, trainer)
+        token = store.attach(args.resume, trainer) if args.resume else None
         run_id = args.resume or store.create_run(config, status="running", worker=trainer)
+        claim = Claim(store, run_id, token if token is not None else store.run(run_id)["generation"])
     except ExplorerError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    stop = StopFlag(store, run_id)  # `python -m core.runs stop` or the app can ask it to stop, too
+    stop = StopFlag(store, run_id, token=claim.token)  # `python -m core.runs stop` or the app can ask it to stop
     _stop_on_signals(stop)
-    callbacks = [StoreCallback(store, run_id), ProgressBar()]
+    callbacks = [StoreCallback(store, run_id, claim.token), ProgressBar()]
     try:
-        with Heartbeat(store, run_id):
+        with Heartbeat(store, run_id, token=claim.token):
             result = training.fit(config, data, callbacks, stop=stop, shard=(rank, world), wrap=wrap, run_id=run_id,
-                                  checkpoint_dir=store.checkpoint_dir(run_id), resume_from=resume_from)
+                                  checkpoint_dir=store.checkpoint_dir(run_id), resume_from=resume_from,
+                                  fence=claim.check)
     except KeyboardInterrupt:
-        store.update_run(run_id, status="stopped", message="Aborted from the keyboard (no checkpoint of this epoch).")
+        claim.update(status="stopped", message="Aborted from the keyboard (no checkpoint of this epoch).")
         return 130
+    except StaleClaimError as error:  # another trainer holds the run now: write nothing more
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     except Exception as error:  # noqa: BLE001 (record why, e.g. a rank that timed out, then report it)
         message = str(error) if isinstance(error, ExplorerError) else f"{type(error).__name__}: {error}"
         if args.resume and isinstance(error, ExplorerError):  # it could not resume: it stays as it was, stopped
-            store.update_run(run_id, status="stopped", message=f"Could not resume: {message}")
+            claim.update(status="stopped", message=f"Could not resume: {message}")
             print(f"error: {message}", file=sys.stderr)
             return 2
-        store.update_run(run_id, status="failed", message=message)
+        claim.update(status="failed", message=message)
         print(f"error: run {run_id} failed: {message}", file=sys.stderr)
         return 1
     finally:
