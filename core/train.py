@@ -135,6 +135,16 @@ def _store(args: argparse.Namespace) -> RunStore:
     return RunStore(args.state_dir) if args.state_dir else RunStore()
 
 
+def _claim(store: RunStore, args: argparse.Namespace, config: training.TrainConfig) -> Claim:
+    """The run this process trains (a new one, or the one ``--resume`` names), claimed: its token fences every
+    write (core.claims)."""
+    trainer = f"cli-{socket.gethostname()}-{os.getpid()}"
+    if args.resume:
+        return Claim(store, args.resume, store.attach(args.resume, trainer))
+    run_id = store.create_run(config, status="running", worker=trainer)
+    return Claim(store, run_id, store.run(run_id)["generation"])
+
+
 def main(argv: list[str] | None = None) -> int:
     """Train once; return the exit status (0 completed or stopped, 1 failed, 2 bad input)."""
     args, config = parse(argv)
@@ -166,14 +176,12 @@ def main(argv: list[str] | None = None) -> int:
             dist.destroy_process_group()
         return 0
     store = _store(args)
-    trainer = f"cli-{socket.gethostname()}-{os.getpid()}"
     try:
-        token = store.attach(args.resume, trainer) if args.resume else None
-        run_id = args.resume or store.create_run(config, status="running", worker=trainer)
-        claim = Claim(store, run_id, token if token is not None else store.run(run_id)["generation"])
+        claim = _claim(store, args, config)
     except ExplorerError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    run_id = claim.run_id
     stop = StopFlag(store, run_id, token=claim.token)  # `python -m core.runs stop` or the app can ask it to stop
     _stop_on_signals(stop)
     callbacks = [StoreCallback(store, run_id, claim.token), ProgressBar()]

@@ -280,3 +280,18 @@ def test_the_busy_bound_setting(monkeypatch: pytest.MonkeyPatch) -> None:
         assert runs.default_busy_timeout() == expected
     monkeypatch.delenv("CNN_EXPLORER_BUSY_TIMEOUT")
     assert runs.RunStore(busy_timeout=5).lock_wait == 5 and runs.RunStore().lock_wait == 30
+
+
+def test_the_ray_store_service_refuses_checkpoint_files_of_a_lost_claim(tmp_path: Path) -> None:
+    from core import executors
+
+    service = executors.StoreService(str(tmp_path), HEARTBEAT_TIMEOUT)
+    run_id = service.store.create_run(training.TrainConfig(epochs=1, **FAST))
+    old, new = _second_claim(service.store, run_id)
+    with pytest.raises(claims.StaleClaimError):
+        service.put_files(run_id, {"last.json": b"{}", "last.safetensors": b"old weights"}, old)
+    assert service.files(run_id) == {}
+    service.put_files(run_id, {"last.json": b"{}", "last.safetensors": b"new weights"}, new)
+    assert service.files(run_id)["last.safetensors"] == b"new weights"
+    with pytest.raises(claims.StaleClaimError):  # what a remote trainer's proxy asks goes with its token too
+        service.call("heartbeat", (run_id,), {"token": old})
