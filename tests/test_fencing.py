@@ -297,3 +297,17 @@ def test_the_ray_store_service_refuses_checkpoint_files_of_a_lost_claim(tmp_path
     assert service.files(run_id)["last.safetensors"] == b"new weights"
     with pytest.raises(claims.StaleClaimError):  # what a remote trainer's proxy asks goes with its token too
         service.call("heartbeat", (run_id,), {"token": old})
+
+
+def test_patient_writes_pause_longer_each_time() -> None:
+    pauses: list[float] = []
+    attempts = iter([claims.StoreBusyError("locked"), claims.StoreBusyError("locked"), None, None])
+
+    def write() -> str:
+        error = next(attempts)
+        if error is not None:
+            raise error
+        return "written"
+
+    assert claims.patiently(write, 60, "a test row", sleep=pauses.append) == "written"
+    assert pauses == [claims.FIRST_PAUSE, 2 * claims.FIRST_PAUSE]
