@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os  # noqa: F401 (tests reach the file system calls of a write through this module)
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -207,11 +208,17 @@ def downloads(folder: Path) -> dict[Which, Download]:
 
 class Writer:
     """Writes the checkpoints of one run into its folder, each as a set with a commit record written last, and
-    remembers what it wrote."""
+    remembers what it wrote.
+
+    ``guard`` is called right before every write and raises when this process may no longer write the run's
+    checkpoints (its claim was taken over, see core.claims): nothing is written then.
+    """
 
     SUFFIXES = {"best": ("safetensors", "json"), "last": ("safetensors", "json", "state.pt")}
 
-    def __init__(self, folder: Path, run_id: str | None, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+    def __init__(self, folder: Path, run_id: str | None, mean: tuple[float, ...], std: tuple[float, ...],
+                 guard: Callable[[], None] | None = None) -> None:
+        self.guard = guard or (lambda: None)
         self.folder = Path(folder)
         self.run_id = run_id or self.folder.name
         self.mean, self.std = list(mean), list(std)
@@ -258,6 +265,7 @@ class Writer:
     def save(self, which: Which, weights: dict[str, torch.Tensor] | nn.Module, progress: Progress,
              complete: bool, training_state: dict[str, Any] | None = None) -> None:
         """Write the ``which`` checkpoint (and, for the last one, the training state that resumes from it)."""
+        self.guard()
         data, sidecar = encode(weights, f"{which}.safetensors", self.sidecar(progress, which, complete))
         files = {"safetensors": data, "json": json.dumps(sidecar, indent=2).encode()}
         if training_state is not None:
@@ -267,6 +275,7 @@ class Writer:
     def update(self, which: Which, **fields: Any) -> None:
         """Change fields of a written checkpoint's sidecar (its test figures, the run's final status)."""
         if which in self.written and which in self.sets:
+            self.guard()
             sidecar = {**self.written[which], **fields}
             self._commit(which, {"json": json.dumps(sidecar, indent=2).encode()}, sidecar,
                          keep=("safetensors", "state.pt"))

@@ -35,8 +35,9 @@ from pathlib import Path
 from typing import Any, Protocol, cast
 
 from core import checkpoint_sets
+from core.claims import StaleClaimError
 from core.errors import ExplorerError
-from core.runs import Heartbeat, RunStore
+from core.runs import Heartbeat, RunStore, default_busy_timeout
 
 log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[1]
@@ -127,9 +128,16 @@ def wait_for(ref: Any) -> Any:
 
     (Ray releases a task's CPUs while its main thread blocks in ``ray.get``, so a training run that asks the
     store something every batch would let more runs start than there are CPUs.)
+    An ExplorerError raised in the store actor is raised here as itself (a lost claim, a busy store), not
+    wrapped in Ray's task error, so that callers tell them apart as they do with a local store.
     """
     ray = import_ray()
-    return _WAITER.submit(ray.get, ref).result()
+    try:
+        return _WAITER.submit(ray.get, ref).result()
+    except ray.exceptions.RayTaskError as error:
+        if isinstance(error.cause, ExplorerError):
+            raise error.cause from None
+        raise
 
 
 # On the server's node: the actor that owns the store --------------------------------------------------------------
@@ -167,12 +175,15 @@ class StoreService:
             raise ExplorerError(f"The run store has no method {method!r}.")
         return getattr(self.store, method)(*args, **kwargs)
 
-    def put_files(self, run_id: str, files: dict[str, bytes]) -> None:
+    def put_files(self, run_id: str, files: dict[str, bytes], token: int | None = None) -> None:
         """Store checkpoint files of a run, each atomically, each set's commit record last (the set in place kept
         until then): a task that dies while sending leaves the newest complete set, never weights without their
-        sidecar."""
+        sidecar. With the sender's claim ``token``, a StaleClaimError (and nothing written) once another trainer
+        holds the run."""
         for name in files:
             _checked_name(run_id, name)
+        if token is not None:
+            self.store.check_claim(run_id, token)
         checkpoint_sets.install(self.store.root / "checkpoints" / run_id, files)  # each set's commit record last
 
     def files(self, run_id: str) -> dict[str, bytes]:
@@ -193,16 +204,19 @@ class RemoteStore:
 
     Checkpoint files land under ``root`` (a scratch folder on this node) exactly where a RunStore would put them;
     before every other call they are sent to the server (only those that changed), so that when the store says an
-    epoch ended, or a run stopped, its checkpoint is already there.
+    epoch ended, or a run stopped, its checkpoint is already there. They go with the claim's ``token``: the
+    server refuses them once another trainer holds the run.
     """
 
-    QUIET = ("heartbeat", "stop_requested")  # frequent calls that write no checkpoint: nothing to send first
+    QUIET = ("heartbeat", "stop_requested", "check_claim")  # frequent calls that write no checkpoint: nothing to send
 
-    def __init__(self, service: Any, root: Path, heartbeat_timeout: float) -> None:
+    def __init__(self, service: Any, root: Path, heartbeat_timeout: float, token: int | None = None) -> None:
         self.ray = import_ray()
         self.service = service
         self.root = Path(root)
         self.heartbeat_timeout = heartbeat_timeout
+        self.busy_timeout = default_busy_timeout()
+        self.token = token
         self._sent: dict[Path, tuple[int, int]] = {}
         self._lock = threading.Lock()
 
@@ -242,7 +256,8 @@ class RemoteStore:
                     changed.append((path, (stat.st_mtime_ns, stat.st_size)))
             for run_id in sorted({path.parent.name for path, _ in changed}):
                 mine = [(path, signature) for path, signature in changed if path.parent.name == run_id]
-                wait_for(self.service.put_files.remote(run_id, {path.name: path.read_bytes() for path, _ in mine}))
+                wait_for(self.service.put_files.remote(run_id, {path.name: path.read_bytes() for path, _ in mine},
+                                                       self.token))
                 self._sent.update(mine)
             return len(changed)
 
@@ -270,12 +285,22 @@ def train_on_node(service: Any, run_id: str, heartbeat_timeout: float) -> str:
         return "not queued"
     device = "cuda" if ray.get_gpu_ids() else "cpu"
     with tempfile.TemporaryDirectory(prefix="cnn-explorer-run-") as scratch:
-        store = RemoteStore(service, Path(scratch), heartbeat_timeout)
+        store = RemoteStore(service, Path(scratch), heartbeat_timeout, token=run["generation"])
         if run.get("resume"):
             store.fetch_checkpoints(run_id)
         Worker(cast(RunStore, store), device=device, name=name).train(run)
+        return _send_last(store, run_id)
+
+
+def _send_last(store: RemoteStore, run_id: str) -> str:
+    """Send the checkpoint files a run wrote last; its final status, or "taken over" (nothing sent) when another
+    trainer holds the run now."""
+    try:
         store.send_checkpoints()
-        return str(store.run(run_id)["status"])
+    except StaleClaimError as error:
+        log.warning("%s", error)
+        return "taken over"
+    return str(store.run(run_id)["status"])
 
 
 # One run, several processes (a multi-GPU job) ---------------------------------------------------------------------
@@ -343,15 +368,14 @@ def train_rank(service: Any, run: dict[str, Any], rank: int, world: int, address
     name = f"ray-{socket.gethostname()}-{os.getpid()}"
     try:
         with tempfile.TemporaryDirectory(prefix="cnn-explorer-run-") as scratch:
-            store = RemoteStore(service, Path(scratch), heartbeat_timeout)
+            store = RemoteStore(service, Path(scratch), heartbeat_timeout, token=run["generation"])
             if run.get("resume"):  # every rank continues from the same training state: the same steps follow
                 store.fetch_checkpoints(run["id"])
             if rank == 0:
-                stop = AgreedStop(StopFlag(cast(RunStore, store), run["id"]), device)
+                stop = AgreedStop(StopFlag(cast(RunStore, store), run["id"], token=run["generation"]), device)
                 Worker(cast(RunStore, store), device="cuda" if cuda else "cpu", name=name).train(
                     run, shard=(0, world), wrap=wrap, stop=stop)
-                store.send_checkpoints()
-                return str(store.run(run["id"])["status"])
+                return _send_last(store, run["id"])
             config = training.config_from_dict(run["config"])
             if config.device == "auto":
                 config = dataclasses.replace(config, device="cuda" if cuda else "cpu")
@@ -384,7 +408,8 @@ def train_across(service: Any, run_id: str, processes: int, bundle: dict[str, fl
         if run is None:
             return "not queued"
         with tempfile.TemporaryDirectory() as scratch, \
-                Heartbeat(cast(RunStore, RemoteStore(service, Path(scratch), heartbeat_timeout)), run_id):
+                Heartbeat(cast(RunStore, RemoteStore(service, Path(scratch), heartbeat_timeout)), run_id,
+                          token=run["generation"]):
             # Heartbeats from here on cover the ranks' start; rank 0 sends its own once it trains.
             place = [PlacementGroupSchedulingStrategy(placement_group=group, placement_group_bundle_index=i)
                      for i in range(processes)]

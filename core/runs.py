@@ -29,6 +29,7 @@ from typing import Any
 import torch
 
 from core import checkpoints
+from core.claims import Claim, StaleClaimError, StoreBusyError
 from core.errors import ExplorerError
 from core.training import Progress
 
@@ -70,10 +71,13 @@ COLUMNS = {
     "queued_at": "REAL",                          # place in the queue (a resumed run queues again)
     "progress": "TEXT",                           # JSON: the trainer's latest progress snapshot
     "processes": "INTEGER NOT NULL DEFAULT 1",    # processes (GPUs) that train it together (the Ray executor)
+    "generation": "INTEGER NOT NULL DEFAULT 0",   # raised by every claim: the fencing token (core.claims)
 }
 ACTIVE = ("queued", "running")
 RESUMABLE = ("stopped", "failed", "interrupted")
 DEFAULT_HEARTBEAT_TIMEOUT = 30.0  # seconds without a heartbeat before a running run counts as interrupted
+DEFAULT_BUSY_TIMEOUT = 120.0  # seconds a trainer's write waits for a database locked by another process
+LOCK_WAIT = 30.0  # seconds one call waits for another process's write lock (at most the busy timeout)
 
 
 class RunNotFoundError(ExplorerError):
@@ -113,6 +117,16 @@ def default_heartbeat_timeout() -> float:
     return value if value > 0 else DEFAULT_HEARTBEAT_TIMEOUT
 
 
+def default_busy_timeout() -> float:
+    """Seconds a trainer's write waits for a run database locked by another process before its run fails
+    (``$CNN_EXPLORER_BUSY_TIMEOUT``, default 120; see core.claims)."""
+    try:
+        value = float(os.environ.get("CNN_EXPLORER_BUSY_TIMEOUT", DEFAULT_BUSY_TIMEOUT))
+    except ValueError:
+        return DEFAULT_BUSY_TIMEOUT
+    return value if value > 0 else DEFAULT_BUSY_TIMEOUT
+
+
 def versions() -> dict[str, str]:
     """Library versions recorded with each run."""
     import torchvision
@@ -130,20 +144,24 @@ class RunStore:
 
     The queue is the runs table itself: a run is ``queued`` until one worker claims it (atomically), stop and
     cancel are requests written here, and a ``running`` run whose trainer stopped sending heartbeats reads as
-    ``interrupted`` to everyone, whenever they look.
+    ``interrupted`` to everyone, whenever they look. Every claim raises the run's ``generation``; a trainer's
+    writes pass it as ``token`` and are refused once it is stale (see core.claims).
     """
 
-    def __init__(self, root: Path | None = None, heartbeat_timeout: float | None = None) -> None:
+    def __init__(self, root: Path | None = None, heartbeat_timeout: float | None = None,
+                 busy_timeout: float | None = None) -> None:
         self.root = Path(root) if root is not None else state_dir()
         self.root.mkdir(parents=True, exist_ok=True)
         self.db_path = self.root / "runs.sqlite"
         self.heartbeat_timeout = heartbeat_timeout or default_heartbeat_timeout()
+        self.busy_timeout = busy_timeout or default_busy_timeout()  # how long a trainer's write waits (in all)
+        self.lock_wait = min(LOCK_WAIT, self.busy_timeout)  # how long one call waits
         self._ready = False
 
     # Connections --------------------------------------------------------------------------------------------------
 
     def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.db_path, timeout=30, isolation_level=None)  # autocommit; one per call
+        db = sqlite3.connect(self.db_path, timeout=self.lock_wait, isolation_level=None)  # autocommit; one per call
         db.row_factory = sqlite3.Row
         return db
 
@@ -175,8 +193,8 @@ class RunStore:
 
     def _unreadable(self, error: sqlite3.DatabaseError) -> ExplorerError:
         if isinstance(error, sqlite3.OperationalError) and "locked" in str(error):
-            return ExplorerError(f"The run database {self.db_path.name} is busy (locked by another process "
-                                 "for more than 30 s); try again in a moment.")
+            return StoreBusyError(f"The run database {self.db_path.name} is busy (locked by another process "
+                                  f"for more than {self.lock_wait:g} s); try again in a moment.")
         self._ready = False
         return StoreUnreadableError(self, str(error))
 
@@ -205,8 +223,39 @@ class RunStore:
             raise self._unreadable(error) from None
 
     def check(self) -> None:
-        """Raise StoreUnreadableError (or a busy ExplorerError) unless the database can be read."""
+        """Raise StoreUnreadableError (or a StoreBusyError) unless the database can be read."""
         self._execute("SELECT COUNT(*) FROM runs")
+
+    # Fencing (see core.claims) ------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _fence(run_id: str, token: int, row: sqlite3.Row | None) -> None:
+        """Raise StaleClaimError unless ``row`` (the run's ``generation``) still carries ``token``."""
+        if row is None:
+            raise StaleClaimError(f"Run {run_id} no longer exists (it was deleted while its trainer was away): "
+                                  "that trainer writes nothing more.")
+        if row["generation"] != token:
+            raise StaleClaimError(f"Run {run_id} was claimed again (claim {row['generation']}) after its trainer of "
+                                  f"claim {token} stopped sending signs of life: that trainer stops without writing "
+                                  "anything more.")
+
+    def check_claim(self, run_id: str, token: int) -> None:
+        """Raise StaleClaimError unless ``token`` is still the generation of ``run_id`` (its trainer's claim)."""
+        rows = self._execute("SELECT generation FROM runs WHERE id = ?", (run_id,))
+        self._fence(run_id, token, rows[0] if rows else None)
+
+    def _write(self, run_id: str, token: int | None, sql: str, parameters: tuple) -> None:
+        """Execute one write; with ``token``, in one transaction with the check that it still holds the run's claim
+        (else a StaleClaimError, and nothing is written)."""
+        if token is None:
+            self._execute(sql, parameters)
+            return
+
+        def fenced(db: sqlite3.Connection) -> None:
+            self._fence(run_id, token, db.execute("SELECT generation FROM runs WHERE id = ?", (run_id,)).fetchone())
+            db.execute(sql, parameters)
+
+        self._transaction(fenced)
 
     # Runs ---------------------------------------------------------------------------------------------------------
 
@@ -224,15 +273,16 @@ class RunStore:
         )
         return run_id
 
-    def update_run(self, run_id: str, **fields: Any) -> None:
-        """Set columns of a run (dicts and lists are stored as JSON)."""
+    def update_run(self, run_id: str, *, token: int | None = None, **fields: Any) -> None:
+        """Set columns of a run (dicts and lists are stored as JSON); a trainer passes its claim's ``token``."""
         allowed = {"status", "device", "message", "elapsed", "best_val_acc", "test", "progress", "heartbeat"}
         unknown = set(fields) - allowed
         if unknown:
             raise ValueError(f"unknown run fields: {sorted(unknown)}")
         values = [json.dumps(v) if isinstance(v, (dict, list)) else v for v in fields.values()]
         assignments = ", ".join(f"{name} = ?" for name in fields)
-        self._execute(f"UPDATE runs SET {assignments}, updated = ? WHERE id = ?", (*values, time.time(), run_id))
+        self._write(run_id, token, f"UPDATE runs SET {assignments}, updated = ? WHERE id = ?",
+                    (*values, time.time(), run_id))
 
     def run(self, run_id: str) -> dict[str, Any]:
         """One run as a dict (config, test and progress decoded; status ``interrupted`` if its trainer went quiet)."""
@@ -267,7 +317,9 @@ class RunStore:
     # The queue ----------------------------------------------------------------------------------------------------
 
     def claim(self, worker: str, run_id: str | None = None) -> dict[str, Any] | None:
-        """Take the oldest queued run (or ``run_id``, if still queued) for ``worker``, atomically; None if none."""
+        """Take the oldest queued run (or ``run_id``, if still queued) for ``worker``, atomically; None if none.
+
+        The run's ``generation`` is the claim's token: its trainer passes it with every write."""
 
         def take(db: sqlite3.Connection) -> str | None:
             if run_id is not None:
@@ -279,7 +331,8 @@ class RunStore:
                 return None
             now = time.time()
             claimed = db.execute("UPDATE runs SET status = 'running', worker = ?, heartbeat = ?, updated = ?, "
-                                 "stop_requested = 0, message = NULL WHERE id = ? AND status = 'queued'",
+                                 "stop_requested = 0, message = NULL, generation = generation + 1 "
+                                 "WHERE id = ? AND status = 'queued'",
                                  (worker, now, now, row["id"])).rowcount
             return row["id"] if claimed else None
 
@@ -296,9 +349,10 @@ class RunStore:
         rows = self._execute("SELECT heartbeat FROM runs WHERE status = 'running'")
         return sum(1 for row in rows if not self._stale(row["heartbeat"]))
 
-    def heartbeat(self, run_id: str) -> None:
-        """The trainer of ``run_id`` is alive."""
-        self._execute("UPDATE runs SET heartbeat = ? WHERE id = ? AND status = 'running'", (time.time(), run_id))
+    def heartbeat(self, run_id: str, token: int | None = None) -> None:
+        """The trainer of ``run_id`` (holding claim ``token``) is alive."""
+        self._write(run_id, token, "UPDATE runs SET heartbeat = ? WHERE id = ? AND status = 'running'",
+                    (time.time(), run_id))
 
     def request_stop(self, run_id: str) -> str:
         """Cancel a queued run at once, or ask a running one to stop; returns "cancelled", "stopping" or the status."""
@@ -316,9 +370,11 @@ class RunStore:
         outcome = self._transaction(stop)
         return outcome or self.run(run_id)["status"]
 
-    def stop_requested(self, run_id: str) -> bool:
-        """Has someone asked this run to stop?"""
-        rows = self._execute("SELECT stop_requested FROM runs WHERE id = ?", (run_id,))
+    def stop_requested(self, run_id: str, token: int | None = None) -> bool:
+        """Has someone asked this run to stop? With ``token``, a StaleClaimError if that claim is lost."""
+        rows = self._execute("SELECT stop_requested, generation FROM runs WHERE id = ?", (run_id,))
+        if token is not None:
+            self._fence(run_id, token, rows[0] if rows else None)
         return bool(rows and rows[0]["stop_requested"])
 
     def stop_group(self, group: str) -> int:
@@ -347,26 +403,31 @@ class RunStore:
             raise RunStateError(f"Run {run_id} is {status}: only a stopped, failed or interrupted run resumes.")
 
     def resume(self, run_id: str) -> None:
-        """Queue a stopped, failed or interrupted run again, to continue from its last checkpoint."""
+        """Queue a stopped, failed or interrupted run again, to continue from its last checkpoint.
+
+        Its generation goes up at once: a trainer of it that was only paused can write nothing more."""
 
         def requeue(db: sqlite3.Connection) -> None:
             self._check_resumable(db, run_id)
             now = time.time()
             db.execute("UPDATE runs SET status = 'queued', resume = 1, queued_at = ?, updated = ?, stop_requested = 0, "
-                       "message = NULL, heartbeat = NULL WHERE id = ?", (now, now, run_id))
+                       "message = NULL, heartbeat = NULL, generation = generation + 1 WHERE id = ?", (now, now, run_id))
 
         self._transaction(requeue)
 
-    def attach(self, run_id: str, trainer: str) -> None:
-        """Mark a stopped, failed or interrupted run as running again under ``trainer`` (``core.train --resume``)."""
+    def attach(self, run_id: str, trainer: str) -> int:
+        """Mark a stopped, failed or interrupted run as running again under ``trainer`` (``core.train --resume``);
+        returns the claim's token (the run's new generation)."""
 
-        def take(db: sqlite3.Connection) -> None:
+        def take(db: sqlite3.Connection) -> int:
             self._check_resumable(db, run_id)
             now = time.time()
             db.execute("UPDATE runs SET status = 'running', worker = ?, heartbeat = ?, updated = ?, resume = 1, "
-                       "stop_requested = 0, message = NULL WHERE id = ?", (trainer, now, now, run_id))
+                       "stop_requested = 0, message = NULL, generation = generation + 1 WHERE id = ?",
+                       (trainer, now, now, run_id))
+            return int(db.execute("SELECT generation FROM runs WHERE id = ?", (run_id,)).fetchone()["generation"])
 
-        self._transaction(take)
+        return int(self._transaction(take))
 
     def wait(self, run_id: str, timeout: float = 600, poll: float = 0.1) -> str:
         """Block until the run is neither queued nor running (for tests and scripts); return that status."""
@@ -395,14 +456,15 @@ class RunStore:
 
     # Metrics ------------------------------------------------------------------------------------------------------
 
-    def log(self, run_id: str, kind: str, epoch: int, step: int, elapsed: float, values: dict[str, float]) -> None:
-        """Append one row of metrics (kind "step" or "epoch")."""
-        self._execute("INSERT INTO metrics VALUES (?,?,?,?,?,?)",
-                      (run_id, kind, epoch, step, elapsed, json.dumps(values)))
+    def log(self, run_id: str, kind: str, epoch: int, step: int, elapsed: float, values: dict[str, float],
+            token: int | None = None) -> None:
+        """Append one row of metrics (kind "step" or "epoch"); a trainer passes its claim's ``token``."""
+        self._write(run_id, token, "INSERT INTO metrics VALUES (?,?,?,?,?,?)",
+                    (run_id, kind, epoch, step, elapsed, json.dumps(values)))
 
-    def forget_metrics_after(self, run_id: str, step: int) -> None:
+    def forget_metrics_after(self, run_id: str, step: int, token: int | None = None) -> None:
         """Drop a run's metrics logged after ``step`` (a resumed run logs them again from its checkpoint)."""
-        self._execute("DELETE FROM metrics WHERE run_id = ? AND step > ?", (run_id, step))
+        self._write(run_id, token, "DELETE FROM metrics WHERE run_id = ? AND step > ?", (run_id, step))
 
     def metrics(self, run_id: str, kind: str = "epoch", after_step: int = -1) -> list[dict[str, float]]:
         """Metrics rows of a run in order (only those with step > ``after_step``), flattened to dicts."""
@@ -517,11 +579,13 @@ class RunStore:
 
 class StoreCallback:
     """Trainer subscriber that writes metrics, progress (with a heartbeat) and status into the run store (the
-    trainer writes the checkpoints, see core.checkpoints)."""
+    trainer writes the checkpoints, see core.checkpoints). Each write carries the claim's ``token`` and waits out
+    a locked database (core.claims); a lost claim raises StaleClaimError out of the trainer."""
 
-    def __init__(self, store: RunStore, run_id: str) -> None:
+    def __init__(self, store: RunStore, run_id: str, token: int | None = None) -> None:
         self.store = store
         self.run_id = run_id
+        self.claim = Claim(store, run_id, token)
 
     @staticmethod
     def progress(progress: Progress) -> dict[str, Any]:
@@ -532,65 +596,75 @@ class StoreCallback:
 
     def on_fit_start(self, progress: Progress) -> None:
         if progress.step:  # a resumed run: what was logged after its checkpoint is logged again
-            self.store.forget_metrics_after(self.run_id, progress.step)
-        self.store.update_run(self.run_id, status="running", device=progress.device,
-                              progress=self.progress(progress), heartbeat=time.time())
+            self.claim.forget_metrics_after(progress.step)
+        self.claim.update(status="running", device=progress.device, progress=self.progress(progress),
+                          heartbeat=time.time())
 
     def on_batch_end(self, progress: Progress) -> None:
-        self.store.log(self.run_id, "step", progress.epoch, progress.step, progress.elapsed,
+        self.claim.log("step", progress.epoch, progress.step, progress.elapsed,
                        {"train_loss": progress.train_loss, "train_acc": progress.train_acc, "lr": progress.lr})
-        self.store.update_run(self.run_id, progress=self.progress(progress), heartbeat=time.time())
+        self.claim.update(progress=self.progress(progress), heartbeat=time.time())
 
     def on_epoch_end(self, progress: Progress) -> None:
         epoch = progress.history[-1].as_dict()
-        self.store.log(self.run_id, "epoch", progress.epoch, progress.step, progress.elapsed,
+        self.claim.log("epoch", progress.epoch, progress.step, progress.elapsed,
                        {k: v for k, v in epoch.items() if k not in ("epoch", "elapsed")})
-        self.store.update_run(self.run_id, best_val_acc=progress.best_val_acc, elapsed=progress.elapsed,
-                              progress=self.progress(progress))
+        self.claim.update(best_val_acc=progress.best_val_acc, elapsed=progress.elapsed,
+                          progress=self.progress(progress))
 
     def on_fit_end(self, progress: Progress) -> None:
         test = progress.test.report(progress.classes) if progress.test is not None else None
-        self.store.update_run(self.run_id, status=progress.status, message=" ".join(progress.messages) or None,
-                              elapsed=progress.elapsed, test=test, progress=self.progress(progress))
+        self.claim.update(status=progress.status, message=" ".join(progress.messages) or None,
+                          elapsed=progress.elapsed, test=test, progress=self.progress(progress))
 
 
 class StopFlag(threading.Event):
     """The stop event a trainer checks every batch: set here (a signal), or requested in the store by anyone.
 
-    The store is asked at most every ``every`` seconds, so checking costs nothing measurable per batch.
+    The store is asked at most every ``every`` seconds, so checking costs nothing measurable per batch. With the
+    claim's ``token``, a lost claim raises StaleClaimError (from then on, at every check): the trainer ends at
+    once, writing nothing more.
     """
 
     def __init__(self, store: RunStore | None, run_id: str | None, every: float = 0.25,
-                 also: Callable[[], bool] | None = None) -> None:
+                 also: Callable[[], bool] | None = None, token: int | None = None) -> None:
         super().__init__()
         self.store = store
         self.run_id = run_id
         self.every = every
         self.also = also  # an extra reason to stop (the worker's parent went away)
+        self.claim = Claim(store, run_id, token) if store is not None and run_id is not None else None
+        self.lost: StaleClaimError | None = None
         self._polled = time.monotonic()
 
     def is_set(self) -> bool:
-        """True once a stop was set here or requested in the store."""
+        """True once a stop was set here or requested in the store; StaleClaimError once the claim is lost."""
+        if self.lost is not None:
+            raise self.lost
         if super().is_set():
             return True
         now = time.monotonic()
         if now - self._polled >= self.every:
             self._polled = now
             try:
-                if (self.store is not None and self.run_id is not None and self.store.stop_requested(self.run_id)) \
-                        or (self.also is not None and self.also()):
+                if (self.claim is not None and self.claim.stop_requested()) or (self.also is not None and self.also()):
                     self.set()
+            except StaleClaimError as error:
+                self.lost = error
+                raise
             except ExplorerError as error:  # a busy or damaged store must not end the run
                 log.warning("could not read the stop request of run %s: %s", self.run_id, error)
         return super().is_set()
 
 
 class Heartbeat:
-    """A daemon thread that tells the store a run's trainer is alive, until the ``with`` block ends."""
+    """A daemon thread that tells the store a run's trainer is alive, until the ``with`` block ends (or until
+    the claim ``token`` is lost: then the store refuses its beats, and it stops beating)."""
 
-    def __init__(self, store: RunStore, run_id: str, interval: float | None = None) -> None:
+    def __init__(self, store: RunStore, run_id: str, interval: float | None = None, token: int | None = None) -> None:
         self.store = store
         self.run_id = run_id
+        self.claim = Claim(store, run_id, token)
         self.interval = interval or max(store.heartbeat_timeout / 5, 0.05)
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._beat, name=f"heartbeat-{run_id}", daemon=True)
@@ -606,7 +680,10 @@ class Heartbeat:
     def _beat(self) -> None:
         while not self._done.wait(self.interval):
             try:
-                self.store.heartbeat(self.run_id)
+                self.claim.heartbeat()
+            except StaleClaimError as error:
+                log.warning("%s", error)
+                return
             except Exception as error:  # noqa: BLE001 (a heartbeat that fails once must try again, not die)
                 log.warning("heartbeat of run %s failed: %s", self.run_id, error)
 

@@ -29,6 +29,7 @@ import torch.distributed as dist
 
 from core import data as datasets
 from core import models, training
+from core.claims import Claim, StaleClaimError
 from core.errors import ExplorerError
 from core.runs import Heartbeat, RunStore, StopFlag, StoreCallback
 
@@ -134,6 +135,16 @@ def _store(args: argparse.Namespace) -> RunStore:
     return RunStore(args.state_dir) if args.state_dir else RunStore()
 
 
+def _claim(store: RunStore, args: argparse.Namespace, config: training.TrainConfig) -> Claim:
+    """The run this process trains (a new one, or the one ``--resume`` names), claimed: its token fences every
+    write (core.claims)."""
+    trainer = f"cli-{socket.gethostname()}-{os.getpid()}"
+    if args.resume:
+        return Claim(store, args.resume, store.attach(args.resume, trainer))
+    run_id = store.create_run(config, status="running", worker=trainer)
+    return Claim(store, run_id, store.run(run_id)["generation"])
+
+
 def main(argv: list[str] | None = None) -> int:
     """Train once; return the exit status (0 completed or stopped, 1 failed, 2 bad input)."""
     args, config = parse(argv)
@@ -165,31 +176,33 @@ def main(argv: list[str] | None = None) -> int:
             dist.destroy_process_group()
         return 0
     store = _store(args)
-    trainer = f"cli-{socket.gethostname()}-{os.getpid()}"
     try:
-        if args.resume:
-            store.attach(args.resume, trainer)
-        run_id = args.resume or store.create_run(config, status="running", worker=trainer)
+        claim = _claim(store, args, config)
     except ExplorerError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    stop = StopFlag(store, run_id)  # `python -m core.runs stop` or the app can ask it to stop, too
+    run_id = claim.run_id
+    stop = StopFlag(store, run_id, token=claim.token)  # `python -m core.runs stop` or the app can ask it to stop
     _stop_on_signals(stop)
-    callbacks = [StoreCallback(store, run_id), ProgressBar()]
+    callbacks = [StoreCallback(store, run_id, claim.token), ProgressBar()]
     try:
-        with Heartbeat(store, run_id):
+        with Heartbeat(store, run_id, token=claim.token):
             result = training.fit(config, data, callbacks, stop=stop, shard=(rank, world), wrap=wrap, run_id=run_id,
-                                  checkpoint_dir=store.checkpoint_dir(run_id), resume_from=resume_from)
+                                  checkpoint_dir=store.checkpoint_dir(run_id), resume_from=resume_from,
+                                  fence=claim.check)
     except KeyboardInterrupt:
-        store.update_run(run_id, status="stopped", message="Aborted from the keyboard (no checkpoint of this epoch).")
+        claim.update(status="stopped", message="Aborted from the keyboard (no checkpoint of this epoch).")
         return 130
+    except StaleClaimError as error:  # another trainer holds the run now: write nothing more
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     except Exception as error:  # noqa: BLE001 (record why, e.g. a rank that timed out, then report it)
         message = str(error) if isinstance(error, ExplorerError) else f"{type(error).__name__}: {error}"
         if args.resume and isinstance(error, ExplorerError):  # it could not resume: it stays as it was, stopped
-            store.update_run(run_id, status="stopped", message=f"Could not resume: {message}")
+            claim.update(status="stopped", message=f"Could not resume: {message}")
             print(f"error: {message}", file=sys.stderr)
             return 2
-        store.update_run(run_id, status="failed", message=message)
+        claim.update(status="failed", message=message)
         print(f"error: run {run_id} failed: {message}", file=sys.stderr)
         return 1
     finally:

@@ -10,7 +10,9 @@ With ``--threads N --shared-threads M`` (as the app starts CPU workers) a run tr
 CPU takes N threads while the app served no page for a few seconds and M otherwise (core.activity).
 SIGTERM or Ctrl-C stops the current run after its batch (its checkpoint is saved), then the worker exits.
 A run that fails is recorded as failed; if even that cannot be recorded (disk full, damaged database),
-the error is logged and the worker goes on with the next run. Never imports streamlit.
+the error is logged and the worker goes on with the next run. Every write carries the claim's token
+(core.claims): a worker that was paused while its run was resumed elsewhere stops that run at once and
+writes nothing more to it. Never imports streamlit.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import torch
 from core import data as datasets
 from core import devices, training
 from core.activity import PageActivity, ThreadShare
+from core.claims import Claim, StaleClaimError
 from core.errors import ExplorerError
 from core.runs import Heartbeat, RunStore, StopFlag, StoreCallback
 
@@ -97,9 +100,11 @@ class Worker:
         ``shard``, ``wrap`` and ``stop`` serve a run trained by several processes (rank 0 trains it here).
         """
         run_id = run["id"]
-        self._current = stop = stop if stop is not None else StopFlag(self.store, run_id, also=self.should_exit)
+        claim = Claim(self.store, run_id, run.get("generation"))  # every write below carries its token
+        self._current = stop = stop if stop is not None else StopFlag(self.store, run_id, also=self.should_exit,
+                                                                      token=claim.token)
         try:
-            with Heartbeat(self.store, run_id):
+            with Heartbeat(self.store, run_id, token=claim.token):
                 config = self._config(run)
                 data = self.load_data(config.dataset)
                 folder = self.store.checkpoint_dir(run_id)
@@ -108,18 +113,20 @@ class Worker:
                     if self.store.checkpoints(run_id).get("last"):
                         resume_from = folder  # model, optimiser, schedule, RNGs and counters continue
                     else:  # stopped before its first checkpoint: it starts again, and so do its curves
-                        self.store.forget_metrics_after(run_id, -1)
-                callbacks: list[Any] = [StoreCallback(self.store, run_id)]
+                        claim.forget_metrics_after(-1)
+                callbacks: list[Any] = [StoreCallback(self.store, run_id, claim.token)]
                 if self.threads and shard == (0, 1) and devices.pick_device(config.device).type == "cpu":
                     self.share = ThreadShare(PageActivity(self.store.root), *self.threads)
                     callbacks.append(self.share)
-                training.fit(config, data, callbacks, stop=stop, run_id=run_id,
-                             checkpoint_dir=folder, resume_from=resume_from, shard=shard, wrap=wrap)
+                training.fit(config, data, callbacks, stop=stop, run_id=run_id, checkpoint_dir=folder,
+                             resume_from=resume_from, shard=shard, wrap=wrap, fence=claim.check)
+        except StaleClaimError as error:  # another trainer holds the run now: leave it all to that one
+            log.warning("%s stops run %s without writing anything more: %s", self.name, run_id, error)
         except Exception as error:  # noqa: BLE001 (a run that crashes must never take the worker down)
             message = str(error) if isinstance(error, ExplorerError) else f"{type(error).__name__}: {error}"
             log.error("run %s failed:\n%s", run_id, traceback.format_exc())
             try:
-                self.store.update_run(run_id, status="failed", message=message)
+                claim.update(status="failed", message=message)
             except Exception:  # noqa: BLE001 (an error while handling an error: log it, take the next run)
                 log.exception("could not record that run %s failed; it will read as interrupted", run_id)
         finally:

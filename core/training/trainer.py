@@ -13,6 +13,7 @@ import gc
 import math
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, cast
@@ -82,7 +83,8 @@ class Trainer:
     def __init__(self, config: TrainConfig, data: Data, callbacks: list[Any] | tuple = (),
                  stop: threading.Event | None = None, model: ExplorerModel | None = None,
                  shard: Shard = (0, 1), wrap: Any = None, checkpoint_dir: Path | None = None,
-                 run_id: str | None = None, resume_from: Path | None = None) -> None:
+                 run_id: str | None = None, resume_from: Path | None = None,
+                 fence: Callable[[], None] | None = None) -> None:
         self.config = config.validate()
         self.data = data
         self.callbacks = list(callbacks)
@@ -150,7 +152,7 @@ class Trainer:
         self.started = time.perf_counter()
         self.status: Status = "running"
         self.test: TestFigures | None = None
-        self.checkpoints = (checkpoints.Writer(Path(checkpoint_dir), run_id, data.mean, data.std)
+        self.checkpoints = (checkpoints.Writer(Path(checkpoint_dir), run_id, data.mean, data.std, guard=fence)
                             if checkpoint_dir is not None else None)
         if resume is not None:
             self.restore(resume)
@@ -491,7 +493,8 @@ def restart_on_out_of_memory(trainer: Trainer) -> None:
 
 def fit(config: TrainConfig, data: Data, callbacks: list[Any] | tuple = (), stop: threading.Event | None = None,
         model: ExplorerModel | None = None, shard: Shard = (0, 1), wrap: Any = None,
-        checkpoint_dir: Path | None = None, run_id: str | None = None, resume_from: Path | None = None) -> FitResult:
+        checkpoint_dir: Path | None = None, run_id: str | None = None, resume_from: Path | None = None,
+        fence: Callable[[], None] | None = None) -> FitResult:
     """Train ``config.arch`` on ``data``; evaluate on validation each epoch and on test at the end.
 
     Stops early on ``stop`` (within one batch), on a StopTraining from a subscriber, on early stopping,
@@ -499,5 +502,8 @@ def fit(config: TrainConfig, data: Data, callbacks: list[Any] | tuple = (), stop
     batch size and continues. ``shard``/``wrap`` serve distributed training (see core.train).
     With ``checkpoint_dir`` the run keeps a last checkpoint (every epoch end, and where it stopped) and a
     best one there; ``resume_from`` (a run's checkpoint folder) continues a run from its last checkpoint.
+    ``fence`` raises when this process no longer holds the run (core.claims): it is called right before every
+    checkpoint write, and what it raises ends the run at once, with nothing more written.
     """
-    return Trainer(config, data, callbacks, stop, model, shard, wrap, checkpoint_dir, run_id, resume_from).fit()
+    return Trainer(config, data, callbacks, stop, model, shard, wrap, checkpoint_dir, run_id, resume_from,
+                   fence).fit()
