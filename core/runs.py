@@ -10,6 +10,7 @@ can be rebuilt from their sidecars when its database is lost.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -23,6 +24,7 @@ import uuid
 from collections.abc import Callable
 from contextlib import closing
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,14 @@ import torch
 
 from core import checkpoints
 from core.errors import ExplorerError
+from core.store_errors import (  # noqa: F401 (re-exported: the store's errors)
+    StoreDamagedError,
+    StoreFullError,
+    StoreLockedError,
+    StoreReadOnlyError,
+    StoreUnreadableError,
+    unreadable,
+)
 from core.training import Progress
 
 log = logging.getLogger(__name__)
@@ -84,21 +94,6 @@ class RunStateError(ExplorerError):
     """An action the run's status does not allow (deleting a running run, resuming a completed one)."""
 
 
-class StoreUnreadableError(ExplorerError):
-    """The run database cannot be read (damaged, or empty while checkpoints exist): rebuild it."""
-
-    def __init__(self, store: RunStore, reason: str) -> None:
-        self.path = store.db_path
-        self.reason = reason
-        count = len(store.checkpoint_folders())
-        found = (f"from the {count} run folders with checkpoints on disk" if count
-                 else "(no checkpoints are on disk, so it starts empty)")
-        super().__init__(
-            f"The run database {store.db_path.name} in the state folder {store.root} cannot be read: {reason}. "
-            f"Rebuild it {found}: use the Rebuild button, or run `python -m core.runs --state {store.root} rebuild`. "
-            f"The unreadable file is kept beside it as {store.db_path.name}.broken-<time>.")
-
-
 def state_dir() -> Path:
     """The one configurable state directory (``$CNN_EXPLORER_STATE``, default ``./state``)."""
     return Path(os.environ.get("CNN_EXPLORER_STATE", "state")).resolve()
@@ -125,6 +120,17 @@ def new_id(prefix: str = "") -> str:
     return prefix + time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
 
 
+def _create_schema(db: sqlite3.Connection) -> None:
+    """Create the tables and add the columns an older store lacks (inside the caller's transaction)."""
+    for statement in SCHEMA.split(";"):  # not executescript, which commits first
+        if statement.strip():
+            db.execute(statement)
+    present = {row["name"] for row in db.execute("PRAGMA table_info(runs)")}
+    for name, kind in COLUMNS.items():
+        if name not in present:
+            db.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
+
+
 class RunStore:
     """Runs, their metrics, the queue and the checkpoints under ``root``; safe from many threads and processes.
 
@@ -133,52 +139,52 @@ class RunStore:
     ``interrupted`` to everyone, whenever they look.
     """
 
+    busy_timeout = 30.0  # seconds a call waits for another process's write lock before StoreLockedError
+
     def __init__(self, root: Path | None = None, heartbeat_timeout: float | None = None) -> None:
         self.root = Path(root) if root is not None else state_dir()
-        self.root.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(OSError):  # a read-only or full disk: said by the first call, as its cause
+            self.root.mkdir(parents=True, exist_ok=True)
         self.db_path = self.root / "runs.sqlite"
         self.heartbeat_timeout = heartbeat_timeout or default_heartbeat_timeout()
         self._ready = False
 
     # Connections --------------------------------------------------------------------------------------------------
 
-    def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.db_path, timeout=30, isolation_level=None)  # autocommit; one per call
+    def _connect(self, path: Path | None = None) -> sqlite3.Connection:
+        db = sqlite3.connect(path or self.db_path, timeout=self.busy_timeout, isolation_level=None)  # autocommit
         db.row_factory = sqlite3.Row
         return db
 
     def _open(self) -> None:
-        """Create or upgrade the schema once; an unreadable database is a StoreUnreadableError."""
+        """Create or upgrade the schema once; a database that cannot be used is a StoreUnreadableError whose
+        subclass says why (no space, read-only, locked, damaged)."""
         if self._ready:
             return
-        empty = not self.db_path.exists() or self.db_path.stat().st_size == 0
-        if empty and self.checkpoint_folders():
-            state = "missing" if not self.db_path.exists() else "empty (0 bytes)"
-            raise StoreUnreadableError(self, f"it is {state}, yet checkpoints of earlier runs are on disk")
         try:
+            empty = not self.db_path.exists() or self.db_path.stat().st_size == 0
+            if empty and self.checkpoint_folders():
+                state = "missing" if not self.db_path.exists() else "empty (0 bytes)"
+                raise StoreDamagedError(self.db_path, f"it is {state}, yet checkpoints of earlier runs are on disk",
+                                        len(self.checkpoint_folders()))
             with closing(self._connect()) as db:
                 db.execute("PRAGMA journal_mode=WAL")
                 # One process at a time creates or upgrades the schema: two that open a new store together (the
                 # app and a command-line run) would otherwise both add the same column, and one would fail.
                 db.execute("BEGIN IMMEDIATE")
-                for statement in SCHEMA.split(";"):  # not executescript, which commits first
-                    if statement.strip():
-                        db.execute(statement)
-                present = {row["name"] for row in db.execute("PRAGMA table_info(runs)")}
-                for name, kind in COLUMNS.items():
-                    if name not in present:
-                        db.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
+                _create_schema(db)
                 db.execute("COMMIT")
-        except sqlite3.DatabaseError as error:
+        except (sqlite3.DatabaseError, OSError) as error:
             raise self._unreadable(error) from None
         self._ready = True
 
-    def _unreadable(self, error: sqlite3.DatabaseError) -> ExplorerError:
-        if isinstance(error, sqlite3.OperationalError) and "locked" in str(error):
-            return ExplorerError(f"The run database {self.db_path.name} is busy (locked by another process "
-                                 "for more than 30 s); try again in a moment.")
-        self._ready = False
-        return StoreUnreadableError(self, str(error))
+    def _unreadable(self, error: sqlite3.DatabaseError | OSError) -> StoreUnreadableError:
+        """The typed error for a failed database call (the schema is checked again on the next call, unless the
+        database was only locked)."""
+        typed = unreadable(error, self.db_path, len(self.checkpoint_folders()))
+        if not isinstance(typed, StoreLockedError):
+            self._ready = False
+        return typed
 
     def _execute(self, sql: str, parameters: tuple = ()) -> list[sqlite3.Row]:
         self._open()
@@ -205,7 +211,7 @@ class RunStore:
             raise self._unreadable(error) from None
 
     def check(self) -> None:
-        """Raise StoreUnreadableError (or a busy ExplorerError) unless the database can be read."""
+        """Raise a StoreUnreadableError (its subclass says why) unless the database can be read."""
         self._execute("SELECT COUNT(*) FROM runs")
 
     # Runs ---------------------------------------------------------------------------------------------------------
@@ -436,37 +442,69 @@ class RunStore:
     def rebuild(self) -> int:
         """Rebuild the database from the checkpoint sidecars on disk; returns how many runs were added.
 
-        An unreadable database is moved aside (``runs.sqlite.broken-<time>``) and a new one made; a readable one
-        only gains the runs it lacks. A rebuilt run knows what its sidecars record: config, epoch, figures.
+        A readable database only gains the runs it lacks. A damaged one is replaced: the new database is written
+        completely beside it first, and only then is the old one moved aside (``runs.sqlite.broken-<time>``), so
+        a full or read-only disk leaves it exactly as it was. A database that is only full, read-only or locked
+        is never touched (its StoreUnreadableError is raised).
         """
         try:
             self._ready = False
             self._open()
-        except StoreUnreadableError:
-            stamp = time.strftime("%Y%m%d-%H%M%S")
-            for suffix in ("", "-wal", "-shm"):
-                part = Path(f"{self.db_path}{suffix}")
-                if part.exists():
-                    part.replace(Path(f"{self.db_path}.broken-{stamp}{suffix}"))
-            self._create_empty()
+            damaged = self._execute("PRAGMA quick_check")[0][0] != "ok"  # damage past the pages a query reads
+        except StoreUnreadableError as error:
+            if isinstance(error, (StoreFullError, StoreReadOnlyError, StoreLockedError)):
+                raise
+            damaged = True
+        if damaged:
+            return self._replace()
         known = {row["id"] for row in self._execute("SELECT id FROM runs")}
         added = 0
         for folder in self.checkpoint_folders():
-            if folder.name not in known and self._restore(folder):
+            if folder.name not in known and self._transaction(partial(self._restore, folder=folder)):
                 added += 1
         return added
 
-    def _create_empty(self) -> None:
-        self.db_path.unlink(missing_ok=True)
-        with closing(self._connect()) as db:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.executescript(SCHEMA)
-            for name, kind in COLUMNS.items():
-                db.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
-        self._ready = True
+    def _replace(self) -> int:
+        """Write a new database from the sidecars, then swap it for the unreadable one; on any failure the old
+        files stay as they were and the new one is removed. How many runs the new one holds."""
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        while Path(f"{self.db_path}.broken-{stamp}").exists():  # a second rebuild within the same second
+            stamp += "+"
+        fresh = Path(f"{self.db_path}.rebuilding-{stamp}")
+        moved: list[tuple[Path, Path]] = []
+        try:
+            added = self._write_new(fresh)
+            for suffix in ("", "-wal", "-shm"):
+                part = Path(f"{self.db_path}{suffix}")
+                if part.exists():
+                    aside = Path(f"{self.db_path}.broken-{stamp}{suffix}")
+                    part.replace(aside)
+                    moved.append((aside, part))
+            fresh.replace(self.db_path)
+        except (OSError, sqlite3.DatabaseError) as error:
+            for aside, part in reversed(moved):  # renames within one folder: they need no space
+                aside.replace(part)
+            for leftover in (fresh, Path(f"{fresh}-journal")):
+                leftover.unlink(missing_ok=True)
+            raise self._unreadable(error) from None
+        self._ready = False
+        self._open()
+        return added
 
-    def _restore(self, folder: Path) -> bool:
-        """Insert the run a checkpoint folder belongs to, from its sidecars; False if none can be read."""
+    def _write_new(self, path: Path) -> int:
+        """A complete database at ``path`` (rollback journal, closed) with every run the sidecars describe."""
+        path.unlink(missing_ok=True)
+        with closing(self._connect(path)) as db:
+            db.execute("BEGIN IMMEDIATE")
+            _create_schema(db)
+            added = sum(1 for folder in self.checkpoint_folders() if self._restore(db, folder))
+            db.execute("COMMIT")
+        return added
+
+    @staticmethod
+    def _restore(db: sqlite3.Connection, folder: Path) -> bool:
+        """Insert (through ``db``) the run a checkpoint folder belongs to, from its sidecars; False if none can be
+        read."""
         sidecars: dict[str, dict[str, Any]] = {}
         for which in ("last", "best"):
             try:
@@ -501,7 +539,7 @@ class RunStore:
         best_val = max((row["val_acc"] for row in history if isinstance(row.get("val_acc"), (int, float))),
                        default=None)
         test = checkpoints.sound_test_figures(best.get("test")) or checkpoints.sound_test_figures(last.get("test"))
-        self._execute(
+        db.execute(
             "INSERT INTO runs (id, created, updated, status, arch, dataset, config, message, best_val_acc, test, "
             "elapsed, queued_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
             (folder.name, created, time.time(), status, config["arch"], config["dataset"], json.dumps(config),
@@ -510,8 +548,8 @@ class RunStore:
              json.dumps(test) if test else None, history[-1].get("elapsed") if history else None, created))
         for row in history:
             figures = {k: v for k, v in row.items() if k not in ("epoch", "elapsed")}
-            self.log(folder.name, "epoch", int(row["epoch"]), int(row["epoch"]), float(row.get("elapsed") or 0.0),
-                     figures)
+            db.execute("INSERT INTO metrics VALUES (?,?,?,?,?,?)", (folder.name, "epoch", int(row["epoch"]),
+                       int(row["epoch"]), float(row.get("elapsed") or 0.0), json.dumps(figures)))
         return True
 
 
