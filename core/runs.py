@@ -261,10 +261,12 @@ class RunStore:
             run[key] = json.loads(run[key]) if run.get(key) else None
         if run["status"] == "running" and self._stale(run["heartbeat"]):
             run["status"] = "interrupted"
-            quiet = "never" if run["heartbeat"] is None else f"not for {time.time() - run['heartbeat']:.0f} s"
-            run["message"] = (f"Interrupted: its trainer ({run.get('worker') or 'unknown'}) has {quiet} sent a sign "
-                              "of life (the process was killed, or its machine stopped). Resume continues from the "
-                              "last checkpoint.")
+            beat = run["heartbeat"]
+            quiet = ("has never sent a sign of life" if beat is None
+                     else "was lost: its process ended before the run did" if beat <= 0  # an executor saw it die
+                     else f"has not sent a sign of life for {time.time() - beat:.0f} s")
+            run["message"] = (f"Interrupted: its trainer ({run.get('worker') or 'unknown'}) {quiet} (the process was "
+                              "killed, or its machine stopped). Resume continues from the last checkpoint.")
         return run
 
     def _stale(self, heartbeat: float | None) -> bool:
@@ -595,17 +597,25 @@ class StoreCallback:
 class StopFlag(threading.Event):
     """The stop event a trainer checks every batch: set here (a signal), or requested in the store by anyone.
 
-    The store is asked at most every ``every`` seconds, so checking costs nothing measurable per batch.
+    The store is asked at most every ``every`` seconds, so checking costs nothing measurable per batch. ``reason``
+    is what the run will say it stopped for (None: the user asked); ``also`` may give one (its server went away).
     """
 
     def __init__(self, store: RunStore | None, run_id: str | None, every: float = 0.25,
-                 also: Callable[[], bool] | None = None) -> None:
+                 also: Callable[[], bool | str | None] | None = None) -> None:
         super().__init__()
         self.store = store
         self.run_id = run_id
         self.every = every
-        self.also = also  # an extra reason to stop (the worker's parent went away)
+        self.also = also  # an extra reason to stop (the worker's parent went away): True, or the reason in words
+        self.reason: str | None = None
         self._polled = time.monotonic()
+
+    def stop_for(self, reason: str | None) -> None:
+        """Set the flag, saying why (the first reason given is kept)."""
+        if reason and not super().is_set():
+            self.reason = reason
+        self.set()
 
     def is_set(self) -> bool:
         """True once a stop was set here or requested in the store."""
@@ -615,9 +625,10 @@ class StopFlag(threading.Event):
         if now - self._polled >= self.every:
             self._polled = now
             try:
-                if (self.store is not None and self.run_id is not None and self.store.stop_requested(self.run_id)) \
-                        or (self.also is not None and self.also()):
+                if self.store is not None and self.run_id is not None and self.store.stop_requested(self.run_id):
                     self.set()
+                elif self.also is not None and (wanted := self.also()):
+                    self.stop_for(wanted if isinstance(wanted, str) else None)
             except ExplorerError as error:  # a busy or damaged store must not end the run
                 log.warning("could not read the stop request of run %s: %s", self.run_id, error)
         return super().is_set()
