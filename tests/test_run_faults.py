@@ -103,3 +103,46 @@ def test_a_run_the_user_stopped_still_says_so(tmp_path: Path) -> None:
                                      store.request_stop(run_id)), daemon=True).start()
     assert trainer.take_one()
     assert store.run(run_id)["message"].startswith("Stopped by the user.")
+
+
+class _Rerun(Exception):  # noqa: N818 (a signal, as st.rerun's own)
+    """What the patched ``st.rerun`` raises: the page asked to be drawn again."""
+
+
+def test_a_page_that_read_interrupted_comes_back_when_the_heartbeats_do(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A heartbeat gap (a paused machine, a long GC) made the page read Interrupted; it stayed so after the trainer
+    went on. AppTest runs no fragment by itself: the polled fragments the page registers are kept and called here."""
+    import streamlit as st
+
+    from explorer import services
+
+    polled: list = []
+
+    def fragment(function=None, *, run_every=None, **_: object):  # noqa: ANN001, ANN202 (st.fragment's signature)
+        def keep(body):  # noqa: ANN001, ANN202
+            if run_every:
+                polled.append(body)
+            return body  # drawn inline, once, like the page's first run of it
+
+        return keep(function) if function is not None else keep
+
+    monkeypatch.setattr(st, "fragment", fragment)
+    store = services.run_store()
+    run_id = store.create_run(training.TrainConfig(), status="running", worker="paused-worker")
+    store.update_run(run_id, heartbeat=time.time() - 10 * store.heartbeat_timeout)
+    try:
+        at = open_page("training", run=run_id)
+        assert any("sign of life" in w.value for w in at.warning), [w.value for w in at.warning]
+        assert polled, "the Interrupted page polls nothing: it can never come back"
+        store.heartbeat(run_id)  # the trainer goes on
+        assert store.run(run_id)["status"] == "running"
+
+        def rerun(*_: object, **__: object) -> None:
+            raise _Rerun
+
+        monkeypatch.setattr(st, "rerun", rerun)
+        with pytest.raises(_Rerun):
+            for body in polled:
+                body()
+    finally:
+        store.update_run(run_id, status="stopped")

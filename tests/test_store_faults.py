@@ -248,3 +248,19 @@ def test_the_page_offers_rebuild_only_for_a_damaged_database(monkeypatch: pytest
     remedy = {"no-space": "free some space", "read-only": "CNN_EXPLORER_STATE", "locked": "try again",
               "corrupt": "Rebuild"}[cause]
     assert remedy in shown, shown
+    assert "state folder state folder" not in shown and "--state state folder" not in shown, shown
+
+
+def test_the_rebuild_message_names_the_state_folder_once() -> None:
+    """Issue 19, defect 9: the page showed "in the state folder state folder … `--state state folder rebuild`"
+    (the folder's path is shown as "state folder", and the message put it after those very words)."""
+    from explorer import services
+
+    store = runs.RunStore(services.state_dir())
+    error = runs.StoreDamagedError(store.db_path, "file is not a database", 2)
+    shown = services.public_text(str(error))
+    assert "state folder state folder" not in shown and "--state state folder" not in shown, shown
+    assert "state folder/runs.sqlite" in shown and "`python -m core.runs rebuild`" in shown, shown
+    for cause in ("no-space", "read-only", "locked"):
+        shown = services.public_text(str(store_errors.ERRORS[cause](store.db_path, "what SQLite said")))
+        assert "state folder state folder" not in shown and "--state state folder" not in shown, shown
