@@ -131,6 +131,20 @@ def _create_schema(db: sqlite3.Connection) -> None:
             db.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
 
 
+def _use_wal(db: sqlite3.Connection, timeout: float) -> None:
+    """``PRAGMA journal_mode=WAL``, retried for up to ``timeout`` s: while another connection opens the same new
+    file, SQLite answers "database is locked" at once, without waiting as it does for other statements."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
 class RunStore:
     """Runs, their metrics, the queue and the checkpoints under ``root``; safe from many threads and processes.
 
@@ -168,7 +182,7 @@ class RunStore:
                 raise StoreDamagedError(self.db_path, f"it is {state}, yet checkpoints of earlier runs are on disk",
                                         len(self.checkpoint_folders()))
             with closing(self._connect()) as db:
-                db.execute("PRAGMA journal_mode=WAL")
+                _use_wal(db, self.busy_timeout)
                 # One process at a time creates or upgrades the schema: two that open a new store together (the
                 # app and a command-line run) would otherwise both add the same column, and one would fail.
                 db.execute("BEGIN IMMEDIATE")
