@@ -264,3 +264,18 @@ def test_the_rebuild_message_names_the_state_folder_once() -> None:
     for cause in ("no-space", "read-only", "locked"):
         shown = services.public_text(str(store_errors.ERRORS[cause](store.db_path, "what SQLite said")))
         assert "state folder state folder" not in shown and "--state state folder" not in shown, shown
+
+
+def test_the_page_on_a_read_only_state_folder_says_so_without_a_rebuild_button(
+        read_only_view: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    from explorer import services
+
+    source, view = read_only_view
+    before = _files(source)
+    store = runs.RunStore(view)
+    monkeypatch.setattr(services, "run_store", lambda: store)
+    at = open_page("training")
+    shown = " ".join(e.value.replace("\\", "") for e in at.error)
+    assert "read-only" in shown and "CNN_EXPLORER_STATE" in shown, shown
+    assert "store-rebuild" not in [button.key for button in at.button]
+    assert _files(source) == before
