@@ -10,6 +10,7 @@ can be rebuilt from their sidecars when its database is lost.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -23,14 +24,23 @@ import uuid
 from collections.abc import Callable
 from contextlib import closing
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from core import checkpoints
-from core.claims import Claim, StaleClaimError, StoreBusyError
+from core.claims import Claim, StaleClaimError
 from core.errors import ExplorerError
+from core.store_errors import (  # noqa: F401 (re-exported: the store's errors)
+    StoreDamagedError,
+    StoreFullError,
+    StoreLockedError,
+    StoreReadOnlyError,
+    StoreUnreadableError,
+    unreadable,
+)
 from core.training import Progress
 
 log = logging.getLogger(__name__)
@@ -88,21 +98,6 @@ class RunStateError(ExplorerError):
     """An action the run's status does not allow (deleting a running run, resuming a completed one)."""
 
 
-class StoreUnreadableError(ExplorerError):
-    """The run database cannot be read (damaged, or empty while checkpoints exist): rebuild it."""
-
-    def __init__(self, store: RunStore, reason: str) -> None:
-        self.path = store.db_path
-        self.reason = reason
-        count = len(store.checkpoint_folders())
-        found = (f"from the {count} run folders with checkpoints on disk" if count
-                 else "(no checkpoints are on disk, so it starts empty)")
-        super().__init__(
-            f"The run database {store.db_path.name} in the state folder {store.root} cannot be read: {reason}. "
-            f"Rebuild it {found}: use the Rebuild button, or run `python -m core.runs --state {store.root} rebuild`. "
-            f"The unreadable file is kept beside it as {store.db_path.name}.broken-<time>.")
-
-
 def state_dir() -> Path:
     """The one configurable state directory (``$CNN_EXPLORER_STATE``, default ``./state``)."""
     return Path(os.environ.get("CNN_EXPLORER_STATE", "state")).resolve()
@@ -139,6 +134,31 @@ def new_id(prefix: str = "") -> str:
     return prefix + time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
 
 
+def _create_schema(db: sqlite3.Connection) -> None:
+    """Create the tables and add the columns an older store lacks (inside the caller's transaction)."""
+    for statement in SCHEMA.split(";"):  # not executescript, which commits first
+        if statement.strip():
+            db.execute(statement)
+    present = {row["name"] for row in db.execute("PRAGMA table_info(runs)")}
+    for name, kind in COLUMNS.items():
+        if name not in present:
+            db.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
+
+
+def _use_wal(db: sqlite3.Connection, timeout: float) -> None:
+    """``PRAGMA journal_mode=WAL``, retried for up to ``timeout`` s: while another connection opens the same new
+    file, SQLite answers "database is locked" at once, without waiting as it does for other statements."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
 class RunStore:
     """Runs, their metrics, the queue and the checkpoints under ``root``; safe from many threads and processes.
 
@@ -151,7 +171,8 @@ class RunStore:
     def __init__(self, root: Path | None = None, heartbeat_timeout: float | None = None,
                  busy_timeout: float | None = None) -> None:
         self.root = Path(root) if root is not None else state_dir()
-        self.root.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(OSError):  # a read-only or full disk: said by the first call, as its cause
+            self.root.mkdir(parents=True, exist_ok=True)
         self.db_path = self.root / "runs.sqlite"
         self.heartbeat_timeout = heartbeat_timeout or default_heartbeat_timeout()
         self.busy_timeout = busy_timeout or default_busy_timeout()  # how long a trainer's write waits (in all)
@@ -160,43 +181,40 @@ class RunStore:
 
     # Connections --------------------------------------------------------------------------------------------------
 
-    def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.db_path, timeout=self.lock_wait, isolation_level=None)  # autocommit; one per call
+    def _connect(self, path: Path | None = None) -> sqlite3.Connection:
+        db = sqlite3.connect(path or self.db_path, timeout=self.lock_wait, isolation_level=None)  # autocommit
         db.row_factory = sqlite3.Row
         return db
 
     def _open(self) -> None:
-        """Create or upgrade the schema once; an unreadable database is a StoreUnreadableError."""
+        """Create or upgrade the schema once; a database that cannot be used is a StoreUnreadableError whose
+        subclass says why (no space, read-only, locked, damaged)."""
         if self._ready:
             return
-        empty = not self.db_path.exists() or self.db_path.stat().st_size == 0
-        if empty and self.checkpoint_folders():
-            state = "missing" if not self.db_path.exists() else "empty (0 bytes)"
-            raise StoreUnreadableError(self, f"it is {state}, yet checkpoints of earlier runs are on disk")
         try:
+            empty = not self.db_path.exists() or self.db_path.stat().st_size == 0
+            if empty and self.checkpoint_folders():
+                state = "missing" if not self.db_path.exists() else "empty (0 bytes)"
+                raise StoreDamagedError(self.db_path, f"it is {state}, yet checkpoints of earlier runs are on disk",
+                                        len(self.checkpoint_folders()))
             with closing(self._connect()) as db:
-                db.execute("PRAGMA journal_mode=WAL")
+                _use_wal(db, self.lock_wait)
                 # One process at a time creates or upgrades the schema: two that open a new store together (the
                 # app and a command-line run) would otherwise both add the same column, and one would fail.
                 db.execute("BEGIN IMMEDIATE")
-                for statement in SCHEMA.split(";"):  # not executescript, which commits first
-                    if statement.strip():
-                        db.execute(statement)
-                present = {row["name"] for row in db.execute("PRAGMA table_info(runs)")}
-                for name, kind in COLUMNS.items():
-                    if name not in present:
-                        db.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
+                _create_schema(db)
                 db.execute("COMMIT")
-        except sqlite3.DatabaseError as error:
+        except (sqlite3.DatabaseError, OSError) as error:
             raise self._unreadable(error) from None
         self._ready = True
 
-    def _unreadable(self, error: sqlite3.DatabaseError) -> ExplorerError:
-        if isinstance(error, sqlite3.OperationalError) and "locked" in str(error):
-            return StoreBusyError(f"The run database {self.db_path.name} is busy (locked by another process "
-                                  f"for more than {self.lock_wait:g} s); try again in a moment.")
-        self._ready = False
-        return StoreUnreadableError(self, str(error))
+    def _unreadable(self, error: sqlite3.DatabaseError | OSError) -> StoreUnreadableError:
+        """The typed error for a failed database call (the schema is checked again on the next call, unless the
+        database was only locked)."""
+        typed = unreadable(error, self.db_path, len(self.checkpoint_folders()))
+        if not isinstance(typed, StoreLockedError):
+            self._ready = False
+        return typed
 
     def _execute(self, sql: str, parameters: tuple = ()) -> list[sqlite3.Row]:
         self._open()
@@ -223,7 +241,8 @@ class RunStore:
             raise self._unreadable(error) from None
 
     def check(self) -> None:
-        """Raise StoreUnreadableError (or a StoreBusyError) unless the database can be read."""
+        """Raise a StoreUnreadableError (its subclass says why; a lock held too long is also a StoreBusyError)
+        unless the database can be read."""
         self._execute("SELECT COUNT(*) FROM runs")
 
     # Fencing (see core.claims) ------------------------------------------------------------------------------------
@@ -305,10 +324,12 @@ class RunStore:
             run[key] = json.loads(run[key]) if run.get(key) else None
         if run["status"] == "running" and self._stale(run["heartbeat"]):
             run["status"] = "interrupted"
-            quiet = "never" if run["heartbeat"] is None else f"not for {time.time() - run['heartbeat']:.0f} s"
-            run["message"] = (f"Interrupted: its trainer ({run.get('worker') or 'unknown'}) has {quiet} sent a sign "
-                              "of life (the process was killed, or its machine stopped). Resume continues from the "
-                              "last checkpoint.")
+            beat = run["heartbeat"]
+            quiet = ("has never sent a sign of life" if beat is None
+                     else "was lost: its process ended before the run did" if beat <= 0  # an executor saw it die
+                     else f"has not sent a sign of life for {time.time() - beat:.0f} s")
+            run["message"] = (f"Interrupted: its trainer ({run.get('worker') or 'unknown'}) {quiet} (the process was "
+                              "killed, or its machine stopped). Resume continues from the last checkpoint.")
         return run
 
     def _stale(self, heartbeat: float | None) -> bool:
@@ -498,37 +519,69 @@ class RunStore:
     def rebuild(self) -> int:
         """Rebuild the database from the checkpoint sidecars on disk; returns how many runs were added.
 
-        An unreadable database is moved aside (``runs.sqlite.broken-<time>``) and a new one made; a readable one
-        only gains the runs it lacks. A rebuilt run knows what its sidecars record: config, epoch, figures.
+        A readable database only gains the runs it lacks. A damaged one is replaced: the new database is written
+        completely beside it first, and only then is the old one moved aside (``runs.sqlite.broken-<time>``), so
+        a full or read-only disk leaves it exactly as it was. A database that is only full, read-only or locked
+        is never touched (its StoreUnreadableError is raised).
         """
         try:
             self._ready = False
             self._open()
-        except StoreUnreadableError:
-            stamp = time.strftime("%Y%m%d-%H%M%S")
-            for suffix in ("", "-wal", "-shm"):
-                part = Path(f"{self.db_path}{suffix}")
-                if part.exists():
-                    part.replace(Path(f"{self.db_path}.broken-{stamp}{suffix}"))
-            self._create_empty()
+            damaged = self._execute("PRAGMA quick_check")[0][0] != "ok"  # damage past the pages a query reads
+        except StoreUnreadableError as error:
+            if isinstance(error, (StoreFullError, StoreReadOnlyError, StoreLockedError)):
+                raise
+            damaged = True
+        if damaged:
+            return self._replace()
         known = {row["id"] for row in self._execute("SELECT id FROM runs")}
         added = 0
         for folder in self.checkpoint_folders():
-            if folder.name not in known and self._restore(folder):
+            if folder.name not in known and self._transaction(partial(self._restore, folder=folder)):
                 added += 1
         return added
 
-    def _create_empty(self) -> None:
-        self.db_path.unlink(missing_ok=True)
-        with closing(self._connect()) as db:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.executescript(SCHEMA)
-            for name, kind in COLUMNS.items():
-                db.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
-        self._ready = True
+    def _replace(self) -> int:
+        """Write a new database from the sidecars, then swap it for the unreadable one; on any failure the old
+        files stay as they were and the new one is removed. How many runs the new one holds."""
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        while Path(f"{self.db_path}.broken-{stamp}").exists():  # a second rebuild within the same second
+            stamp += "+"
+        fresh = Path(f"{self.db_path}.rebuilding-{stamp}")
+        moved: list[tuple[Path, Path]] = []
+        try:
+            added = self._write_new(fresh)
+            for suffix in ("", "-wal", "-shm"):
+                part = Path(f"{self.db_path}{suffix}")
+                if part.exists():
+                    aside = Path(f"{self.db_path}.broken-{stamp}{suffix}")
+                    part.replace(aside)
+                    moved.append((aside, part))
+            fresh.replace(self.db_path)
+        except (OSError, sqlite3.DatabaseError) as error:
+            for aside, part in reversed(moved):  # renames within one folder: they need no space
+                aside.replace(part)
+            for leftover in (fresh, Path(f"{fresh}-journal")):
+                leftover.unlink(missing_ok=True)
+            raise self._unreadable(error) from None
+        self._ready = False
+        self._open()
+        return added
 
-    def _restore(self, folder: Path) -> bool:
-        """Insert the run a checkpoint folder belongs to, from its sidecars; False if none can be read."""
+    def _write_new(self, path: Path) -> int:
+        """A complete database at ``path`` (rollback journal, closed) with every run the sidecars describe."""
+        path.unlink(missing_ok=True)
+        with closing(self._connect(path)) as db:
+            db.execute("BEGIN IMMEDIATE")
+            _create_schema(db)
+            added = sum(1 for folder in self.checkpoint_folders() if self._restore(db, folder))
+            db.execute("COMMIT")
+        return added
+
+    @staticmethod
+    def _restore(db: sqlite3.Connection, folder: Path) -> bool:
+        """Insert (through ``db``) the run a checkpoint folder belongs to, from its sidecars; False if none can be
+        read."""
         sidecars: dict[str, dict[str, Any]] = {}
         for which in ("last", "best"):
             try:
@@ -563,7 +616,7 @@ class RunStore:
         best_val = max((row["val_acc"] for row in history if isinstance(row.get("val_acc"), (int, float))),
                        default=None)
         test = checkpoints.sound_test_figures(best.get("test")) or checkpoints.sound_test_figures(last.get("test"))
-        self._execute(
+        db.execute(
             "INSERT INTO runs (id, created, updated, status, arch, dataset, config, message, best_val_acc, test, "
             "elapsed, queued_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
             (folder.name, created, time.time(), status, config["arch"], config["dataset"], json.dumps(config),
@@ -572,8 +625,8 @@ class RunStore:
              json.dumps(test) if test else None, history[-1].get("elapsed") if history else None, created))
         for row in history:
             figures = {k: v for k, v in row.items() if k not in ("epoch", "elapsed")}
-            self.log(folder.name, "epoch", int(row["epoch"]), int(row["epoch"]), float(row.get("elapsed") or 0.0),
-                     figures)
+            db.execute("INSERT INTO metrics VALUES (?,?,?,?,?,?)", (folder.name, "epoch", int(row["epoch"]),
+                       int(row["epoch"]), float(row.get("elapsed") or 0.0), json.dumps(figures)))
         return True
 
 
@@ -621,21 +674,29 @@ class StoreCallback:
 class StopFlag(threading.Event):
     """The stop event a trainer checks every batch: set here (a signal), or requested in the store by anyone.
 
-    The store is asked at most every ``every`` seconds, so checking costs nothing measurable per batch. With the
-    claim's ``token``, a lost claim raises StaleClaimError (from then on, at every check): the trainer ends at
-    once, writing nothing more.
+    The store is asked at most every ``every`` seconds, so checking costs nothing measurable per batch. ``reason``
+    is what the run will say it stopped for (None: the user asked); ``also`` may give one (its server went away).
+    With the claim's ``token``, a lost claim raises StaleClaimError (from then on, at every check): the trainer
+    ends at once, writing nothing more.
     """
 
     def __init__(self, store: RunStore | None, run_id: str | None, every: float = 0.25,
-                 also: Callable[[], bool] | None = None, token: int | None = None) -> None:
+                 also: Callable[[], bool | str | None] | None = None, token: int | None = None) -> None:
         super().__init__()
         self.store = store
         self.run_id = run_id
         self.every = every
-        self.also = also  # an extra reason to stop (the worker's parent went away)
+        self.also = also  # an extra reason to stop (the worker's parent went away): True, or the reason in words
+        self.reason: str | None = None
         self.claim = Claim(store, run_id, token) if store is not None and run_id is not None else None
         self.lost: StaleClaimError | None = None
         self._polled = time.monotonic()
+
+    def stop_for(self, reason: str | None) -> None:
+        """Set the flag, saying why (the first reason given is kept)."""
+        if reason and not super().is_set():
+            self.reason = reason
+        self.set()
 
     def is_set(self) -> bool:
         """True once a stop was set here or requested in the store; StaleClaimError once the claim is lost."""
@@ -647,8 +708,10 @@ class StopFlag(threading.Event):
         if now - self._polled >= self.every:
             self._polled = now
             try:
-                if (self.claim is not None and self.claim.stop_requested()) or (self.also is not None and self.also()):
+                if self.claim is not None and self.claim.stop_requested():
                     self.set()
+                elif self.also is not None and (wanted := self.also()):
+                    self.stop_for(wanted if isinstance(wanted, str) else None)
             except StaleClaimError as error:
                 self.lost = error
                 raise

@@ -42,6 +42,11 @@ from core.errors import ExplorerError
 from core.runs import Heartbeat, RunStore, StopFlag, StoreCallback
 
 log = logging.getLogger("core.worker")
+# What a run stopped by its worker (not by its user) says; the checkpoint of its last epoch is kept.
+RESUME = "Resume continues from its last checkpoint."
+SERVER_GONE = f"Stopped: the app server that started its worker went away (it stopped or crashed). {RESUME}"
+SERVER_STOPPED = f"Stopped: the app server that started its worker was shut down. {RESUME}"
+SIGNALLED = f"Stopped: its worker was told to exit (SIGTERM or Ctrl-C). {RESUME}"
 
 
 class Worker:
@@ -63,13 +68,24 @@ class Worker:
 
     def should_exit(self) -> bool:
         """A signal arrived, or the process that started this worker is gone."""
-        return self.exiting or (self.parent is not None and os.getppid() != self.parent)
+        return self.exit_reason() is not None
+
+    def exit_reason(self) -> str | None:
+        """Why this worker must stop its run and exit, as the run will say it; None while it may go on."""
+        if self.parent is not None and os.getppid() != self.parent:
+            return SERVER_GONE
+        if self.exiting:
+            return SERVER_STOPPED if self.parent is not None else SIGNALLED
+        return None
 
     def request_exit(self, *_: object) -> None:
         """Stop the current run after its batch and take no other (the SIGTERM / Ctrl-C handler)."""
         self.exiting = True
-        if self._current is not None:
-            self._current.set()
+        current = self._current
+        if isinstance(current, StopFlag):
+            current.stop_for(self.exit_reason())
+        elif current is not None:
+            current.set()
 
     def take_one(self) -> bool:
         """Claim the oldest queued run and train it; False if none was waiting (or the store cannot be read)."""
@@ -101,7 +117,7 @@ class Worker:
         """
         run_id = run["id"]
         claim = Claim(self.store, run_id, run.get("generation"))  # every write below carries its token
-        self._current = stop = stop if stop is not None else StopFlag(self.store, run_id, also=self.should_exit,
+        self._current = stop = stop if stop is not None else StopFlag(self.store, run_id, also=self.exit_reason,
                                                                       token=claim.token)
         try:
             with Heartbeat(self.store, run_id, token=claim.token):

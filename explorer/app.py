@@ -32,6 +32,7 @@ HIDDEN = [st.Page(_home_alias, title="Home", url_path=HOME_ALIAS, visibility="hi
 
 navigation = st.navigation(PAGES + HIDDEN)
 presenter.switch()  # every page follows presenter mode (the sidebar switch, or ?present=1)
+services.serve_queue_at_start()  # once per server process: runs queued before a restart train without a visit
 with st.sidebar:
     st.caption(f"Device: {services.device_name()}")
 with widgets.unexpected_errors_logged():  # a short message with an id on the page; the traceback in the server log

@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import hashlib
 import io
+import logging
 import math
 import os
 import tempfile
@@ -69,6 +70,7 @@ Choice = classifiers.Choice
 RUN_ACTIVE = ACTIVE
 RUN_RESUMABLE = RESUMABLE
 StoreUnreadable = StoreUnreadableError
+_LOG = logging.getLogger("cnn_explorer")
 
 
 # Device ------------------------------------------------------------------------------------------
@@ -142,6 +144,24 @@ def serve_queue() -> None:
     problem = getattr(executor, "problem", None)
     if problem:
         raise ExplorerError(f"Queued runs wait: {problem}")
+
+
+@st.cache_resource(show_spinner=False)
+def _queue_served_at_start() -> bool:
+    """Start the executor if runs wait in the queue; raises (and so is tried again) while the store is unreadable."""
+    if run_store().queued():
+        supervisor().ensure()
+    return True
+
+
+def serve_queue_at_start() -> None:
+    """Once per server process, from the entry script: runs queued before the server (re)started are trained
+    without anyone opening their page. A store or executor that cannot be used now is logged and tried again at
+    the next script run; the pages that need the store say why."""
+    try:
+        _queue_served_at_start()
+    except (ExplorerError, OSError) as error:  # OSError: no worker process can be started now
+        _LOG.warning("queued runs wait: %s", error)
 
 
 def _secret(name: str) -> object:

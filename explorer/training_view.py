@@ -110,6 +110,8 @@ def follow(run_id: str) -> None:
     _header(run)
     if run["status"] not in services.RUN_ACTIVE:
         _finished(run)
+        if run["status"] == "interrupted":  # a trainer that only paused (a gap in its heartbeats) may come back
+            _redraw_when_status_changes(run_id, run["status"])
         return
     if run["status"] == "queued":
         widgets.attempt(services.serve_queue)  # e.g. runs queued before the server restarted
@@ -129,6 +131,21 @@ def follow(run_id: str) -> None:
             st.image(image, width="stretch", alt=live_curves.ALT)
 
     live()
+
+
+def _redraw_when_status_changes(run_id: str, status: str) -> None:
+    """Poll the store while the page shows ``status``; redraw the page once the run has another."""
+
+    @st.fragment(run_every=LIVE_EVERY)
+    def watch() -> None:
+        try:
+            now = services.run(run_id)["status"]
+        except ExplorerError:  # a busy store: look again at the next poll
+            return
+        if now != status:
+            st.rerun()
+
+    watch()
 
 
 def _phase(run: dict[str, Any]) -> tuple[str, bool, bool]:

@@ -98,7 +98,8 @@ def attempt(action: Callable[..., T], *args: object, **kwargs: object) -> T | No
 
 
 def store_ok(key: str = "store") -> bool:
-    """True if the run database can be read; else its message, with a button that rebuilds it, and False."""
+    """True if the run database can be read; else its message and False, with a button that rebuilds it only when
+    the database is damaged (a full disk, a read-only folder or a lock each say what to do instead)."""
     rebuilt = st.session_state.pop(f"{key}-rebuilt", None)
     if rebuilt is not None:
         st.success(f"Run database rebuilt: {rebuilt} runs recovered from their checkpoints.",
@@ -108,7 +109,7 @@ def store_ok(key: str = "store") -> bool:
         return True
     except ExplorerError as error:
         show_error(error)
-        if not isinstance(error, services.StoreUnreadable):
+        if not getattr(error, "rebuildable", False):
             return False
     if st.button("Rebuild the run database from the checkpoints", key=f"{key}-rebuild", icon=":material/build:"):
         count = attempt(services.rebuild_store)

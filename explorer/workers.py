@@ -1,4 +1,5 @@
-"""The app's training workers: ``python -m core.worker`` processes, started when first needed, replaced if they die.
+"""The app's training workers: ``python -m core.worker`` processes, started when first needed (at the server's first
+script run if runs wait in the queue, see ``services.serve_queue_at_start``), replaced if they die.
 
 Training never runs in the web server: the server only writes runs into the store's queue, and
 these processes claim and train them. How many: ``$CNN_EXPLORER_WORKERS``, else ``workers = N`` in

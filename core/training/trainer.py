@@ -218,7 +218,7 @@ class Trainer:
                          "rate).")
                 return
             if stop:  # before the next batch is drawn: a resumed run draws it from the same random state
-                raise StopTraining("Stopped by the user.")
+                raise StopTraining(getattr(self.stop, "reason", None) or "Stopped by the user.")  # or its server left
 
     def eager_step(self, x: torch.Tensor, y: torch.Tensor) -> None:
         """One training step without a CUDA graph: clear the gradients, forward and backward, update."""
@@ -400,7 +400,7 @@ class Trainer:
         """End the run here if the user asked to stop (every process of a distributed run agrees on it)."""
         stop, _ = self.agree(self.stop.is_set(), False, at=True)
         if stop:
-            raise StopTraining("Stopped by the user.")
+            raise StopTraining(getattr(self.stop, "reason", None) or "Stopped by the user.")  # or its server left
 
     def agree(self, stop: bool, diverged: bool, at: bool) -> tuple[bool, bool]:
         """Whether any process of the run asked to stop or saw its loss diverge; ``(stop, diverged)``.
