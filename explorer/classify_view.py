@@ -26,8 +26,8 @@ def _image(picture) -> object:
 
 
 def _class_list(classes: tuple[str, ...], shown: int = 6) -> str:
-    """The first few class names, then how many more."""
-    names = ", ".join(classes[:shown])
+    """The first few class names (as text: a folder name can hold Markdown), then how many more."""
+    names = ", ".join(widgets.literal(name) for name in classes[:shown])
     return names if len(classes) <= shown else f"{names} and {len(classes) - shown} more"
 
 
