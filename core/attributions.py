@@ -32,6 +32,7 @@ SMOOTHGRAD_NOISE = 0.15  # the noise's standard deviation as a share of the inpu
 IG_STEPS = 32  # points on the path from the baseline to the image (Gauss–Legendre, as Captum by default)
 OCCLUSION_POSITIONS = 14  # window positions per side at most: 14 × 14 = 196 forward passes
 BATCH = 16  # images per forward pass in the slow methods
+GRADIENT_BATCH = 8  # images per forward and backward pass: the backward keeps every activation of the batch
 
 
 @dataclass(frozen=True)
@@ -176,9 +177,9 @@ def smooth_grad(model: nn.Module, x: torch.Tensor, class_index: int | None = Non
     # All the noise at once, in float32: the same draws as Captum's NoiseTunnel from the same seed.
     noise = torch.normal(0.0, torch.full((samples, *x.shape[1:]), stdev), generator=generator)
     total = torch.zeros_like(x[0])
-    for start in range(0, samples, BATCH):
+    for start in range(0, samples, GRADIENT_BATCH):
         _step(start, samples, progress, cancel)
-        noisy = x + noise[start:start + BATCH].to(device=x.device, dtype=x.dtype)
+        noisy = x + noise[start:start + GRADIENT_BATCH].to(device=x.device, dtype=x.dtype)
         total += _input_gradient(model, noisy, target).abs().sum(0)
     _step(1, 1, progress, cancel)
     return (total / samples).cpu()
@@ -196,10 +197,10 @@ def integrated_gradients(model: nn.Module, x: torch.Tensor, class_index: int | N
     alphas = torch.tensor(0.5 * (1 + nodes), dtype=x.dtype, device=x.device)[:, None, None, None]
     step_sizes = torch.tensor(0.5 * weights, dtype=x.dtype, device=x.device)[:, None, None, None]
     total = torch.zeros_like(x[0])
-    for start in range(0, steps, BATCH):
+    for start in range(0, steps, GRADIENT_BATCH):
         _step(start, steps, progress, cancel)
-        points = baseline + alphas[start:start + BATCH] * (x - baseline)
-        total += (_input_gradient(model, points, target) * step_sizes[start:start + BATCH]).sum(0)
+        points = baseline + alphas[start:start + GRADIENT_BATCH] * (x - baseline)
+        total += (_input_gradient(model, points, target) * step_sizes[start:start + GRADIENT_BATCH]).sum(0)
     _step(1, 1, progress, cancel)
     return ((x - baseline)[0] * total).cpu()
 

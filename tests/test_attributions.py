@@ -82,7 +82,7 @@ def test_saliency_matches_captum(name: str, size: int) -> None:
 
     model, x, _, target = _setup(name, size)
     ours = attributions.saliency(model, x, target)
-    theirs = Saliency(model).attribute(x.clone(), target=target)[0].detach()
+    theirs = Saliency(model).attribute(x.clone().requires_grad_(True), target=target)[0].detach()
     _check("Saliency", name, ours, theirs)
     assert torch.allclose(ours, theirs, rtol=1e-9, atol=1e-12)
 
