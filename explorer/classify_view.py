@@ -212,8 +212,9 @@ def _request(model: classifiers.Classifier, x: torch.Tensor, method: str, layer:
 
 def _explained(model: classifiers.Classifier, x: torch.Tensor, method: str, layer: str) -> torch.Tensor | None:
     """The heat map of the top class by ``method``, kept for the session. A slow method shows a progress bar and a
-    Cancel button: pressing it reruns the page, and Streamlit stops the running script at its next element
-    update, the progress bar's (``runner.fastReruns``), which frees the model. None while cancelled."""
+    Cancel button: pressing it starts a new run at once (``runner.fastReruns``: the button's callback marks the
+    request cancelled) and tells the running one to stop, which it does at its next element update, the progress
+    bar's, within one batch, freeing the model (seen in a browser with Streamlit 1.67). None while cancelled."""
     request = _request(model, x, method, layer)
     kept = st.session_state.setdefault("classify-cam-kept", {})
     if request in kept:
