@@ -44,17 +44,19 @@ def _check(method: str, name: str, ours: torch.Tensor, theirs) -> None:
     assert r >= 0.99, f"{method} on {name}: correlation {r:.4f} with the reference"
 
 
+@pytest.mark.parametrize("method", ["Grad-CAM", "Grad-CAM++"])
 @pytest.mark.parametrize(("name", "size"), MODELS)
-def test_grad_cam_plus_plus_matches_pytorch_grad_cam(name: str, size: int) -> None:
-    from pytorch_grad_cam import GradCAMPlusPlus
+def test_gradient_cams_match_pytorch_grad_cam(name: str, size: int, method: str) -> None:
+    from pytorch_grad_cam import GradCAM, GradCAMPlusPlus
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
     model, x, layer, target = _setup(name, size)
-    ours = attributions.grad_cam_plus_plus(model, x, layer, target)
-    with GradCAMPlusPlus(model, [model.get_submodule(layer)]) as cam:
+    ours = attributions.heat_map(method, model, x, layer, target)
+    reference = GradCAM if method == "Grad-CAM" else GradCAMPlusPlus
+    with reference(model, [model.get_submodule(layer)]) as cam:
         theirs = cam(x, [ClassifierOutputTarget(target)])[0]
     assert ours.shape == x.shape[-2:] and float(ours.min()) >= 0 and float(ours.max()) == 1
-    _check("Grad-CAM++", name, ours, theirs)
+    _check(method, name, ours, theirs)
 
 
 @pytest.mark.parametrize(("name", "size"), MODELS)
