@@ -28,6 +28,10 @@ class NonFiniteOutputError(ExplorerError):
     """A model whose outputs are not finite numbers (weights that overflow in its arithmetic)."""
 
 
+class CancelledError(ExplorerError):
+    """A long computation (an explanation, a sweep) stopped because its caller asked it to."""
+
+
 class InputSizeError(ExplorerError):
     """An input image size the model cannot process."""
 

@@ -118,8 +118,7 @@ def grad_cam(model: nn.Module, x: torch.Tensor, layer: str, class_index: int | N
         x = x.to(model_device(model)).clone().requires_grad_(True)
         logits = _forward_hooked(model, x, [(module, keep)])
         target = int(logits.argmax(1)) if class_index is None else class_index
-        model.zero_grad(set_to_none=True)
-        logits[0, target].backward()
+        torch.autograd.grad(logits[0, target], x)  # the hook gets the layer's; no parameter gradients are kept
     activation, gradient = store["activation"].detach(), store["grad"].detach()
     weights = gradient.mean(dim=(2, 3), keepdim=True)
     cam = F.relu((weights * activation).sum(1, keepdim=True))

@@ -1,6 +1,9 @@
-"""Components of the Classify page: the preprocessing inspector, top-k, Grad-CAM, feature maps, all models."""
+"""Components of the Classify page: the preprocessing inspector, top-k, Grad-CAM and the other explanations, feature
+maps, all models."""
 
 from __future__ import annotations
+
+import hashlib
 
 import numpy as np
 import pandas as pd
@@ -11,7 +14,7 @@ from PIL import Image
 from plotly.subplots import make_subplots
 
 from core import classifiers, labels
-from core.errors import ExplorerError
+from core.errors import CancelledError, ExplorerError
 from explorer import components, latencies, presenter, services, widgets
 from explorer.digit_pad import digit_pad
 
@@ -197,16 +200,90 @@ def _magnified(shown: list) -> None:
         column.caption(f"**{step.name}**, magnified ×{factor}")
 
 
+EXPLAINED_KEPT = 4  # heat maps a session keeps: a new colour or opacity must not recompute a slow method
+CANCELLED = "classify-cam-cancelled"  # the request whose computation the user cancelled
+
+
+def _request(model: classifiers.Classifier, x: torch.Tensor, method: str, layer: str) -> tuple[str, ...]:
+    """What a heat map depends on: the model, the image's exact tensor, the method and (if it uses one) the layer."""
+    uses_layer = services.EXPLANATIONS[method].uses_layer
+    return model.key, hashlib.sha1(x.numpy().tobytes()).hexdigest(), method, layer if uses_layer else ""
+
+
+def _explained(model: classifiers.Classifier, x: torch.Tensor, method: str, layer: str) -> torch.Tensor | None:
+    """The heat map of the top class by ``method``, kept for the session. A slow method shows a progress bar and a
+    Cancel button: pressing it starts a new run at once (``runner.fastReruns``: the button's callback marks the
+    request cancelled) and tells the running one to stop, which it does at its next element update, the progress
+    bar's, within one batch, freeing the model (seen in a browser with Streamlit 1.67). None while cancelled."""
+    request = _request(model, x, method, layer)
+    kept = st.session_state.setdefault("classify-cam-kept", {})
+    if request in kept:
+        return kept[request]
+    if st.session_state.get(CANCELLED) == request:
+        holder = st.empty()
+        with holder.container():
+            note = st.empty()
+            again = st.button(f"Compute {method}", key="classify-cam-again")
+        if not again:
+            note.info(f"{method} was cancelled.", icon=":material/cancel:")
+            return None
+        holder.empty()
+        del st.session_state[CANCELLED]
+    try:
+        heat = _computed(model, x, method, layer, request)
+    except CancelledError:
+        st.info(f"{method} was cancelled.", icon=":material/cancel:")
+        return None
+    except ExplorerError as error:  # a model whose arithmetic overflows
+        widgets.show_error(error)
+        return None
+    while len(kept) >= EXPLAINED_KEPT:
+        kept.pop(next(iter(kept)))
+    kept[request] = heat
+    return heat
+
+
+def _computed(model: classifiers.Classifier, x: torch.Tensor, method: str, layer: str,
+              request: tuple[str, ...]) -> torch.Tensor:
+    """Compute a heat map; a slow method with a progress bar and a Cancel button, both gone when it is done."""
+    if not services.EXPLANATIONS[method].slow:
+        return services.explanation(model, x, method, layer)
+    holder = st.empty()
+    with holder.container():
+        bar = st.progress(0.0, text=f"{method}: starting…")
+        st.button("Cancel", key="classify-cam-cancel", on_click=st.session_state.__setitem__,
+                  args=(CANCELLED, request), help="Stops the computation; the rest of the page stays.")
+
+    def report(done: float) -> None:
+        bar.progress(done, text=f"{method}: {done:.0%}")
+
+    try:
+        return services.explanation(model, x, method, layer, progress=report)
+    except CancelledError:
+        st.session_state[CANCELLED] = request
+        raise
+    finally:
+        holder.empty()
+
+
 def grad_cam(model: classifiers.Classifier, prepared, label: str, layers: list[str], titles: dict[str, str]) -> None:
-    """Grad-CAM of the top class: the image, the heat map with its colour scale, and the overlay side by side,
-    with the layer, the colour map and the overlay's opacity to choose (all kept in the URL)."""
-    st.subheader(f"Grad-CAM for “{widgets.literal(label)}”: where the evidence is")
+    """The top class explained by a chosen method (Grad-CAM by default): the image, the heat map with its colour
+    scale, and the overlay side by side, with the method, the layer (for the class activation maps), the colour
+    map and the overlay's opacity to choose (all kept in the URL)."""
+    heading = st.empty()
+    methods = list(services.EXPLANATIONS)
+    method = widgets.url_choice("classify-cam-method", methods, methods[0], lambda: st.radio(
+        "Method", methods, horizontal=True, key="classify-cam-method",
+        help="Grad-CAM, Grad-CAM++ and Score-CAM map a layer's evidence; the others score each input pixel. "
+             "Score-CAM, SmoothGrad, integrated gradients and occlusion take many forward passes.")) or methods[0]
+    chosen = services.EXPLANATIONS[method]
+    heading.subheader(f"{method} for “{widgets.literal(label)}”: where the evidence is")
     default = services.default_cam_layer(model.key)
     left, middle, right = st.columns([2, 1, 2])
     layer = widgets.url_choice("classify-cam-layer", layers, default, lambda: left.selectbox(
-        "Layer", layers, key="classify-cam-layer", format_func=titles.__getitem__,
+        "Layer", layers, key="classify-cam-layer", format_func=titles.__getitem__, disabled=not chosen.uses_layer,
         help="Default: the last convolution that still has a spatial map, where the evidence is most "
-             "class-specific.")) or default
+             "class-specific." if chosen.uses_layer else f"{method} scores the input's pixels: no layer.")) or default
     colours = list(services.COLORMAPS)
     colormap = widgets.url_choice("classify-cam-colours", colours, colours[0], lambda: middle.radio(
         "Colours", colours, horizontal=True, key="classify-cam-colours",
@@ -214,11 +291,19 @@ def grad_cam(model: classifiers.Classifier, prepared, label: str, layers: list[s
              "Inferno: black → yellow, perceptually uniform.")) or colours[0]
     alpha = right.slider("Heat-map opacity", 0.0, 1.0, 0.5, 0.05, key="classify-cam-opacity", bind="query-params",
                          help="0 shows the photo only, 1 the heat map only.")
-    heat = services.grad_cam(model, prepared.tensor, layer)
+    st.caption(chosen.summary)
+    heat = _explained(model, prepared.tensor, method, layer)
+    if heat is not None:
+        _heat_figure(prepared, heat, f"{method} at {layer}" if chosen.uses_layer else f"{method}, per pixel",
+                     alpha, colormap)
+
+
+def _heat_figure(prepared, heat: torch.Tensor, title: str, alpha: float, colormap: str) -> None:
+    """The model's input, the heat map with its colour scale, and the overlay, side by side."""
     base = torch.as_tensor(np.array(prepared.display.convert("RGB")))
     blended = services.overlay(base, heat, alpha, colormap)
     figure = make_subplots(rows=1, cols=3, horizontal_spacing=0.03,
-                           subplot_titles=("The model's input", f"Grad-CAM at {layer}", f"Overlay, opacity {alpha:.2f}"))
+                           subplot_titles=("The model's input", title, f"Overlay, opacity {alpha:.2f}"))
     figure.add_trace(go.Image(z=base.numpy(), hoverinfo="skip"), row=1, col=1)
     figure.add_trace(go.Heatmap(z=heat.numpy(), zmin=0, zmax=1, colorscale=services.plotly_colorscale(colormap),
                                 colorbar=dict(title=dict(text="evidence", side="right"), tickvals=[0, 0.5, 1],

@@ -17,6 +17,7 @@ import math
 import os
 import tempfile
 import threading
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -28,6 +29,7 @@ from core import (
     activity,
     analysis,
     archives,
+    attributions,
     checkpoints,
     classifiers,
     data,
@@ -624,6 +626,17 @@ def grad_cam(model: classifiers.Classifier, x: torch.Tensor, layer: str) -> torc
     """Grad-CAM of the top class on a shared model."""
     with _using_shared_model(model):
         return explain.grad_cam(model.model, x, layer)
+
+
+EXPLANATIONS = attributions.METHODS
+
+
+def explanation(model: classifiers.Classifier, x: torch.Tensor, method: str, layer: str,
+                progress: Callable[[float], None] | None = None) -> torch.Tensor:
+    """The heat map of the top class by ``method`` (core.attributions) on a shared model; the slow methods report
+    to ``progress`` (a page's progress bar: a rerun raised there stops the work and frees the model)."""
+    with _using_shared_model(model):
+        return attributions.heat_map(method, model.model, x, layer, progress=progress)
 
 
 def feature_maps(model: classifiers.Classifier, x: torch.Tensor, layer: str) -> torch.Tensor:

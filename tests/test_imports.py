@@ -65,6 +65,13 @@ def test_core_imports_neither_streamlit_nor_the_shell() -> None:
     assert _violations("core", ("streamlit", "explorer", "pages")) == {}
 
 
+def test_the_explanation_oracles_stay_in_the_tests() -> None:
+    """Captum and pytorch-grad-cam check core.attributions in the tests; the app never needs them."""
+    oracles = ("captum", "pytorch_grad_cam")
+    assert _violations("core", oracles) == {} and _violations("explorer", oracles) == {}
+    assert _violations("pages", oracles) == {}
+
+
 def test_pages_reach_core_only_through_explorer() -> None:
     assert _violations("pages", ("core",)) == {}
 
