@@ -15,8 +15,7 @@ import torch
 import torch.distributed as dist
 
 from core.sidecars import CheckpointError
-
-Shard = tuple[int, int]  # (rank, world size)
+from core.training.batches import Shard
 
 # What a rank keeps to itself: restored from its own part of the saved state, never from rank 0's.
 OWN = ("order", "epoch_loss", "epoch_correct", "epoch_seen", "train_loss", "train_acc", "rng_cpu",

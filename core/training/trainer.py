@@ -22,9 +22,9 @@ import torch
 from torch import nn
 
 from core import checkpoints, devices, models
-from core.training import ranks
 from core.data import FolderData, InMemoryData
 from core.models.base import ExplorerModel
+from core.training import ranks
 from core.training.batches import (
     BatchSource,
     DeviceBatches,
@@ -417,7 +417,7 @@ class Trainer:
         until the process-group timeout. So the ranks agree (an all-reduce of both flags) at ``at`` points
         only: the start of an epoch and each progress report, where a GPU synchronises anyway. In between, a
         distributed rank goes on; a single process decides at once."""
-        if self.shard[1] > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
+        if ranks.distributed(self.shard):
             if not at:
                 return False, False
             on = self.device if torch.distributed.get_backend() == "nccl" else torch.device("cpu")
