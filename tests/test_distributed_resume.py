@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from core import checkpoints, runs
+from core.training import ranks
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
@@ -31,6 +32,19 @@ def torchrun(module: str, *args: str, stop_at: int = 0) -> subprocess.CompletedP
 
 def final_weights(store: runs.RunStore, run_id: str) -> dict[str, torch.Tensor]:
     return checkpoints.read_checkpoint(store.checkpoint_dir(run_id), "last").tensors
+
+
+def test_each_rank_takes_its_own_part_and_a_state_of_rank_0_alone_is_refused_to_the_others() -> None:
+    parts = [{"order": torch.arange(rank, 10, 2)} for rank in range(2)]
+    state = {"shard": [0, 2], "ranks": parts}
+    assert torch.equal(ranks.own_part(state, (1, 2))["order"], torch.arange(1, 10, 2))
+    with pytest.raises(checkpoints.CheckpointError, match="trained by 2 processes; resume it with as many"):
+        ranks.own_part(state, (0, 1))
+    legacy = {"shard": [0, 2], "order": torch.arange(0, 10, 2)}  # saved before every rank's part was kept
+    assert ranks.own_part(legacy, (0, 2)) is legacy
+    with pytest.raises(checkpoints.CheckpointError, match="first process only"):
+        ranks.own_part(legacy, (1, 2))
+    assert ranks.gather({"order": None}, (0, 1)) == [{"order": None}]  # one process: no process group needed
 
 
 @pytest.mark.slow  # separate Python processes
