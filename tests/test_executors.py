@@ -218,3 +218,30 @@ def test_a_stopped_run_of_two_processes_ends_both_together(executor: executors.R
     # Had the second rank gone on alone, it would wait in DDP for minutes and keep the job's task alive.
     wait_until(lambda: run_id not in executor.tasks, 60, f"run {run_id}'s task to end")
     assert "last" in store.checkpoints(run_id)
+
+
+@pytest.mark.slow
+def test_a_stopped_run_of_two_processes_resumes_to_the_weights_of_an_uninterrupted_one(
+        executor: executors.RayExecutor) -> None:
+    """Each rank's share of the epoch, running sums and random generators come back (issue 19, defect 4: rank 1
+    refused to resume from rank 0's state)."""
+    store = executor.store
+    config = training.TrainConfig(epochs=3, batch_size=16, seed=6, schedule="onecycle", augment=True, **DIGITS)
+    whole = store.create_run(config, processes=2)
+    assert store.wait(whole, timeout=300) == "completed", store.run(whole)["message"]
+    run_id = store.create_run(config, processes=2)
+    wait_until(lambda: store.metrics(run_id, "step"), 240, f"run {run_id} to train on Ray")
+    assert store.request_stop(run_id) == "stopping"
+    assert store.wait(run_id, timeout=120) == "stopped"
+    wait_until(lambda: run_id not in executor.tasks, 60, f"run {run_id}'s task to end")
+    stopped_at = checkpoints.read_sidecar(store.checkpoint_path(run_id, "last"))["step"]
+    assert 0 < stopped_at < store.run(whole)["progress"]["step"]
+    store.resume(run_id)
+    assert store.wait(run_id, timeout=300) == "completed", store.run(run_id)["message"]
+    assert "Resumed from the last checkpoint" in store.run(run_id)["message"]
+    assert store.run(run_id)["progress"]["step"] == store.run(whole)["progress"]["step"]
+    resumed = checkpoints.read_checkpoint(store.checkpoint_dir(run_id), "last").tensors
+    reference = checkpoints.read_checkpoint(store.checkpoint_dir(whole), "last").tensors
+    assert resumed.keys() == reference.keys()
+    for name, tensor in reference.items():
+        torch.testing.assert_close(resumed[name], tensor, rtol=0, atol=1e-6, msg=name)

@@ -6,6 +6,7 @@
     evaluation.py  the training loss and the evaluation of a split
     progress.py    the frozen Progress every subscriber reads; the hook names; StopTraining
     trainer.py     Trainer (the loop), the out-of-memory restart policy, fit()
+    ranks.py       every rank's own part of a distributed run's training state, gathered for its checkpoint
 """
 
 from core.training.batches import (

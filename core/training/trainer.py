@@ -24,6 +24,7 @@ from torch import nn
 from core import checkpoints, devices, models
 from core.data import FolderData, InMemoryData
 from core.models.base import ExplorerModel
+from core.training import ranks
 from core.training.batches import (
     BatchSource,
     DeviceBatches,
@@ -147,6 +148,7 @@ class Trainer:
         self.best_val_loss, self.best_epoch, self.epochs_without_improvement = math.inf, 0, 0
         self.best_step = 0
         self.best_weights: dict[str, torch.Tensor] | None = None  # a CPU copy, taken when validation improves
+        self.saved_step: int | None = None  # the step of the last "last" save (taken part in, on ranks above 0)
         self.images_seen = 0
         self.elapsed_before = 0.0  # seconds trained before a resume
         self.started = time.perf_counter()
@@ -270,8 +272,7 @@ class Trainer:
         """Set the final status, save where training ended, evaluate the test split, report ``on_fit_end``."""
         if self.status == "running":
             self.status = "completed"
-        saved_last = self.checkpoints.written.get("last") if self.checkpoints else None
-        if self.status != "failed" and (saved_last is None or saved_last["step"] != self.step):
+        if self.status != "failed" and self.saved_step != self.step:  # the same on every rank: a gather follows
             self.save("last")  # where it stopped, mid-epoch too (a failed run's weights are not worth keeping)
         self.test = self.test_figures()
         if self.checkpoints is not None:
@@ -323,7 +324,13 @@ class Trainer:
     # Checkpoints and resuming -------------------------------------------------------------------------
 
     def save(self, which: Which) -> None:
-        """Write the ``which`` checkpoint, if this run keeps checkpoints; the last one with its training state."""
+        """Write the ``which`` checkpoint, if this run keeps checkpoints; the last one with its training state.
+
+        Saving the last one is a collective in a distributed run: every rank hands rank 0 its own part of the
+        training state (``core.training.ranks``), whichever rank writes."""
+        parts = ranks.gather(self.own_state(), self.shard) if which == "last" else None
+        if which == "last":
+            self.saved_step = self.step
         if self.checkpoints is None:
             return
         progress = self.progress()
@@ -332,49 +339,49 @@ class Trainer:
             self.checkpoints.save("best", self.best_weights, progress, complete=True)
         else:
             self.checkpoints.save("last", self.model, progress, complete=self.order is None,
-                                  training_state=self.training_state())
+                                  training_state=self.training_state(parts))
 
-    def training_state(self) -> dict[str, Any]:
-        """Everything besides the weights that continuing this run needs (tensors and plain values only)."""
-        cuda = self.device.type == "cuda"
+    def own_state(self) -> dict[str, Any]:
+        """This rank's own part of the training state (its order, running sums and random generators)."""
+        return ranks.own_state(self.order, (self.epoch_loss, self.epoch_correct, self.epoch_seen),
+                               (self.train_loss, self.train_acc), self.generator, self.device)
+
+    def training_state(self, parts: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """Everything besides the weights that continuing this run needs (tensors and plain values only): what
+        the ranks share, and under ``ranks`` every rank's own part (``parts``, by rank; else this one's)."""
         return {
             "config": config_dict(self.config), "shard": list(self.shard),
+            "ranks": parts if parts is not None else [self.own_state()],
             "epochs_done": self.epochs_done, "step": self.step, "position": self.position,
-            "order": self.order.cpu() if self.order is not None else None,
             "batch_size": self.batch_size, "eval_batch_size": self.eval_batch_size,
             "steps_per_epoch": self.steps_per_epoch, "total_steps": self.total_steps,
-            "epoch_loss": float(self.epoch_loss), "epoch_correct": int(self.epoch_correct),
-            "epoch_seen": self.epoch_seen, "train_loss": self.train_loss, "train_acc": self.train_acc,
             "val_loss": self.val_loss, "val_acc": self.val_acc, "history": [row.as_dict() for row in self.history],
             "best_val_loss": self.best_val_loss, "best_epoch": self.best_epoch, "best_step": self.best_step,
             "epochs_without_improvement": self.epochs_without_improvement, "images_seen": self.images_seen,
             "elapsed": self.elapsed, "optimizer": self.optimizer.state_dict(), "schedule": self.schedule.state_dict(),
-            "rng_cpu": torch.get_rng_state(), "rng_generator": self.generator.get_state(),
-            "rng_cuda": torch.cuda.get_rng_state(self.device) if cuda else None,
         }
 
     def restore(self, resume: checkpoints.Resume) -> None:
         """Continue from a saved training state: counters, history, optimiser, schedule, random generators."""
         state = resume.state
-        if tuple(state["shard"]) != tuple(self.shard):
-            raise checkpoints.CheckpointError(f"This run was trained by {state['shard'][1]} processes; resume it "
-                                              f"with as many (not {self.shard[1]}).")
+        own = ranks.own_part(state, self.shard)  # this rank's order, sums and generators
         for name in ("epochs_done", "step", "position", "batch_size", "eval_batch_size", "steps_per_epoch",
-                     "total_steps", "epoch_seen", "train_loss", "train_acc", "val_loss", "val_acc", "best_val_loss",
-                     "best_epoch", "best_step", "epochs_without_improvement", "images_seen"):
+                     "total_steps", "val_loss", "val_acc", "best_val_loss", "best_epoch", "best_step",
+                     "epochs_without_improvement", "images_seen"):
             setattr(self, name, state[name])
-        self.order = state["order"].to(self.device) if state["order"] is not None else None
-        self.epoch_loss.fill_(state["epoch_loss"])
-        self.epoch_correct.fill_(state["epoch_correct"])
+        self.epoch_seen, self.train_loss, self.train_acc = own["epoch_seen"], own["train_loss"], own["train_acc"]
+        self.order = own["order"].to(self.device) if own["order"] is not None else None
+        self.epoch_loss.fill_(own["epoch_loss"])
+        self.epoch_correct.fill_(own["epoch_correct"])
         self.history = [EpochFigures(**row) for row in state["history"]]
         self.elapsed_before = state["elapsed"]
         self.best_weights = resume.best_weights
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["schedule"])
-        torch.set_rng_state(state["rng_cpu"])
-        self.generator.set_state(state["rng_generator"])
-        if self.device.type == "cuda" and state["rng_cuda"] is not None:
-            torch.cuda.set_rng_state(state["rng_cuda"], self.device)
+        torch.set_rng_state(own["rng_cpu"])
+        self.generator.set_state(own["rng_generator"])
+        if self.device.type == "cuda" and own["rng_cuda"] is not None:
+            torch.cuda.set_rng_state(own["rng_cuda"], self.device)
         where = f"end of epoch {self.epochs_done}" if self.order is None else f"epoch {self.epoch}, step {self.step}"
         self.say(f"Resumed from the last checkpoint ({where}).")
         if resume.note:  # a damaged best checkpoint: resumed without it
@@ -410,7 +417,7 @@ class Trainer:
         until the process-group timeout. So the ranks agree (an all-reduce of both flags) at ``at`` points
         only: the start of an epoch and each progress report, where a GPU synchronises anyway. In between, a
         distributed rank goes on; a single process decides at once."""
-        if self.shard[1] > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
+        if ranks.distributed(self.shard):
             if not at:
                 return False, False
             on = self.device if torch.distributed.get_backend() == "nccl" else torch.device("cpu")
