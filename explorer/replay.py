@@ -115,6 +115,7 @@ def view(run: dict[str, Any]) -> bool:
     key = f"replay-clock-{run['id']}"
     if speed is None:
         st.session_state.pop(key, None)  # opened again, a replay starts from the beginning
+        st.session_state.pop(f"replay-rows-{run['id']}", None)
         return False
     recording = _recording(run)
     if not recording.duration:
