@@ -156,15 +156,15 @@ def _buttons(key: str, end: float) -> None:
                                  "start": lambda: replace(current, position=0.0, since=now if current.playing else None),
                                  "end": lambda: current.to_end(end)}[how]()
 
-    columns = st.columns(3)
+    row = st.container(horizontal=True)  # side by side, each as wide as its label
     if clock.playing and shown < end:
-        columns[0].button("Pause", key=f"{key}-pause", icon=":material/pause:", on_click=change, args=("pause",))
+        row.button("Pause", key=f"{key}-pause", icon=":material/pause:", on_click=change, args=("pause",))
     else:
-        columns[0].button("Play again" if shown >= end else "Play", key=f"{key}-play", icon=":material/play_arrow:",
+        row.button("Play again" if shown >= end else "Play", key=f"{key}-play", icon=":material/play_arrow:",
                           on_click=change, args=("play",))
-    columns[1].button("From the start", key=f"{key}-start", icon=":material/replay:", on_click=change,
+    row.button("From the start", key=f"{key}-start", icon=":material/replay:", on_click=change,
                       args=("start",))
-    columns[2].button("Jump to the end", key=f"{key}-end", icon=":material/skip_next:", on_click=change,
+    row.button("Jump to the end", key=f"{key}-end", icon=":material/skip_next:", on_click=change,
                       args=("end",), disabled=shown >= end)
 
 
@@ -175,6 +175,7 @@ def _screen(run: dict[str, Any], recording: Recording, key: str) -> None:
     if clock.at(time.monotonic(), end) >= end:
         _frame(run, recording, end, clock.speed)
         training_view.show_test_figures(run)
+        training_view.downloads(run)  # (the figures' caption says where the checkpoint is)
         return
 
     @st.fragment(run_every=EVERY if clock.playing else None)

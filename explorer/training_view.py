@@ -262,7 +262,7 @@ def _finished(run: dict[str, Any]) -> None:
         steps_per_epoch = max(e["step"] for e in epochs) / len(epochs)
         st.plotly_chart(curves(steps, epochs, steps_per_epoch), width="stretch", key=f"done-{run['id']}")
     show_test_figures(run)
-    _downloads(run)
+    downloads(run)
 
 
 def show_test_figures(run: dict[str, Any]) -> None:
@@ -341,7 +341,7 @@ def _actions(run: dict[str, Any]) -> None:
                 st.rerun()
 
 
-def _downloads(run: dict[str, Any]) -> None:
+def downloads(run: dict[str, Any]) -> None:
     """Every saved checkpoint of the run, whatever its status, with its JSON sidecar; a damaged one is not offered
     (its bytes no longer match the SHA-256 recorded when it was saved) and the page says so."""
     files = widgets.attempt(services.checkpoint_downloads, run["id"])

@@ -99,6 +99,7 @@ def test_a_replay_from_the_url_plays_the_curves_and_reaches_the_runs_final_figur
     assert _progress(at).startswith("Replay at 60× · Epoch 3/3 · 100%")
     assert {k: v for k, v in _metrics(at).items() if k in _final(digits_run)} == _final(digits_run)
     assert at.button(key=f"replay-clock-{digits_run}-play").label == "Play again"
+    assert any(d.label == "Best checkpoint" for d in at.download_button), "the checkpoint the figures name"
 
 
 def test_a_replay_that_plays_on_reaches_the_end_by_itself(digits_run: str) -> None:
