@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
@@ -26,7 +27,8 @@ LIVE_EVERY = 3.0
 CURVES_EVERY = 6.0
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
+    """Seconds as "2 min 05 s" ("…" when not known)."""
     if not math.isfinite(seconds):
         return "…"
     minutes, seconds = divmod(int(round(seconds)), 60)
@@ -62,7 +64,7 @@ def _value_axes(figure: go.Figure, batch_x: list[float], steps: list[dict[str, f
         figure.update_xaxes(axes.plotly_linear(low, high + 0.02 * (high - low or 1), epochs=high - low >= 2))
 
 
-def _thinned(steps: list[dict[str, float]]) -> list[dict[str, float]]:
+def thinned(steps: list[dict[str, float]]) -> list[dict[str, float]]:
     """Every k-th batch point (and the latest): what a browser draws stays small."""
     if len(steps) <= DRAWN_POINTS:
         return steps
@@ -74,7 +76,7 @@ def curves(steps: list[dict[str, float]], epochs: list[dict[str, float]], steps_
     """Loss, accuracy and learning rate: per batch (train) and per epoch (train and validation); interactive,
     for an ended run (the live view draws the same curves as an image: ``live_curves``)."""
     figure = make_subplots(rows=1, cols=3, subplot_titles=("Loss", "Accuracy", "Learning rate"))
-    steps = _thinned(steps)
+    steps = thinned(steps)
     batch_x = [s["step"] / steps_per_epoch for s in steps] if steps_per_epoch else [float(s["step"]) for s in steps]
     if steps:
         batch_line = dict(color=live_curves.BATCH, width=1.6)
@@ -99,8 +101,9 @@ def curves(steps: list[dict[str, float]], epochs: list[dict[str, float]], steps_
     return presenter.figure(figure, height=360)
 
 
-def follow(run_id: str) -> None:
-    """The followed run: live while it is queued or running (polling the store), then its results.
+def follow(run_id: str, replay: Callable[[dict[str, Any]], bool] | None = None) -> None:
+    """The followed run: live while it is queued or running (polling the store), then its results, or what
+    ``replay(run)`` draws instead of them when it returns True (``explorer.replay.view``).
 
     Watching must not slow the run: the header and the buttons are drawn once per change of status, and
     the polled fragment draws only what moves (the progress line, and the curves as one image)."""
@@ -109,7 +112,8 @@ def follow(run_id: str) -> None:
         return
     _header(run)
     if run["status"] not in services.RUN_ACTIVE:
-        _finished(run)
+        if not (replay and replay(run)):
+            _finished(run)
         if run["status"] == "interrupted":  # a trainer that only paused (a gap in its heartbeats) may come back
             _redraw_when_status_changes(run_id, run["status"])
         return
@@ -188,7 +192,7 @@ def _live_image(run: dict[str, Any]) -> str | None:
         return None
     epochs = progress.get("epochs") or 0
     steps_per_epoch = progress["total_steps"] / epochs if epochs and progress.get("total_steps") else 0
-    image = live_curves.svg(_thinned(seen["steps"]), seen["epochs"], steps_per_epoch, scale)
+    image = live_curves.svg(thinned(seen["steps"]), seen["epochs"], steps_per_epoch, scale)
     st.session_state[f"curves-image-{run['id']}"] = {"svg": image, "at": time.monotonic(),
                                                       "epoch": progress.get("epoch"), "scale": scale}
     return image
@@ -230,8 +234,8 @@ def _progress(run: dict[str, Any]) -> None:
     if progress:
         done = progress["step"] / progress["total_steps"] if progress.get("total_steps") else 0.0
         st.progress(min(done, 1.0), text=f"Epoch {progress['epoch']}/{progress['epochs']} · {done:.0%} · "
-                    f"{progress['images_per_second']:,.0f} images/s · {_duration(progress['elapsed'])} elapsed · "
-                    f"ETA {_duration(progress['eta'])}")
+                    f"{progress['images_per_second']:,.0f} images/s · {duration(progress['elapsed'])} elapsed · "
+                    f"ETA {duration(progress['eta'])}")
         for message in progress.get("messages") or []:
             st.info(widgets.literal(services.public_text(message)))
     else:
@@ -257,11 +261,12 @@ def _finished(run: dict[str, Any]) -> None:
     if epochs:
         steps_per_epoch = max(e["step"] for e in epochs) / len(epochs)
         st.plotly_chart(curves(steps, epochs, steps_per_epoch), width="stretch", key=f"done-{run['id']}")
-    _test_figures(run)
-    _downloads(run)
+    show_test_figures(run)
+    downloads(run)
 
 
-def _test_figures(run: dict[str, Any]) -> None:
+def show_test_figures(run: dict[str, Any]) -> None:
+    """The test figures of an ended run: accuracy, loss, the confusion matrix, per class, the misclassified."""
     test = run.get("test")
     if not test:
         return
@@ -270,7 +275,7 @@ def _test_figures(run: dict[str, Any]) -> None:
     columns[1].metric("Test loss", f"{test['loss']:.4f}")
     best = run["best_val_acc"]
     columns[2].metric("Best validation accuracy", f"{best:.2%}" if best is not None and math.isfinite(best) else "–")
-    columns[3].metric("Training time", _duration(run["elapsed"] or 0))
+    columns[3].metric("Training time", duration(run["elapsed"] or 0))
     if test.get("checkpoint"):
         where = f"epoch {test.get('epoch')}, step {test.get('step')}"
         kept = "saved, downloadable below" if test.get("saved") else "not saved"
@@ -336,7 +341,7 @@ def _actions(run: dict[str, Any]) -> None:
                 st.rerun()
 
 
-def _downloads(run: dict[str, Any]) -> None:
+def downloads(run: dict[str, Any]) -> None:
     """Every saved checkpoint of the run, whatever its status, with its JSON sidecar; a damaged one is not offered
     (its bytes no longer match the SHA-256 recorded when it was saved) and the page says so."""
     files = widgets.attempt(services.checkpoint_downloads, run["id"])

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from explorer import components, dataset_panel, services, training_view, widgets
+from explorer import components, dataset_panel, replay, services, training_view, widgets
 
 st.title("Training")
 if not widgets.store_ok():
@@ -58,7 +58,7 @@ if started:
         widgets.run_url(run_id)
 
 if followed:
-    training_view.follow(followed)
+    training_view.follow(followed, replay.view)  # a finished run can be replayed (?replay=30)
 
 st.divider()
 training_view.history()
