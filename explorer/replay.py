@@ -22,6 +22,7 @@ import streamlit as st
 
 from explorer import live_curves, presenter, services, training_view, widgets
 
+SHOWN_KEY = "replay-shown-run"  # the run the replay control was last drawn for
 PARAM = "replay"  # the URL parameter (and the speed control's key): ?replay=30 replays at 30×
 OFF = "off"
 SPEEDS = ("1", "5", "10", "30", "60")
@@ -110,7 +111,12 @@ def speed_choice() -> int | None:
 
 def view(run: dict[str, Any]) -> bool:
     """The replay control of an ended run; while a speed is chosen, the replay (True), drawn instead of the
-    run's results; False when the replay is off."""
+    run's results; False when the replay is off. Another run opened from the history (or started) opens
+    without a replay: the speed belongs to the run it was chosen for."""
+    shown = st.session_state.get(SHOWN_KEY)
+    st.session_state[SHOWN_KEY] = run["id"]
+    if shown is not None and shown != run["id"]:
+        st.session_state[PARAM] = OFF  # before the control is drawn: url_choice keeps it and clears the URL
     speed = speed_choice()
     key = f"replay-clock-{run['id']}"
     if speed is None:

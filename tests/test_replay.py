@@ -158,3 +158,16 @@ def test_a_run_with_nothing_recorded_says_so(monkeypatch: pytest.MonkeyPatch, di
     monkeypatch.setattr(RunStore, "metrics", lambda self, run_id, kind="epoch", after_step=-1: [])
     at = open_page("training", run=digits_run, replay="5")
     assert any("nothing to replay" in i.value for i in at.info)
+
+
+def test_another_run_opened_from_the_history_opens_without_a_replay(digits_run: str) -> None:
+    from explorer import services
+    from tests.conftest import finished_run
+
+    other = finished_run(services.run_store(), epochs=1)
+    at = open_page("training", run=digits_run, replay="30")
+    assert at.segmented_control(key="replay").value == "30"
+    at.selectbox(key="open-run").set_value(other).run()
+    assert not at.exception
+    assert at.segmented_control(key="replay").value == "off" and "replay" not in at.query_params
+    assert at.query_params["run"] == [other] or at.query_params["run"] == other
