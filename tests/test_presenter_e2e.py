@@ -90,7 +90,8 @@ def _milliseconds(text: str) -> float:
 
 # "p10–p90 0.29–0.40 ms · CPU · x86_64, 2 threads of 2 cores · measured with no run training"
 CLASSIFY_NOTE = re.compile(r"p10–p90 [\d,.]+–[\d,.]+ ms · (?P<conditions>.+ · measured "
-                           r"(?:with no run training|while \d+ runs? (?:was|were) training))")
+                           r"(?:with no run training|while \d+ runs? (?:was|were) training))"
+                           r"(?: · a wide spread: .+)?")  # a busy machine: the note says the figure is rough
 
 
 def _classify_and_compare_state_one_rule(page, url: str) -> None:
