@@ -24,6 +24,28 @@ def replay_url(digits_run: str) -> Iterator[str]:
         yield running.url
 
 
+@pytest.fixture(scope="module")
+def slow_run(digits_run: str) -> str:
+    """``digits_run`` as if it had trained for 8 s: its rows, figures and status copied into a new run with every
+    ``elapsed`` stretched (the digits train in a fraction of a second on a quiet machine, which a 1× replay passes
+    between two redraws)."""
+    from core import training
+    from explorer import services
+
+    store = services.run_store()
+    run = store.run(digits_run)
+    copy = store.create_run(training.TrainConfig(**run["config"]), status="running", worker="test")
+    stretch = 8.0 / max(run["progress"]["elapsed"], 1e-3)
+    for kind in ("step", "epoch"):
+        for row in store.metrics(digits_run, kind):
+            values = {k: v for k, v in row.items() if k not in ("epoch", "step", "elapsed")}
+            store.log(copy, kind, int(row["epoch"]), int(row["step"]), row["elapsed"] * stretch, values)
+    progress = {**run["progress"], "elapsed": run["progress"]["elapsed"] * stretch}
+    store.update_run(copy, status="completed", test=run["test"], progress=progress, elapsed=progress["elapsed"],
+                     best_val_acc=run["best_val_acc"], heartbeat=None)
+    return copy
+
+
 def _query(page: Page) -> dict[str, list[str]]:
     return urllib.parse.parse_qs(urllib.parse.urlparse(page.url).query)
 
@@ -69,10 +91,11 @@ _WATCH_PROGRESS = """() => {
 }"""
 
 
-def test_a_replay_at_1x_draws_the_run_as_it_went_then_its_figures(page: Page, replay_url: str, digits_run: str) -> None:
+def test_a_replay_at_1x_draws_the_run_as_it_went_then_its_figures(page: Page, replay_url: str, slow_run: str) -> None:
     """Paused at the start, then played: only the fragment's redraws can take it through the epochs to the end."""
     from explorer import services
 
+    digits_run = slow_run  # recorded over 8 s
     accuracy = f"{services.run(digits_run)['test']['accuracy']:.2%}"
     open_page(page, f"{replay_url}/training?run={digits_run}&replay=1")
     button = f".st-key-replay-clock-{digits_run}-{{}} button"
