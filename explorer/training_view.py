@@ -13,7 +13,7 @@ from plotly.subplots import make_subplots
 
 from core import labels, transfer
 from core.errors import ExplorerError
-from explorer import axes, components, live_curves, presenter, services, widgets
+from explorer import axes, components, export_view, live_curves, presenter, services, widgets
 
 STEP_POINTS = 2000  # the live curve keeps at most this many per-batch points
 DRAWN_POINTS = 400  # per-batch points drawn per curve
@@ -259,6 +259,7 @@ def _finished(run: dict[str, Any]) -> None:
         st.plotly_chart(curves(steps, epochs, steps_per_epoch), width="stretch", key=f"done-{run['id']}")
     _test_figures(run)
     _downloads(run)
+    export_view.panel(run)
 
 
 def _test_figures(run: dict[str, Any]) -> None:
