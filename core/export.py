@@ -3,13 +3,16 @@
 Every export is checked the moment it is made: the file is loaded back (ONNX with onnxruntime, ``.pt2`` with
 ``torch.export.load``), run on a fixed sample batch, and its outputs compared with the model's; the largest absolute
 difference is returned beside the file, and an export that differs by more than the tolerance is refused. The
-"as code" export, one runnable Python file with the model's source, is in ``core.export_code``.
+"as code" export, one runnable Python file with the model's source, is in ``core.export_code``; diagrams (Graphviz
+DOT) become SVG and PNG through Graphviz's ``dot`` program.
 """
 
 from __future__ import annotations
 
 import io
 import math
+import shutil
+import subprocess
 import warnings
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -156,3 +159,25 @@ def export(model: nn.Module, sidecar: dict[str, Any], format: Format, tolerance:
     if format not in exporters:
         raise ExportError(f"Unknown export format {format!r}; choose onnx or pt2.")
     return exporters[format](model, sample_for(sidecar), tolerance)
+
+
+DOT_TIMEOUT = 60.0  # seconds; Inception-v3 with every block open draws in well under one
+
+
+def render_dot(source: str, format: Literal["svg", "png"]) -> bytes:
+    """A Graphviz DOT diagram drawn as SVG or PNG (144 dpi on white) by the ``dot`` program; an ExportError if
+    Graphviz is not installed or cannot draw it."""
+    program = shutil.which("dot")
+    if program is None:
+        raise ExportError("Graphviz's dot program is not installed here (apt-get install graphviz), so the diagram "
+                          "cannot be drawn as SVG or PNG; its DOT source can still be downloaded.")
+    options = ["-Tsvg"] if format == "svg" else ["-Tpng", "-Gdpi=144", "-Gbgcolor=white"]
+    try:
+        drawn = subprocess.run([program, *options], input=source.encode(), capture_output=True, timeout=DOT_TIMEOUT,
+                               check=False)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        raise ExportError(f"Graphviz could not draw the diagram: {_first_line(error)}") from None
+    if drawn.returncode != 0 or not drawn.stdout:
+        message = drawn.stderr.decode(errors="replace").strip() or f"dot exited with {drawn.returncode}"
+        raise ExportError(f"Graphviz could not draw the diagram: {message.splitlines()[0][:200]}")
+    return drawn.stdout

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -158,3 +159,31 @@ def test_a_trained_runs_code_file_loads_its_downloaded_checkpoint(digits_run: st
     (tmp_path / made.file_name.replace(".py", ".safetensors")).write_bytes(best.weights)  # as both are downloaded
     checked = _python(tmp_path, made.file_name, "--check")
     assert checked.returncode == 0 and "same outputs" in checked.stdout, checked.stdout + checked.stderr
+
+
+needs_dot = pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz's dot is not installed (tests/run.sh "
+                                                                   "installs it)")
+
+
+@needs_dot
+def test_a_dot_diagram_is_drawn_as_svg_and_png() -> None:
+    source = 'digraph g { a [label="conv1\\n6×24×24"]; a -> b; }'
+    svg = export.render_dot(source, "svg").decode()
+    assert "<svg" in svg and "conv1" in svg and "6×24×24" in svg
+    assert export.render_dot(source, "png").startswith(b"\x89PNG\r\n\x1a\n")
+    with pytest.raises(ExportError, match="could not draw"):
+        export.render_dot("digraph { a -> ", "svg")
+
+
+def test_without_graphviz_the_diagram_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(ExportError, match="apt-get install graphviz"):
+        export.render_dot("digraph { a }", "png")
+
+
+@needs_dot
+def test_the_architectures_page_offers_the_diagram_as_svg_png_and_dot() -> None:
+    at = open_page("architectures", model="resnet18", tab="Block diagram", **{"open-resnet18": "layer1.0"})
+    keys = {element.proto.id for element in at.get("download_button")}
+    for format in ("svg", "png", "dot"):
+        assert any(f"resnet18-topology-{format}" in key for key in keys), keys
