@@ -1,4 +1,5 @@
-"""The exports of a finished run on the Training page: ONNX, a ``torch.export`` program and "as code".
+"""The exports of the Training page: a finished run as ONNX, a ``torch.export`` program and "as code", and the run
+history as CSV.
 
 Each is made when its button is pressed (loading the checkpoint and exporting VGG-16 takes seconds and
 hundreds of MB), verified by reloading it (core.export), and kept in the session for the run on screen only.
@@ -6,9 +7,11 @@ hundreds of MB), verified by reloading it (core.export), and kept in the session
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import pandas as pd
 import streamlit as st
 
 from core import checkpoints, export, export_code
@@ -84,3 +87,39 @@ def panel(run: dict[str, Any]) -> None:
         column.download_button(download, made.data, file_name=made.file_name, mime=made.mime, on_click="ignore",
                                key=f"export-download-{kind}-{run_id}", icon=":material/download:")
         column.caption(widgets.literal(made.check))
+
+
+FINAL = ("train_loss", "train_acc", "val_loss", "val_acc", "lr")  # the last epoch's figures, as the store keeps them
+
+
+def history_table(runs: list[dict[str, Any]], last_epoch: Callable[[str], dict[str, Any]]) -> pd.DataFrame:
+    """One row per run: what it is, its final metrics (the last epoch's, the best validation accuracy, the test
+    figures) and every hyperparameter of its config (columns ``config.NAME``)."""
+    rows = []
+    for run in runs:
+        final = last_epoch(run["id"])
+        test = run.get("test") or {}
+        rows.append({"run": run["id"], "model": run["arch"], "data": run["dataset"], "status": run["status"],
+                     "epochs_done": final.get("epoch"), **{f"final_{name}": final.get(name) for name in FINAL},
+                     "best_val_acc": run.get("best_val_acc"), "test_acc": test.get("accuracy"),
+                     "test_loss": test.get("loss"), "time_s": run.get("elapsed"),
+                     **{f"config.{key}": value for key, value in (run.get("config") or {}).items()}})
+    return pd.DataFrame(rows)
+
+
+def history_csv() -> bytes:
+    """The run history with hyperparameters and final metrics as CSV (made when its button is pressed)."""
+    store = services.run_store()
+
+    def last_epoch(run_id: str) -> dict[str, Any]:
+        epochs = store.metrics(run_id, "epoch")
+        return epochs[-1] if epochs else {}
+
+    return history_table(store.runs(), last_epoch).to_csv(index=False).encode()
+
+
+def history_button() -> None:
+    """Download the run history as CSV: each run's hyperparameters and final metrics."""
+    st.download_button("Download the history (CSV: hyperparameters and final metrics)", history_csv,
+                       file_name="runs.csv", mime="text/csv", on_click="ignore", key="history-csv",
+                       icon=":material/download:")

@@ -382,6 +382,7 @@ def history() -> None:
         "best val acc": st.column_config.NumberColumn(format="%.4f"),
         "test acc": st.column_config.NumberColumn(format="%.4f"),
         "time (s)": st.column_config.NumberColumn(format="%.1f")})
+    export_view.history_button()
     for text in dict.fromkeys(note(r["config"]) for r in runs if r["config"]):
         random_weights_warning(text)
     # While a run trains, the overlay waits to be asked for: its chart costs each opening tab ~0.8 s of CPU,

@@ -187,3 +187,20 @@ def test_the_architectures_page_offers_the_diagram_as_svg_png_and_dot() -> None:
     keys = {element.proto.id for element in at.get("download_button")}
     for format in ("svg", "png", "dot"):
         assert any(f"resnet18-topology-{format}" in key for key in keys), keys
+
+
+def test_the_run_history_csv_holds_hyperparameters_and_final_metrics(digits_run: str) -> None:
+    import pandas as pd
+
+    from explorer import export_view, services
+
+    table = pd.read_csv(io.BytesIO(export_view.history_csv()))
+    row = table[table["run"] == digits_run].iloc[0]
+    run = services.run_store().run(digits_run)
+    last = services.run_store().metrics(digits_run, "epoch")[-1]
+    assert (row["model"], row["status"], row["epochs_done"]) == ("lenet5", "completed", 3)
+    assert row["config.lr"] == run["config"]["lr"] and row["config.optimizer"] == run["config"]["optimizer"]
+    assert row["final_val_acc"] == pytest.approx(last["val_acc"]) and row["test_acc"] == pytest.approx(
+        run["test"]["accuracy"])
+    at = open_page("training")
+    assert any("history-csv" in element.proto.id for element in at.get("download_button"))
