@@ -204,3 +204,28 @@ def test_the_run_history_csv_holds_hyperparameters_and_final_metrics(digits_run:
         run["test"]["accuracy"])
     at = open_page("training")
     assert any("history-csv" in element.proto.id for element in at.get("download_button"))
+
+
+def _chart_formats(at) -> list[str]:
+    return [json.loads(chart.proto.config)["toImageButtonOptions"]["format"] for chart in at.get("plotly_chart")]
+
+
+def test_every_chart_downloads_png_or_svg_as_chosen_in_the_sidebar(digits_run: str) -> None:
+    at = open_page("training", run=digits_run)  # the finished run's curves and confusion matrix, the overlay
+    assert len(_chart_formats(at)) >= 2 and set(_chart_formats(at)) == {"png"}
+    at.radio(key="chart-format").set_value("SVG").run()
+    no_exception(at)
+    assert set(_chart_formats(at)) == {"svg"}
+    at.switch_page("../pages/architectures.py").run()  # the choice holds on every page
+    assert _chart_formats(at) and set(_chart_formats(at)) == {"svg"}
+
+
+def test_every_plotly_chart_of_the_app_takes_the_download_config() -> None:
+    import ast
+
+    root = Path(__file__).resolve().parents[1]
+    calls = [(path.name, node.lineno) for folder in ("explorer", "pages") for path in (root / folder).glob("*.py")
+             for node in ast.walk(ast.parse(path.read_text())) if isinstance(node, ast.Call)
+             and isinstance(node.func, ast.Attribute) and node.func.attr == "plotly_chart"
+             and not any(keyword.arg == "config" for keyword in node.keywords)]
+    assert calls == []
