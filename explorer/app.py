@@ -11,8 +11,8 @@ if str(ROOT) not in sys.path:  # `streamlit run` puts only explorer/ on the path
 
 import streamlit as st  # noqa: E402
 
+from explorer import chart_downloads, presenter, services, upload_budget, widgets  # noqa: E402
 from explorer import navigation as navigation_pages  # noqa: E402
-from explorer import presenter, services, upload_budget, widgets  # noqa: E402
 from explorer.navigation import HOME, HOME_ALIAS  # noqa: E402
 
 st.set_page_config(page_title="CNN Architecture Explorer", page_icon="🧠", layout="wide")
@@ -32,6 +32,7 @@ HIDDEN = [st.Page(_home_alias, title="Home", url_path=HOME_ALIAS, visibility="hi
 
 navigation = st.navigation(PAGES + HIDDEN)
 presenter.switch()  # every page follows presenter mode (the sidebar switch, or ?present=1)
+chart_downloads.choice()  # the format every chart's camera button saves
 services.serve_queue_at_start()  # once per server process: runs queued before a restart train without a visit
 with st.sidebar:
     st.caption(f"Device: {services.device_name()}")

@@ -15,7 +15,7 @@ from plotly.subplots import make_subplots
 
 from core import classifiers, labels
 from core.errors import CancelledError, ExplorerError
-from explorer import components, latencies, presenter, services, widgets
+from explorer import chart_downloads, components, latencies, presenter, services, widgets
 from explorer.digit_pad import digit_pad
 
 MAPS_SHOWN = 16
@@ -105,7 +105,8 @@ def inspect(model: classifiers.Classifier, name: str, payload: bytes) -> None:
                              orientation="h", marker_color="#4a6fa5", text=[f"{p:.1%}" for _, p in prediction.top][::-1]))
     chart.update_layout(title="Top predictions", xaxis=dict(range=[0, 1], tickformat=".0%"),
                         margin=dict(t=40, l=10), yaxis=dict(type="category"))
-    left.plotly_chart(presenter.figure(chart, height=300), width="stretch", key="classify-topk")
+    left.plotly_chart(presenter.figure(chart, height=300),
+                      config=chart_downloads.config(), width="stretch", key="classify-topk")
     right.metric("Prediction", widgets.literal(prediction.top[0][0]),  # a class (folder) name: Markdown renders it
                  help=f"probability {prediction.top[0][1]:.1%}")
     with st.spinner("Timing the model…"):
@@ -316,7 +317,8 @@ def _heat_figure(prepared, heat: torch.Tensor, title: str, alpha: float, colorma
                               f"yaxis{axis}": dict(visible=False, autorange="reversed", scaleanchor=f"x{axis}",
                                                    constrain="domain")})
     figure.update_layout(margin=dict(t=40, b=10, l=10, r=10))
-    st.plotly_chart(presenter.figure(figure, height=340), width="stretch", key="classify-gradcam")
+    st.plotly_chart(presenter.figure(figure, height=340),
+                    config=chart_downloads.config(), width="stretch", key="classify-gradcam")
 
 
 def batch_table(model: classifiers.Classifier, inputs: list[tuple[str, bytes]]) -> None:

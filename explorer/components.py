@@ -18,7 +18,7 @@ from PIL import Image
 from core import labels, models
 from core.analysis import ModelSummary, format_count, format_pair, format_shape
 from core.fidelity import NOTES_SOURCE, FidelityRow
-from explorer import axes, presenter, services, widgets
+from explorer import axes, chart_downloads, presenter, services, widgets
 
 MACS_NOTE = (
     "MACs are multiply-accumulates (one multiplication and one addition): 1 MAC = 2 FLOPs. "
@@ -309,11 +309,11 @@ def layer_charts(summary: ModelSummary) -> None:
     params = go.Figure(go.Bar(x=labels, y=[row.params for row in weighted], marker_color="#4a6fa5"))
     params.update_layout(title="Parameters per layer", xaxis_title=None, yaxis_title="parameters",
                          xaxis_showticklabels=len(labels) <= 40, height=360, margin=dict(t=40, b=10))
-    left.plotly_chart(counts_axis(params), width="stretch")
+    left.plotly_chart(counts_axis(params), config=chart_downloads.config(), width="stretch")
     macs = go.Figure(go.Bar(x=labels, y=[row.macs for row in weighted], marker_color="#c77d2e"))
     macs.update_layout(title="MACs per layer", yaxis_title="multiply-accumulates",
                        xaxis_showticklabels=len(labels) <= 40, height=360, margin=dict(t=40, b=10))
-    right.plotly_chart(counts_axis(macs), width="stretch")
+    right.plotly_chart(counts_axis(macs), config=chart_downloads.config(), width="stretch")
     spatial = [row for row in summary.rows if len(row.output_shape) == 3]
     shapes = go.Figure()
     shapes.add_trace(go.Scatter(x=[r.index for r in spatial], y=[r.output_shape[1] for r in spatial],
@@ -325,7 +325,7 @@ def layer_charts(summary: ModelSummary) -> None:
     shapes.update_layout(title="Feature map: resolution shrinks, channels grow", xaxis_title="layer #",
                          yaxis=dict(title="height (px)"), yaxis2=dict(title="channels", overlaying="y", side="right"),
                          height=360, margin=dict(t=40, b=10), legend=dict(orientation="h"))
-    st.plotly_chart(shapes, width="stretch")
+    st.plotly_chart(shapes, config=chart_downloads.config(), width="stretch")
 
 
 def fidelity_table(rows: list[FidelityRow]) -> None:

@@ -13,7 +13,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from core import classifiers, explain, imaging
-from explorer import presenter, services, widgets
+from explorer import chart_downloads, presenter, services, widgets
 
 MAPS_PER_STAGE = 6
 FIELD_COLOUR = (255, 64, 129)  # the receptive-field square: a magenta that stands out on photos and digits
@@ -94,7 +94,8 @@ def _map_chart(values: torch.Tensor, position: tuple[int, int], title: str, key:
     figure.update_layout(title=title, margin=dict(t=40, b=10, l=10, r=10), clickmode="event+select",
                          xaxis=dict(visible=False, constrain="domain"),
                          yaxis=dict(visible=False, autorange="reversed", scaleanchor="x", constrain="domain"))
-    st.plotly_chart(presenter.figure(figure, height=340), width="stretch", key=key, on_select="rerun",
+    st.plotly_chart(presenter.figure(figure, height=340),
+                    config=chart_downloads.config(), width="stretch", key=key, on_select="rerun",
                     selection_mode="points")
 
 
@@ -194,11 +195,12 @@ def convolution_by_hand(model: classifiers.Classifier, x: torch.Tensor, image: I
         several = at.kernel.shape[0] > 1
         columns = st.columns(3)
         columns[0].plotly_chart(_grid(at.kernel[i], f"Kernel, input channel {i}" if several else "Kernel", annotate),
-                                width="stretch", key=f"inside-kernel-{i}")
+                                config=chart_downloads.config(), width="stretch", key=f"inside-kernel-{i}")
         columns[1].plotly_chart(_grid(at.patch[i], f"Patch of input channel {i}" if several else "Patch of the input",
-                                      annotate, "Greys_r"), width="stretch", key=f"inside-patch-{i}")
-        columns[2].plotly_chart(_grid(at.kernel[i] * at.patch[i], "Kernel × patch", annotate), width="stretch",
-                                key=f"inside-product-{i}")
+                                      annotate, "Greys_r"),
+                                config=chart_downloads.config(), width="stretch", key=f"inside-patch-{i}")
+        columns[2].plotly_chart(_grid(at.kernel[i] * at.patch[i], "Kernel × patch", annotate),
+                                config=chart_downloads.config(), width="stretch", key=f"inside-product-{i}")
     agree = abs(at.weighted_sum - at.output) <= 1e-4 * max(1.0, abs(at.output))
     metrics = st.columns(3)
     metrics[0].metric("Σ kernel × patch + bias", f"{at.weighted_sum:.4f}",

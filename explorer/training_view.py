@@ -14,7 +14,7 @@ from plotly.subplots import make_subplots
 
 from core import labels, transfer
 from core.errors import ExplorerError
-from explorer import axes, components, live_curves, presenter, services, widgets
+from explorer import axes, chart_downloads, components, export_view, live_curves, presenter, services, widgets
 
 STEP_POINTS = 2000  # the live curve keeps at most this many per-batch points
 DRAWN_POINTS = 400  # per-batch points drawn per curve
@@ -260,9 +260,11 @@ def _finished(run: dict[str, Any]) -> None:
     _actions(run)
     if epochs:
         steps_per_epoch = max(e["step"] for e in epochs) / len(epochs)
-        st.plotly_chart(curves(steps, epochs, steps_per_epoch), width="stretch", key=f"done-{run['id']}")
+        st.plotly_chart(curves(steps, epochs, steps_per_epoch),
+                        config=chart_downloads.config(), width="stretch", key=f"done-{run['id']}")
     show_test_figures(run)
     downloads(run)
+    export_view.panel(run)
 
 
 def show_test_figures(run: dict[str, Any]) -> None:
@@ -285,11 +287,12 @@ def show_test_figures(run: dict[str, Any]) -> None:
     if presenter.active():  # cells large enough to read from the back of the room; the table below it
         st.plotly_chart(presenter.figure(components.confusion_heatmap(test, title, scale=False,
                                                                       cell=components.CELL_PX)),
-                        width="content", key=f"confusion-{run['id']}")
+                        config=chart_downloads.config(), width="content", key=f"confusion-{run['id']}")
         right = st.container()
     else:
         left, right = st.columns(2)
-        left.plotly_chart(components.confusion_heatmap(test, title), width="stretch", key=f"confusion-{run['id']}")
+        left.plotly_chart(components.confusion_heatmap(test, title),
+                          config=chart_downloads.config(), width="stretch", key=f"confusion-{run['id']}")
     per_class = pd.DataFrame(test["per_class"], index=classes).rename_axis("class").reset_index()
     right.dataframe(per_class, hide_index=True, column_config={
         name: st.column_config.NumberColumn(format="%.3f") for name in ("precision", "recall", "f1")})
@@ -386,6 +389,7 @@ def history() -> None:
         "best val acc": st.column_config.NumberColumn(format="%.4f"),
         "test acc": st.column_config.NumberColumn(format="%.4f"),
         "time (s)": st.column_config.NumberColumn(format="%.1f")})
+    export_view.history_button()
     for text in dict.fromkeys(note(r["config"]) for r in runs if r["config"]):
         random_weights_warning(text)
     # While a run trains, the overlay waits to be asked for: its chart costs each opening tab ~0.8 s of CPU,
@@ -405,7 +409,8 @@ def history() -> None:
             last = max([last, *(int(e["epoch"]) for e in epochs)])
         figure.update_layout(yaxis_title="validation accuracy", margin=dict(t=20), legend=dict(orientation="h", y=-0.3))
         figure.update_xaxes(axes.plotly_epochs(last))
-        st.plotly_chart(presenter.figure(figure, height=340), width="stretch", key="overlay-chart")
+        st.plotly_chart(presenter.figure(figure, height=340),
+                        config=chart_downloads.config(), width="stretch", key="overlay-chart")
     st.selectbox("Open a run", [None, *[r["id"] for r in runs]], key="open-run", on_change=_open_run,
                  format_func=lambda run_id: "choose a run…" if run_id is None else named.get(run_id, run_id))
 

@@ -9,7 +9,7 @@ import streamlit as st
 
 from core import data, labels, transfer
 from core.errors import quoted
-from explorer import axes, components, services, training_view, widgets
+from explorer import axes, chart_downloads, components, services, training_view, widgets
 
 PREVIEW = 8
 
@@ -30,7 +30,7 @@ def health_panel(dataset: data.InMemoryData | data.FolderData) -> None:
                                for name, splits in report.per_class.items() for split, n in splits.items()])
         left, right = st.columns([2, 1])
         left.plotly_chart(px.bar(counts, x="class", y="images", color="split", barmode="stack", height=280),
-                          width="stretch", key="health-counts")
+                          config=chart_downloads.config(), width="stretch", key="health-counts")
         sizes = sorted(report.sizes.items(), key=lambda item: -item[1])
         right.markdown("**Image sizes**  \n" + "  \n".join(f"{size}: {n:,}" for size, n in sizes[:6])
                        + (f"  \n… and {len(sizes) - 6} more" if len(sizes) > 6 else ""))
@@ -113,14 +113,15 @@ def race(group: str) -> None:
             training_view.random_weights_warning(text)
         figure.update_layout(yaxis_title="validation accuracy", height=340, margin=dict(t=20))
         figure.update_xaxes(axes.plotly_epochs(last))
-        st.plotly_chart(figure, width="stretch", key="race-curves")
+        st.plotly_chart(figure, config=chart_downloads.config(), width="stretch", key="race-curves")
         finished = [run for run in runs if run.get("test")]
         if finished:
             columns = st.columns(len(finished))
             for column, run in zip(columns, finished, strict=True):
                 title = widgets.chart_literal(labels.strategy_title(run["config"]["strategy"]))
                 heatmap = components.confusion_heatmap(run["test"], title, 300, scale=False)
-                column.plotly_chart(heatmap, width="stretch", key=f"race-confusion-{run['id']}")
+                column.plotly_chart(heatmap,
+                                    config=chart_downloads.config(), width="stretch", key=f"race-confusion-{run['id']}")
         if active and not running:
             st.rerun()
 

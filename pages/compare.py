@@ -4,7 +4,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from explorer import components, latencies, services, widgets
+from explorer import chart_downloads, components, latencies, services, widgets
 
 st.title("Compare")
 names = services.model_names()
@@ -38,7 +38,7 @@ bubbles = table.dropna(subset=["top-1 %"])
 if bubbles.empty:
     st.caption("None of the chosen models has a published ImageNet accuracy.")
 else:
-    st.plotly_chart(components.cost_accuracy_chart(bubbles), width="stretch")
+    st.plotly_chart(components.cost_accuracy_chart(bubbles), config=chart_downloads.config(), width="stretch")
     missing = sorted(set(table["model"]) - set(bubbles["model"]))
     st.caption("Bubble area: parameters. Accuracies are published figures (source in the table); "
                "the AlexNet point is the paper's one-network figure, since torchvision's AlexNet is a different variant."
@@ -50,13 +50,14 @@ by_kind = pd.DataFrame([
     for name, summary in summaries.items() for kind, count in summary.params_by("kind").items() if count
 ])
 st.plotly_chart(components.counts_axis(px.bar(by_kind, x="model", y="parameters", color="kind", barmode="stack",
-                                             height=420)), width="stretch")
+                                             height=420)), config=chart_downloads.config(), width="stretch")
 stage_model = st.selectbox("Per stage, for", chosen, format_func=components.display_name,
                            index=chosen.index("resnet50") if "resnet50" in chosen else 0)
 by_stage = pd.DataFrame([
     {"stage": stage, "parameters": count} for stage, count in summaries[stage_model].params_by("stage").items()
 ])
-st.plotly_chart(components.counts_axis(px.bar(by_stage, x="stage", y="parameters", height=360)), width="stretch")
+st.plotly_chart(components.counts_axis(px.bar(by_stage, x="stage", y="parameters", height=360)),
+                config=chart_downloads.config(), width="stretch")
 
 st.subheader("Forward latency on this device")
 st.caption(f"Measured here on each press: {latencies.RULE}; random inputs at each model's native size. The "
@@ -86,7 +87,7 @@ if st.session_state.get("latency-results"):
                   labels={"color": "batch"}, height=360, text=results["median ms"].map(components.milliseconds),
                   error_y=results["p90 ms"] - results["median ms"],
                   error_y_minus=results["median ms"] - results["p10 ms"])
-    st.plotly_chart(bars, width="stretch", key="latency-chart")
+    st.plotly_chart(bars, config=chart_downloads.config(), width="stretch", key="latency-chart")
     with st.container(key="latency-conditions"):
         st.caption(f"Bars: the median; whiskers: {latencies.SPREAD} (a tenth of the passes were faster than the "
                    "lower end, a tenth slower than the upper).")

@@ -8,14 +8,18 @@ bash scripts/venv.sh tests/requirements.txt
 venv=${VIRTUAL_ENV:-${VENV:-.venv}}
 python="$venv/bin/python"
 
-# The browser tests drive Debian's chromium: Playwright cannot download its own browser here.
-if [ ! -x /usr/bin/chromium ]; then
+# The browser tests drive Debian's chromium: Playwright cannot download its own browser here. The diagram's
+# SVG and PNG downloads are drawn by Graphviz's dot (package graphviz).
+missing=()
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v dot >/dev/null || missing+=(graphviz)
+if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   elif command -v sudo >/dev/null && command -v apt-get >/dev/null; then
-    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   else
-    echo "note: no /usr/bin/chromium and no apt-get; the browser tests will be skipped" >&2
+    echo "note: no apt-get to install ${missing[*]}; the tests that need them will be skipped" >&2
   fi
 fi
 
