@@ -48,7 +48,10 @@ PRESENTER = [  # once a model is trained
     ("presenter-compare", "/compare?present=1", None),
     ("presenter-classify", "/classify?present=1", ".st-key-classify-gradcam"),
     ("presenter-inside", "/inside?present=1", ".st-key-inside-stage"),
+    ("presenter-classify-saliency", "/classify?present=1&classify-cam-method=Saliency",
+     ".st-key-classify-cam-method"),  # the method's choice, above its maps
 ]
+REPLAY = "presenter-replay"  # the trained run replayed at 5× from its link, caught a third of the way
 STROKES = [(210, 60), (190, 110), (160, 170), (140, 230)]  # a 7, drawn from (70, 60) on the pad
 
 
@@ -84,6 +87,18 @@ def projected(page, url: str, name: str, path: str, focus: str | None, out: Path
     wait_until_drawn(page)
     page.screenshot(path=str(out / f"{name}.png"))
     print("wrote", out / f"{name}.png")
+
+
+def replayed(page, url: str, run_id: str, out: Path) -> None:
+    """The run replayed at 5× in presenter mode, once a third of its epochs have been drawn."""
+    open_page(page, f"{url}/training?run={run_id}&replay=5&present=1")
+    progress = page.get_by_text(re.compile(rf"^Replay at 5× · Epoch \d+/{LIVE_EPOCHS}"))
+    progress.wait_for(timeout=120_000)
+    while int(re.search(r"Epoch (\d+)/", progress.inner_text())[1]) < LIVE_EPOCHS // 3:
+        page.wait_for_timeout(250)
+    page.locator(".st-key-replay").evaluate("e => e.scrollIntoView({block: 'start'})")  # the speed, then the view
+    page.screenshot(path=str(out / f"{REPLAY}.png"))
+    print("wrote", out / f"{REPLAY}.png")
 
 
 def main() -> None:
@@ -124,6 +139,7 @@ def main() -> None:
         page.set_viewport_size({"width": 1400, "height": 2300})
         page.screenshot(path=str(out / f"{TRAINING}.png"))
         print("wrote", out / f"{TRAINING}.png")
+        run_id = page.url.split("run=")[1].split("&")[0]
         page.set_viewport_size({"width": 1400, "height": 1900})
         open_page(page, url + "/classify")
         with rerun(page):
@@ -152,6 +168,7 @@ def main() -> None:
         page.set_viewport_size({"width": 1280, "height": 720})
         for name, path, focus in PRESENTER:
             projected(page, url, name, path, focus, out)
+        replayed(page, url, run_id, out)
         browser.close()
 
 
