@@ -103,23 +103,25 @@ def state_dir() -> Path:
     return Path(os.environ.get("CNN_EXPLORER_STATE", "state")).resolve()
 
 
+def _seconds_setting(name: str, default: float) -> float:
+    """The environment variable ``name`` as a positive number of seconds; ``default`` if unset, unreadable or not
+    positive."""
+    try:
+        value = float(os.environ.get(name, default))
+    except ValueError:
+        return default
+    return value if value > 0 else default
+
+
 def default_heartbeat_timeout() -> float:
     """Seconds without a heartbeat after which a running run is interrupted (``$CNN_EXPLORER_HEARTBEAT_TIMEOUT``)."""
-    try:
-        value = float(os.environ.get("CNN_EXPLORER_HEARTBEAT_TIMEOUT", DEFAULT_HEARTBEAT_TIMEOUT))
-    except ValueError:
-        return DEFAULT_HEARTBEAT_TIMEOUT
-    return value if value > 0 else DEFAULT_HEARTBEAT_TIMEOUT
+    return _seconds_setting("CNN_EXPLORER_HEARTBEAT_TIMEOUT", DEFAULT_HEARTBEAT_TIMEOUT)
 
 
 def default_busy_timeout() -> float:
     """Seconds a trainer's write waits for a run database locked by another process before its run fails
     (``$CNN_EXPLORER_BUSY_TIMEOUT``, default 120; see core.claims)."""
-    try:
-        value = float(os.environ.get("CNN_EXPLORER_BUSY_TIMEOUT", DEFAULT_BUSY_TIMEOUT))
-    except ValueError:
-        return DEFAULT_BUSY_TIMEOUT
-    return value if value > 0 else DEFAULT_BUSY_TIMEOUT
+    return _seconds_setting("CNN_EXPLORER_BUSY_TIMEOUT", DEFAULT_BUSY_TIMEOUT)
 
 
 def versions() -> dict[str, str]:
