@@ -17,13 +17,14 @@ record: its files are a *legacy* set, which the caller checks as it always did (
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -167,6 +168,36 @@ def _remove(folder: Path, stem: str, names: Iterable[str]) -> None:
             continue
 
 
+@contextlib.contextmanager
+def _previous_kept(folder: Path, stem: str, current: CommittedSet | None) -> Iterator[None]:
+    """While the body writes the set ``stem``: ``current`` (its complete set in place, if any) kept as the
+    previous set; put back in place if the body raises an OSError (a full disk: links need no space), removed
+    once the body is done."""
+    previous = _copy_set(current, stem + PREVIOUS) if current is not None else None
+    try:
+        yield
+    except OSError:
+        if previous is not None:
+            _copy_set(previous, stem)
+            _remove(folder, previous.stem, previous.files)
+        raise
+    if previous is not None:
+        _remove(folder, previous.stem, previous.files)
+
+
+def _write_record(folder: Path, stem: str, facts: dict[str, Any], entries: dict[str, dict[str, Any]],
+                  **extra: Any) -> CommittedSet:
+    """Write the commit record of the set ``stem`` naming ``entries`` (atomically: the set's last write)."""
+    record = {"format": FORMAT, "set": stem, **facts, "saved": time.time(), **extra, "files": entries}
+    atomic_write(record_path(folder, stem), json.dumps(record, indent=2).encode())
+    return CommittedSet(Path(folder), stem, record)
+
+
+def _entry(data: bytes) -> dict[str, Any]:
+    """What a commit record says of one file."""
+    return {"sha256": sha256(data), "size": len(data)}
+
+
 def write(folder: Path, stem: str, files: dict[str, bytes], facts: dict[str, Any],
           current: CommittedSet | None, keep: Iterable[str] = ()) -> CommittedSet:
     """Write the set ``stem``: ``files`` (by suffix) and the ``keep`` suffixes of ``current`` unchanged, then its
@@ -174,44 +205,33 @@ def write(folder: Path, stem: str, files: dict[str, bytes], facts: dict[str, Any
     previous set until the record is down. On an OSError (a full disk) the folder is put back as it was and the
     error raised again."""
     folder = Path(folder)
-    kept = {name: current.files[name] for suffix in keep
-            if current is not None and (name := current.path(suffix).name) in current.files}
-    previous = _copy_set(current, stem + PREVIOUS) if current is not None else None
+    entries = {name: current.files[name] for suffix in keep
+               if current is not None and (name := current.path(suffix).name) in current.files}
     written: list[Path] = []
     try:
-        entries = dict(kept)
-        for suffix, data in files.items():
-            path = folder / f"{stem}.{suffix}"
-            atomic_write(path, data)
-            written.append(path)
-            entries[path.name] = {"sha256": sha256(data), "size": len(data)}
-        record = {"format": FORMAT, "set": stem, **facts, "saved": time.time(), "files": entries}
-        atomic_write(record_path(folder, stem), json.dumps(record, indent=2).encode())
+        with _previous_kept(folder, stem, current):
+            for suffix, data in files.items():
+                path = folder / f"{stem}.{suffix}"
+                atomic_write(path, data)
+                written.append(path)
+                entries[path.name] = _entry(data)
+            committed = _write_record(folder, stem, facts, entries)
     except OSError:
-        if previous is not None:
-            _copy_set(previous, stem)  # links: needs no space
-            _remove(folder, previous.stem, previous.files)
-        else:
+        if current is None:  # no previous set to put back: the new files go
             for path in written:
                 path.unlink(missing_ok=True)
         raise
-    if previous is not None and current is not None:
-        _remove(folder, previous.stem, previous.files)
+    if current is not None:
         for name in set(current.files) - set(entries):
             (folder / name).unlink(missing_ok=True)  # a file the new set does without (no stale state beside it)
-    return CommittedSet(folder, stem, record)
+    return committed
 
 
 def adopt(folder: Path, stem: str, suffixes: Iterable[str], facts: dict[str, Any]) -> CommittedSet:
     """Write a commit record for the files of a legacy set (checked by the caller), so that the next save keeps
     them until it is complete."""
-    entries = {}
-    for suffix in suffixes:
-        data = (Path(folder) / f"{stem}.{suffix}").read_bytes()
-        entries[f"{stem}.{suffix}"] = {"sha256": sha256(data), "size": len(data)}
-    record = {"format": FORMAT, "set": stem, **facts, "saved": time.time(), "adopted": True, "files": entries}
-    atomic_write(record_path(folder, stem), json.dumps(record, indent=2).encode())
-    return CommittedSet(Path(folder), stem, record)
+    entries = {f"{stem}.{suffix}": _entry((Path(folder) / f"{stem}.{suffix}").read_bytes()) for suffix in suffixes}
+    return _write_record(folder, stem, facts, entries, adopted=True)
 
 
 def install(folder: Path, files: dict[str, bytes]) -> None:
@@ -232,19 +252,10 @@ def install(folder: Path, files: dict[str, bytes]) -> None:
         atomic_write(folder / name, files[name])
     for stem, members in named.items():
         current = read_record(folder, stem)
-        current = current if current is not None and complete(current) else None
-        previous = _copy_set(current, stem + PREVIOUS) if current is not None else None
-        try:
+        with _previous_kept(folder, stem, current if current is not None and complete(current) else None):
             for member in members:
                 atomic_write(folder / member, files[member])
             atomic_write(record_path(folder, stem), files[records[stem]])
-        except OSError:
-            if previous is not None:
-                _copy_set(previous, stem)
-                _remove(folder, previous.stem, previous.files)
-            raise
-        if previous is not None:
-            _remove(folder, previous.stem, previous.files)
 
 
 def complete(found: CommittedSet) -> bool:
