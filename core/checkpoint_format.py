@@ -73,13 +73,6 @@ def save(weights: dict[str, torch.Tensor] | nn.Module, path: Path, sidecar: dict
     return sidecar
 
 
-def update_sidecar(path: Path, **fields: Any) -> dict[str, Any]:
-    """Change fields of a checkpoint's sidecar (test figures, final status); the weights are untouched."""
-    sidecar = {**read_sidecar(path), **fields}
-    atomic_write(Path(path).with_suffix(".json"), json.dumps(sidecar, indent=2).encode())
-    return sidecar
-
-
 def load_weights(path: Path, sidecar: dict[str, Any] | None = None) -> dict[str, torch.Tensor]:
     """The tensors of a checkpoint, after checking them against the sidecar's SHA-256 and for NaN/infinity."""
     path = Path(path)

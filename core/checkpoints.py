@@ -47,7 +47,6 @@ from core.checkpoint_format import (
     state_bytes,
     state_path,
     tensors_from,
-    update_sidecar,
     weights_path,
 )
 from core.checkpoint_sets import TEMPORARY_SUFFIX, CommittedSet, atomic_write
@@ -69,7 +68,7 @@ if TYPE_CHECKING:
 __all__ = [  # one place for the checkpoint API: the format's names, then what is defined here
     "EPOCH_FIGURES", "REQUIRED", "STALE_AFTER", "TEMPORARY_SUFFIX", "CheckpointError", "Which", "atomic_write", "build",
     "clean_temporary", "load", "load_training_state", "load_weights", "parse_sidecar", "preferred", "read_sidecar",
-    "save", "save_training_state", "saved", "sound_history", "sound_test_figures", "state_path", "update_sidecar",
+    "save", "save_training_state", "saved", "sound_history", "sound_test_figures", "state_path",
     "weights_path", "exists", "Checkpoint", "read_checkpoint", "damaged_best", "load_preferred", "Download",
     "downloads", "Writer", "Resume", "read_resume"]
 

@@ -143,19 +143,6 @@ def wait_for(ref: Any) -> Any:
 # On the server's node: the actor that owns the store --------------------------------------------------------------
 
 
-def _write_atomically(path: Path, payload: bytes) -> None:
-    """Write ``payload`` to a temporary file beside ``path``, then rename it over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(payload)
-        os.replace(temp, path)
-    finally:
-        if os.path.exists(temp):
-            os.unlink(temp)
-
-
 def _checked_name(run_id: str, name: str) -> None:
     """Refuse a run id or file name that could leave the run's checkpoint folder."""
     for part in (run_id, name):
@@ -266,7 +253,7 @@ class RemoteStore:
         files = wait_for(self.service.files.remote(run_id))
         for name, payload in files.items():
             path = self.root / "checkpoints" / run_id / name
-            _write_atomically(path, payload)
+            checkpoint_sets.atomic_write(path, payload)
             stat = path.stat()
             self._sent[path] = (stat.st_mtime_ns, stat.st_size)
 
