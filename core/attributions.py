@@ -22,7 +22,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from core.errors import CancelledError, InvalidArgumentError
-from core.explain import _capture, _forward_hooked, grad_cam, model_device
+from core.explain import (
+    _capture,
+    _forward_hooked,
+    activation_and_gradient,
+    grad_cam,
+    model_device,
+    scaled_cam,
+    target_class,
+)
 
 Progress = Callable[[float], None]
 
@@ -71,46 +79,15 @@ def _step(done: int, total: int, progress: Progress | None, cancel: threading.Ev
         progress(min(1.0, done / max(total, 1)))
 
 
-def _target(logits: torch.Tensor, class_index: int | None) -> int:
-    if class_index is None:
-        return int(logits[0].argmax())
-    if not 0 <= class_index < logits.shape[1]:
-        raise InvalidArgumentError(f"The model has {logits.shape[1]} classes; there is no class {class_index}.")
-    return class_index
-
-
-def _scaled(cam: torch.Tensor, size: torch.Size) -> torch.Tensor:
-    """A class activation map (h × w, positive evidence only) upsampled to ``size`` and scaled to [0, 1]."""
-    cam = F.interpolate(F.relu(cam)[None, None], size=size, mode="bilinear", align_corners=False)[0, 0].cpu()
-    return cam / cam.max() if cam.max() > 0 else cam
-
-
-def _activation_and_gradient(model: nn.Module, x: torch.Tensor, layer: str,
-                             class_index: int | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """``layer``'s output (1 × C × h × w) and the class score's gradient there."""
-    module = _capture(model, layer)
-    store: dict[str, torch.Tensor] = {}
-
-    def keep(_module: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
-        output.register_hook(lambda grad: store.__setitem__("grad", grad))
-        store["activation"] = output
-
-    with torch.enable_grad():
-        x = x.to(model_device(model)).detach().requires_grad_(True)
-        logits = _forward_hooked(model, x, [(module, keep)])
-        torch.autograd.grad(logits[0, _target(logits, class_index)], x)  # no parameter gradients left behind
-    return store["activation"].detach(), store["grad"].detach()
-
-
 def grad_cam_plus_plus(model: nn.Module, x: torch.Tensor, layer: str, class_index: int | None = None) -> torch.Tensor:
     """Grad-CAM++ heat map (H × W of the input, in [0, 1]) of ``class_index`` (default: the top class) at
     ``layer``: each channel weighted by its positive gradients, each weighted by α = g² / (2g² + Σ A · g³)."""
-    activation, gradient = _activation_and_gradient(model, x, layer, class_index)
+    activation, gradient = activation_and_gradient(model, x, layer, class_index)
     squared = gradient ** 2
     alpha = squared / (2 * squared + activation.sum(dim=(2, 3), keepdim=True) * squared * gradient + 1e-6)
     alpha = torch.where(gradient != 0, alpha, torch.zeros_like(alpha))
     weights = (F.relu(gradient) * alpha).sum(dim=(2, 3), keepdim=True)
-    return _scaled((weights * activation).sum(1)[0], x.shape[-2:])
+    return scaled_cam((weights * activation).sum(1)[0], x.shape[-2:])
 
 
 @torch.no_grad()
@@ -127,7 +104,7 @@ def score_cam(model: nn.Module, x: torch.Tensor, layer: str, class_index: int | 
     store: dict[str, torch.Tensor] = {}
     x = x.to(model_device(model))
     logits = _forward_hooked(model, x, [(module, lambda _m, _i, output: store.__setitem__("maps", output))])
-    target = _target(logits, class_index)
+    target = target_class(logits, class_index)
     maps = store["maps"][0].clone()  # C × h × w
     if len(maps) > channels:
         maps = maps[maps.mean(dim=(1, 2)).topk(channels).indices]
@@ -140,7 +117,7 @@ def score_cam(model: nn.Module, x: torch.Tensor, layer: str, class_index: int | 
         scores.append(model(x * masks[start:start + BATCH, None])[:, target])
     _step(1, 1, progress, cancel)
     weights = torch.cat(scores).softmax(0)
-    return _scaled((weights[:, None, None] * maps).sum(0), x.shape[-2:])
+    return scaled_cam((weights[:, None, None] * maps).sum(0), x.shape[-2:])
 
 
 def _input_gradient(model: nn.Module, inputs: torch.Tensor, target: int) -> torch.Tensor:
@@ -157,7 +134,7 @@ def _prepared(model: nn.Module, x: torch.Tensor, class_index: int | None) -> tup
     model.eval()
     x = x.to(model_device(model))
     with torch.no_grad():
-        return x, _target(model(x), class_index)
+        return x, target_class(model(x), class_index)
 
 
 def saliency(model: nn.Module, x: torch.Tensor, class_index: int | None = None) -> torch.Tensor:

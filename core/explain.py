@@ -101,29 +101,47 @@ def _capture(model: nn.Module, layer: str):
         raise InvalidArgumentError(f"The model has no layer {layer!r}.") from None
 
 
+def target_class(logits: torch.Tensor, class_index: int | None) -> int:
+    """``class_index``, or the top class of ``logits`` when None; an index the model lacks is refused."""
+    if class_index is None:
+        return int(logits[0].argmax())
+    if not 0 <= class_index < logits.shape[1]:
+        raise InvalidArgumentError(f"The model has {logits.shape[1]} classes; there is no class {class_index}.")
+    return class_index
+
+
+def activation_and_gradient(model: nn.Module, x: torch.Tensor, layer: str,
+                            class_index: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``layer``'s output (1 × C × h × w) and the class score's gradient there (default: the top class)."""
+    module = _capture(model, layer)
+    store: dict[str, torch.Tensor] = {}
+
+    def keep(_module: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
+        output.register_hook(lambda grad: store.__setitem__("grad", grad))
+        store["activation"] = output
+
+    with torch.enable_grad():
+        x = x.to(model_device(model)).detach().requires_grad_(True)
+        logits = _forward_hooked(model, x, [(module, keep)])
+        torch.autograd.grad(logits[0, target_class(logits, class_index)], x)  # no parameter gradients left behind
+    return store["activation"].detach(), store["grad"].detach()
+
+
+def scaled_cam(cam: torch.Tensor, size: torch.Size) -> torch.Tensor:
+    """A class activation map (h × w, positive evidence only) upsampled to ``size`` and scaled to [0, 1]."""
+    cam = F.interpolate(F.relu(cam)[None, None], size=size, mode="bilinear", align_corners=False)[0, 0].cpu()
+    return cam / cam.max() if cam.max() > 0 else cam
+
+
 def grad_cam(model: nn.Module, x: torch.Tensor, layer: str, class_index: int | None = None) -> torch.Tensor:
     """Grad-CAM heat map (H × W of the input, values in [0, 1]) for ``class_index`` (default: the top class).
 
     Weights each channel of ``layer``'s output by the mean gradient of the class score, keeps the
     positive evidence (ReLU), and upsamples to the input size.
     """
-    module = _capture(model, layer)
-    store: dict[str, torch.Tensor] = {}
-
-    def keep(_module, _inputs, output):
-        output.register_hook(lambda grad: store.__setitem__("grad", grad))
-        store["activation"] = output
-
-    with torch.enable_grad():
-        x = x.to(model_device(model)).clone().requires_grad_(True)
-        logits = _forward_hooked(model, x, [(module, keep)])
-        target = int(logits.argmax(1)) if class_index is None else class_index
-        torch.autograd.grad(logits[0, target], x)  # the hook gets the layer's; no parameter gradients are kept
-    activation, gradient = store["activation"].detach(), store["grad"].detach()
+    activation, gradient = activation_and_gradient(model, x, layer, class_index)
     weights = gradient.mean(dim=(2, 3), keepdim=True)
-    cam = F.relu((weights * activation).sum(1, keepdim=True))
-    cam = F.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)[0, 0].cpu()
-    return cam / cam.max() if cam.max() > 0 else cam
+    return scaled_cam((weights * activation).sum(1)[0], x.shape[-2:])
 
 
 @torch.no_grad()
