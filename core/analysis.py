@@ -437,6 +437,7 @@ def to_meta(model: ModuleT) -> ModuleT:
     return copy.deepcopy(model, memo)
 
 
+@models.registry.on_change
 @functools.lru_cache(maxsize=64)
 def summarize(name: str, input_size: int | None = None, num_classes: int | None = None,
               in_channels: int | None = None) -> ModelSummary:

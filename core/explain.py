@@ -18,6 +18,7 @@ from torch.overrides import TorchFunctionMode
 from core import devices
 from core.analysis import tensors_in
 from core.errors import InvalidArgumentError, NonFiniteOutputError
+from core.models.base import ExplorerModel
 
 
 @dataclass(frozen=True)
@@ -48,8 +49,11 @@ def _forward_hooked(model: nn.Module, x: torch.Tensor, hooks: list[tuple[nn.Modu
 
 
 def conv_layers(model: nn.Module) -> list[str]:
-    """Names of the convolutions, in registration order."""
-    return [name for name, module in model.named_modules() if isinstance(module, nn.Conv2d)]
+    """The layers Grad-CAM and the feature maps may read: those the model declares (``structure().cam_layers``,
+    its convolutions in registration order); for a bare module, its convolutions."""
+    declared = model.structure().cam_layers if isinstance(model, ExplorerModel) else None
+    return list(declared) if declared is not None else [
+        name for name, module in model.named_modules() if isinstance(module, nn.Conv2d)]
 
 
 def conv_titles(model: nn.Module) -> dict[str, str]:
@@ -66,12 +70,14 @@ def conv_titles(model: nn.Module) -> dict[str, str]:
 
 @torch.no_grad()
 def default_cam_layer(model: nn.Module, x: torch.Tensor) -> str:
-    """Grad-CAM's default: the last convolution whose output still has a spatial map (more than 1×1)."""
+    """Grad-CAM's default: the last of its layers (:func:`conv_layers`) whose output still has a spatial map."""
     sizes: dict[str, int] = {}
-    _forward_hooked(model, x, [(module, lambda m, i, o, name=name: sizes.__setitem__(name, o.shape[-1] * o.shape[-2]))
-                               for name, module in model.named_modules() if isinstance(module, nn.Conv2d)])
-    spatial = [name for name in conv_layers(model) if sizes.get(name, 0) > 1]
-    return spatial[-1] if spatial else conv_layers(model)[-1]
+    layers = conv_layers(model)
+    _forward_hooked(model, x, [(model.get_submodule(name),
+                                lambda m, i, o, name=name: sizes.__setitem__(name, o.shape[-1] * o.shape[-2]))
+                               for name in layers])
+    spatial = [name for name in layers if sizes.get(name, 0) > 1]
+    return spatial[-1] if spatial else layers[-1]
 
 
 @torch.no_grad()

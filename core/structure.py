@@ -15,28 +15,7 @@ from torch.overrides import TorchFunctionMode
 
 from core import models
 from core.analysis import format_pair, format_shape, is_within, summarize, tensors_in
-
-
-def block_modules(model: nn.Module) -> dict[nn.Module, str]:
-    """Modules at block level, with their names: expand containers and the model itself, stop at anything else."""
-    found: dict[nn.Module, str] = {}
-
-    def visit(module: nn.Module, prefix: str) -> None:
-        for child_name, child in module.named_children():
-            name = f"{prefix}{child_name}"
-            if isinstance(child, (nn.Sequential, nn.ModuleList, nn.ModuleDict)):
-                visit(child, name + ".")
-            else:
-                found[child] = name
-
-    visit(model, "")
-    return found
-
-
-def _branches(module: nn.Module) -> str:
-    """``"4 parallel branches"`` for a module whose children are named ``branch…``, else ``""``."""
-    roots = {name.split("_")[0] for name, _ in module.named_children() if name.startswith("branch")}
-    return f"{len(roots)} parallel branches" if len(roots) > 1 else ""
+from core.models.base import block_modules
 
 
 @dataclass(frozen=True)
@@ -53,11 +32,14 @@ class Traits:
     branching_blocks: int
 
 
+@models.registry.on_change
 @functools.lru_cache(maxsize=32)
 def traits(name: str) -> Traits:
-    """Kernel sizes, skip connections, normalisation and dropout, read from the model's modules."""
+    """Kernel sizes, skip connections, normalisation and dropout, read from the model's modules and its declared
+    structure (residual and branching blocks)."""
     with torch.device("meta"):
         model = models.build(name)
+    declared = model.structure()
     kernels: set[tuple[int, int]] = set()
     depthwise = False
     for module in model.modules():
@@ -68,13 +50,28 @@ def traits(name: str) -> Traits:
     return Traits(
         kernels=tuple(f"{h}×{w}" for h, w in sorted(kernels, key=lambda k: (-k[0] * k[1], k))),
         depthwise=depthwise,
-        residual_blocks=sum(1 for m in model.modules() if getattr(m, "residual", False)),
-        residual_block_names=tuple(n for n, m in model.named_modules() if getattr(m, "residual", False)),
-        blocks_with_skip_choice=sum(1 for m in model.modules() if hasattr(m, "residual")),
+        residual_blocks=len(declared.residual),
+        residual_block_names=declared.residual,
+        blocks_with_skip_choice=len(declared.skip_choice),
         normalisation=tuple(norms),
         dropout=any(isinstance(m, nn.Dropout) and m.p > 0 for m in model.modules()),
-        branching_blocks=sum(1 for m in model.modules() if _branches(m)),
+        branching_blocks=len(declared.branching),
     )
+
+
+def residual_blocks_per_stage(name: str) -> list[int]:
+    """How many declared residual blocks each of the model's stages holds, in stage order."""
+    with torch.device("meta"):
+        model = models.build(name)
+    order = [module_name for module_name, _ in model.named_modules()]
+    ends = [order.index(last) for _, last in model.stages]
+    counts = [0] * len(ends)
+    for block in model.structure().residual:
+        position = order.index(block)
+        stage = next((i for i, end in enumerate(ends) if position <= end or is_within(block, order[end])), None)
+        if stage is not None:
+            counts[stage] += 1
+    return counts
 
 
 def source(name: str) -> str:
@@ -90,9 +87,9 @@ def source(name: str) -> str:
 # concatenation or an addition) as a node, with an edge wherever a tensor flows. Each block (a child of the model,
 # containers expanded) is then shown closed or open: closed, a block that ends in a concatenation becomes its
 # parallel branches and a concat node; one that ends in an addition becomes its body, an add node and the skip
-# edge around the body; anything else one node. Open, every layer inside it is a node.
+# edge around the body; anything else one node. Open, every layer inside it is a node. Which blocks are branching
+# or residual, and which modules pass shapes through, the model declares (``ExplorerModel.structure``).
 
-_PASS_THROUGH = (nn.ReLU, nn.Dropout, nn.Flatten, nn.Identity)  # drawn as the edge they sit on
 _CONCAT_OPS = {"cat", "concat", "concatenate"}
 _ADD_OPS = {"add", "add_", "__add__", "__iadd__", "__radd__"}
 
@@ -208,10 +205,12 @@ class _DataflowTracer(TorchFunctionMode):
         return out
 
 
-def _trace(model: nn.Module, input_shape: tuple[int, ...]) -> tuple[dict[str, _Call], dict[str, tuple[str, str]]]:
-    """The fine graph of one meta-device forward pass, and each top-level block's (entry, exit) calls."""
+def _trace(model: nn.Module, input_shape: tuple[int, ...],
+           declared: models.Structure) -> tuple[dict[str, _Call], dict[str, tuple[str, str]]]:
+    """The fine graph of one meta-device forward pass, and each declared block's (entry, exit) calls; the declared
+    pass-through modules are drawn as the edge they sit on."""
     names = {module: module_name for module_name, module in model.named_modules()}
-    blocks_of = block_modules(model)
+    blocks_of = {model.get_submodule(block): block for block in declared.blocks}
     tracer = _DataflowTracer()
     ends: dict[str, tuple[str, str]] = {}
     entry_of: dict[str, str] = {}
@@ -235,7 +234,7 @@ def _trace(model: nn.Module, input_shape: tuple[int, ...]) -> tuple[dict[str, _C
         if tracer.inside_leaf == 1:
             tracer.inside_leaf = 0
             sources = tracer.sources(inputs)
-            if isinstance(module, _PASS_THROUGH) and sources:
+            if isinstance(module, declared.pass_through) and sources:
                 tracer.produce(output, sources[0])
             else:
                 tracer.add_call("layer", module_name, type(module).__name__, output, sources)
@@ -335,6 +334,7 @@ def _skip_flows(calls: dict[str, _Call], block_of: dict[str, str], params_in) ->
     return flows
 
 
+@models.registry.on_change
 @functools.lru_cache(maxsize=64)
 def topology(name: str, opened: frozenset[str] = frozenset()) -> Topology:
     """The dataflow graph of model ``name`` at its native input size, with the blocks in ``opened`` shown layer by
@@ -343,11 +343,12 @@ def topology(name: str, opened: frozenset[str] = frozenset()) -> Topology:
     with torch.device("meta"):
         model = models.build(name).eval()
     input_shape = (model_spec.in_channels, model_spec.input_size, model_spec.input_size)
-    calls, ends = _trace(model, input_shape)
+    declared = model.structure()
+    calls, ends = _trace(model, input_shape, declared)
     rows = {row.name: row for row in summarize(name).rows}
     params_of = {row_name: sum(r.params for r in summarize(name).rows if r.name == row_name) for row_name in rows}
     order = list(calls)
-    block_names = [block for block in block_modules(model).values() if block in ends]
+    block_names = [block for block in declared.blocks if block in ends]
     block_of: dict[str, str] = {}
     for call in calls.values():
         owner = next((block for block in block_names if is_within(call.module, block)), "")
@@ -385,7 +386,7 @@ def topology(name: str, opened: frozenset[str] = frozenset()) -> Topology:
                                     else call.type, "", block, call.shape, 0)
                 display[m] = m
             continue
-        if exit_call is not None and exit_id in members and exit_call.kind in ("concat", "add"):
+        if exit_call is not None and exit_id in members and exit_call.kind == declared.merge_of(block):
             paths = [_ancestors(calls, source, members) for source in exit_call.sources]
             merge_id = f"{block}/{exit_call.kind}"
             nodes[merge_id] = Node(merge_id, exit_call.kind, "concat" if exit_call.kind == "concat" else "+", "",

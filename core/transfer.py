@@ -22,7 +22,6 @@ from core import models, weights
 from core.analysis import to_meta
 from core.errors import InvalidArgumentError
 from core.models.base import ExplorerModel, check_positive
-from core.structure import block_modules
 
 Strategy = Literal["feature_extraction", "partial", "full"]
 # Each strategy (in the Literal's order) with the notes' Adam learning rate: 1e-3, 1e-5, 1e-6.
@@ -76,11 +75,11 @@ class TransferModel(ExplorerModel):
 def feature_blocks(backbone: ExplorerModel, input_size: int) -> list[str]:
     """Names of the backbone's blocks that ``forward_features`` runs and that hold weights, in order.
 
-    Read from a shape-only (meta) forward pass: blocks are the children of the model and of its
-    Sequential containers, as in the block diagram.
+    Read from a shape-only (meta) forward pass: blocks are those the backbone declares
+    (``structure().blocks``: the children of the model and of its containers), as in the block diagram.
     """
     meta = to_meta(backbone).eval()
-    candidates = block_modules(meta)
+    candidates = {meta.get_submodule(block): block for block in meta.structure().blocks}
     order: list[str] = []
     handles = [m.register_forward_hook(lambda m, i, o: order.append(candidates[m])) for m in candidates]
     try:

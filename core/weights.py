@@ -1,5 +1,6 @@
 """ImageNet-pretrained weights, loaded into our own models.
 
+Where each model's weights come from is its registry entry's ``pretrained`` (a ``PretrainedSource``):
 * ResNet-18…152, VGG-16/19, Inception-v3: torchvision's ImageNet-1k weights (its weights API gives the
   file, the categories, the preprocessing and the accuracy).
 * Xception: the ImageNet weights timm uses for ``legacy_xception`` (ported from Keras).
@@ -43,8 +44,6 @@ from torch import nn
 from core import models
 from core.errors import ExplorerError, plain, quoted
 
-XCEPTION_URL = "https://github.com/rwightman/pytorch-image-models/releases/download/v0.1-cadene/xception-43020ad28.pth"
-XCEPTION_MB = 87.4  # 22.86 M float32 parameters and BN statistics (the release page gives no exact size)
 URL_BASE_VARIABLE = "CNN_EXPLORER_WEIGHTS_URL"  # a folder URL that serves the official file names (a mirror, tests)
 MAX_FILE_BYTES = 600 * 1024 * 1024  # above VGG-19's 548 MiB, the largest official file
 CHUNK_BYTES = 1024 * 1024
@@ -107,34 +106,28 @@ class Installed:
         return f"supplied by upload, SHA-256 {(self.sha256 or '')[:16]}…"  # no file name: a user chose it
 
 
-def _torchvision_weights() -> dict[str, Any]:
-    w = torchvision.models
-    return {
-        "vgg16": w.VGG16_Weights.IMAGENET1K_V1, "vgg19": w.VGG19_Weights.IMAGENET1K_V1,
-        "inception_v3": w.Inception_V3_Weights.IMAGENET1K_V1,
-        "resnet18": w.ResNet18_Weights.IMAGENET1K_V1, "resnet34": w.ResNet34_Weights.IMAGENET1K_V1,
-        "resnet50": w.ResNet50_Weights.IMAGENET1K_V1, "resnet101": w.ResNet101_Weights.IMAGENET1K_V1,
-        "resnet152": w.ResNet152_Weights.IMAGENET1K_V1,
-    }
+def _torchvision_enum(dotted: str) -> Any:
+    """The torchvision weights enum member ``"ResNet18_Weights.IMAGENET1K_V1"``."""
+    enum_name, _, member = dotted.partition(".")
+    return getattr(getattr(torchvision.models, enum_name), member)
 
 
 def pretrained(name: str) -> Pretrained | None:
-    """The pretrained weights of model ``name``, or None (LeNet-5, the paper's AlexNet have none)."""
-    models.spec(name)
-    table = _torchvision_weights()
-    if name in table:
-        weights = table[name]
+    """The pretrained weights of model ``name``, as its registry entry gives them, or None (LeNet-5, the paper's
+    AlexNet have none)."""
+    source = models.spec(name).pretrained
+    if source is None:
+        return None
+    if source.torchvision_weights:
+        weights = _torchvision_enum(source.torchvision_weights)
         transform = weights.transforms()
         return Pretrained(name, weights.url, tuple(weights.meta["categories"]), transform.resize_size[0],
                           transform.crop_size[0], tuple(transform.mean), tuple(transform.std),
-                          weights.meta["_metrics"]["ImageNet-1K"]["acc@1"], "torchvision",
-                          float(weights.meta["_file_size"]))
-    if name == "xception":
-        categories = tuple(table["resnet18"].meta["categories"])  # the same 1000 ImageNet classes
-        # Cadene's "43020ad28" predates torch hub's rule and timm never checks it: the content is checked instead.
-        return Pretrained(name, XCEPTION_URL, categories, 333, 299, (0.5,) * 3, (0.5,) * 3, 78.892, "timm",
-                          XCEPTION_MB, hash_checked=False)
-    return None
+                          weights.meta["_metrics"]["ImageNet-1K"]["acc@1"], source.source or "torchvision",
+                          float(weights.meta["_file_size"]), source.hash_checked)
+    categories = tuple(_torchvision_enum(source.categories_from).meta["categories"]) if source.categories_from else ()
+    return Pretrained(name, source.url, categories, source.resize, source.crop, source.mean, source.std, source.top1,
+                      source.source, source.size_mb, hash_checked=source.hash_checked)
 
 
 def names_with_weights() -> list[str]:
@@ -317,11 +310,11 @@ def check_fits(model: nn.Module, state: dict[str, torch.Tensor], label: str) -> 
 
 
 def build_pretrained_shell(name: str) -> nn.Module:
-    """The model the pretrained weights belong to (1000 classes; Inception maps ImageNet inputs to [-1, 1])."""
-    model = models.build(name, num_classes=1000, in_channels=3)
-    if name == "inception_v3":
-        setattr(model, "transform_input", True)  # noqa: B010 (Google's weights expect [-1, 1] inputs)
-    return model
+    """The model the pretrained weights belong to: the registry entry's shell, else the model at 1000 classes."""
+    source = models.spec(name).pretrained
+    if source is not None and source.shell is not None:
+        return source.shell()
+    return models.build(name, num_classes=1000, in_channels=3)
 
 
 def sha256_of(path: Path) -> str:

@@ -3,12 +3,29 @@
 Pages, the trainer, Grad-CAM and the layer analysis talk to models only through
 this surface (modelled on timm's), so none of them ever branches on the
 architecture's name.
+
+Adding a model (a from-scratch file in ``core/models/``):
+
+1. Subclass :class:`ExplorerModel`; implement ``forward_features`` and ``forward_head``; set
+   ``classifier_name``, ``stages`` and ``num_features`` (``auxiliary_classifier_names`` and
+   ``aux_loss_weight`` if it has auxiliary heads).
+2. Declare its structure: a block whose output adds a shortcut to its body subclasses
+   :class:`DeclaredBlock` with ``merge = "add"``; a block whose parallel branches are concatenated,
+   ``merge = "concat"``; a block that could have a skip connection but has none (MobileNetV2's strided
+   blocks), ``merge = "none"``. Nothing is guessed from attribute names. A model whose modules cannot
+   subclass (an adapter around another library's network) overrides :meth:`ExplorerModel.structure`.
+   ``pass_through`` lists the module types that keep their input's shape and are drawn as the edge they
+   sit on (activations, dropout).
+3. Register a :class:`core.models.registry.ModelSpec` with ``registry.register`` (its builder, paper
+   facts, and optionally its pretrained source and the course notes' figures), and add its row to the
+   equivalence test. Every registry-parametrized test then runs on it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, NamedTuple, Protocol, runtime_checkable
 
 import torch
 from torch import nn
@@ -62,6 +79,74 @@ def init_conv_batchnorm(model: nn.Module) -> None:
             nn.init.zeros_(module.bias)
 
 
+Merge = Literal["add", "concat", "none"]
+PASS_THROUGH: tuple[type[nn.Module], ...] = (nn.ReLU, nn.Dropout, nn.Flatten, nn.Identity)
+
+
+class DeclaredBlock(nn.Module):
+    """A block that declares how its data paths merge.
+
+    ``merge`` is ``"add"`` (a residual block: body + shortcut), ``"concat"`` (parallel branches
+    concatenated) or ``"none"`` (a block of a residual family that has no shortcut). A subclass sets it
+    as a class attribute, or per instance where it depends on the block's shape.
+    """
+
+    merge: Merge = "none"
+
+
+def block_modules(model: nn.Module) -> dict[nn.Module, str]:
+    """Modules at block level, with their names: expand containers and the model itself, stop at anything else."""
+    found: dict[nn.Module, str] = {}
+
+    def visit(module: nn.Module, prefix: str) -> None:
+        for child_name, child in module.named_children():
+            name = f"{prefix}{child_name}"
+            if isinstance(child, (nn.Sequential, nn.ModuleList, nn.ModuleDict)):
+                visit(child, name + ".")
+            else:
+                found[child] = name
+
+    visit(model, "")
+    return found
+
+
+@dataclass(frozen=True)
+class Structure:
+    """What a model declares about its shape beyond its layers (module names are dotted, as ``named_modules``).
+
+    * ``blocks``: the units a diagram draws closed and a fine-tuner unfreezes, in registration order;
+    * ``residual``: blocks that add a shortcut to their body's output;
+    * ``branching``: blocks whose parallel branches are concatenated;
+    * ``skip_choice``: blocks that declare whether they have a shortcut (``residual`` and those without);
+    * ``pass_through``: module types that keep their input's shape, drawn as the edge they sit on;
+    * ``cam_layers``: the layers Grad-CAM and the feature maps may read (the convolutions).
+    """
+
+    blocks: tuple[str, ...]
+    residual: tuple[str, ...] = ()
+    branching: tuple[str, ...] = ()
+    skip_choice: tuple[str, ...] = ()
+    pass_through: tuple[type[nn.Module], ...] = PASS_THROUGH
+    cam_layers: tuple[str, ...] = ()
+
+    def merge_of(self, block: str) -> Merge:
+        """How ``block``'s paths merge as declared: ``"add"``, ``"concat"`` or ``"none"``."""
+        return "add" if block in self.residual else "concat" if block in self.branching else "none"
+
+
+def declared_structure(model: nn.Module, pass_through: tuple[type[nn.Module], ...] = PASS_THROUGH) -> Structure:
+    """The structure ``model``'s :class:`DeclaredBlock` modules declare (the default of ``ExplorerModel``)."""
+    declared = [(name, module.merge) for name, module in model.named_modules() if isinstance(module, DeclaredBlock)]
+    return Structure(
+        blocks=tuple(block_modules(model).values()),
+        residual=tuple(name for name, merge in declared if merge == "add"),
+        branching=tuple(name for name, merge in declared if merge == "concat"),
+        skip_choice=tuple(name for name, merge in declared if merge in ("add", "none")),
+        pass_through=pass_through,
+        cam_layers=tuple(name for name, module in model.named_modules() if isinstance(module, nn.Conv2d)),
+    )
+
+
 class ExplorerModel(nn.Module):
     """Base class: ``forward = forward_head(forward_features(x))``.
 
@@ -71,14 +156,22 @@ class ExplorerModel(nn.Module):
       * ``stages``: ``(label, last module name)`` pairs that split the network into
         the stages a fine-tuner can unfreeze and a chart can group by;
       * ``num_features``: channels of the map ``forward_features`` returns;
-      * ``aux_loss_weight``: weight of the auxiliary losses in training.
+      * ``aux_loss_weight``: weight of the auxiliary losses in training;
+      * ``pass_through``: module types that keep the shape (see :class:`Structure`).
+
+    Its blocks declare their structure by subclassing :class:`DeclaredBlock`; ``structure()`` reads it.
     """
 
+    pass_through: ClassVar[tuple[type[nn.Module], ...]] = PASS_THROUGH
     classifier_name: str = "fc"
     auxiliary_classifier_names: tuple[str, ...] = ()
     stages: tuple[tuple[str, str], ...] = ()
     num_features: int = 0
     aux_loss_weight: float = 0.0
+
+    def structure(self) -> Structure:
+        """The declared blocks, residual and branching blocks, pass-through types and Grad-CAM layers."""
+        return declared_structure(self, self.pass_through)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Return the last feature map, before global pooling (N × C × H × W)."""
@@ -155,6 +248,10 @@ class Model(Protocol):
 
     def __call__(self, x: torch.Tensor) -> Any:
         """``forward``: logits, or a ModelOutput in training mode for models with auxiliary heads."""
+        ...
+
+    def structure(self) -> Structure:
+        """Residual and branching blocks, pass-through types and Grad-CAM layers, as the model declares them."""
         ...
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from core.models.base import ExplorerModel, ModelOutput, check_model_args
+from core.models.base import DeclaredBlock, ExplorerModel, ModelOutput, check_model_args
 
 
 class BasicConv2d(nn.Module):
@@ -25,8 +25,10 @@ class BasicConv2d(nn.Module):
         return self.relu(self.bn(self.conv(x)))
 
 
-class InceptionA(nn.Module):
+class InceptionA(DeclaredBlock):
     """35×35 module: 1×1, 5×5, double 3×3 and pool branches (figure 5 of the paper)."""
+
+    merge = "concat"
 
     def __init__(self, in_channels: int, pool_features: int) -> None:
         super().__init__()
@@ -49,8 +51,10 @@ class InceptionA(nn.Module):
         return torch.cat(branches, 1)  # N x (224 + pool_features) x 35 x 35
 
 
-class InceptionB(nn.Module):
+class InceptionB(DeclaredBlock):
     """Grid reduction 35×35 → 17×17: strided 3×3, strided double 3×3, max-pool."""
+
+    merge = "concat"
 
     def __init__(self, in_channels: int) -> None:
         super().__init__()
@@ -69,8 +73,10 @@ class InceptionB(nn.Module):
         return torch.cat(branches, 1)  # N x 768 x 17 x 17
 
 
-class InceptionC(nn.Module):
+class InceptionC(DeclaredBlock):
     """17×17 module: 7×7 convolutions factorised into 1×7 and 7×1 (figure 6)."""
+
+    merge = "concat"
 
     def __init__(self, in_channels: int, channels_7x7: int) -> None:
         super().__init__()
@@ -96,8 +102,10 @@ class InceptionC(nn.Module):
         return torch.cat(branches, 1)  # N x 768 x 17 x 17
 
 
-class InceptionD(nn.Module):
+class InceptionD(DeclaredBlock):
     """Grid reduction 17×17 → 8×8."""
+
+    merge = "concat"
 
     def __init__(self, in_channels: int) -> None:
         super().__init__()
@@ -117,8 +125,10 @@ class InceptionD(nn.Module):
         return torch.cat(branches, 1)  # N x 1280 x 8 x 8
 
 
-class InceptionE(nn.Module):
+class InceptionE(DeclaredBlock):
     """8×8 module with expanded 1×3 / 3×1 branches (figure 7)."""
+
+    merge = "concat"
 
     def __init__(self, in_channels: int) -> None:
         super().__init__()

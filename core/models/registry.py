@@ -3,8 +3,13 @@
 Facts that can be computed (parameter counts, MACs, depth, shapes) are never
 stored here: the layer analysis computes them from the live model. What is
 stored are the facts a model cannot tell about itself (paper, year, input
-convention) and the numbers *others* published, each with its source, so the
-app can show them beside the computed ones.
+convention, where its pretrained weights come from, the course notes' figures)
+and the numbers *others* published, each with its source, so the app can show
+them beside the computed ones.
+
+The registry is open: ``register(spec)`` adds a model (``unregister(name)``
+removes it), and every registry-parametrized view and test then covers it.
+No code outside this module decides anything from a model's name.
 """
 
 from __future__ import annotations
@@ -12,13 +17,14 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TypedDict
+from typing import Protocol, TypedDict, TypeVar
 
 import torch
 
-from core.errors import InputSizeError, UnknownModelError
-from core.models import alexnet, inception, lenet, resnet, vgg, xception
+from core.errors import InputSizeError, InvalidArgumentError, UnknownModelError
+from core.models import alexnet, inception, lenet, notes, resnet, vgg, xception
 from core.models.base import ExplorerModel, check_positive
+from core.models.notes import NotesFigure
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -33,6 +39,31 @@ class Reference:
     source: str  # "paper", "torchvision", "Keras", "timm", "course notes"
     detail: str = ""
     same_network: bool = True  # False when the source measured a different variant (torchvision's AlexNet)
+
+
+@dataclass(frozen=True)
+class PretrainedSource:
+    """Where a model's pretrained weights come from (after torchvision's ``Weights`` and timm's ``pretrained_cfg``).
+
+    Either ``torchvision_weights``, a torchvision weights enum member by dotted name
+    (``"ResNet18_Weights.IMAGENET1K_V1"``), whose metadata give the file, the categories, the preprocessing,
+    the accuracy and the size; or the file's ``url`` with those facts spelt out here (``categories_from``
+    borrows a torchvision enum's category list). ``shell`` builds the network the file belongs to, when it
+    differs from the builder's default at 1000 classes and 3 channels (Inception-v3 maps inputs to [-1, 1]).
+    """
+
+    torchvision_weights: str = ""
+    url: str = ""
+    categories_from: str = ""
+    resize: int = 0
+    crop: int = 0
+    mean: tuple[float, ...] = ()
+    std: tuple[float, ...] = ()
+    top1: float = 0.0
+    source: str = ""
+    size_mb: float = 0.0
+    hash_checked: bool = True  # the hash in the file name is the start of its SHA-256 (torch hub's rule)
+    shell: Callable[[], ExplorerModel] | None = None
 
 
 @dataclass(frozen=True)
@@ -56,6 +87,8 @@ class ModelSpec:
     std: tuple[float, ...] = IMAGENET_STD
     idea: str = ""
     references: tuple[Reference, ...] = field(default_factory=tuple)
+    pretrained: PretrainedSource | None = None  # None: no pretrained weights in this app
+    notes_figures: tuple[NotesFigure, ...] = ()  # the course notes' figures; none: no fidelity panel
 
     def reference(self, metric: str, source: str) -> Reference | None:
         """Return the published ``metric`` from ``source``, if there is one."""
@@ -120,12 +153,32 @@ _VGG_PAPER = _Paper(
 )
 
 
+def _imagenet(weights: str, shell: Callable[[], ExplorerModel] | None = None) -> PretrainedSource:
+    """torchvision's ImageNet-1k weights ``weights`` (a weights enum member by name)."""
+    return PretrainedSource(torchvision_weights=weights, source="torchvision", shell=shell)
+
+
+def _inception_shell() -> ExplorerModel:
+    """Inception-v3 as Google's weights expect it: ImageNet-normalised inputs mapped to [-1, 1]."""
+    return inception.Inception3(num_classes=1000, in_channels=3, transform_input=True)
+
+
+XCEPTION_URL = "https://github.com/rwightman/pytorch-image-models/releases/download/v0.1-cadene/xception-43020ad28.pth"
+XCEPTION_MB = 87.4  # 22.86 M float32 parameters and BN statistics (the release page gives no exact size)
+# Cadene's "43020ad28" predates torch hub's rule and timm never checks it: the content is checked instead.
+_XCEPTION_WEIGHTS = PretrainedSource(url=XCEPTION_URL, categories_from="ResNet18_Weights.IMAGENET1K_V1", resize=333,
+                                     crop=299, mean=(0.5,) * 3, std=(0.5,) * 3, top1=78.892, source="timm",
+                                     size_mb=XCEPTION_MB, hash_checked=False)
+
+
 def _resnet(name: str, display: str, paper_gflops: float, torchvision_figures: tuple[Reference, ...]) -> ModelSpec:
     depth = int(name.removeprefix("resnet"))
     return ModelSpec(
         name=name,
         display_name=display,
         builder=getattr(resnet, name),
+        pretrained=_imagenet(f"ResNet{depth}_Weights.IMAGENET1K_V1"),
+        notes_figures=notes.figures(name),
         references=(
             Reference("macs", paper_gflops * 1e9, "paper", "Table 1, reported as FLOPs"),
             Reference("depth", depth, "paper", "weight layers"),
@@ -141,6 +194,7 @@ _SPECS: list[ModelSpec] = [
         display_name="LeNet-5",
         family="LeNet",
         builder=lenet.lenet5,
+        notes_figures=notes.figures("lenet5"),
         year=1998,
         authors="Yann LeCun, Léon Bottou, Yoshua Bengio, Patrick Haffner",
         paper_title="Gradient-Based Learning Applied to Document Recognition",
@@ -163,6 +217,7 @@ _SPECS: list[ModelSpec] = [
         display_name="AlexNet",
         family="AlexNet",
         builder=alexnet.alexnet,
+        notes_figures=notes.figures("alexnet"),
         year=2012,
         authors="Alex Krizhevsky, Ilya Sutskever, Geoffrey E. Hinton",
         paper_title="ImageNet Classification with Deep Convolutional Neural Networks",
@@ -185,6 +240,8 @@ _SPECS: list[ModelSpec] = [
         name="vgg16",
         display_name="VGG-16",
         builder=vgg.vgg16,
+        pretrained=_imagenet("VGG16_Weights.IMAGENET1K_V1"),
+        notes_figures=notes.figures("vgg16"),
         references=(Reference("depth", 16, "paper", "13 conv + 3 FC, configuration D"),
                     *_torchvision(138_357_544, 15.47, 71.592, 90.382)),
         **_VGG_PAPER,
@@ -193,6 +250,8 @@ _SPECS: list[ModelSpec] = [
         name="vgg19",
         display_name="VGG-19",
         builder=vgg.vgg19,
+        pretrained=_imagenet("VGG19_Weights.IMAGENET1K_V1"),
+        notes_figures=notes.figures("vgg19"),
         references=(Reference("depth", 19, "paper", "16 conv + 3 FC, configuration E"),
                     *_torchvision(143_667_240, 19.632, 72.376, 90.876)),
         **_VGG_PAPER,
@@ -202,6 +261,8 @@ _SPECS: list[ModelSpec] = [
         display_name="Inception-v3",
         family="Inception",
         builder=inception.inception_v3,
+        pretrained=_imagenet("Inception_V3_Weights.IMAGENET1K_V1", shell=_inception_shell),
+        notes_figures=notes.figures("inception_v3"),
         year=2015,
         authors="Christian Szegedy, Vincent Vanhoucke, Sergey Ioffe, Jonathon Shlens, Zbigniew Wojna",
         paper_title="Rethinking the Inception Architecture for Computer Vision",
@@ -221,6 +282,8 @@ _SPECS: list[ModelSpec] = [
         display_name="Xception",
         family="Xception",
         builder=xception.xception,
+        pretrained=_XCEPTION_WEIGHTS,
+        notes_figures=notes.figures("xception"),
         year=2017,
         authors="François Chollet",
         paper_title="Xception: Deep Learning with Depthwise Separable Convolutions",
@@ -251,6 +314,48 @@ _SPECS: list[ModelSpec] = [
 ]
 
 REGISTRY: dict[str, ModelSpec] = {spec.name: spec for spec in _SPECS}
+_invalidators: list[Callable[[], None]] = []
+
+
+class _Cached(Protocol):
+    def cache_clear(self) -> None: ...
+
+
+CachedT = TypeVar("CachedT", bound=_Cached)
+
+
+def on_change(cached: CachedT) -> CachedT:
+    """Decorator: clear the cache of ``cached`` (a ``functools`` cached function keyed by model name) whenever a
+    model is registered or unregistered, so a name never keeps the facts of a model it no longer names."""
+    _invalidators.append(cached.cache_clear)
+    return cached
+
+
+def _changed() -> None:
+    for clear in _invalidators:
+        clear()
+
+
+def register(model_spec: ModelSpec, replace: bool = False) -> ModelSpec:
+    """Add ``model_spec`` to the registry (after the others); every view and registry-parametrized test then
+    covers it. A name already registered raises InvalidArgumentError unless ``replace``."""
+    if not isinstance(model_spec, ModelSpec):
+        raise InvalidArgumentError(f"register takes a ModelSpec, not {type(model_spec).__name__}.")
+    if not model_spec.name or not isinstance(model_spec.name, str):
+        raise InvalidArgumentError("A model needs a non-empty name.")
+    if model_spec.name in REGISTRY and not replace:
+        raise InvalidArgumentError(f"A model named {model_spec.name!r} is already registered.")
+    REGISTRY[model_spec.name] = model_spec
+    _changed()
+    return model_spec
+
+
+def unregister(name: str) -> ModelSpec:
+    """Remove model ``name`` from the registry and return its spec (UnknownModelError if it is not there)."""
+    removed = spec(name)
+    del REGISTRY[name]
+    _changed()
+    return removed
 
 
 def names() -> list[str]:
@@ -290,6 +395,7 @@ def _accepts(model: ExplorerModel, in_channels: int, size: int) -> bool:
         return False
 
 
+@on_change
 @functools.cache
 def input_size_range(name: str, training: bool = False) -> tuple[int, int | None]:
     """Return the smallest and largest square input (px) the model accepts; largest is None if unbounded.

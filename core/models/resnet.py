@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from core.models.base import ExplorerModel, check_model_args, init_conv_batchnorm
+from core.models.base import DeclaredBlock, ExplorerModel, check_model_args, init_conv_batchnorm
 
 
 def conv3x3(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
@@ -18,11 +18,11 @@ def conv1x1(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(in_channels, out_channels, kernel_size=1, stride=stride, bias=False)
 
 
-class BasicBlock(nn.Module):
+class BasicBlock(DeclaredBlock):
     """Two 3×3 convolutions and a skip connection (ResNet-18/34)."""
 
     expansion = 1
-    residual = True
+    merge = "add"
 
     def __init__(self, in_channels: int, width: int, stride: int = 1, downsample: nn.Module | None = None):
         super().__init__()
@@ -40,14 +40,14 @@ class BasicBlock(nn.Module):
         return self.relu(out)
 
 
-class Bottleneck(nn.Module):
+class Bottleneck(DeclaredBlock):
     """1×1 reduce → 3×3 → 1×1 expand, and a skip connection (ResNet-50/101/152).
 
     The stride sits on the 3×3 convolution, as in torchvision ("ResNet v1.5").
     """
 
     expansion = 4
-    residual = True
+    merge = "add"
 
     def __init__(self, in_channels: int, width: int, stride: int = 1, downsample: nn.Module | None = None):
         super().__init__()

@@ -12,7 +12,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from core.models.base import ExplorerModel, check_model_args, init_conv_batchnorm
+from core.models.base import DeclaredBlock, ExplorerModel, check_model_args, init_conv_batchnorm
 
 
 class SeparableConv2d(nn.Module):
@@ -27,10 +27,10 @@ class SeparableConv2d(nn.Module):
         return self.pointwise(self.conv1(x))
 
 
-class Block(nn.Module):
+class Block(DeclaredBlock):
     """``reps`` × (ReLU → separable 3×3 → batch norm), an optional strided max-pool, and a skip connection."""
 
-    residual = True
+    merge = "add"
 
     def __init__(self, in_channels: int, out_channels: int, reps: int, stride: int = 1,
                  start_with_relu: bool = True, grow_first: bool = True) -> None:
