@@ -15,7 +15,6 @@ from torch.overrides import TorchFunctionMode
 
 from core import models
 from core.analysis import format_pair, format_shape, is_within, summarize, tensors_in
-from core.models.base import block_modules
 
 
 @dataclass(frozen=True)

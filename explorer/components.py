@@ -95,6 +95,11 @@ def display_name(name: str) -> str:
     return models.spec(name).display_name
 
 
+def featured_index(options: list[str], view: str) -> int:
+    """Where in ``options`` the first model whose registry entry features it in ``view`` is (0 if none)."""
+    return next((i for i, name in enumerate(options) if view in models.spec(name).featured_in), 0)
+
+
 DEFAULT_MODEL = "resnet50"
 
 

@@ -52,7 +52,7 @@ by_kind = pd.DataFrame([
 st.plotly_chart(components.counts_axis(px.bar(by_kind, x="model", y="parameters", color="kind", barmode="stack",
                                              height=420)), config=chart_downloads.config(), width="stretch")
 stage_model = st.selectbox("Per stage, for", chosen, format_func=components.display_name,
-                           index=chosen.index("resnet50") if "resnet50" in chosen else 0)
+                           index=components.featured_index(chosen, "stages"))
 by_stage = pd.DataFrame([
     {"stage": stage, "parameters": count} for stage, count in summaries[stage_model].params_by("stage").items()
 ])

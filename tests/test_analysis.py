@@ -11,16 +11,18 @@ from core import analysis, models
 from core.errors import InputSizeError, UnknownModelError
 from tests.conftest import NAMES
 
-# torchvision's weight metadata (offline: the enums carry it); its "GFLOPS" are MACs.
+
+# torchvision's weight metadata (offline: the enums carry it); its "GFLOPS" are MACs. Every registered model whose
+# pretrained source is a torchvision weights enum is checked against it.
+def _torchvision_enum(dotted: str) -> torchvision.models.WeightsEnum:
+    enum_name, _, member = dotted.partition(".")
+    return getattr(getattr(torchvision.models, enum_name), member)
+
+
 TORCHVISION_WEIGHTS = {
-    "vgg16": torchvision.models.VGG16_Weights.IMAGENET1K_V1,
-    "vgg19": torchvision.models.VGG19_Weights.IMAGENET1K_V1,
-    "inception_v3": torchvision.models.Inception_V3_Weights.IMAGENET1K_V1,
-    "resnet18": torchvision.models.ResNet18_Weights.IMAGENET1K_V1,
-    "resnet34": torchvision.models.ResNet34_Weights.IMAGENET1K_V1,
-    "resnet50": torchvision.models.ResNet50_Weights.IMAGENET1K_V1,
-    "resnet101": torchvision.models.ResNet101_Weights.IMAGENET1K_V1,
-    "resnet152": torchvision.models.ResNet152_Weights.IMAGENET1K_V1,
+    name: _torchvision_enum(source.torchvision_weights)
+    for name in NAMES
+    if (source := models.spec(name).pretrained) is not None and source.torchvision_weights
 }
 
 

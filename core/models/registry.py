@@ -14,6 +14,7 @@ No code outside this module decides anything from a model's name.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -89,6 +90,7 @@ class ModelSpec:
     references: tuple[Reference, ...] = field(default_factory=tuple)
     pretrained: PretrainedSource | None = None  # None: no pretrained weights in this app
     notes_figures: tuple[NotesFigure, ...] = ()  # the course notes' figures; none: no fidelity panel
+    featured_in: tuple[str, ...] = ()  # views that show this model first ("stages": Compare's per-stage chart)
 
     def reference(self, metric: str, source: str) -> Reference | None:
         """Return the published ``metric`` from ``source``, if there is one."""
@@ -308,7 +310,8 @@ _SPECS: list[ModelSpec] = [
     ),
     _resnet("resnet18", "ResNet-18", 1.8, _torchvision(11_689_512, 1.814, 69.758, 89.078)),
     _resnet("resnet34", "ResNet-34", 3.6, _torchvision(21_797_672, 3.664, 73.314, 91.42)),
-    _resnet("resnet50", "ResNet-50", 3.8, _torchvision(25_557_032, 4.089, 76.13, 92.862)),
+    dataclasses.replace(_resnet("resnet50", "ResNet-50", 3.8, _torchvision(25_557_032, 4.089, 76.13, 92.862)),
+            featured_in=("stages",)),
     _resnet("resnet101", "ResNet-101", 7.6, _torchvision(44_549_160, 7.801, 77.374, 93.546)),
     _resnet("resnet152", "ResNet-152", 11.3, _torchvision(60_192_808, 11.514, 78.312, 94.046)),
 ]
