@@ -51,6 +51,7 @@ def pair(name: str) -> tuple[ExplorerModel, nn.Module]:
     return ours.double(), reference.double()
 
 
+@pytest.mark.slow  # whole models in float64
 @pytest.mark.parametrize("name", NAMES)
 def test_torchvision_state_dict_loads_strictly_and_logits_agree(name: str) -> None:
     ours, reference = pair(name)
@@ -64,6 +65,7 @@ def test_torchvision_state_dict_loads_strictly_and_logits_agree(name: str) -> No
     assert expected.abs().max() > 0  # a real signal, not two zero vectors
 
 
+@pytest.mark.slow  # whole models in float64
 def test_googlenet_transform_input_agrees_with_torchvision() -> None:
     """The ported ImageNet weights are used with ``transform_input=True`` (torchvision sets it for them)."""
     reference = torchvision.models.googlenet(weights=None, aux_logits=True, init_weights=True, transform_input=True)
@@ -74,6 +76,7 @@ def test_googlenet_transform_input_agrees_with_torchvision() -> None:
         torch.testing.assert_close(ours(x), reference(x), rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.slow  # whole models in float64
 def test_googlenet_training_outputs_agree_with_torchvision_under_one_seed() -> None:
     """In training both return the main and both auxiliary logits; dropout (0.2 and 0.7) draws the same masks."""
     ours, reference = pair("googlenet")
@@ -103,6 +106,7 @@ def test_googlenet_without_auxiliary_heads_returns_plain_logits_in_training() ->
     assert isinstance(output, torch.Tensor) and output.shape == (2, 1000)
 
 
+@pytest.mark.slow  # whole models in float64
 def test_efficientnet_stochastic_depth_matches_torchvision_under_one_seed() -> None:
     """Same drop probability per block (0 → 0.2 × 15/16 with depth), and the same per-sample masks in training."""
     reference = torchvision.models.efficientnet_b0(weights=None, stochastic_depth_prob=0.9)
@@ -168,6 +172,8 @@ def test_num_classes_and_in_channels_variants(name: str) -> None:
         assert model.forward_head(features, pre_logits=True).shape == (2, model.num_features)
     model.reset_classifier(7)
     assert model.num_classes == 7
+    for _, last in model.stages:  # the fine-tuner's unfreezing points exist
+        model.get_submodule(last)
     for bad in (0, -1, 2.5, True):
         with pytest.raises(InvalidArgumentError):
             build(num_classes=bad)
@@ -189,13 +195,14 @@ def test_backward_reaches_every_parameter(name: str) -> None:
     if isinstance(model, EfficientNet):  # no dropped branch, so every block gets a gradient
         for module in model.modules():
             if type(module).__name__ == "StochasticDepth":
-                module.p = 0.0  # type: ignore[assignment]
+                module.p = 0.0
     output = model(torch.randn(2, 3, SMALL, SMALL))
     loss, _ = training_loss(model, output, torch.tensor([1, 2]), label_smoothing=0.1)
     loss.backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
     assert not missing
-    assert model.get_classifier().weight.grad.abs().sum() > 0  # type: ignore[union-attr]
+    grad = model.get_classifier().weight.grad
+    assert grad is not None and grad.abs().sum() > 0
 
 
 def test_declared_structure_residual_blocks_and_branches() -> None:

@@ -125,7 +125,7 @@ class EfficientNet(ExplorerModel):
     classifier_name = "classifier.1"
     num_features = LAST_CHANNELS
     stages = (("stem", "features.0"), *((f"stage {i}", f"features.{i}") for i in range(1, len(STAGES) + 1)),
-              ("head", f"features.{len(STAGES) + 1}"))
+              ("1×1 to 1280", f"features.{len(STAGES) + 1}"))
 
     def __init__(self, num_classes: int = 1000, in_channels: int = 3, dropout: float = 0.2,
                  stochastic_depth_prob: float = 0.2) -> None:

@@ -97,7 +97,7 @@ class MobileNetV2(ExplorerModel):
         self.features = nn.Sequential(*layers)
         self.stages = (("stem", "features.0"),
                        *((f"{plan.out_channels} channels", end) for plan, end in zip(STAGES, stage_ends, strict=True)),
-                       ("head", f"features.{len(layers) - 1}"))
+                       ("1×1 to 1280", f"features.{len(layers) - 1}"))
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.classifier = nn.Sequential(nn.Dropout(p=dropout), nn.Linear(LAST_CHANNELS, num_classes))
         for module in self.modules():
