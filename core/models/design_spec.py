@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, replace
-from typing import Union
 
 from core.errors import ExplorerError, quoted
 
@@ -136,7 +135,7 @@ class Parallel:
     at: Position = _AT
 
 
-Layer = Union[Conv, Pool, GlobalPool, BatchNorm, Relu, Dropout, Dense, Residual, Parallel]
+Layer = Conv | Pool | GlobalPool | BatchNorm | Relu | Dropout | Dense | Residual | Parallel
 
 
 @dataclass(frozen=True)

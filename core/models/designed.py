@@ -11,14 +11,27 @@ from __future__ import annotations
 from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
 
 import torch
 from torch import nn
 
 from core.models.base import ExplorerModel, check_positive
 from core.models.design_spec import (
-    MAX_FEATURES, BatchNorm, Conv, Dense, Design, DesignError, Dropout, GlobalPool, Layer, Parallel, Pool, Relu,
-    Residual, parse,
+    MAX_FEATURES,
+    BatchNorm,
+    Conv,
+    Dense,
+    Design,
+    DesignError,
+    Dropout,
+    GlobalPool,
+    Layer,
+    Parallel,
+    Pool,
+    Relu,
+    Residual,
+    parse,
 )
 
 MAX_PARAMETERS = 50_000_000
@@ -157,7 +170,7 @@ class _Walk:
 
     def relu(self, layer: Layer, shape: tuple[int, ...], entries: list[Entry]) -> None:
         name = self.name("relu")
-        entries.append((name, lambda: nn.ReLU()  # not in place: a relu first in a branch would overwrite the block's input))
+        entries.append((name, nn.ReLU))  # not in place: a relu first in a branch would overwrite the block's input
         self.add(name, layer, shape, 0)
 
     def residual(self, layer: Residual, shape: Shape, entries: list[Entry]) -> Shape:
@@ -189,9 +202,9 @@ class _Walk:
         channels = sum(out[0] for _, out in walked)
         branches = [(f"branch{i}", body) for i, (body, _) in enumerate(walked, start=1)]
         entries.append((name, lambda: _ParallelBlock(OrderedDict((n, _sequential(b)) for n, b in branches))))
-        out = (channels, *walked[0][1][1:])
+        out = (channels, walked[0][1][1], walked[0][1][2])
         self.add(name, layer, out, 0)
-        return out  # type: ignore[return-value]
+        return out
 
     def head(self, layers: tuple[Layer, ...], features: int) -> list[Entry]:
         """The flatten and the dense layers (with their ReLUs and dropouts) after the feature maps."""
@@ -199,14 +212,14 @@ class _Walk:
         for layer in layers:
             if isinstance(layer, Dense):
                 name = self.name("fc")
-                entries.append((name, lambda i=features, o=layer.out: nn.Linear(i, o)))
+                entries.append((name, partial(nn.Linear, features, layer.out)))
                 self.add(name, layer, (layer.out,), features * layer.out + layer.out)
                 features = layer.out
                 if layer.relu:
                     self.relu(layer, (features,), entries)
             elif isinstance(layer, Dropout):
                 name = self.name("drop")
-                entries.append((name, lambda p=layer.p: nn.Dropout(p)))
+                entries.append((name, partial(nn.Dropout, layer.p)))
                 self.add(name, layer, (features,), 0)
             elif isinstance(layer, Relu):
                 self.relu(layer, (features,), entries)
@@ -223,7 +236,7 @@ def _error(layer: Layer, name: str, cause: str) -> DesignError:
 def _split(design: Design) -> tuple[tuple[Layer, ...], tuple[Layer, ...]]:
     """The layers before the first fc (feature maps) and from it on (the head)."""
     first = next((i for i, layer in enumerate(design.layers) if isinstance(layer, Dense)), None)
-    if first is None or not isinstance(design.layers[-1], Dense):
+    if first is None:
         raise DesignError("the design must end with an fc layer, the classifier (e.g. fc 10)")
     if not any(isinstance(layer, (Conv, Residual, Parallel)) for layer in design.layers[:first]):
         raise DesignError("the design needs at least one conv layer before its fc layers")
@@ -238,6 +251,8 @@ def _walk(design: Design) -> tuple[_Walk, list[Entry], list[Entry], int]:
         raise _error(head_layers[0], "fc1", f"would flatten {c}×{h}×{w} = {c * h * w:,} values; pool the maps "
                      "smaller first (e.g. gap)")
     head = walk.head(head_layers, c * h * w)
+    if not isinstance(head_layers[-1], Dense):
+        raise DesignError("the design must end with an fc layer, the classifier (e.g. fc 10)")
     return walk, features, head, c
 
 
