@@ -92,8 +92,10 @@ def _replace_first_conv(model: nn.Module, in_channels: int) -> None:
     name, conv = next((n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d))
     if conv.in_channels == in_channels:
         return
-    new = nn.Conv2d(in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, conv.dilation,
-                    groups=1, bias=conv.bias is not None, padding_mode=conv.padding_mode,
+    pair = (lambda value: (int(value[0]), int(value[-1])))  # noqa: E731  (torch stores them as tuples)
+    padding = conv.padding if isinstance(conv.padding, str) else pair(conv.padding)
+    new = nn.Conv2d(in_channels, conv.out_channels, pair(conv.kernel_size), pair(conv.stride), padding,
+                    pair(conv.dilation), groups=1, bias=conv.bias is not None, padding_mode=conv.padding_mode,
                     device=conv.weight.device, dtype=conv.weight.dtype)
     model.set_submodule(name, new)
 
