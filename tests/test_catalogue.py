@@ -33,6 +33,14 @@ def test_layer_analysis_counts_torchvisions_published_parameters(name: str) -> N
     assert one_channel.forward_head(features).shape == (2, 10) and one_channel.stages
 
 
+def test_stages_are_the_trunks_top_level_blocks() -> None:
+    with torch.device("meta"):
+        resnext = build_catalogue("resnext50_32x4d")
+        convnext = build_catalogue("convnext_tiny")
+    assert [label for label, _ in resnext.stages] == ["stem", "layer1", "layer2", "layer3", "layer4"]
+    assert resnext.stages[0][1] == "maxpool" and convnext.stages[-1] == ("features.7", "features.7")
+
+
 def test_analysis_agrees_with_torchinfo() -> None:
     model = build_catalogue("mnasnet0_5", num_classes=10, in_channels=1)
     info = torchinfo.summary(model, input_size=(1, 1, 64, 64), verbose=0)

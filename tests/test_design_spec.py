@@ -59,6 +59,7 @@ def test_residual_and_parallel_designs_forward_and_backward() -> None:
     logits.sum().backward()
     assert x.grad is not None and all(p.grad is not None for p in model.parameters())
     assert sum(p.numel() for p in model.parameters()) == check(BLOCKS).parameters
+    assert analyse(model, (3, 32, 32)).total_params == check(BLOCKS).parameters  # the layer table takes it
     model.reset_classifier(3)
     assert model(x).shape == (2, 3)
     assert build_design(BLOCKS, num_classes=4, in_channels=1)(torch.randn(1, 1, 32, 32)).shape == (1, 4)

@@ -156,8 +156,10 @@ class CatalogueModel(ExplorerModel):
             module = self.get_submodule(name)
             if name in _EXPANDED:
                 stages += [(f"{name}.{child}", f"{name}.{child}") for child, _ in module.named_children()]
+            elif not list(module.children()) and stages and stages[-1][0] == "stem":
+                stages[-1] = ("stem", name)  # ResNet's conv1, bn1, relu, maxpool: one stem stage
             else:
-                stages.append((name, name))
+                stages.append(("stem" if not list(module.children()) else name, name))
         return tuple(stages)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
