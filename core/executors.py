@@ -34,16 +34,16 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol, cast
 
-from core import checkpoint_sets
+from core import checkpoint_sets, paths
 from core.claims import StaleClaimError
 from core.errors import ExplorerError
 from core.runs import Heartbeat, RunStore, default_busy_timeout
 
 log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[1]
-EXECUTOR_ENV = "CNN_EXPLORER_EXECUTOR"
-RAY_ADDRESS_ENV = "CNN_EXPLORER_RAY_ADDRESS"
-RAY_CPUS_ENV = "CNN_EXPLORER_RAY_CPUS"
+EXECUTOR_ENV = paths.EXECUTOR_ENV
+RAY_ADDRESS_ENV = paths.RAY_ADDRESS_ENV
+RAY_CPUS_ENV = paths.RAY_CPUS_ENV
 KINDS = ("local", "ray")
 
 
@@ -71,7 +71,7 @@ class Executor(Protocol):
 
 def _setting(env: str, secret: object) -> str | None:
     """The environment variable, else the secret, else None (blank counts as unset)."""
-    for value in (os.environ.get(env), secret):
+    for value in (paths.raw(env), secret):
         if value is not None and str(value).strip():
             return str(value).strip()
     return None
@@ -99,7 +99,7 @@ def configured_address(secret: object = None) -> str | None:
 
 def configured_cpus() -> float:
     """CPUs a run asks Ray for when it trains on the CPU (``$CNN_EXPLORER_RAY_CPUS``, default 1)."""
-    text = os.environ.get(RAY_CPUS_ENV, "1")
+    text = paths.raw(RAY_CPUS_ENV) or "1"
     try:
         cpus = float(text)
     except ValueError:
@@ -344,7 +344,7 @@ def train_rank(service: Any, run: dict[str, Any], rank: int, world: int, address
     cuda = bool(ray.get_gpu_ids())
     if cuda:
         torch.cuda.set_device(0)  # Ray shows each rank only the GPU of its bundle
-    timeout = float(os.environ.get("CNN_EXPLORER_DIST_TIMEOUT", "300"))
+    timeout = paths.dist_timeout()
     dist.init_process_group("nccl" if cuda else "gloo", init_method=f"tcp://{address[0]}:{address[1]}",
                             rank=rank, world_size=world, timeout=timedelta(seconds=timeout))
     device = torch.device("cuda", 0) if cuda else torch.device("cpu")
@@ -595,7 +595,7 @@ class RayExecutor:
 
     def _runtime_env(self) -> dict[str, Any]:
         """This code on every node (uploaded when joining a cluster); data sets cached under the state folder."""
-        variables = {"CNN_EXPLORER_STATE": str(self.store.root)}
+        variables = {paths.STATE_ENV: str(self.store.root)}
         if self.address is None:  # a local instance: the nodes are this machine
             variables["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
             return {"env_vars": variables}
@@ -616,7 +616,7 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="train queued runs as Ray tasks until Ctrl-C (no app needed)")
     serve.add_argument("--state", type=Path, help="state folder (default: $CNN_EXPLORER_STATE or ./state)")
-    serve.add_argument("--address", default=os.environ.get(RAY_ADDRESS_ENV),
+    serve.add_argument("--address", default=paths.raw(RAY_ADDRESS_ENV),
                        help=f"Ray cluster this machine has joined (auto, HEAD:6379; default ${RAY_ADDRESS_ENV}); "
                             "none: start a local Ray instance")
     queue = commands.add_parser("queue", help="queue one run (python -m core.train's flags) for N processes",

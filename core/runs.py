@@ -13,7 +13,6 @@ import argparse
 import contextlib
 import json
 import logging
-import os
 import platform
 import shutil
 import sqlite3
@@ -30,9 +29,10 @@ from typing import Any
 
 import torch
 
-from core import checkpoints
+from core import checkpoints, paths
 from core.claims import Claim, StaleClaimError
 from core.errors import ExplorerError
+from core.paths import state_dir
 from core.store_errors import (  # noqa: F401 (re-exported: the store's errors)
     StoreDamagedError,
     StoreFullError,
@@ -85,8 +85,8 @@ COLUMNS = {
 }
 ACTIVE = ("queued", "running")
 RESUMABLE = ("stopped", "failed", "interrupted")
-DEFAULT_HEARTBEAT_TIMEOUT = 30.0  # seconds without a heartbeat before a running run counts as interrupted
-DEFAULT_BUSY_TIMEOUT = 120.0  # seconds a trainer's write waits for a database locked by another process
+DEFAULT_HEARTBEAT_TIMEOUT = paths.DEFAULT_HEARTBEAT_TIMEOUT
+DEFAULT_BUSY_TIMEOUT = paths.DEFAULT_BUSY_TIMEOUT
 LOCK_WAIT = 30.0  # seconds one call waits for another process's write lock (at most the busy timeout)
 
 
@@ -98,30 +98,8 @@ class RunStateError(ExplorerError):
     """An action the run's status does not allow (deleting a running run, resuming a completed one)."""
 
 
-def state_dir() -> Path:
-    """The one configurable state directory (``$CNN_EXPLORER_STATE``, default ``./state``)."""
-    return Path(os.environ.get("CNN_EXPLORER_STATE", "state")).resolve()
-
-
-def _seconds_setting(name: str, default: float) -> float:
-    """The environment variable ``name`` as a positive number of seconds; ``default`` if unset, unreadable or not
-    positive."""
-    try:
-        value = float(os.environ.get(name, default))
-    except ValueError:
-        return default
-    return value if value > 0 else default
-
-
-def default_heartbeat_timeout() -> float:
-    """Seconds without a heartbeat after which a running run is interrupted (``$CNN_EXPLORER_HEARTBEAT_TIMEOUT``)."""
-    return _seconds_setting("CNN_EXPLORER_HEARTBEAT_TIMEOUT", DEFAULT_HEARTBEAT_TIMEOUT)
-
-
-def default_busy_timeout() -> float:
-    """Seconds a trainer's write waits for a run database locked by another process before its run fails
-    (``$CNN_EXPLORER_BUSY_TIMEOUT``, default 120; see core.claims)."""
-    return _seconds_setting("CNN_EXPLORER_BUSY_TIMEOUT", DEFAULT_BUSY_TIMEOUT)
+default_heartbeat_timeout = paths.heartbeat_timeout
+default_busy_timeout = paths.busy_timeout
 
 
 def versions() -> dict[str, str]:
