@@ -32,7 +32,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
 from core import checkpoint_sets, paths
 from core.claims import StaleClaimError
@@ -219,7 +219,45 @@ class RemoteStore:
         """The checkpoints of a run on this node."""
         return {which: path for which in ("best", "last") if (path := self.checkpoint_path(run_id, which)).exists()}
 
+    # The trainer's calls (core.runs.Store), each one call of the store service.
+
+    def claim(self, worker: str, run_id: str | None = None) -> dict[str, Any] | None:
+        """Take a queued run for ``worker`` (RunStore.claim)."""
+        return self._call("claim")(worker, run_id)
+
+    def run(self, run_id: str) -> dict[str, Any]:
+        """One run (RunStore.run)."""
+        return self._call("run")(run_id)
+
+    def update_run(self, run_id: str, *, token: int | None = None, **fields: Any) -> None:
+        """Set columns of a run (RunStore.update_run)."""
+        self._call("update_run")(run_id, token=token, **fields)
+
+    def heartbeat(self, run_id: str, token: int | None = None) -> None:
+        """The trainer is alive (RunStore.heartbeat)."""
+        self._call("heartbeat")(run_id, token)
+
+    def stop_requested(self, run_id: str, token: int | None = None) -> bool:
+        """Has someone asked this run to stop (RunStore.stop_requested)?"""
+        return bool(self._call("stop_requested")(run_id, token))
+
+    def check_claim(self, run_id: str, token: int) -> None:
+        """Raise StaleClaimError unless ``token`` still holds the run (RunStore.check_claim)."""
+        self._call("check_claim")(run_id, token)
+
+    def log(self, run_id: str, kind: str, epoch: int, step: int, elapsed: float, values: dict[str, float],
+            token: int | None = None) -> None:
+        """Append one row of metrics (RunStore.log)."""
+        self._call("log")(run_id, kind, epoch, step, elapsed, values, token)
+
+    def forget_metrics_after(self, run_id: str, step: int, token: int | None = None) -> None:
+        """Drop metrics after ``step`` (RunStore.forget_metrics_after)."""
+        self._call("forget_metrics_after")(run_id, step, token)
+
     def __getattr__(self, method: str) -> Callable[..., Any]:
+        return self._call(method)
+
+    def _call(self, method: str) -> Callable[..., Any]:
         if method.startswith("_"):
             raise AttributeError(method)
 
@@ -275,7 +313,7 @@ def train_on_node(service: Any, run_id: str, heartbeat_timeout: float) -> str:
         store = RemoteStore(service, Path(scratch), heartbeat_timeout, token=run["generation"])
         if run.get("resume"):
             store.fetch_checkpoints(run_id)
-        Worker(cast(RunStore, store), device=device, name=name).train(run)
+        Worker(store, device=device, name=name).train(run)
         return _send_last(store, run_id)
 
 
@@ -359,8 +397,8 @@ def train_rank(service: Any, run: dict[str, Any], rank: int, world: int, address
             if run.get("resume"):  # every rank continues from the same training state: the same steps follow
                 store.fetch_checkpoints(run["id"])
             if rank == 0:
-                stop = AgreedStop(StopFlag(cast(RunStore, store), run["id"], token=run["generation"]), device)
-                Worker(cast(RunStore, store), device="cuda" if cuda else "cpu", name=name).train(
+                stop = AgreedStop(StopFlag(store, run["id"], token=run["generation"]), device)
+                Worker(store, device="cuda" if cuda else "cpu", name=name).train(
                     run, shard=(0, world), wrap=wrap, stop=stop)
                 return _send_last(store, run["id"])
             config = training.config_from_dict(run["config"])
@@ -395,7 +433,7 @@ def train_across(service: Any, run_id: str, processes: int, bundle: dict[str, fl
         if run is None:
             return "not queued"
         with tempfile.TemporaryDirectory() as scratch, \
-                Heartbeat(cast(RunStore, RemoteStore(service, Path(scratch), heartbeat_timeout)), run_id,
+                Heartbeat(RemoteStore(service, Path(scratch), heartbeat_timeout), run_id,
                           token=run["generation"]):
             # Heartbeats from here on cover the ranks' start; rank 0 sends its own once it trains.
             place = [PlacementGroupSchedulingStrategy(placement_group=group, placement_group_bundle_index=i)
