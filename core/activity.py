@@ -20,6 +20,8 @@ from pathlib import Path
 
 import torch
 
+from core import paths
+
 log = logging.getLogger(__name__)
 
 FILE_NAME = "page-activity"
@@ -28,12 +30,12 @@ CHECK_EVERY = 0.5  # seconds: a training run reads the file's age at most this o
 QUIET_SECONDS = 5.0  # no page served for this long: the worker may take every core it may use
 SETTLE_SECONDS = 1.0  # after the first mark of a busy spell, runs are back on their shared threads (CHECK_EVERY
 # and a batch; a batch longer than half a second on a CPU run delays it by the rest of that batch)
-SHARE_ENV = "CNN_EXPLORER_SHARE_IDLE_CORES"  # "0": workers keep the shared count (the policy before issue 23)
+SHARE_ENV = paths.SHARE_ENV  # "0": workers keep the shared count (the policy before issue 23)
 
 
 def share_enabled() -> bool:
     """Whether workers take the idle cores (``$CNN_EXPLORER_SHARE_IDLE_CORES``, on unless "0", "false" or "no")."""
-    return os.environ.get(SHARE_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+    return paths.share_idle_cores()
 
 
 def path_in(state: Path) -> Path:

@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from core import paths
 from core.errors import ExplorerError, quoted, quoted_list
 
 IN_MEMORY = ("digits", "shapes", "mnist", "fashion_mnist", "cifar10")
@@ -72,9 +73,7 @@ class InMemoryData:
 
 def data_dir() -> Path:
     """Where data sets live: ``$CNN_EXPLORER_DATA``, else ``<state dir>/data``."""
-    from core.runs import state_dir
-
-    return Path(os.environ.get("CNN_EXPLORER_DATA", state_dir() / "data"))
+    return paths.data_dir()
 
 
 def _stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:

@@ -32,18 +32,18 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
-from core import checkpoint_sets
+from core import checkpoint_sets, paths
 from core.claims import StaleClaimError
 from core.errors import ExplorerError
 from core.runs import Heartbeat, RunStore, default_busy_timeout
 
 log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[1]
-EXECUTOR_ENV = "CNN_EXPLORER_EXECUTOR"
-RAY_ADDRESS_ENV = "CNN_EXPLORER_RAY_ADDRESS"
-RAY_CPUS_ENV = "CNN_EXPLORER_RAY_CPUS"
+EXECUTOR_ENV = paths.EXECUTOR_ENV
+RAY_ADDRESS_ENV = paths.RAY_ADDRESS_ENV
+RAY_CPUS_ENV = paths.RAY_CPUS_ENV
 KINDS = ("local", "ray")
 
 
@@ -71,7 +71,7 @@ class Executor(Protocol):
 
 def _setting(env: str, secret: object) -> str | None:
     """The environment variable, else the secret, else None (blank counts as unset)."""
-    for value in (os.environ.get(env), secret):
+    for value in (paths.raw(env), secret):
         if value is not None and str(value).strip():
             return str(value).strip()
     return None
@@ -99,7 +99,7 @@ def configured_address(secret: object = None) -> str | None:
 
 def configured_cpus() -> float:
     """CPUs a run asks Ray for when it trains on the CPU (``$CNN_EXPLORER_RAY_CPUS``, default 1)."""
-    text = os.environ.get(RAY_CPUS_ENV, "1")
+    text = paths.raw(RAY_CPUS_ENV) or "1"
     try:
         cpus = float(text)
     except ValueError:
@@ -219,7 +219,45 @@ class RemoteStore:
         """The checkpoints of a run on this node."""
         return {which: path for which in ("best", "last") if (path := self.checkpoint_path(run_id, which)).exists()}
 
+    # The trainer's calls (core.runs.Store), each one call of the store service.
+
+    def claim(self, worker: str, run_id: str | None = None) -> dict[str, Any] | None:
+        """Take a queued run for ``worker`` (RunStore.claim)."""
+        return self._call("claim")(worker, run_id)
+
+    def run(self, run_id: str) -> dict[str, Any]:
+        """One run (RunStore.run)."""
+        return self._call("run")(run_id)
+
+    def update_run(self, run_id: str, *, token: int | None = None, **fields: Any) -> None:
+        """Set columns of a run (RunStore.update_run)."""
+        self._call("update_run")(run_id, token=token, **fields)
+
+    def heartbeat(self, run_id: str, token: int | None = None) -> None:
+        """The trainer is alive (RunStore.heartbeat)."""
+        self._call("heartbeat")(run_id, token)
+
+    def stop_requested(self, run_id: str, token: int | None = None) -> bool:
+        """Has someone asked this run to stop (RunStore.stop_requested)?"""
+        return bool(self._call("stop_requested")(run_id, token))
+
+    def check_claim(self, run_id: str, token: int) -> None:
+        """Raise StaleClaimError unless ``token`` still holds the run (RunStore.check_claim)."""
+        self._call("check_claim")(run_id, token)
+
+    def log(self, run_id: str, kind: str, epoch: int, step: int, elapsed: float, values: dict[str, float],
+            token: int | None = None) -> None:
+        """Append one row of metrics (RunStore.log)."""
+        self._call("log")(run_id, kind, epoch, step, elapsed, values, token)
+
+    def forget_metrics_after(self, run_id: str, step: int, token: int | None = None) -> None:
+        """Drop metrics after ``step`` (RunStore.forget_metrics_after)."""
+        self._call("forget_metrics_after")(run_id, step, token)
+
     def __getattr__(self, method: str) -> Callable[..., Any]:
+        return self._call(method)
+
+    def _call(self, method: str) -> Callable[..., Any]:
         if method.startswith("_"):
             raise AttributeError(method)
 
@@ -275,7 +313,7 @@ def train_on_node(service: Any, run_id: str, heartbeat_timeout: float) -> str:
         store = RemoteStore(service, Path(scratch), heartbeat_timeout, token=run["generation"])
         if run.get("resume"):
             store.fetch_checkpoints(run_id)
-        Worker(cast(RunStore, store), device=device, name=name).train(run)
+        Worker(store, device=device, name=name).train(run)
         return _send_last(store, run_id)
 
 
@@ -344,7 +382,7 @@ def train_rank(service: Any, run: dict[str, Any], rank: int, world: int, address
     cuda = bool(ray.get_gpu_ids())
     if cuda:
         torch.cuda.set_device(0)  # Ray shows each rank only the GPU of its bundle
-    timeout = float(os.environ.get("CNN_EXPLORER_DIST_TIMEOUT", "300"))
+    timeout = paths.dist_timeout()
     dist.init_process_group("nccl" if cuda else "gloo", init_method=f"tcp://{address[0]}:{address[1]}",
                             rank=rank, world_size=world, timeout=timedelta(seconds=timeout))
     device = torch.device("cuda", 0) if cuda else torch.device("cpu")
@@ -359,8 +397,8 @@ def train_rank(service: Any, run: dict[str, Any], rank: int, world: int, address
             if run.get("resume"):  # every rank continues from the same training state: the same steps follow
                 store.fetch_checkpoints(run["id"])
             if rank == 0:
-                stop = AgreedStop(StopFlag(cast(RunStore, store), run["id"], token=run["generation"]), device)
-                Worker(cast(RunStore, store), device="cuda" if cuda else "cpu", name=name).train(
+                stop = AgreedStop(StopFlag(store, run["id"], token=run["generation"]), device)
+                Worker(store, device="cuda" if cuda else "cpu", name=name).train(
                     run, shard=(0, world), wrap=wrap, stop=stop)
                 return _send_last(store, run["id"])
             config = training.config_from_dict(run["config"])
@@ -395,7 +433,7 @@ def train_across(service: Any, run_id: str, processes: int, bundle: dict[str, fl
         if run is None:
             return "not queued"
         with tempfile.TemporaryDirectory() as scratch, \
-                Heartbeat(cast(RunStore, RemoteStore(service, Path(scratch), heartbeat_timeout)), run_id,
+                Heartbeat(RemoteStore(service, Path(scratch), heartbeat_timeout), run_id,
                           token=run["generation"]):
             # Heartbeats from here on cover the ranks' start; rank 0 sends its own once it trains.
             place = [PlacementGroupSchedulingStrategy(placement_group=group, placement_group_bundle_index=i)
@@ -595,7 +633,7 @@ class RayExecutor:
 
     def _runtime_env(self) -> dict[str, Any]:
         """This code on every node (uploaded when joining a cluster); data sets cached under the state folder."""
-        variables = {"CNN_EXPLORER_STATE": str(self.store.root)}
+        variables = {paths.STATE_ENV: str(self.store.root)}
         if self.address is None:  # a local instance: the nodes are this machine
             variables["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
             return {"env_vars": variables}
@@ -616,7 +654,7 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="train queued runs as Ray tasks until Ctrl-C (no app needed)")
     serve.add_argument("--state", type=Path, help="state folder (default: $CNN_EXPLORER_STATE or ./state)")
-    serve.add_argument("--address", default=os.environ.get(RAY_ADDRESS_ENV),
+    serve.add_argument("--address", default=paths.raw(RAY_ADDRESS_ENV),
                        help=f"Ray cluster this machine has joined (auto, HEAD:6379; default ${RAY_ADDRESS_ENV}); "
                             "none: start a local Ray instance")
     queue = commands.add_parser("queue", help="queue one run (python -m core.train's flags) for N processes",

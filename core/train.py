@@ -28,7 +28,7 @@ import torch
 import torch.distributed as dist
 
 from core import data as datasets
-from core import models, training
+from core import models, paths, training
 from core.claims import Claim, StaleClaimError
 from core.errors import ExplorerError
 from core.runs import Heartbeat, RunStore, StopFlag, StoreCallback
@@ -95,7 +95,7 @@ def parse(argv: list[str] | None = None) -> tuple[argparse.Namespace, training.T
     parser.add_argument("--state-dir", type=Path, help="run store location (default: $CNN_EXPLORER_STATE or ./state)")
     parser.add_argument("--no-download", action="store_true", help="never try to download a data set")
     parser.add_argument("--dist-timeout", type=float,
-                        default=float(os.environ.get("CNN_EXPLORER_DIST_TIMEOUT", "300")),
+                        default=paths.dist_timeout(),
                         help="seconds a distributed run waits for a silent rank before it fails (default 300)")
     parser.add_argument("--resume", metavar="RUN_ID", help="continue a stopped, failed or interrupted run from its "
                                                             "last checkpoint, with its own settings")

@@ -39,7 +39,7 @@ from core import devices, training
 from core.activity import PageActivity, ThreadShare
 from core.claims import Claim, StaleClaimError
 from core.errors import ExplorerError
-from core.runs import Heartbeat, RunStore, StopFlag, StoreCallback
+from core.runs import Heartbeat, RunStore, StopFlag, Store, StoreCallback
 
 log = logging.getLogger("core.worker")
 # What a run stopped by its worker (not by its user) says; the checkpoint of its last epoch is kept.
@@ -52,7 +52,7 @@ SIGNALLED = f"Stopped: its worker was told to exit (SIGTERM or Ctrl-C). {RESUME}
 class Worker:
     """Takes queued runs from ``store`` and trains them on ``device``."""
 
-    def __init__(self, store: RunStore, device: str = "auto", name: str | None = None,
+    def __init__(self, store: Store, device: str = "auto", name: str | None = None,
                  load_data: Callable[[str], Any] = datasets.load, parent: int | None = None,
                  threads: tuple[int, int] | None = None) -> None:
         self.store = store

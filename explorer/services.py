@@ -42,6 +42,7 @@ from core import (
     labels,
     local_data,
     models,
+    paths,
     presets,
     structure,
     training,
@@ -284,7 +285,7 @@ def test_images(dataset: str, indices: list[int]) -> list[tuple[Any, int]]:
 
 def folders_root() -> Path:
     """The only place folder paths may point into (``$CNN_EXPLORER_FOLDERS``, else ``<state>/folders``)."""
-    root = Path(os.environ.get("CNN_EXPLORER_FOLDERS", state_dir() / "folders")).resolve()
+    root = paths.folders_dir()
     root.mkdir(parents=True, exist_ok=True)
     return root
 
@@ -376,7 +377,7 @@ class ExtractedZip:
     skipped: int
 
 
-UPLOADS_MAX_BYTES = int(float(os.environ.get("CNN_EXPLORER_UPLOADS_MB", "2048")) * 2**20)
+UPLOADS_MAX_BYTES = paths.uploads_max_bytes()
 
 
 def zip_dataset(upload: bytes | IO[bytes]) -> ExtractedZip:

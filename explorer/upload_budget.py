@@ -15,7 +15,6 @@ drop a file its uploader refused at once, instead of when the widget changes or 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Callable
 
@@ -25,10 +24,11 @@ from streamlit.runtime.memory_uploaded_file_manager import MemoryUploadedFileMan
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 from streamlit.runtime.uploaded_file_manager import UploadedFileRec
 
+from core import paths
 from explorer import services
 
 LOGGER = logging.getLogger(__name__)
-ENV = "CNN_EXPLORER_SESSION_UPLOAD_MB"  # MB one session may hold; 0 turns the bound off (the benchmark's baseline)
+ENV = paths.SESSION_UPLOAD_ENV  # MB one session may hold; 0 turns the bound off (the benchmark's baseline)
 # The largest single file any uploader takes (a weights file: VGG-19's 548 MiB) plus two of the largest images,
 # so a session can hold a weights file while it classifies a photo or two. Everything else an uploader takes is
 # smaller: a zip (200 MB), the four MNIST files (under 48 MB each), several images (25 MB each).
@@ -39,7 +39,7 @@ _INSTALL_LOCK = threading.Lock()
 
 def session_upload_mb() -> int:
     """The bound in MB: ``$CNN_EXPLORER_SESSION_UPLOAD_MB``, else :data:`DEFAULT_SESSION_UPLOAD_MB`; 0 means none."""
-    text = os.environ.get(ENV, "").strip()
+    text = (paths.raw(ENV) or "").strip()
     if not text:
         return DEFAULT_SESSION_UPLOAD_MB
     try:

@@ -21,11 +21,11 @@ from pathlib import Path
 
 import torch
 
-from core import activity
+from core import activity, paths
 
 log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[1]
-WORKERS_ENV = "CNN_EXPLORER_WORKERS"
+WORKERS_ENV = paths.WORKERS_ENV
 
 
 def default_count() -> int:
@@ -35,7 +35,7 @@ def default_count() -> int:
 
 def configured_count(secret: object = None) -> int:
     """The worker count: ``$CNN_EXPLORER_WORKERS``, else the ``workers`` secret, else :func:`default_count`."""
-    for value in (os.environ.get(WORKERS_ENV), secret):
+    for value in (paths.raw(WORKERS_ENV), secret):
         if value is None or value == "":
             continue
         try:

@@ -104,3 +104,88 @@ def test_the_reader_finds_every_kind_of_import(tmp_path: Path, monkeypatch: pyte
     module.write_text(source)
     monkeypatch.setattr(f"{__name__}.ROOT", tmp_path)
     assert imports(module) == expected
+
+
+def _module_level_imports(path: Path) -> set[str]:
+    """The modules ``path`` imports when it is loaded: not inside functions, not under ``if TYPE_CHECKING``."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    package = _module_name(path).split(".")
+    if path.name != "__init__.py":
+        package = package[:-1]
+    found: set[str] = set()
+
+    def visit(body: list[ast.stmt]) -> None:
+        for node in body:
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+                continue
+            if isinstance(node, (ast.If, ast.Try)):
+                visit(node.body)
+                visit(node.orelse)
+                for handler in getattr(node, "handlers", []):
+                    visit(handler.body)
+            elif isinstance(node, ast.Import):
+                found.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                base = package[: len(package) - node.level + 1] if node.level else []
+                module = ".".join([*base, node.module] if node.module else base)
+                found.add(module)
+                found.update(f"{module}.{alias.name}" for alias in node.names)
+
+    visit(tree.body)
+    return found
+
+
+def _import_cycles(folder: str) -> list[list[str]]:
+    """Strongly connected groups of more than one module in ``folder``'s module-level import graph (a package and
+    its own submodules do not count as a cycle: its ``__init__`` re-exports them)."""
+    modules = {_module_name(path): path for path in _sources(folder)}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        targets = set()
+        for target in _module_level_imports(path):
+            while target and target not in modules:
+                target = target.rpartition(".")[0]
+            if target and not _within(target, name) and not _within(name, target):
+                targets.add(target)
+        graph[name] = targets
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    cycles: list[list[str]] = []
+
+    def connect(node: str) -> None:  # Tarjan's strongly connected components
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for target in graph[node]:
+            if target not in index:
+                connect(target)
+                low[node] = min(low[node], low[target])
+            elif target in stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            group = []
+            while True:
+                member = stack.pop()
+                group.append(member)
+                if member == node:
+                    break
+            if len(group) > 1:
+                cycles.append(sorted(group))
+
+    for node in sorted(graph):
+        if node not in index:
+            connect(node)
+    return cycles
+
+
+def test_core_has_no_import_cycles() -> None:
+    assert _import_cycles("core") == []
+
+
+def test_the_cycle_rule_sees_a_cycle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "a.py").write_text("from pkg import b\n")
+    (tmp_path / "pkg" / "b.py").write_text("import pkg.a\n")
+    (tmp_path / "pkg" / "c.py").write_text("def f():\n    import pkg.a\n")
+    monkeypatch.setitem(globals(), "ROOT", tmp_path)
+    assert _import_cycles("pkg") == [["pkg.a", "pkg.b"]]
