@@ -77,8 +77,8 @@ def _mistakes(run: dict[str, Any], scored: mistakes.Scored) -> None:
         st.session_state.pop(key, None)
     choice = st.selectbox("Confusion cell (true → predicted), most images first; or click the matrix", list(options),
                           key=key)
-    true, predicted = options[choice]
-    chosen = mistakes.ranked(scores, true, predicted)
+    wanted = options[choice or ALL]
+    chosen = mistakes.ranked(scores, *wanted)
     if not chosen:
         st.caption("No test image in this cell.")
         return
@@ -159,9 +159,9 @@ def _embedding(run: dict[str, Any], scored: mistakes.Scored) -> None:
                          title=f"{method or 'PCA'} of {len(sample)} test images")
     event = st.plotly_chart(presenter.figure(figure), width="stretch", key=f"insight-map-{run['id']}",
                             on_select="rerun", selection_mode="points")
-    chosen = (event or {}).get("selection", {}).get("points") or []
-    if chosen and chosen[0].get("customdata"):
-        index = int(chosen[0]["customdata"][0])
+    clicked: list[Any] = dict(event or {}).get("selection", {}).get("points") or []
+    if clicked and clicked[0].get("customdata"):
+        index = int(clicked[0]["customdata"][0])
         st.markdown(f"**Test image #{index}** (clicked): its top-3 and Grad-CAM")
         with st.columns(3 if presenter.active() else 4)[0]:
             _example(scored, index)
