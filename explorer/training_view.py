@@ -14,7 +14,7 @@ from plotly.subplots import make_subplots
 
 from core import labels, transfer
 from core.errors import ExplorerError
-from explorer import axes, chart_downloads, components, export_view, live_curves, presenter, services, widgets
+from explorer import axes, chart_downloads, components, export_view, insight_view, live_curves, presenter, services, widgets
 
 STEP_POINTS = 2000  # the live curve keeps at most this many per-batch points
 DRAWN_POINTS = 400  # per-batch points drawn per curve
@@ -263,6 +263,7 @@ def _finished(run: dict[str, Any]) -> None:
         st.plotly_chart(curves(steps, epochs, steps_per_epoch),
                         config=chart_downloads.config(), width="stretch", key=f"done-{run['id']}")
     show_test_figures(run)
+    insight_view.panel(run)
     downloads(run)
     export_view.panel(run)
 
@@ -287,12 +288,14 @@ def show_test_figures(run: dict[str, Any]) -> None:
     if presenter.active():  # cells large enough to read from the back of the room; the table below it
         st.plotly_chart(presenter.figure(components.confusion_heatmap(test, title, scale=False,
                                                                       cell=components.CELL_PX)),
-                        config=chart_downloads.config(), width="content", key=f"confusion-{run['id']}")
+                        config=chart_downloads.config(), width="content", key=f"confusion-{run['id']}",
+                        on_select="rerun", selection_mode="points")
         right = st.container()
     else:
         left, right = st.columns(2)
         left.plotly_chart(components.confusion_heatmap(test, title),
-                          config=chart_downloads.config(), width="stretch", key=f"confusion-{run['id']}")
+                          config=chart_downloads.config(), width="stretch", key=f"confusion-{run['id']}",
+                          on_select="rerun", selection_mode="points")
     per_class = pd.DataFrame(test["per_class"], index=classes).rename_axis("class").reset_index()
     right.dataframe(per_class, hide_index=True, column_config={
         name: st.column_config.NumberColumn(format="%.3f") for name in ("precision", "recall", "f1")})
