@@ -40,6 +40,7 @@ from core.activity import PageActivity, ThreadShare
 from core.claims import Claim, StaleClaimError
 from core.errors import ExplorerError
 from core.runs import Heartbeat, RunStore, StopFlag, Store, StoreCallback
+from core.training import lr_sweep
 
 log = logging.getLogger("core.worker")
 # What a run stopped by its worker (not by its user) says; the checkpoint of its last epoch is kept.
@@ -134,8 +135,11 @@ class Worker:
                 if self.threads and shard == (0, 1) and devices.pick_device(config.device).type == "cpu":
                     self.share = ThreadShare(PageActivity(self.store.root), *self.threads)
                     callbacks.append(self.share)
-                training.fit(config, data, callbacks, stop=stop, run_id=run_id, checkpoint_dir=folder,
-                             resume_from=resume_from, shard=shard, wrap=wrap, fence=claim.check)
+                if config.lr_find:  # a learning-rate range test, not a training run
+                    lr_sweep.run(config, data, claim, stop)
+                else:
+                    training.fit(config, data, callbacks, stop=stop, run_id=run_id, checkpoint_dir=folder,
+                                 resume_from=resume_from, shard=shard, wrap=wrap, fence=claim.check)
         except StaleClaimError as error:  # another trainer holds the run now: leave it all to that one
             log.warning("%s stops run %s without writing anything more: %s", self.name, run_id, error)
         except Exception as error:  # noqa: BLE001 (a run that crashes must never take the worker down)

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from explorer import components, dataset_panel, replay, services, training_view, widgets
+from explorer import components, dataset_panel, lr_finder_view, replay, services, training_view, widgets
 
 st.title("Training")
 if not widgets.store_ok():
@@ -20,6 +20,8 @@ preset_name = right.selectbox("Preset", list(services.TRAINING_PRESETS), index=l
                                    "and Fast, large batch (GPU), with fewer, larger steps for a GPU.")
 recipe = services.TrainConfig(**services.TRAINING_PRESETS[preset_name])
 dataset_panel.local_copy(dataset)
+lr_key = f"train-lr-{preset_name}"  # the finder's "Use" buttons fill it
+st.session_state.setdefault(lr_key, recipe.lr)
 
 with st.form(f"train-{preset_name}"):  # a new preset gives a fresh form with its values
     with st.expander("Hyperparameters (the preset's values; change any)"):
@@ -27,7 +29,7 @@ with st.form(f"train-{preset_name}"):  # a new preset gives a fresh form with it
         epochs = columns[0].number_input("Epochs", 1, 500, recipe.epochs)
         batch_size = columns[1].number_input("Batch size", 1, 4096, recipe.batch_size)
         optimizer = columns[2].selectbox("Optimizer", services.OPTIMIZERS, index=services.OPTIMIZERS.index(recipe.optimizer))
-        lr = columns[3].number_input("Learning rate", 1e-6, 10.0, recipe.lr, format="%.5f")
+        lr = columns[3].number_input("Learning rate", 1e-6, 10.0, format="%.6f", key=lr_key)
         momentum = columns[0].number_input("Momentum (SGD)", 0.0, 0.999, recipe.momentum)
         nesterov = columns[1].checkbox("Nesterov", recipe.nesterov, help="Nesterov momentum (SGD only).")
         weight_decay = columns[2].number_input("Weight decay", 0.0, 1.0, recipe.weight_decay, format="%.5f")
@@ -44,18 +46,25 @@ with st.form(f"train-{preset_name}"):  # a new preset gives a fresh form with it
                                               help="Replay each training step and evaluation from a CUDA graph "
                                                    "(one launch instead of about a hundred); off runs them eagerly.")
     started = st.form_submit_button("Start training", type="primary")
+    find_rate = st.form_submit_button("Find a learning rate", icon=":material/query_stats:",
+                                      help="fastai's range test on this model, data and recipe: a few hundred "
+                                           "batches at growing rates in a worker; then pick a suggested rate.")
 
-if started:
+if started or find_rate:
     config = services.TrainConfig(
         arch=arch, dataset=dataset, epochs=int(epochs), batch_size=int(batch_size), optimizer=optimizer, lr=float(lr),
         momentum=float(momentum), nesterov=bool(nesterov), weight_decay=float(weight_decay), schedule=schedule,
         label_smoothing=float(label_smoothing), grad_clip=float(grad_clip), patience=int(patience),
         augment=bool(augment), seed=int(seed), device=device, cuda_graphs=bool(cuda_graphs),
     )
-    run_id = widgets.attempt(services.submit, config)
+    run_id = None if find_rate else widgets.attempt(services.submit, config)
+    if find_rate:
+        lr_finder_view.start(config)
     if run_id:
         followed = st.session_state["run"] = run_id
         widgets.run_url(run_id)
+
+lr_finder_view.show(lr_key)
 
 if followed:
     training_view.follow(followed, replay.view)  # a finished run can be replayed (?replay=30)

@@ -46,6 +46,7 @@ class TrainConfig:
     unfreeze_last: int = 2  # blocks the "partial" strategy unfreezes
     seed: int = 0
     device: Device = "auto"  # auto | cuda | mps | cpu (core.devices.CHOICES)
+    lr_find: bool = False  # a learning-rate range test (core.training.lr_sweep) instead of training
 
     def validate(self) -> TrainConfig:
         """Return self, or raise InvalidArgumentError naming the first bad field."""
