@@ -16,7 +16,7 @@ import torch
 
 from core import explain, mistakes
 from core.errors import ExplorerError
-from explorer import presenter, services, widgets
+from explorer import chart_downloads, presenter, services, widgets
 
 ALL = "Highest-loss images (all test images)"
 MAX_POINTS = 2000
@@ -158,7 +158,7 @@ def _embedding(run: dict[str, Any], scored: mistakes.Scored) -> None:
     figure.update_layout(height=460, margin=dict(l=10, r=10, t=30, b=10), legend_title_text="class",
                          title=f"{method or 'PCA'} of {len(sample)} test images")
     event = st.plotly_chart(presenter.figure(figure), width="stretch", key=f"insight-map-{run['id']}",
-                            on_select="rerun", selection_mode="points")
+                            on_select="rerun", selection_mode="points", config=chart_downloads.config())
     clicked: list[Any] = dict(event or {}).get("selection", {}).get("points") or []
     if clicked and clicked[0].get("customdata"):
         index = int(clicked[0]["customdata"][0])

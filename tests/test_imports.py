@@ -81,7 +81,7 @@ def test_explorer_never_imports_a_page() -> None:
 
 
 def test_no_test_module_imports_another() -> None:
-    """Shared test helpers live in tests/conftest.py and helper modules (apptest, browser, hostile), so a test
+    """Shared test helpers live in tests/conftest.py and helper modules (apptest, browser, hostile, footprint), so a test
     module can move or be deleted without breaking another's collection."""
     found = {str(path.relative_to(ROOT)): sorted(name for name in imports(path) if name.startswith("tests.test_"))
              for path in sorted((ROOT / "tests").glob("*.py"))}

@@ -19,7 +19,9 @@ from core import explain, fidelity, models, structure, transfer, weights
 from core.analysis import summarize
 from core.errors import InvalidArgumentError, UnknownModelError
 from core.models.base import DeclaredBlock, ExplorerModel, check_model_args
-from tests.test_receptive_fields import MARGIN, _footprint, _linearised
+from tests.footprint import MARGIN
+from tests.footprint import footprint as _footprint
+from tests.footprint import linearised as _linearised
 
 NAME = "tiny_contract_net"
 ROOT = Path(__file__).resolve().parent.parent
