@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from core.models.base import ExplorerModel, ModelOutput, check_model_args
+from core.models.inception import BasicConv2d  # the same conv → batch norm (ε = 0.001) → ReLU unit
 
 
 class GoogLeNetOutput(NamedTuple):
@@ -22,19 +23,6 @@ class GoogLeNetOutput(NamedTuple):
     logits: torch.Tensor
     aux_logits2: torch.Tensor
     aux_logits1: torch.Tensor
-
-
-class BasicConv2d(nn.Module):
-    """Convolution (no bias) → batch norm (ε = 0.001) → ReLU."""
-
-    def __init__(self, in_channels: int, out_channels: int, **conv_args) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(in_channels, out_channels, bias=False, **conv_args)
-        self.bn = nn.BatchNorm2d(out_channels, eps=0.001)
-        self.relu = nn.ReLU(inplace=True)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.relu(self.bn(self.conv(x)))
 
 
 class ModulePlan(NamedTuple):
