@@ -7,6 +7,8 @@ position reaches exactly the input pixels in its receptive field.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -16,15 +18,17 @@ MARGIN = 32  # input pixels on each side of the field: the footprint must not to
 NARROW = 32  # the short side of the input, at least
 
 
-def linearised(name: str) -> nn.Module:
-    """Model ``name`` with constant positive weights (1/fan-in, so values stay near 1 in float32), zero biases,
-    identity batch norm in eval mode and average pooling where it max-pools."""
-    model = models.build(name)
+def linearise(model: nn.Module, swap: Callable[[nn.Module], nn.Module | None] | None = None) -> nn.Module:
+    """``model`` with constant positive weights (1/fan-in, so values stay near 1 in float32), zero biases,
+    identity batch norm in eval mode and average pooling where it max-pools; ``swap`` may replace any other
+    child (it returns the replacement, or None to keep the child)."""
     for parent in list(model.modules()):
         for child_name, child in list(parent.named_children()):
             if isinstance(child, nn.MaxPool2d):
                 setattr(parent, child_name, nn.AvgPool2d(child.kernel_size, child.stride, child.padding,
                                                          ceil_mode=child.ceil_mode))
+            elif swap is not None and (replacement := swap(child)) is not None:
+                setattr(parent, child_name, replacement)
     for module in model.modules():
         if isinstance(module, (nn.Conv2d, nn.Linear)):
             nn.init.constant_(module.weight, 1.0 / module.weight[0].numel())
@@ -38,11 +42,17 @@ def linearised(name: str) -> nn.Module:
     return model.eval()
 
 
+def linearised(name: str) -> nn.Module:
+    """Registered model ``name``, linearised (see ``linearise``)."""
+    return linearise(models.build(name))
+
+
 def footprint(model: nn.Module, channels: int, height: int, width: int) -> tuple[int, int, int, int]:
     """(first row, last row, first column, last column) the gradient of the central output position reaches."""
     x = torch.ones(1, channels, height, width, requires_grad=True)
     features = model.forward_features(x)
     features[0, :, features.shape[2] // 2, features.shape[3] // 2].sum().backward()
+    assert x.grad is not None
     reached = x.grad[0].abs().sum(0) != 0
     rows, columns = reached.any(1).nonzero().flatten(), reached.any(0).nonzero().flatten()
     return int(rows.min()), int(rows.max()), int(columns.min()), int(columns.max())

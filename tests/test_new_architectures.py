@@ -22,6 +22,7 @@ from core.models.efficientnet import ChannelMean, EfficientNet, efficientnet_b0
 from core.models.googlenet import GoogLeNet, GoogLeNetOutput, googlenet
 from core.models.mobilenet import mobilenet_v2
 from core.training.evaluation import training_loss
+from tests.footprint import MARGIN, NARROW, footprint, linearise
 
 # name: (our builder, torchvision's builder with the matching arguments, torchvision's weights enum)
 MODELS: dict[str, tuple[Callable[..., ExplorerModel], Callable[[], nn.Module], str]] = {
@@ -218,33 +219,20 @@ def test_declared_structure_residual_blocks_and_branches() -> None:
 
 # --- receptive fields against the input-gradient footprint (method of tests/test_receptive_fields.py) ---
 
-MARGIN = 32  # input pixels on each side of the field
-NARROW = 32  # the short side of the input (GoogLeNet needs 15)
 
 
 def _linearised(model: nn.Module, detach_squeeze: bool = True) -> nn.Module:
-    """Constant positive weights (1/fan-in), zero biases, identity batch norm, average for max pooling,
-    ReLU for ReLU6 (a positive path above 6 would stop the gradient), and, if ``detach_squeeze``, the
-    squeeze-and-excitation scale cut from the graph so only the convolutions' field is measured."""
-    for parent in list(model.modules()):
-        for child_name, child in list(parent.named_children()):
-            if isinstance(child, nn.MaxPool2d):
-                setattr(parent, child_name, nn.AvgPool2d(child.kernel_size, child.stride, child.padding,
-                                                         ceil_mode=child.ceil_mode))
-            elif isinstance(child, nn.ReLU6):
-                setattr(parent, child_name, nn.ReLU())
-            elif isinstance(child, ChannelMean) and detach_squeeze:
-                setattr(parent, child_name, _DetachedChannelMean())
-    for module in model.modules():
-        if isinstance(module, (nn.Conv2d, nn.Linear)):
-            nn.init.constant_(module.weight, 1.0 / module.weight[0].numel())
-            if module.bias is not None:
-                nn.init.zeros_(module.bias)
-        elif isinstance(module, nn.BatchNorm2d):
-            module.reset_running_stats()
-            nn.init.ones_(module.weight)
-            nn.init.zeros_(module.bias)
-    return model.eval()
+    """``footprint.linearise`` plus ReLU for ReLU6 (a positive path above 6 would stop the gradient), and, if
+    ``detach_squeeze``, the squeeze-and-excitation scale cut from the graph so only the convolutions' field is
+    measured."""
+    def swap(child: nn.Module) -> nn.Module | None:
+        if isinstance(child, nn.ReLU6):
+            return nn.ReLU()
+        if isinstance(child, ChannelMean) and detach_squeeze:
+            return _DetachedChannelMean()
+        return None
+
+    return linearise(model, swap)
 
 
 class _DetachedChannelMean(nn.Module):
@@ -253,14 +241,8 @@ class _DetachedChannelMean(nn.Module):
 
 
 def _footprint(model: ExplorerModel, height: int, width: int) -> tuple[int, int, int, int]:
-    """(first row, last row, first column, last column) the gradient of the central output position reaches."""
-    x = torch.ones(1, 3, height, width, requires_grad=True)
-    features = model.forward_features(x)
-    features[0, :, features.shape[2] // 2, features.shape[3] // 2].sum().backward()
-    assert x.grad is not None
-    reached = x.grad[0].abs().sum(0) != 0
-    rows, columns = reached.any(1).nonzero().flatten(), reached.any(0).nonzero().flatten()
-    return int(rows.min()), int(rows.max()), int(columns.min()), int(columns.max())
+    """The footprint of the central output position on a 3-channel input."""
+    return footprint(model, 3, height, width)
 
 
 @pytest.mark.slow
