@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from core.models.base import ExplorerModel, ModelOutput, check_model_args
-from core.models.inception import BasicConv2d  # the same conv → batch norm (ε = 0.001) → ReLU unit
+from core.models.inception import BasicConv2d, imagenet_to_signed_unit, init_truncated_normal
 
 
 class GoogLeNetOutput(NamedTuple):
@@ -128,18 +128,7 @@ class GoogLeNet(ExplorerModel):
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.dropout = nn.Dropout(p=dropout)
         self.fc = nn.Linear(1024, num_classes)
-        for module in self.modules():
-            if isinstance(module, (nn.Conv2d, nn.Linear)):
-                nn.init.trunc_normal_(module.weight, mean=0.0, std=0.01, a=-2, b=2)
-            elif isinstance(module, nn.BatchNorm2d):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
-
-    def _transform_input(self, x: torch.Tensor) -> torch.Tensor:
-        """Map ImageNet normalisation (mean/std) to the [-1, 1] scaling the ported weights expect."""
-        mean = torch.tensor([0.485, 0.456, 0.406], device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-        std = torch.tensor([0.229, 0.224, 0.225], device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-        return (x * std + mean - 0.5) / 0.5
+        init_truncated_normal(self, std=0.01)
 
     def _run(self, x: torch.Tensor, names: list[str]) -> torch.Tensor:
         for name in names:
@@ -148,7 +137,7 @@ class GoogLeNet(ExplorerModel):
 
     def _stem_to_4a(self, x: torch.Tensor) -> torch.Tensor:
         if self.transform_input:
-            x = self._transform_input(x)
+            x = imagenet_to_signed_unit(x)
         names = ["conv1", "maxpool1", "conv2", "conv3", "maxpool2", "inception3a", "inception3b", "maxpool3",
                  "inception4a"]
         return self._run(x, names)  # N x 512 x 14 x 14

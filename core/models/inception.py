@@ -25,6 +25,24 @@ class BasicConv2d(nn.Module):
         return self.relu(self.bn(self.conv(x)))
 
 
+def init_truncated_normal(model: nn.Module, std: float) -> None:
+    """Google's initialisation, as torchvision ports it: weights from a normal truncated at ±2, batch norm the
+    identity."""
+    for module in model.modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            nn.init.trunc_normal_(module.weight, mean=0.0, std=std, a=-2, b=2)
+        elif isinstance(module, nn.BatchNorm2d):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+
+def imagenet_to_signed_unit(x: torch.Tensor) -> torch.Tensor:
+    """Map ImageNet normalisation (mean/std) to Google's [-1, 1] scaling, which its ported weights expect."""
+    mean = torch.tensor([0.485, 0.456, 0.406], device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225], device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    return (x * std + mean - 0.5) / 0.5
+
+
 class InceptionA(DeclaredBlock):
     """35×35 module: 1×1, 5×5, double 3×3 and pool branches (figure 5 of the paper)."""
 
@@ -208,22 +226,11 @@ class Inception3(ExplorerModel):
         self.fc = nn.Linear(2048, num_classes)
         if not aux_logits:
             self.auxiliary_classifier_names = ()
-        for module in self.modules():
-            if isinstance(module, (nn.Conv2d, nn.Linear)):
-                nn.init.trunc_normal_(module.weight, mean=0.0, std=0.1, a=-2, b=2)
-            elif isinstance(module, nn.BatchNorm2d):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
-
-    def _transform_input(self, x: torch.Tensor) -> torch.Tensor:
-        """Map ImageNet normalisation (mean/std) to Google's [-1, 1] scaling."""
-        mean = torch.tensor([0.485, 0.456, 0.406], device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-        std = torch.tensor([0.229, 0.224, 0.225], device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-        return (x * std + mean - 0.5) / 0.5
+        init_truncated_normal(self, std=0.1)
 
     def _stem_to_17(self, x: torch.Tensor) -> torch.Tensor:
         if self.transform_input:
-            x = self._transform_input(x)
+            x = imagenet_to_signed_unit(x)
         for name in ("Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "maxpool1", "Conv2d_3b_1x1",
                      "Conv2d_4a_3x3", "maxpool2", "Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a",
                      "Mixed_6b", "Mixed_6c", "Mixed_6d", "Mixed_6e"):
