@@ -75,7 +75,7 @@ def _mistakes(run: dict[str, Any], scored: mistakes.Scored) -> None:
     _clicked_cell(run, options, key)
     if st.session_state.get(key) not in options:
         st.session_state.pop(key, None)
-    choice = st.selectbox("Confusion cell (true → predicted), most images first; or click the matrix", list(options),
+    choice = st.selectbox("Confusion cell (true → predicted), most images first", list(options),
                           key=key)
     wanted = options[choice or ALL]
     chosen = mistakes.ranked(scores, *wanted)
