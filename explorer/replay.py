@@ -94,6 +94,11 @@ class Clock:
         """Going on from where it is at another speed."""
         return replace(self, speed=speed, position=self.at(now, end), since=now if self.playing else None)
 
+    def restart(self, now: float, end: float) -> Clock:
+        """At the start: playing on if it was playing, paused if it was paused or had reached ``end`` (where the
+        page offers "Play again", not "Pause")."""
+        return replace(self, position=0.0, since=now if self.playing and self.at(now, end) < end else None)
+
     def to_end(self, end: float) -> Clock:
         """At the end, paused."""
         return replace(self, position=end, since=None)
@@ -159,7 +164,7 @@ def _buttons(key: str, end: float) -> None:
     def change(how: str) -> None:
         now, current = time.monotonic(), st.session_state[key]
         st.session_state[key] = {"play": lambda: current.play(now, end), "pause": lambda: current.pause(now, end),
-                                 "start": lambda: replace(current, position=0.0, since=now if current.playing else None),
+                                 "start": lambda: current.restart(now, end),
                                  "end": lambda: current.to_end(end)}[how]()
 
     row = st.container(horizontal=True)  # side by side, each as wide as its label

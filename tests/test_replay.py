@@ -54,6 +54,10 @@ def test_the_clock_plays_pauses_changes_speed_and_jumps() -> None:
     again = ended.play(400.0, end=60)
     assert again.at(400.0, end=60) == 0 and again.at(401.0, end=60) == 30, "Play at the end starts again"
     assert paused.play(200.0, end=60).at(200.5, end=60) == 45, "Play goes on from where it paused"
+    assert clock.restart(101.0, end=60).at(102.0, end=60) == 30, "From the start while playing plays on"
+    assert not paused.restart(200.0, end=60).playing and paused.restart(200.0, end=60).at(300.0, end=60) == 0
+    played_out = clock.restart(500.0, end=60)  # (reached the end at 102: the page offered "Play again")
+    assert not played_out.playing and played_out.at(900.0, end=60) == 0, "From the start after the end waits"
 
 
 def _progress(at: AppTest) -> str:

@@ -92,17 +92,17 @@ _WATCH_PROGRESS = """() => {
 
 
 def test_a_replay_at_1x_draws_the_run_as_it_went_then_its_figures(page: Page, replay_url: str, slow_run: str) -> None:
-    """Paused at the start, then played: only the fragment's redraws can take it through the epochs to the end."""
+    """Played out, sent back to the start (where it waits), then played: only the fragment's redraws can take
+    it through the epochs to the end."""
     from explorer import services
 
     digits_run = slow_run  # recorded over 8 s
     accuracy = f"{services.run(digits_run)['test']['accuracy']:.2%}"
     open_page(page, f"{replay_url}/training?run={digits_run}&replay=1")
     button = f".st-key-replay-clock-{digits_run}-{{}} button"
-    pause = page.locator(button.format("pause"))
-    if pause.count():  # (a very slow first draw may already have reached the end)
-        with rerun(page):
-            pause.click()
+    # Played out first (8 s at 1×), then "From the start" waits at the start: no race with a Pause button that
+    # goes away when the replay ends (on a busy machine the first draw may itself take longer than 8 s).
+    expect(page.locator(button.format("play"))).to_contain_text("Play again", timeout=120_000)
     with rerun(page):
         page.locator(button.format("start")).click()
     expect(page.get_by_text(re.compile(r"^Replay at 1× · Starting · 0%"))).to_be_visible()
