@@ -16,7 +16,7 @@ from functools import partial
 import torch
 from torch import nn
 
-from core.models.base import ExplorerModel, check_positive
+from core.models.base import DeclaredBlock, ExplorerModel, check_positive
 from core.models.design_spec import (
     MAX_FEATURES,
     BatchNorm,
@@ -51,8 +51,10 @@ class DesignFigures:
     num_features: int
 
 
-class _ResidualBlock(nn.Module):
+class _ResidualBlock(DeclaredBlock):
     """``relu(body(x) + shortcut(x))``."""
+
+    merge = "add"
 
     def __init__(self, body: nn.Sequential, shortcut: nn.Module) -> None:
         super().__init__()
@@ -63,8 +65,10 @@ class _ResidualBlock(nn.Module):
         return self.relu(self.body(x) + self.shortcut(x))
 
 
-class _ParallelBlock(nn.Module):
+class _ParallelBlock(DeclaredBlock):
     """Branches on the same input, concatenated along the channels."""
+
+    merge = "concat"
 
     def __init__(self, branches: OrderedDict[str, nn.Module]) -> None:
         super().__init__()

@@ -11,7 +11,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from core.models.base import ExplorerModel, check_model_args
+from core.models.base import DeclaredBlock, ExplorerModel, check_model_args
 from core.models.mobilenet import ConvNormActivation
 
 
@@ -69,7 +69,7 @@ class StochasticDepth(nn.Module):
         return f"p={self.p}"
 
 
-class MBConv(nn.Module):
+class MBConv(DeclaredBlock):
     """1×1 expansion (×t, SiLU) → k×k depthwise (SiLU) → squeeze-and-excitation → 1×1 linear projection;
     a stochastically dropped skip connection when the shape is kept."""
 
@@ -78,6 +78,7 @@ class MBConv(nn.Module):
         super().__init__()
         hidden = in_channels * expand_ratio
         self.residual = stride == 1 and in_channels == out_channels
+        self.merge = "add" if self.residual else "none"
         layers: list[nn.Module] = []
         if hidden != in_channels:
             layers.append(ConvNormActivation(in_channels, hidden, kernel_size=1, activation=nn.SiLU))

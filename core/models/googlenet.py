@@ -13,7 +13,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from core.models.base import ExplorerModel, ModelOutput, check_model_args
+from core.models.base import DeclaredBlock, ExplorerModel, ModelOutput, check_model_args
 from core.models.inception import BasicConv2d, imagenet_to_signed_unit, init_truncated_normal
 
 
@@ -37,8 +37,10 @@ class ModulePlan(NamedTuple):
     pool_proj: int  # "pool proj"
 
 
-class Inception(nn.Module):
+class Inception(DeclaredBlock):
     """1×1, 1×1 → 3×3, 1×1 → "5×5", and 3×3 max-pool → 1×1 branches, concatenated (figure 2b of the paper)."""
+
+    merge = "concat"
 
     def __init__(self, plan: ModulePlan) -> None:
         super().__init__()

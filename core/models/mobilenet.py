@@ -11,7 +11,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from core.models.base import ExplorerModel, check_model_args
+from core.models.base import DeclaredBlock, ExplorerModel, check_model_args
 
 
 class ConvNormActivation(nn.Sequential):
@@ -32,13 +32,14 @@ class ConvNormActivation(nn.Sequential):
         super().__init__(*layers)
 
 
-class InvertedResidual(nn.Module):
+class InvertedResidual(DeclaredBlock):
     """1×1 expansion (×t) → 3×3 depthwise → 1×1 linear projection; a skip connection when the shape is kept."""
 
     def __init__(self, in_channels: int, out_channels: int, stride: int, expand_ratio: int) -> None:
         super().__init__()
         hidden = in_channels * expand_ratio
         self.residual = stride == 1 and in_channels == out_channels  # y = F(x) + x only where shapes agree
+        self.merge = "add" if self.residual else "none"
         layers: list[nn.Module] = []
         if expand_ratio != 1:
             layers.append(ConvNormActivation(in_channels, hidden, kernel_size=1))  # N x t·C x H x W
