@@ -63,8 +63,20 @@ def _tables_and_columns(db: sqlite3.Connection) -> None:
             db.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
 
 
+def _designs(db: sqlite3.Connection) -> None:
+    """Migration 2: the library of designed networks (``core.runs.designs``), keyed by their canonical text's
+    hash, so two people saving one name keep both designs."""
+    db.execute("""CREATE TABLE IF NOT EXISTS designs (
+        id TEXT PRIMARY KEY,           -- the start of the SHA-256 of the canonical text
+        name TEXT NOT NULL,            -- the design's own name statement
+        text TEXT NOT NULL,            -- the canonical text (core.models.design_spec.format_design)
+        parameters INTEGER NOT NULL,
+        saved REAL NOT NULL
+    )""")
+
+
 # MIGRATIONS[i] takes a database from version i to version i + 1.
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_tables_and_columns,)
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_tables_and_columns, _designs)
 VERSION = len(MIGRATIONS)
 
 
