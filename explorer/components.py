@@ -18,7 +18,7 @@ from PIL import Image
 from core import labels, models
 from core.analysis import ModelSummary, format_count, format_pair, format_shape
 from core.fidelity import NOTES_SOURCE, FidelityRow
-from explorer import axes, chart_downloads, presenter, services, widgets
+from explorer import axes, chart_downloads, opened_models, presenter, services, widgets
 
 MACS_NOTE = (
     "MACs are multiply-accumulates (one multiplication and one addition): 1 MAC = 2 FLOPs. "
@@ -107,7 +107,8 @@ def model_picker(label: str = "Model", key: str = "model") -> str:
     """A model selectbox bound to the URL's ``?model=`` so a slide can link to a model. The default model is left
     out of a URL that does not name one: writing it on first opening would add a history entry that Back returns to
     and leaves again."""
-    names = models.names()
+    opened_models.follow_links()
+    names = opened_models.options()
     if key not in st.session_state:
         st.session_state[key] = widgets.url_model(default=DEFAULT_MODEL)
     widgets.follow_url(widgets.MODEL_PARAM, key, lambda: widgets.url_model(default=DEFAULT_MODEL))
@@ -118,13 +119,23 @@ def model_picker(label: str = "Model", key: str = "model") -> str:
 
 
 def paper_card(name: str) -> None:
-    """Year, authors, paper, task and the one idea of the architecture."""
+    """Year, authors, paper, task and the one idea of the architecture (for an opened model: where it is from)."""
     spec = models.spec(name)
+    convention = (f"input {spec.input_size}×{spec.input_size}×{spec.in_channels} · normalised with mean "
+                  f"{labels.number_list(spec.mean)}, std {labels.number_list(spec.std)}")
+    if spec.origin == "design":
+        st.markdown(f"**{widgets.literal(spec.display_name)}** · designed in the explorer · {spec.task} · "
+                    f"{convention}")
+        return
+    if spec.origin == "catalogue":
+        st.markdown(f"**{widgets.literal(spec.display_name)}** · from torchvision's catalogue: torchvision's own "
+                    f"code, not written here and not checked against a second implementation · "
+                    f"[{spec.paper_title}]({spec.paper_url})  \n{spec.task} · data set: {spec.dataset} · {convention}")
+        return
     st.markdown(
         f"**{spec.display_name}** ({spec.year}) · {spec.authors}  \n"
         f"[{spec.paper_title}]({spec.paper_url})  \n"
-        f"Original task: {spec.task} · data set: {spec.dataset} · input {spec.input_size}×{spec.input_size}"
-        f"×{spec.in_channels} · normalised with mean {labels.number_list(spec.mean)}, std {labels.number_list(spec.std)}"
+        f"Original task: {spec.task} · data set: {spec.dataset} · {convention}"
     )
     if spec.idea:
         st.info(spec.idea, icon=":material/lightbulb:")

@@ -2,10 +2,12 @@
 
 import streamlit as st
 
-from explorer import components, presenter, services, topology_view, widgets
+from explorer import components, design_view, presenter, services, topology_view, widgets
 
 st.title("Architectures")
 name = components.model_picker()
+design_view.editor(name)
+design_view.catalogue_picker()
 spec = services.model_spec(name)
 components.paper_card(name)
 
