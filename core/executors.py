@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from core import checkpoint_sets, paths
-from core.claims import StaleClaimError
+from core.claims import StaleClaimError, StoreBusyError
 from core.errors import ExplorerError
 from core.runs import Heartbeat, RunStore, default_busy_timeout
 
@@ -53,6 +53,11 @@ class ExecutorSettingError(ExplorerError):
 
 class RayNotInstalledError(ExplorerError):
     """The Ray executor was chosen, but the ``ray`` package is not installed."""
+
+
+class StoreActorLostError(StoreBusyError):
+    """The store actor did not answer: its process died (Ray restarts it, or the executor starts another). A
+    StoreBusyError, so a trainer's writes wait for it as for a locked database, up to their bound (core.claims)."""
 
 
 class Executor(Protocol):
@@ -129,7 +134,8 @@ def wait_for(ref: Any) -> Any:
     (Ray releases a task's CPUs while its main thread blocks in ``ray.get``, so a training run that asks the
     store something every batch would let more runs start than there are CPUs.)
     An ExplorerError raised in the store actor is raised here as itself (a lost claim, a busy store), not
-    wrapped in Ray's task error, so that callers tell them apart as they do with a local store.
+    wrapped in Ray's task error, so that callers tell them apart as they do with a local store; an actor that died
+    (or is being restarted) is a StoreActorLostError.
     """
     ray = import_ray()
     try:
@@ -138,6 +144,9 @@ def wait_for(ref: Any) -> Any:
         if isinstance(error.cause, ExplorerError):
             raise error.cause from None
         raise
+    except ray.exceptions.RayActorError as error:
+        raise StoreActorLostError(f"the run store's Ray actor did not answer ({type(error).__name__}): it is "
+                                  "being restarted") from None
 
 
 # On the server's node: the actor that owns the store --------------------------------------------------------------
@@ -155,6 +164,10 @@ class StoreService:
 
     def __init__(self, root: str, heartbeat_timeout: float) -> None:
         self.store = RunStore(Path(root), heartbeat_timeout)
+
+    def ping(self) -> int:
+        """The actor's process id (the executor asks to see that it is alive)."""
+        return os.getpid()
 
     def call(self, method: str, args: tuple, kwargs: dict[str, Any]) -> Any:
         """``store.method(*args, **kwargs)`` for a public method of the run store."""
@@ -518,8 +531,10 @@ class RayExecutor:
             from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
             here = NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False)
+            # Its state is on disk: Ray restarts its process whenever it dies (max_restarts=-1), and a call in
+            # flight then fails as a StoreActorLostError, which a trainer's writes wait out (core.claims).
             actor = ray.remote(StoreService).options(num_cpus=0, max_concurrency=8, scheduling_strategy=here,
-                                                     runtime_env=self._runtime_env())
+                                                     runtime_env=self._runtime_env(), max_restarts=-1)
             self._service = actor.remote(str(self.store.root), self.store.heartbeat_timeout)
             self._task = ray.remote(train_on_node)
             self._job = ray.remote(train_across)
@@ -566,10 +581,30 @@ class RayExecutor:
             return
         while not self._closed.is_set():
             try:
+                self.revive()
                 self.dispatch()
             except ExplorerError as error:  # a busy or damaged store: try again at the next look
                 log.warning("cannot read the queue: %s", error)
             self._closed.wait(self.poll)
+
+    def revive(self, timeout: float = 30) -> bool:
+        """Start another store actor if this one is dead for good (killed with ``ray.kill``, or out of restarts):
+        runs queued from then on reach the new one. True when one was started."""
+        ray, service = self.ray, self._service
+        if service is None:
+            return False
+        try:
+            ray.get(service.ping.remote(), timeout=timeout)
+            return False
+        except (ray.exceptions.GetTimeoutError, ray.exceptions.ActorUnavailableError):
+            return False  # busy, or being restarted by Ray: ask again at the next look
+        except ray.exceptions.RayActorError as error:
+            log.warning("the run store's Ray actor is gone (%s); starting another", type(error).__name__)
+        with self._lock:
+            if self._service is service:
+                self._service = None
+        self.start()
+        return True
 
     def dispatch(self) -> int:
         """Submit a task for every queued run that has none; note tasks that died. How many were submitted."""
