@@ -29,6 +29,7 @@ import os
 import socket
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -45,6 +46,9 @@ EXECUTOR_ENV = paths.EXECUTOR_ENV
 RAY_ADDRESS_ENV = paths.RAY_ADDRESS_ENV
 RAY_CPUS_ENV = paths.RAY_CPUS_ENV
 KINDS = ("local", "ray")
+RETRY_FIRST = 1.0  # seconds before a task that failed before claiming its run is sent again; doubled each time
+RETRY_LONGEST = 60.0
+RETRY_MOST = 5  # tasks of one run that fail before claiming it; then the run fails, saying why
 
 
 class ExecutorSettingError(ExplorerError):
@@ -493,6 +497,9 @@ class RayExecutor:
         self.poll = poll
         self.problem: str | None = None  # why Ray could not be reached, for the app to show
         self.tasks: dict[str, Any] = {}  # run id -> ObjectRef of the task that trains (or will train) it
+        self.failures: dict[str, int] = {}  # run id -> its tasks that failed before claiming it, in a row
+        self.retry_at: dict[str, float] = {}  # run id -> when (time.monotonic) its next task may be sent
+        self.retry_first, self.retry_most = RETRY_FIRST, RETRY_MOST
         self.started_ray = False
         self._service: Any = None
         self._task: Any = None  # train_on_node as a Ray remote function
@@ -610,9 +617,17 @@ class RayExecutor:
         """Submit a task for every queued run that has none; note tasks that died. How many were submitted."""
         self.reap()
         submitted = 0
-        for run_id in self.store.queued():
-            if run_id not in self.tasks and not self._closed.is_set():
+        now = time.monotonic()
+        queued = self.store.queued()
+        for run_id in [r for r in self.failures if r not in queued and r not in self.tasks]:  # cancelled meanwhile
+            self.failures.pop(run_id)
+            self.retry_at.pop(run_id, None)
+        if not self.failures and self.problem and self.problem.startswith("The Ray task of run"):
+            self.problem = None
+        for run_id in queued:
+            if run_id not in self.tasks and not self._closed.is_set() and self.retry_at.get(run_id, 0) <= now:
                 task = self._submit(self.store.run(run_id))
+                self.retry_at.pop(run_id, None)
                 if task is not None:
                     self.tasks[run_id] = task
                     submitted += 1
@@ -630,11 +645,41 @@ class RayExecutor:
             task = self.tasks.pop(run_id)
             try:
                 ray.get(task)
+                self.failures.pop(run_id, None)
             except Exception as error:  # noqa: BLE001 (the worker process or its node died: no status was written)
+                status = self.store.run(run_id)["status"]
+                if status == "queued":
+                    self._failed_before_claim(run_id, error)
+                    continue
+                self.failures.pop(run_id, None)
                 log.warning("the task of run %s ended without finishing it: %s", run_id, error)
-                if self.store.run(run_id)["status"] == "running":
+                if status == "running":
                     self.store.update_run(run_id, heartbeat=0.0)  # stale now: interrupted, resumable elsewhere
         return finished
+
+    def _failed_before_claim(self, run_id: str, error: BaseException) -> None:
+        """A run's task failed before it could claim the run (its runtime environment, a lost actor): send another
+        after a pause that doubles each time (said as ``problem``), and after ``retry_most`` such tasks mark the run
+        failed with the reason. Only the first failure's traceback is logged."""
+        count = self.failures[run_id] = self.failures.get(run_id, 0) + 1
+        lines = str(error).strip().splitlines()
+        reason = lines[-1] if lines and ":" in lines[-1] else f"{type(error).__name__}: {lines[-1] if lines else ''}"
+        if count == 1:
+            log.warning("the task of run %s failed before it could start: %s", run_id, error)
+        if count >= self.retry_most:
+            self.failures.pop(run_id)
+            self.retry_at.pop(run_id, None)
+            log.error("run %s: %d tasks failed before it could start; it fails", run_id, count)
+            self.store.update_run(run_id, status="failed", message=(
+                f"Its Ray task failed {count} times in a row before it could start training ({reason}); the "
+                "executor stopped trying. Resume queues it again."))
+            return
+        delay = min(self.retry_first * 2 ** (count - 1), RETRY_LONGEST)
+        self.retry_at[run_id] = time.monotonic() + delay
+        self.problem = (f"The Ray task of run {run_id} failed before it could start ({reason}); attempt {count + 1} "
+                        f"of {self.retry_most} in {delay:g} s.")
+        log.warning("run %s: task %d of %d failed before it could start (%s); the next in %g s", run_id, count,
+                    self.retry_most, reason, delay)
 
     def resources(self, run: dict[str, Any]) -> dict[str, float] | None:
         """What a run's task asks Ray for: a GPU for a CUDA run (``auto`` too, on a cluster with GPUs), else CPUs.

@@ -84,3 +84,35 @@ def test_a_store_actor_killed_for_good_is_replaced_and_the_queue_trains(executor
     executor.ensure()
     assert store.wait(run_id, timeout=240) == "completed", store.run(run_id)["message"]
     assert executor._service is not dead
+
+
+def _cannot_start(*_: object) -> str:
+    """A task body that fails before it claims its run (as a node whose environment cannot import the trainer)."""
+    raise RuntimeError("this node cannot import the trainer")
+
+
+def test_a_task_that_keeps_failing_before_its_claim_is_sent_a_bounded_number_of_times(
+        executor: executors.RayExecutor, ray_instance: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """Each try waits twice as long as the one before; after the bound the run fails with the reason, and Resume
+    queues it again (it used to be sent again every half second, forever, while the page said it was starting)."""
+    store = executor.store
+    trainer, executor._task = executor._task, ray_instance.remote(_cannot_start)
+    executor.retry_first, executor.retry_most = 0.05, 3
+    sent: list[str] = []
+    submit = executor._submit
+    executor._submit = lambda run: (sent.append(run["id"]), submit(run))[1]  # type: ignore[method-assign]
+    run_id = store.create_run(training.TrainConfig(epochs=1, seed=7, **DIGITS))
+    with caplog.at_level("WARNING", logger="core.executors"):
+        executor.ensure()
+        assert store.wait(run_id, timeout=120) == "failed"
+    assert sent == [run_id] * 3
+    message = store.run(run_id)["message"]
+    assert message.startswith("Its Ray task failed 3 times in a row before it could start training (RuntimeError: "
+                              "this node cannot import the trainer)"), message
+    assert "task 1 of 3 failed before it could start" in caplog.text and "the next in 0.05 s" in caplog.text
+    assert "task 2 of 3" in caplog.text and "the next in 0.1 s" in caplog.text
+    assert caplog.text.count("Traceback") <= 1
+    wait_until(lambda: executor.problem is None, 30, "the executor to stop reporting the failed run")
+    executor._task = trainer
+    store.resume(run_id)
+    assert store.wait(run_id, timeout=240) == "completed", store.run(run_id)["message"]
