@@ -29,13 +29,14 @@ import os
 import socket
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol
 
 from core import checkpoint_sets, paths
-from core.claims import StaleClaimError
+from core.claims import StaleClaimError, StoreBusyError
 from core.errors import ExplorerError
 from core.runs import Heartbeat, RunStore, default_busy_timeout
 
@@ -45,6 +46,9 @@ EXECUTOR_ENV = paths.EXECUTOR_ENV
 RAY_ADDRESS_ENV = paths.RAY_ADDRESS_ENV
 RAY_CPUS_ENV = paths.RAY_CPUS_ENV
 KINDS = ("local", "ray")
+RETRY_FIRST = 1.0  # seconds before a task that failed before claiming its run is sent again; doubled each time
+RETRY_LONGEST = 60.0
+RETRY_MOST = 5  # tasks of one run that fail before claiming it; then the run fails, saying why
 
 
 class ExecutorSettingError(ExplorerError):
@@ -53,6 +57,11 @@ class ExecutorSettingError(ExplorerError):
 
 class RayNotInstalledError(ExplorerError):
     """The Ray executor was chosen, but the ``ray`` package is not installed."""
+
+
+class StoreActorLostError(StoreBusyError):
+    """The store actor did not answer: its process died (Ray restarts it, or the executor starts another). A
+    StoreBusyError, so a trainer's writes wait for it as for a locked database, up to their bound (core.claims)."""
 
 
 class Executor(Protocol):
@@ -129,7 +138,8 @@ def wait_for(ref: Any) -> Any:
     (Ray releases a task's CPUs while its main thread blocks in ``ray.get``, so a training run that asks the
     store something every batch would let more runs start than there are CPUs.)
     An ExplorerError raised in the store actor is raised here as itself (a lost claim, a busy store), not
-    wrapped in Ray's task error, so that callers tell them apart as they do with a local store.
+    wrapped in Ray's task error, so that callers tell them apart as they do with a local store; an actor that died
+    (or is being restarted) is a StoreActorLostError.
     """
     ray = import_ray()
     try:
@@ -138,6 +148,9 @@ def wait_for(ref: Any) -> Any:
         if isinstance(error.cause, ExplorerError):
             raise error.cause from None
         raise
+    except ray.exceptions.RayActorError as error:
+        raise StoreActorLostError(f"the run store's Ray actor did not answer ({type(error).__name__}): it is "
+                                  "being restarted") from None
 
 
 # On the server's node: the actor that owns the store --------------------------------------------------------------
@@ -155,6 +168,10 @@ class StoreService:
 
     def __init__(self, root: str, heartbeat_timeout: float) -> None:
         self.store = RunStore(Path(root), heartbeat_timeout)
+
+    def ping(self) -> int:
+        """The actor's process id (the executor asks to see that it is alive)."""
+        return os.getpid()
 
     def call(self, method: str, args: tuple, kwargs: dict[str, Any]) -> Any:
         """``store.method(*args, **kwargs)`` for a public method of the run store."""
@@ -480,6 +497,9 @@ class RayExecutor:
         self.poll = poll
         self.problem: str | None = None  # why Ray could not be reached, for the app to show
         self.tasks: dict[str, Any] = {}  # run id -> ObjectRef of the task that trains (or will train) it
+        self.failures: dict[str, int] = {}  # run id -> its tasks that failed before claiming it, in a row
+        self.retry_at: dict[str, float] = {}  # run id -> when (time.monotonic) its next task may be sent
+        self.retry_first, self.retry_most = RETRY_FIRST, RETRY_MOST
         self.started_ray = False
         self._service: Any = None
         self._task: Any = None  # train_on_node as a Ray remote function
@@ -518,8 +538,10 @@ class RayExecutor:
             from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
             here = NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False)
+            # Its state is on disk: Ray restarts its process whenever it dies (max_restarts=-1), and a call in
+            # flight then fails as a StoreActorLostError, which a trainer's writes wait out (core.claims).
             actor = ray.remote(StoreService).options(num_cpus=0, max_concurrency=8, scheduling_strategy=here,
-                                                     runtime_env=self._runtime_env())
+                                                     runtime_env=self._runtime_env(), max_restarts=-1)
             self._service = actor.remote(str(self.store.root), self.store.heartbeat_timeout)
             self._task = ray.remote(train_on_node)
             self._job = ray.remote(train_across)
@@ -566,18 +588,46 @@ class RayExecutor:
             return
         while not self._closed.is_set():
             try:
+                self.revive()
                 self.dispatch()
             except ExplorerError as error:  # a busy or damaged store: try again at the next look
                 log.warning("cannot read the queue: %s", error)
             self._closed.wait(self.poll)
 
+    def revive(self, timeout: float = 30) -> bool:
+        """Start another store actor if this one is dead for good (killed with ``ray.kill``, or out of restarts):
+        runs queued from then on reach the new one. True when one was started."""
+        ray, service = self.ray, self._service
+        if service is None:
+            return False
+        try:
+            ray.get(service.ping.remote(), timeout=timeout)
+            return False
+        except (ray.exceptions.GetTimeoutError, ray.exceptions.ActorUnavailableError):
+            return False  # busy, or being restarted by Ray: ask again at the next look
+        except ray.exceptions.RayActorError as error:
+            log.warning("the run store's Ray actor is gone (%s); starting another", type(error).__name__)
+        with self._lock:
+            if self._service is service:
+                self._service = None
+        self.start()
+        return True
+
     def dispatch(self) -> int:
         """Submit a task for every queued run that has none; note tasks that died. How many were submitted."""
         self.reap()
         submitted = 0
-        for run_id in self.store.queued():
-            if run_id not in self.tasks and not self._closed.is_set():
+        now = time.monotonic()
+        queued = self.store.queued()
+        for run_id in [r for r in self.failures if r not in queued and r not in self.tasks]:  # cancelled meanwhile
+            self.failures.pop(run_id)
+            self.retry_at.pop(run_id, None)
+        if not self.failures and self.problem and self.problem.startswith("The Ray task of run"):
+            self.problem = None
+        for run_id in queued:
+            if run_id not in self.tasks and not self._closed.is_set() and self.retry_at.get(run_id, 0) <= now:
                 task = self._submit(self.store.run(run_id))
+                self.retry_at.pop(run_id, None)
                 if task is not None:
                     self.tasks[run_id] = task
                     submitted += 1
@@ -595,11 +645,41 @@ class RayExecutor:
             task = self.tasks.pop(run_id)
             try:
                 ray.get(task)
+                self.failures.pop(run_id, None)
             except Exception as error:  # noqa: BLE001 (the worker process or its node died: no status was written)
+                status = self.store.run(run_id)["status"]
+                if status == "queued":
+                    self._failed_before_claim(run_id, error)
+                    continue
+                self.failures.pop(run_id, None)
                 log.warning("the task of run %s ended without finishing it: %s", run_id, error)
-                if self.store.run(run_id)["status"] == "running":
+                if status == "running":
                     self.store.update_run(run_id, heartbeat=0.0)  # stale now: interrupted, resumable elsewhere
         return finished
+
+    def _failed_before_claim(self, run_id: str, error: BaseException) -> None:
+        """A run's task failed before it could claim the run (its runtime environment, a lost actor): send another
+        after a pause that doubles each time (said as ``problem``), and after ``retry_most`` such tasks mark the run
+        failed with the reason. Only the first failure's traceback is logged."""
+        count = self.failures[run_id] = self.failures.get(run_id, 0) + 1
+        lines = str(error).strip().splitlines()
+        reason = lines[-1] if lines and ":" in lines[-1] else f"{type(error).__name__}: {lines[-1] if lines else ''}"
+        if count == 1:
+            log.warning("the task of run %s failed before it could start: %s", run_id, error)
+        if count >= self.retry_most:
+            self.failures.pop(run_id)
+            self.retry_at.pop(run_id, None)
+            log.error("run %s: %d tasks failed before it could start; it fails", run_id, count)
+            self.store.update_run(run_id, status="failed", message=(
+                f"Its Ray task failed {count} times in a row before it could start training ({reason}); the "
+                "executor stopped trying. Resume queues it again."))
+            return
+        delay = min(self.retry_first * 2 ** (count - 1), RETRY_LONGEST)
+        self.retry_at[run_id] = time.monotonic() + delay
+        self.problem = (f"The Ray task of run {run_id} failed before it could start ({reason}); attempt {count + 1} "
+                        f"of {self.retry_most} in {delay:g} s.")
+        log.warning("run %s: task %d of %d failed before it could start (%s); the next in %g s", run_id, count,
+                    self.retry_most, reason, delay)
 
     def resources(self, run: dict[str, Any]) -> dict[str, float] | None:
         """What a run's task asks Ray for: a GPU for a CUDA run (``auto`` too, on a cluster with GPUs), else CPUs.
