@@ -93,7 +93,9 @@ def editor(current: str, picker_key: str = "model") -> None:
         st.session_state[FOR_KEY] = current
         st.session_state.pop(ERROR_KEY, None)
     st.session_state.setdefault(TEXT_KEY, EXAMPLE)
-    with st.expander("Design your own CNN", expanded=is_design, icon=":material/edit:"):
+    # Open while it shows a design, and while it shows an error (a first design that does not fit yet).
+    with st.expander("Design your own CNN", expanded=is_design or ERROR_KEY in st.session_state,
+                     icon=":material/edit:"):
         st.caption(SYNTAX)
         text = st.text_area("Layers", key=TEXT_KEY, height=260, max_chars=design_spec.MAX_TEXT,
                             on_change=_apply, args=(picker_key,),

@@ -8,9 +8,10 @@ import streamlit as st
 from core import models
 from core.errors import ExplorerError
 from core.models import opened
-from explorer import widgets
+from explorer import services, widgets
 
 KEY = "opened-models"
+CATALOGUE_PREFIX = opened.CATALOGUE_PREFIX
 MAX_OPENED = 8  # the oldest opened model leaves the pickers past this (a run keeps its model in its name)
 DESIGN_PARAM = "design"
 
@@ -34,10 +35,26 @@ def open_model(name: str) -> str:
     return spec.name
 
 
+def reopen(name: str) -> None:
+    """Open ``name`` again if it can be (a run's model after a refresh); one that cannot stays closed: the page
+    that shows the run says why where it builds the model."""
+    try:
+        open_model(name)
+    except ExplorerError:
+        pass
+
+
 def options() -> list[str]:
     """What a model picker offers: the registered models, then this session's opened ones."""
     names = models.names()
     return names + [name for name in opened_names() if name not in names]
+
+
+def backbones() -> list[str]:
+    """What the Transfer page offers: the registered models with ImageNet weights, then the torchvision CNNs
+    opened this session (each has torchvision's ImageNet weights; a design has none)."""
+    names = services.names_with_weights()
+    return names + [name for name in opened_names() if name.startswith(opened.CATALOGUE_PREFIX)]
 
 
 def follow_links() -> None:
@@ -54,7 +71,4 @@ def follow_links() -> None:
     # Only a link (the URL changed from outside the session): this session's own choice reaches the URL after it.
     if (requested is not None and opened.is_opened(requested) and requested not in opened_names()
             and widgets.url_changed(widgets.MODEL_PARAM)):
-        try:
-            open_model(requested)
-        except ExplorerError:
-            pass  # the picker says why and shows its default (widgets.url_model)
+        reopen(requested)  # one that cannot be opened: the picker says why and shows its default

@@ -9,7 +9,7 @@ import streamlit as st
 
 from core import data, labels, transfer
 from core.errors import quoted
-from explorer import axes, chart_downloads, components, services, training_view, widgets
+from explorer import axes, chart_downloads, components, opened_models, services, training_view, widgets
 
 PREVIEW = 8
 
@@ -164,7 +164,9 @@ def remember(shown: str, dataset: str | None) -> None:
 def _fill_form(configs: list[dict]) -> None:
     """Set the page's widgets to the settings of these runs (a race: one per strategy)."""
     first, state = configs[0], st.session_state
-    if first["arch"] in services.names_with_weights():
+    if str(first["arch"]).startswith(opened_models.CATALOGUE_PREFIX):
+        opened_models.reopen(first["arch"])  # a refreshed page has forgotten the session's opened models
+    if first["arch"] in opened_models.backbones():
         state["transfer-arch"] = first["arch"]
     state["transfer-source"] = SOURCES[0] if first["dataset"] == "shapes" else SHOWN_DATA
     state["transfer-epochs"] = min(max(int(first["epochs"]), 1), 200)

@@ -4,11 +4,11 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from explorer import chart_downloads, components, latencies, services, widgets
+from explorer import chart_downloads, components, latencies, opened_models, services, widgets
 
 st.title("Compare")
-names = services.model_names()
-chosen = st.multiselect("Models", names, default=names, format_func=components.display_name)
+names = opened_models.options()  # the opened ones (a design, a torchvision CNN) are offered, not pre-chosen
+chosen = st.multiselect("Models", names, default=services.model_names(), format_func=components.display_name)
 if not chosen:
     st.info("Pick at least one model to compare.")
     st.stop()

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from explorer import components, dataset_panel, lr_finder_view, replay, services, training_view, widgets
+from explorer import components, dataset_panel, lr_finder_view, opened_models, replay, services, training_view, widgets
 
 st.title("Training")
 if not widgets.store_ok():
@@ -11,7 +11,9 @@ widgets.follow_url(widgets.RUN_PARAM, "run", widgets.url_run)  # a link, a refre
 followed = st.session_state.get("run")
 
 left, middle, right = st.columns(3)
-arch = left.selectbox("Model", services.model_names(), format_func=components.display_name, key="train-arch")
+arch = left.selectbox("Model", opened_models.options(), format_func=components.display_name, key="train-arch",
+                      help="The explorer's models, then those opened this session on the Architectures page: "
+                           "your design, or a torchvision CNN.")
 dataset = middle.selectbox("Data set", services.IN_MEMORY_DATASETS, key="train-dataset",
                            help="digits: scikit-learn's bundled 8×8 digits, upsampled; always available offline.")
 preset_name = right.selectbox("Preset", list(services.TRAINING_PRESETS), index=list(services.TRAINING_PRESETS).index("Fast"),

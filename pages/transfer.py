@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from explorer import components, services, training_view, transfer_view, weights_panel, widgets
+from explorer import components, opened_models, services, training_view, transfer_view, weights_panel, widgets
 
 st.title("Transfer learning")
 widgets.follow_url(widgets.GROUP_PARAM, "transfer-group", widgets.url_group)  # a link, a refresh, Back, Forward
@@ -28,7 +28,8 @@ st.markdown(
 
 # 1. Backbone and its weights -------------------------------------------------------------------------
 left, right = st.columns([1, 2])
-arch = left.selectbox("Backbone", services.names_with_weights(), index=services.names_with_weights().index("resnet18"),
+backbones = opened_models.backbones()  # a torchvision CNN opened on the Architectures page is offered too
+arch = left.selectbox("Backbone", backbones, index=backbones.index("resnet18"),
                       format_func=components.display_name, key="transfer-arch")
 with right:
     if weights_panel.panel(arch, key="transfer-weights"):
