@@ -44,6 +44,15 @@ class Classifier:
         return self.channels == 1 and self.crop == 28
 
 
+def _opens(arch: str) -> bool:
+    """Whether the explorer can build ``arch``: a registered model, a design, or a torchvision CNN it opens."""
+    try:
+        models.spec(arch)
+    except ExplorerError:
+        return False
+    return True
+
+
 def choices(store: RunStore | None) -> list[Choice]:
     """Cached ImageNet models, then every run with a saved checkpoint, whatever its status (newest first;
     ``store`` None: none)."""
@@ -53,7 +62,7 @@ def choices(store: RunStore | None) -> list[Choice]:
         return found
     for run in store.runs(limit=200):
         saved = store.checkpoints(run["id"])
-        if not saved or run["arch"] not in models.names():
+        if not saved or not _opens(run["arch"]):
             continue
         accuracy = (run["test"] or {}).get("accuracy")
         score = f" · test {accuracy:.1%}" if accuracy is not None else ""

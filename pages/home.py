@@ -30,6 +30,8 @@ st.dataframe(
     ],
     hide_index=True,
     height=components.table_height(len(services.model_names()), cap=100),  # every model, no inner scrolling
-    column_config={"paper": st.column_config.LinkColumn(display_text="paper")},
+    # The year's own width (four digits), not the grid's default: every column then fits 1024 px in presenter mode.
+    column_config={"paper": st.column_config.LinkColumn(display_text="paper"),
+                   "year": st.column_config.NumberColumn(width=52, format="%d")},
 )
 st.caption("Link a slide straight to a model: add `?model=resnet50` (or any name) to the Architectures page's address.")

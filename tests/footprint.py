@@ -13,20 +13,43 @@ import torch
 from torch import nn
 
 from core import models
+from core.models.efficientnet import ChannelMean
 
 MARGIN = 32  # input pixels on each side of the field: the footprint must not touch the border
 NARROW = 32  # the short side of the input, at least
 
 
+class DetachedChannelMean(nn.Module):
+    """Squeeze-and-excitation's channel mean, cut from the graph: its scale reaches every pixel, and the field
+    measured is the convolutions' (the analysis's definition)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean((2, 3), keepdim=True).detach()
+
+
+def _standard_swap(child: nn.Module) -> nn.Module | None:
+    """Average pooling for max pooling (max routes the gradient of ties to one input), ReLU for ReLU6 (a positive
+    path above 6 would stop the gradient), a detached squeeze-and-excitation mean."""
+    if isinstance(child, nn.MaxPool2d):
+        return nn.AvgPool2d(child.kernel_size, child.stride, child.padding, ceil_mode=child.ceil_mode)
+    if isinstance(child, nn.ReLU6):
+        return nn.ReLU()
+    if isinstance(child, ChannelMean):
+        return DetachedChannelMean()
+    return None
+
+
 def linearise(model: nn.Module, swap: Callable[[nn.Module], nn.Module | None] | None = None) -> nn.Module:
     """``model`` with constant positive weights (1/fan-in, so values stay near 1 in float32), zero biases,
-    identity batch norm in eval mode and average pooling where it max-pools; ``swap`` may replace any other
-    child (it returns the replacement, or None to keep the child)."""
+    identity batch norm in eval mode and the standard swaps (``_standard_swap``); ``swap`` may replace any
+    other child first (it returns the replacement, or None to keep the child)."""
     for parent in list(model.modules()):
         for child_name, child in list(parent.named_children()):
-            if isinstance(child, nn.MaxPool2d):
-                setattr(parent, child_name, nn.AvgPool2d(child.kernel_size, child.stride, child.padding,
-                                                         ceil_mode=child.ceil_mode))
+            replacement = swap(child) if swap is not None else None
+            if replacement is None:
+                replacement = _standard_swap(child)
+            if replacement is not None:
+                setattr(parent, child_name, replacement)
             elif swap is not None and (replacement := swap(child)) is not None:
                 setattr(parent, child_name, replacement)
     for module in model.modules():

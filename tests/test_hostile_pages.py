@@ -193,7 +193,7 @@ def test_markdown_in_url_parameters_is_shown_literally(page: str, parameter: str
 URL_PARAMETERS = ("model", "run", "group", "present", "tab", "inside-model", "inside-stage",
                   *(f"{prefix}-{name}" for prefix in ("classify", "inside") for name in ("source", "sample")),
                   "classify-map-layer", "classify-cam-layer", "classify-cam-colours", "classify-cam-opacity",
-                  "classify-cam-method", "replay",
+                  "classify-cam-method", "replay", "design",
                   *(f"open-{name}" for name in ("resnet50", "inception_v3", "xception", "vgg16")))
 PAGES = ("home", "architectures", "compare", "classify", "inside", "training", "transfer")
 

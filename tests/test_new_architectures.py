@@ -222,22 +222,9 @@ def test_declared_structure_residual_blocks_and_branches() -> None:
 
 
 def _linearised(model: nn.Module, detach_squeeze: bool = True) -> nn.Module:
-    """``footprint.linearise`` plus ReLU for ReLU6 (a positive path above 6 would stop the gradient), and, if
-    ``detach_squeeze``, the squeeze-and-excitation scale cut from the graph so only the convolutions' field is
-    measured."""
-    def swap(child: nn.Module) -> nn.Module | None:
-        if isinstance(child, nn.ReLU6):
-            return nn.ReLU()
-        if isinstance(child, ChannelMean) and detach_squeeze:
-            return _DetachedChannelMean()
-        return None
-
-    return linearise(model, swap)
-
-
-class _DetachedChannelMean(nn.Module):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.mean((2, 3), keepdim=True).detach()
+    """``footprint.linearise`` (which cuts squeeze-and-excitation's mean from the graph), or with the mean kept
+    in the graph if not ``detach_squeeze``."""
+    return linearise(model, None if detach_squeeze else lambda child: child if isinstance(child, ChannelMean) else None)
 
 
 def _footprint(model: ExplorerModel, height: int, width: int) -> tuple[int, int, int, int]:

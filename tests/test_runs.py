@@ -208,7 +208,7 @@ def test_command_line_trains_into_the_store(tmp_path: Path, capsys: pytest.Captu
     assert run["status"] == "completed" and run["test"]["accuracy"] > 0.1
     assert "test accuracy" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        cli.main(["--arch", "googlenet"])
+        cli.main(["--arch", "no_such_model"])
     with pytest.raises(SystemExit):
         cli.main(["--epochs", "0", "--state-dir", str(tmp_path)])
 

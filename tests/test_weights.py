@@ -38,7 +38,8 @@ def torch_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def test_which_models_have_weights() -> None:
     assert weights.names_with_weights() == ["vgg16", "vgg19", "inception_v3", "xception", "resnet18", "resnet34",
-                                            "resnet50", "resnet101", "resnet152"]
+                                            "resnet50", "resnet101", "resnet152", "googlenet", "mobilenet_v2",
+                                            "efficientnet_b0"]
     info = weights.pretrained("resnet50")
     assert info.file_name == "resnet50-0676ba61.pth" and len(info.categories) == 1000
     assert (info.resize, info.crop, info.top1) == (256, 224, 76.13)
@@ -219,7 +220,7 @@ def test_a_missing_file_on_the_server_is_named(hub: LocalHub, torch_home: Path) 
 def test_every_official_file_is_listed_with_its_size() -> None:
     sizes = {name: weights.pretrained(name).size_mb for name in weights.names_with_weights()}
     assert sizes["vgg19"] == pytest.approx(548.051) and weights.largest_file_mb() == sizes["vgg19"]
-    assert all(size > 40 for size in sizes.values())
+    assert all(size > 10 for size in sizes.values())  # real files (MobileNetV2's is the smallest, 13.6 MB)
     assert weights.pretrained("resnet18").sha256_prefix == "f37072fd"
     assert weights.pretrained("xception").sha256_prefix is None  # Cadene's name is not a checkable SHA-256
 
