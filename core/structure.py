@@ -74,9 +74,13 @@ def residual_blocks_per_stage(name: str) -> list[int]:
 
 
 def source(name: str) -> str:
-    """The source code of the core module that defines model ``name``."""
-    builder = models.spec(name).builder
-    return inspect.getsource(sys.modules[builder.__module__])
+    """The source code of the module that defines model ``name`` (a design's: its text first, as a comment)."""
+    spec = models.spec(name)
+    module = inspect.getsource(sys.modules[spec.builder_module])
+    if spec.origin == "design":
+        text = name.split(":", 1)[1].replace("; ", "\n# ")
+        return f"# Your design, built by the module below:\n# {text}\n\n{module}"
+    return module
 
 
 # ---------------------------------------------------------------------------------------------------------------

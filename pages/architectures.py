@@ -29,18 +29,22 @@ if summary is None:
 components.summary_metrics(summary)
 st.caption(components.MACS_NOTE)
 
-TABS = ["Layer table", "Charts", "Block diagram", "Fidelity to the course notes", "Source code"]
-tabs = widgets.url_choice("tab", TABS, TABS[0], lambda: st.tabs(TABS, key="tab", on_change="rerun"))
-with tabs[0]:
+FIDELITY = "Fidelity to the course notes"
+# A model the course notes do not give figures for (a newer one, a design, a torchvision CNN) has no such tab.
+TABS = ["Layer table", "Charts", "Block diagram", *([FIDELITY] if spec.notes_figures else []), "Source code"]
+tabs = dict(zip(TABS, widgets.url_choice("tab", TABS, TABS[0], lambda: st.tabs(TABS, key="tab", on_change="rerun")),
+                strict=True))
+with tabs["Layer table"]:
     components.layer_table(summary)
-with tabs[1]:
+with tabs["Charts"]:
     components.layer_charts(summary)
-with tabs[2]:
+with tabs["Block diagram"]:
     topology_view.diagram(name)
-with tabs[3]:
-    st.caption("Figures at the model's native input size; accuracies cannot be computed from an architecture, "
-               "so they are checked against the published references.")
-    components.fidelity_table(services.fidelity_rows(name))
-with tabs[4]:
-    st.caption(f"`{spec.builder.__module__.replace('.', '/')}.py`: the code that built the model above.")
+if FIDELITY in tabs:
+    with tabs[FIDELITY]:
+        st.caption("Figures at the model's native input size; accuracies cannot be computed from an architecture, "
+                   "so they are checked against the published references.")
+        components.fidelity_table(services.fidelity_rows(name))
+with tabs["Source code"]:
+    st.caption(f"`{spec.builder_module.replace('.', '/')}.py`: the code that built the model above.")
     st.code(services.model_source(name), language="python", line_numbers=True)

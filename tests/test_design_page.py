@@ -65,3 +65,12 @@ def test_an_opened_design_can_be_trained_and_compared() -> None:
     at.switch_page("../pages/compare.py").run()
     no_exception(at)
     assert any("mynet" in option for option in at.multiselect[0].options)
+
+
+def test_a_design_has_no_fidelity_tab_and_its_source_is_its_text_and_module() -> None:
+    at = open_page("architectures", model=opened.design_name(LENET))
+    assert [tab.label for tab in at.tabs] == ["Layer table", "Charts", "Block diagram", "Source code"]
+    assert "core/models/designed.py" in texts(at)
+    assert "# conv 6 k5 p2" in at.code[-1].value and "class DesignedModel" in at.code[-1].value
+    zoo = open_page("architectures", model="lenet5")
+    assert "Fidelity to the course notes" in [tab.label for tab in zoo.tabs]

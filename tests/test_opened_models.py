@@ -109,3 +109,9 @@ def test_the_library_keeps_only_designs_that_fit(run_store, text: str) -> None:
         assert designs.library(run_store) == []
     else:
         assert designs.get(run_store, kept.id).text == kept.text
+
+
+def test_a_designs_source_is_its_text_then_the_module_that_builds_it() -> None:
+    source = structure.source(opened.design_name(LENET))
+    assert source.startswith("# Your design") and "# conv 120 k5" in source and "class DesignedModel" in source
+    assert models.spec("tv:shufflenet_v2_x0_5").builder_module == "core.models.catalogue"

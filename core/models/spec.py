@@ -78,6 +78,11 @@ class ModelSpec:
     featured_in: tuple[str, ...] = ()  # views that show this model first ("stages": Compare's per-stage chart)
     origin: Origin = "zoo"  # "zoo": written here and proven equal; "catalogue": torchvision's own; "design": yours
 
+    @property
+    def builder_module(self) -> str:
+        """The module that builds the model (through a ``functools.partial``, its function's module)."""
+        return str(getattr(self.builder, "func", self.builder).__module__)
+
     def reference(self, metric: str, source: str) -> Reference | None:
         """Return the published ``metric`` from ``source``, if there is one."""
         return next((r for r in self.references if r.metric == metric and r.source == source), None)
