@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import sys
+import urllib.parse
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,6 +34,10 @@ SHOTS = [  # file name, path, tab to open (or None), window height
     ("architectures-topology", "/architectures?model=inception_v3&tab=Block+diagram&open-inception_v3=Mixed_5b",
      None, 3000),
     ("architectures-fidelity", "/architectures?model=alexnet", "Fidelity to the course notes", 1600),
+    ("architectures-design", "/architectures?design=" + urllib.parse.quote(
+        "name mynet; input 1x28x28; conv 8 k3 p1 bn; residual { conv 8 k3 p1; conv 8 k3 p1 }; maxpool 2; "
+        "parallel { conv 8 k1 | conv 8 k3 p1 }; maxpool 2; fc 32; fc 10"), "Block diagram", 2400),
+    ("architectures-catalogue", "/architectures?model=tv:densenet121", None, 1600),
     ("compare", "/compare", None, 1600),
     ("transfer", "/transfer", None, 1600),
 ]

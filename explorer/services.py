@@ -468,7 +468,7 @@ def install_weights(name: str, file_name: str, payload: bytes) -> weights.Instal
     return installed
 
 
-@st.cache_data(show_spinner=False)
+@st.cache_data(show_spinner=False, max_entries=64)  # keyed by model: designs add names without end
 def backbone_blocks(arch: str) -> list[str]:
     """The backbone's blocks with weights, in order (what partial fine-tuning unfreezes from the end)."""
     with torch.device("meta"):
@@ -476,7 +476,7 @@ def backbone_blocks(arch: str) -> list[str]:
     return transfer.feature_blocks(backbone, models.spec(arch).input_size)
 
 
-@st.cache_data(show_spinner=False)
+@st.cache_data(show_spinner=False, max_entries=64)  # keyed by model: designs add names without end
 def trainable_counts(arch: str, num_classes: int, strategy: transfer.Strategy, unfreeze_last: int) -> tuple[int, int]:
     """(trainable, total) parameters of the transfer model for a strategy, counted on the meta device."""
     with torch.device("meta"):
@@ -684,7 +684,7 @@ def first_conv_at(model: classifiers.Classifier, x: torch.Tensor, channel: int, 
         return explain.first_conv_at(model.model, x, channel, row, col)
 
 
-@st.cache_data(show_spinner=False)
+@st.cache_data(show_spinner=False, max_entries=64)  # keyed by model: designs add names without end
 def default_cam_layer(key: str) -> str:
     """The last convolution with a spatial map of classifier ``key`` (found once: it depends only on the model
     and its input size, not on the image)."""
