@@ -37,6 +37,7 @@ from core import (
     digit_input,
     executors,
     explain,
+    feature_vis,
     fidelity,
     imaging,
     labels,
@@ -654,6 +655,20 @@ def conv_layers(model: classifiers.Classifier) -> list[str]:
 def conv_titles(model: classifiers.Classifier) -> dict[str, str]:
     """Each convolution as a list shows it: ``"conv 1 of 3 · features.0 (6 filters, 5×5)"``."""
     return explain.conv_titles(model.model)
+
+
+def conv_channels(model: classifiers.Classifier, layer: str) -> int:
+    """How many filters (output channels) convolution ``layer`` has."""
+    conv = feature_vis.module(model.model, layer)
+    return conv.out_channels if isinstance(conv, torch.nn.Conv2d) else 0
+
+
+def visualise_channel(model: classifiers.Classifier, layer: str, channel: int, size: int, steps: int,
+                      progress: Callable[[float], None] | None = None) -> feature_vis.Visualisation:
+    """The image ``channel`` of ``layer`` answers to most (core.feature_vis) on a shared model."""
+    with _using_shared_model(model):
+        return feature_vis.visualise(model.model, layer, channel, size, model.channels, model.mean, model.std,
+                                     steps=steps, progress=progress)
 
 
 COLORMAPS = explain.COLORMAPS

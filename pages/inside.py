@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from explorer import classify_view, inside_view, services, widgets
+from explorer import classify_view, filter_view, inside_view, services, widgets
 
 st.title("Inside the network")
 choices = services.classifier_choices()
@@ -24,3 +24,5 @@ prepared = widgets.attempt(services.read_image, model, name, payload)
 if prepared is None:
     st.stop()
 inside_view.show(model, prepared)
+st.subheader("What a filter looks for")
+filter_view.show(key, random_weights=bool(next((c.note for c in choices if c.key == key), "")))

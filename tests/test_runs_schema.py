@@ -6,7 +6,7 @@ import sqlite3
 from contextlib import closing
 from pathlib import Path
 
-from core.runs import COLUMNS, SCHEMA, RunStore
+from core.runs import COLUMNS, SCHEMA, RunStore, schema
 from core.training import TrainConfig
 
 
@@ -23,7 +23,7 @@ def test_an_unversioned_database_is_upgraded_in_place(tmp_path: Path) -> None:
     store = RunStore(tmp_path)
     assert store.run("old")["status"] == "completed"
     with closing(sqlite3.connect(tmp_path / "runs.sqlite")) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert db.execute("PRAGMA user_version").fetchone()[0] == schema.VERSION == 2
     run_id = store.create_run(TrainConfig(arch="lenet", dataset="mnist"))
     assert [run["id"] for run in store.runs()] == [run_id, "old"]
 
@@ -31,4 +31,4 @@ def test_an_unversioned_database_is_upgraded_in_place(tmp_path: Path) -> None:
 def test_a_new_database_records_its_version(tmp_path: Path) -> None:
     RunStore(tmp_path).check()
     with closing(sqlite3.connect(tmp_path / "runs.sqlite")) as db:
-        assert db.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert db.execute("PRAGMA user_version").fetchone()[0] == schema.VERSION == 2

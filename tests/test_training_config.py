@@ -17,7 +17,8 @@ def test_presets_and_validation() -> None:
     with pytest.raises(InvalidArgumentError):
         training.preset("nope")
     for bad in (dict(epochs=0), dict(lr=-1.0), dict(optimizer="rmsprop"), dict(dataset="imagenet"),
-                dict(label_smoothing=1.0), dict(arch="googlenet"), dict(schedule="linear"), dict(strategy="some")):
+                dict(label_smoothing=1.0), dict(arch="no_such_model"), dict(arch="design:input 1x4x4; conv 6 k5; fc 10"),
+                dict(schedule="linear"), dict(strategy="some")):
         with pytest.raises(ValueError):
             training.TrainConfig(**bad).validate()
 

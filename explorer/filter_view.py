@@ -1,0 +1,74 @@
+"""What a filter looks for (Inside the network): the image each channel of a chosen convolution answers to most,
+found by activation maximisation in the Lucid manner (``core.feature_vis``), computed on demand with progress and
+cached per model and layer."""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from explorer import services, widgets
+
+GALLERY = 8  # channels per gallery: one row on a projector
+STEPS = 128  # Adam steps per channel: structure shows by then on LeNet-5 and on an ImageNet network
+LARGEST = 128  # px: an ImageNet model's pattern at 128 px, not 224 (a third of the time on a CPU)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _gallery(key: str, layer: str, first: int, count: int, steps: int, _progress=None) -> list[np.ndarray]:
+    """The images of channels ``first``…``first + count - 1`` of ``layer`` in classifier ``key`` (H × W × C
+    in [0, 1]); cached per model, layer and channels, so a second look (or another student) is instant."""
+    model = services.classifier(key)
+    size = min(model.crop, LARGEST)
+    images = []
+    for i, channel in enumerate(range(first, first + count)):
+        def report(share: float, done: int = i) -> None:
+            if _progress is not None:
+                _progress((done + share) / count)
+
+        found = services.visualise_channel(model, layer, channel, size, steps, report)
+        images.append(found.image.permute(1, 2, 0).numpy())
+    return images
+
+
+def show(key: str, random_weights: bool) -> None:
+    """The gallery: a convolution, a range of its channels, and a button that computes their images."""
+    model = widgets.attempt(services.classifier, key)
+    if model is None:
+        return
+    titles = services.conv_titles(model)
+    if not titles:
+        st.info("This model has no convolution to visualise.")
+        return
+    if random_weights:
+        st.warning("This model's weights are random: the images below are noise, because an untrained filter "
+                   "answers to no pattern in particular. Train it (or use ImageNet weights) to see structure.",
+                   icon=":material/casino:")
+    names = list(titles)
+    left, right = st.columns([2, 1])
+    layer: str = left.selectbox("Convolution", names, index=len(names) // 2, format_func=titles.__getitem__,
+                           key="filters-layer", help="Early convolutions answer to edges and colours, later ones "
+                                                     "to textures and parts.") or names[0]
+    channels = services.conv_channels(model, layer)
+    if channels < 1:
+        st.info("That layer has no filters to visualise.")
+        return
+    first = int(right.number_input("From channel", 0, max(channels - 1, 0), 0, step=GALLERY, key="filters-first"))
+    count = min(GALLERY, channels - first)
+    if not st.button(f"Show what channels {first}–{first + count - 1} look for", key="filters-go",
+                     icon=":material/visibility:"):
+        st.caption(f"{STEPS} optimisation steps per channel on an image of {min(model.crop, LARGEST)} px: seconds "
+                   "for LeNet-5, about a minute for eight channels of an ImageNet network on a CPU.")
+        return
+    bar = st.progress(0.0, text="Optimising the images…")
+    images = widgets.attempt(_gallery, key, layer, first, count, STEPS,
+                             lambda share: bar.progress(min(share, 1.0), text="Optimising the images…"))
+    bar.empty()
+    if images is None:
+        return
+    columns = st.columns(GALLERY)
+    for column, channel, image in zip(columns, range(first, first + count), images, strict=False):
+        column.image(image, caption=f"channel {channel}", width="stretch", clamp=True)
+    st.caption("Each image is the input that channel answers to most strongly, on average over its feature map: "
+               "a random image tuned step by step (Adam), kept smooth by building it from its frequencies and "
+               "jittering it each step, as in Olah et al.'s Feature Visualization (Distill, 2017).")
