@@ -305,3 +305,15 @@ def put_upload(page: Any, url: str, session_id: str, file_id: str, data: bytes, 
                             headers={"X-Xsrftoken": cookies.get("_streamlit_xsrf", "")},
                             multipart={"file": {"name": f"{file_id}.bin", "mimeType": "application/octet-stream",
                                                 "buffer": data}})
+
+
+def draw_a_one(page: Any, pad: Any, timeout_ms: int = 60_000) -> None:
+    """Draw a vertical stroke (a 1) on the drawing pad ``pad`` (a canvas locator) with the mouse."""
+    pad.wait_for(state="visible", timeout=timeout_ms)
+    box = pad.bounding_box()
+    assert box is not None
+    page.mouse.move(box["x"] + 140, box["y"] + 40)
+    page.mouse.down()
+    for step in range(1, 21):
+        page.mouse.move(box["x"] + 140, box["y"] + 40 + step * 10)
+    page.mouse.up()

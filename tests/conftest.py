@@ -293,3 +293,14 @@ def digits_run() -> str:
     run_id = services.submit(training.preset("Fast", arch="lenet5", dataset="digits", epochs=3))
     assert services.run_store().wait(run_id, timeout=300) == "completed"
     return run_id
+
+
+@pytest.fixture(scope="module")
+def ray_instance() -> Iterator[Any]:
+    """A local Ray instance with 2 CPUs for the module (started here, shut down at the end)."""
+    ray = pytest.importorskip("ray", reason="Ray is not installed: pip install -r requirements-ray.txt")
+    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=100 * 2**20, log_to_driver=False)
+    try:
+        yield ray
+    finally:
+        ray.shutdown()

@@ -9,7 +9,7 @@ import pytest
 
 import core.models as models
 from core.models import opened
-from tests.browser import App, open_page, rerun
+from tests.browser import App, draw_a_one, open_page, rerun
 from tests.conftest import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -73,15 +73,7 @@ def test_a_design_is_typed_trained_on_digits_and_classifies_a_drawing(page: Page
         page.get_by_role("link", name="Classify").first.click()
     with rerun(page):
         page.get_by_role("radiogroup", name="Image").get_by_text("Draw a digit", exact=True).click()
-    pad = page.locator(".st-key-classify-pad canvas")
-    expect(pad).to_be_visible(timeout=60_000)
-    box = pad.bounding_box()
-    assert box is not None
-    page.mouse.move(box["x"] + 140, box["y"] + 40)
-    page.mouse.down()
-    for step in range(1, 21):
-        page.mouse.move(box["x"] + 140, box["y"] + 40 + step * 10)
-    page.mouse.up()
+    draw_a_one(page, page.locator(".st-key-classify-pad canvas"))
     expect(page.get_by_text("Top predictions")).to_be_visible(timeout=60_000)
     # the model classifying is the design (the only model here, so the one Classify opens on)
     expect(page.get_by_role("combobox", name="Model")).to_have_value(re.compile("mynet"))

@@ -9,7 +9,7 @@ import zipfile
 import pytest
 
 from explorer import live_curves
-from tests.browser import App, open_page, rerun, wait_until_idle
+from tests.browser import App, draw_a_one, open_page, rerun, wait_until_idle
 from tests.conftest import png, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -185,15 +185,7 @@ def test_classify_trains_a_first_model_then_classifies_an_upload(page: Page, app
     with rerun(page):
         page.get_by_role("radiogroup", name="Image").get_by_text("Draw a digit", exact=True).click()
     expect(page.get_by_text("The pad is empty")).to_be_visible(timeout=60_000)
-    pad = page.locator(".st-key-classify-pad canvas")  # not the data grids, which draw on canvases too
-    expect(pad).to_be_visible()
-    box = pad.bounding_box()
-    assert box is not None
-    page.mouse.move(box["x"] + 140, box["y"] + 40)
-    page.mouse.down()
-    for step in range(1, 21):
-        page.mouse.move(box["x"] + 140, box["y"] + 40 + step * 10)
-    page.mouse.up()
+    draw_a_one(page, page.locator(".st-key-classify-pad canvas"))  # not the data grids' canvases
     expect(page.get_by_text("Centred by mass in 28×28", exact=True).first).to_be_visible(timeout=60_000)
     expect(page.get_by_text("Top predictions")).to_be_visible()
     no_exception(page)

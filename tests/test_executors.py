@@ -76,17 +76,6 @@ def test_the_store_service_writes_checkpoint_files_inside_the_run_folder_only(tm
 
 
 @pytest.fixture(scope="module")
-def ray_instance() -> Iterator[Any]:
-    """A local Ray instance with 2 CPUs for the module (started here, shut down at the end)."""
-    ray = pytest.importorskip("ray", reason="Ray is not installed: pip install -r requirements-ray.txt")
-    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=100 * 2**20, log_to_driver=False)
-    try:
-        yield ray
-    finally:
-        ray.shutdown()
-
-
-@pytest.fixture(scope="module")
 def executor(tmp_path_factory: pytest.TempPathFactory, ray_instance: Any) -> Iterator[executors.RayExecutor]:
     """A Ray executor serving one store for the module (each test waits for its runs); closed at the end."""
     serving = executors.RayExecutor(tmp_path_factory.mktemp("ray-store"), cpus_per_run=1, poll=0.1,

@@ -25,17 +25,6 @@ HEARTBEAT_TIMEOUT = 15.0  # as in test_executors: a Ray task on a busy 2-core ma
 DIGITS = dict(arch="lenet5", dataset="digits", optimizer="adam", lr=3e-3, weight_decay=0.0, batch_size=32)
 
 
-@pytest.fixture(scope="module")
-def ray_instance() -> Iterator[Any]:
-    """A local Ray instance with 2 CPUs for the module (started here, shut down at the end)."""
-    ray = pytest.importorskip("ray", reason="Ray is not installed: pip install -r requirements-ray.txt")
-    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=100 * 2**20, log_to_driver=False)
-    try:
-        yield ray
-    finally:
-        ray.shutdown()
-
-
 @pytest.fixture
 def executor(tmp_path: Path, ray_instance: Any) -> Iterator[executors.RayExecutor]:
     """A Ray executor serving a fresh store; every active run is stopped and the executor closed afterwards."""
