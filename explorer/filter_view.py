@@ -4,6 +4,10 @@ cached per model and layer."""
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+
 import numpy as np
 import streamlit as st
 
@@ -12,22 +16,38 @@ from explorer import services, widgets
 GALLERY = 8  # channels per gallery: one row on a projector
 STEPS = 128  # Adam steps per channel: structure shows by then on LeNet-5 and on an ImageNet network
 LARGEST = 128  # px: an ImageNet model's pattern at 128 px, not 224 (a third of the time on a CPU)
+KEPT = 64  # galleries kept on the server
+SHOWN = "filters-shown"  # the gallery this session asked for: shown again on every rerun while it is chosen
+_LOCK = threading.Lock()
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
-def _gallery(key: str, layer: str, first: int, count: int, steps: int, _progress=None) -> list[np.ndarray]:
+@st.cache_resource(show_spinner=False)
+def _computed() -> OrderedDict[tuple, list[np.ndarray]]:
+    """The galleries computed on this server, shared by every session (a second look, or another student's, is
+    instant). Not ``st.cache_data``: that would replay the progress bar's updates into a page that has no bar."""
+    return OrderedDict()
+
+
+def _gallery(key: str, layer: str, first: int, count: int, progress: Callable[[float], None]) -> list[np.ndarray]:
     """The images of channels ``first``…``first + count - 1`` of ``layer`` in classifier ``key`` (H × W × C
-    in [0, 1]); cached per model, layer and channels, so a second look (or another student) is instant."""
+    in [0, 1]), from the server's cache or computed now with ``progress``."""
+    cache, wanted = _computed(), (key, layer, first, count, STEPS)
+    with _LOCK:
+        if wanted in cache:
+            return cache[wanted]
     model = services.classifier(key)
     size = min(model.crop, LARGEST)
     images = []
     for i, channel in enumerate(range(first, first + count)):
         def report(share: float, done: int = i) -> None:
-            if _progress is not None:
-                _progress((done + share) / count)
+            progress((done + share) / count)
 
-        found = services.visualise_channel(model, layer, channel, size, steps, report)
+        found = services.visualise_channel(model, layer, channel, size, STEPS, report)
         images.append(found.image.permute(1, 2, 0).numpy())
+    with _LOCK:
+        cache[wanted] = images
+        while len(cache) > KEPT:
+            cache.popitem(last=False)
     return images
 
 
@@ -55,13 +75,16 @@ def show(key: str, random_weights: bool) -> None:
         return
     first = int(right.number_input("From channel", 0, max(channels - 1, 0), 0, step=GALLERY, key="filters-first"))
     count = min(GALLERY, channels - first)
-    if not st.button(f"Show what channels {first}–{first + count - 1} look for", key="filters-go",
-                     icon=":material/visibility:"):
+    wanted = (key, layer, first)
+    if st.button(f"Show what channels {first}–{first + count - 1} look for", key="filters-go",
+                 icon=":material/visibility:"):
+        st.session_state[SHOWN] = wanted
+    if st.session_state.get(SHOWN) != wanted:
         st.caption(f"{STEPS} optimisation steps per channel on an image of {min(model.crop, LARGEST)} px: seconds "
                    "for LeNet-5, about a minute for eight channels of an ImageNet network on a CPU.")
         return
     bar = st.progress(0.0, text="Optimising the images…")
-    images = widgets.attempt(_gallery, key, layer, first, count, STEPS,
+    images = widgets.attempt(_gallery, key, layer, first, count,
                              lambda share: bar.progress(min(share, 1.0), text="Optimising the images…"))
     bar.empty()
     if images is None:

@@ -154,7 +154,10 @@ def test_inside_the_network_without_a_model_says_where_to_get_one(monkeypatch: p
     assert any("No trained model" in i.value for i in at.info)
 
 
-def test_what_a_filter_looks_for_shows_a_gallery_of_channels(digits_run: str) -> None:  # noqa: F811
+def test_what_a_filter_looks_for_shows_a_gallery_of_channels(digits_run: str,  # noqa: F811
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from explorer import services
+
     at = open_classify(digits_run, "inside")
     assert not [i for i in at.get("image") if "channel 0" in str(i.proto)]  # computed only when asked
     at.selectbox(key="filters-layer").set_value("features.0").run()  # conv1: LeNet-5's six 5×5 filters
@@ -163,3 +166,11 @@ def test_what_a_filter_looks_for_shows_a_gallery_of_channels(digits_run: str) ->
     shown = " ".join(str(i.proto) for i in at.get("image") if "channel " in str(i.proto))
     assert all(f"channel {c}" in shown for c in range(6)) and "channel 6" not in shown
     assert not any("noise" in w.value for w in at.warning)  # a trained model: no random-weights warning
+    at.run()  # the next rerun shows the same gallery, from the server's cache
+    assert not at.exception
+    assert "channel 5" in " ".join(str(i.proto) for i in at.get("image"))
+    monkeypatch.setattr(services, "visualise_channel", lambda *args: pytest.fail("computed again"))
+    again = open_classify(digits_run, "inside")  # another session: the server's cached gallery
+    again.selectbox(key="filters-layer").set_value("features.0").run()
+    again.button(key="filters-go").click().run()
+    assert not again.exception and "channel 5" in " ".join(str(i.proto) for i in again.get("image"))
