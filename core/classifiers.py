@@ -37,6 +37,7 @@ class Classifier:
     std: tuple[float, ...]
     channels: int
     note: str = ""  # what a user must be told about it (a damaged best checkpoint, the last one used instead)
+    interpolation: str = "bilinear"  # how an image is resized for it (its weights' evaluation transform)
 
     @property
     def digits(self) -> bool:
@@ -108,7 +109,8 @@ def load(key: str, store: RunStore, device: torch.device | str = "cpu") -> Class
     if kind == "imagenet":
         model, info = weights.load_pretrained(name, download=False)
         return Classifier(key, _imagenet_label(name), model.to(device).eval(),
-                          info.categories, info.resize, info.crop, info.mean, info.std, 3)
+                          info.categories, info.resize, info.crop, info.mean, info.std, 3,
+                          interpolation=info.interpolation)
     if kind == "run":
         model, sidecar, note = checkpoints.load_preferred(store.checkpoint_dir(name))  # best, else the last
         size = int(sidecar["input_size"])

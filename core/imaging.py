@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageCms
 
-from core.errors import ExplorerError
+from core.errors import ExplorerError, InvalidArgumentError
 
 EXTENSIONS = ("png", "jpg", "jpeg", "webp", "bmp", "gif", "tiff", "tif")
 # What each extension may hold; nothing else is opened (EPS, for one, would start Ghostscript).
@@ -285,15 +285,22 @@ def read_square(path: Path, size: int, channels: int) -> torch.Tensor:
 # Model inputs -----------------------------------------------------------------------------------------------
 
 
+RESAMPLING = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC,
+              "nearest": Image.Resampling.NEAREST}
+
+
 def prepare(image: Image.Image, resize: int, crop: int, mean: tuple[float, ...], std: tuple[float, ...],
-            channels: int = 3) -> Prepared:
-    """Resize the shorter side, centre-crop, normalise: each step kept for the inspector."""
+            channels: int = 3, interpolation: str = "bilinear") -> Prepared:
+    """Resize the shorter side (``interpolation``: as the weights were evaluated), centre-crop, normalise: each
+    step kept for the inspector."""
+    if interpolation not in RESAMPLING:
+        raise InvalidArgumentError(f"Unknown interpolation {interpolation!r}: one of {', '.join(RESAMPLING)}.")
     steps = []
     width, height = image.size
     scale = resize / min(width, height)
-    resized = image.resize((max(1, round(width * scale)), max(1, round(height * scale))), Image.Resampling.BILINEAR)
-    steps.append(Step("Resized", f"shorter side {min(width, height)} → {resize} px: {resized.width}×{resized.height}",
-                      resized))
+    resized = image.resize((max(1, round(width * scale)), max(1, round(height * scale))), RESAMPLING[interpolation])
+    steps.append(Step("Resized", f"shorter side {min(width, height)} → {resize} px ({interpolation}): "
+                      f"{resized.width}×{resized.height}", resized))
     left, top = (resized.width - crop) // 2, (resized.height - crop) // 2
     cropped = resized.crop((left, top, left + crop, top + crop))
     steps.append(Step("Centre crop", f"{crop}×{crop} from the middle", cropped))

@@ -75,6 +75,7 @@ class Pretrained:
     source: str
     size_mb: float  # the official file's size in MiB (torchvision's ``_file_size``)
     hash_checked: bool = True  # the hash in the file name is the start of its SHA-256 (torch hub's rule)
+    interpolation: str = "bilinear"  # the resize the weights were evaluated with ("bicubic" for EfficientNet)
 
     @property
     def file_name(self) -> str:
@@ -124,7 +125,8 @@ def pretrained(name: str) -> Pretrained | None:
         return Pretrained(name, weights.url, tuple(weights.meta["categories"]), transform.resize_size[0],
                           transform.crop_size[0], tuple(transform.mean), tuple(transform.std),
                           weights.meta["_metrics"]["ImageNet-1K"]["acc@1"], source.source or "torchvision",
-                          float(weights.meta["_file_size"]), source.hash_checked)
+                          float(weights.meta["_file_size"]), source.hash_checked,
+                          str(transform.interpolation.value))
     categories = tuple(_torchvision_enum(source.categories_from).meta["categories"]) if source.categories_from else ()
     return Pretrained(name, source.url, categories, source.resize, source.crop, source.mean, source.std, source.top1,
                       source.source, source.size_mb, hash_checked=source.hash_checked)

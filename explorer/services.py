@@ -613,7 +613,8 @@ def read_image(model: classifiers.Classifier, name: str, payload: bytes, convent
     if model.digits:
         prepared = digit_input.digit_like_mnist(image, model.mean, model.std, convention)
     else:
-        prepared = imaging.prepare(image, model.resize, model.crop, model.mean, model.std, model.channels)
+        prepared = imaging.prepare(image, model.resize, model.crop, model.mean, model.std, model.channels,
+                                   model.interpolation)
     prepared.steps[:0] = steps
     return prepared
 

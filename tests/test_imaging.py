@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 
 from core import digit_input, imaging
+from core.errors import ExplorerError
 
 
 def encode(image: Image.Image, format_: str = "PNG", **options) -> bytes:
@@ -234,3 +235,21 @@ def test_training_reads_any_mode_at_its_size(tmp_path, mode: str, format_: str) 
     square = imaging.read_square(path, 64, 3)
     assert square.shape == (3, 64, 64) and square.dtype == torch.uint8 and int(square.max() - square.min()) > 40
     assert imaging.read_square(path, 28, 1).shape == (1, 28, 28)
+
+
+@pytest.mark.parametrize("name", ["resnet50", "efficientnet_b0"])
+def test_an_image_is_prepared_as_torchvisions_evaluation_transform_prepares_it(name: str) -> None:
+    """EfficientNet's weights were evaluated on a bicubic resize, ResNet's on a bilinear one: the app follows each."""
+    from core import models, weights
+
+    info = weights.pretrained(name)
+    assert info is not None
+    generator = np.random.default_rng(0)
+    image = Image.fromarray(generator.integers(0, 256, (300, 400, 3), dtype=np.uint8))  # 256×341 after the resize
+    ours = imaging.prepare(image, info.resize, info.crop, info.mean, info.std, 3, info.interpolation).tensor
+    enum = models.spec(name).pretrained.torchvision_weights
+    theirs = weights._torchvision_enum(enum).transforms()(image).unsqueeze(0)
+    assert info.interpolation == ("bicubic" if name == "efficientnet_b0" else "bilinear")
+    torch.testing.assert_close(ours, theirs, atol=2e-2, rtol=0)  # uint8 rounding after the resize: one level
+    with pytest.raises(ExplorerError):
+        imaging.prepare(image, 256, 224, info.mean, info.std, 3, "lanczos-ish")
