@@ -18,8 +18,14 @@ import pytest
 import torch
 
 from core import models
+from core.models import opened
 
-NAMES = models.names()
+# A designed network (a residual and a parallel block) goes through every registry-parametrized test beside the zoo.
+# No gap: a design's global pooling belongs to its feature maps, so the last map would be 1×1 (see the note).
+DESIGNED = opened.design_name("name designed; input 1x32x32; conv 8 k3 p1 bn; residual { conv 8 k3 p1 bn; "
+                              "conv 8 k3 p1 bn }; maxpool 2; parallel { conv 8 k1 | conv 8 k3 p1 }; maxpool 2; "
+                              "conv 16 k3 p1; dropout 0.2; fc 10")
+NAMES = [*models.names(), DESIGNED]
 
 
 @pytest.fixture(autouse=True)

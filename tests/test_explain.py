@@ -10,6 +10,7 @@ from torch import nn
 
 from core import analysis, explain, models
 from core.errors import InvalidArgumentError
+from tests.conftest import NAMES
 
 
 def test_colour_maps_run_from_their_first_stop_to_their_last() -> None:
@@ -207,7 +208,7 @@ def test_a_model_whose_outputs_are_not_finite_cannot_classify() -> None:
         explain.predict(model, x, classes)
 
 
-@pytest.mark.parametrize("name", models.names())
+@pytest.mark.parametrize("name", NAMES)
 def test_every_convolution_has_a_title_with_its_place_name_and_shape(name: str) -> None:
     model = models.build(name)
     titles = explain.conv_titles(model)

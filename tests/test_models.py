@@ -83,8 +83,10 @@ def test_inception_without_auxiliary_classifier() -> None:
 @pytest.mark.parametrize("name", NAMES)
 def test_registry_facts_are_complete(name: str) -> None:
     spec = models.spec(name)
-    assert spec.display_name and spec.authors and spec.paper_title and spec.paper_url.startswith("http")
-    assert 1990 < spec.year < 2030
+    assert spec.display_name
+    if spec.origin == "zoo":  # a design has no paper
+        assert spec.authors and spec.paper_title and spec.paper_url.startswith("http")
+        assert 1990 < spec.year < 2030
     assert len(spec.mean) == len(spec.std) == spec.in_channels
     assert all(ref.source and ref.value > 0 for ref in spec.references)
 
