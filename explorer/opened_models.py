@@ -11,7 +11,6 @@ from core.models import opened
 from explorer import services, widgets
 
 KEY = "opened-models"
-CATALOGUE_PREFIX = opened.CATALOGUE_PREFIX
 MAX_OPENED = 8  # the oldest opened model leaves the pickers past this (a run keeps its model in its name)
 DESIGN_PARAM = "design"
 

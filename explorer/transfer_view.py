@@ -164,8 +164,7 @@ def remember(shown: str, dataset: str | None) -> None:
 def _fill_form(configs: list[dict]) -> None:
     """Set the page's widgets to the settings of these runs (a race: one per strategy)."""
     first, state = configs[0], st.session_state
-    if str(first["arch"]).startswith(opened_models.CATALOGUE_PREFIX):
-        opened_models.reopen(first["arch"])  # a refreshed page has forgotten the session's opened models
+    opened_models.reopen(first["arch"])  # a torchvision CNN: a refreshed page has forgotten the opened models
     if first["arch"] in opened_models.backbones():
         state["transfer-arch"] = first["arch"]
     state["transfer-source"] = SOURCES[0] if first["dataset"] == "shapes" else SHOWN_DATA

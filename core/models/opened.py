@@ -14,7 +14,7 @@ import functools
 import torchvision
 
 from core.models import catalogue, design_spec, designed
-from core.models.spec import IMAGENET_MEAN, IMAGENET_STD, ModelSpec, PretrainedSource, Reference
+from core.models.spec import IMAGENET_MEAN, IMAGENET_STD, ModelSpec, PretrainedSource, torchvision_figures
 
 CATALOGUE_PREFIX = "tv:"
 DESIGN_PREFIX = "design:"
@@ -58,16 +58,20 @@ def catalogue_spec(name: str) -> ModelSpec:
         std=tuple(transform.std),
         idea="Opened from torchvision's catalogue: torchvision's own code, not written here and not checked "
              "against a second implementation.",
-        references=(
-            Reference("params", meta["num_params"], "torchvision", detail),
-            Reference("macs", meta["_ops"] * 1e9, "torchvision", detail + " (_ops, reported as GFLOPS)"),
-            Reference("top1", metrics["acc@1"], "torchvision", detail),
-            Reference("top5", metrics["acc@5"], "torchvision", detail),
-        ),
+        references=torchvision_figures(meta["num_params"], meta["_ops"], metrics["acc@1"], metrics["acc@5"], detail),
         pretrained=PretrainedSource(torchvision_weights=f"{weights.__class__.__name__}.{weights.name}",
                                     source="torchvision"),
         origin="catalogue",
     )
+
+
+def _statistics(channels: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The normalisation a design starts with: MNIST's for one channel, ImageNet's for three, else 0.5."""
+    if channels == 1:
+        return DIGITS_MEAN, DIGITS_STD
+    if channels == 3:
+        return IMAGENET_MEAN, IMAGENET_STD
+    return (0.5,) * channels, (0.5,) * channels
 
 
 def design_model_spec(text: str) -> ModelSpec:
@@ -81,6 +85,7 @@ def design_model_spec(text: str) -> ModelSpec:
     last = design.layers[-1]
     classes = getattr(last, "out", 0)
     canonical = design_spec.format_design(design)
+    mean, std = _statistics(channels)
     return ModelSpec(
         name=DESIGN_PREFIX + canonical,
         display_name=f"{design.name} (your design)",
@@ -95,8 +100,8 @@ def design_model_spec(text: str) -> ModelSpec:
         input_size=height,
         in_channels=channels,
         num_classes=classes,
-        mean=DIGITS_MEAN * channels if channels == 1 else IMAGENET_MEAN if channels == 3 else (0.5,) * channels,
-        std=DIGITS_STD * channels if channels == 1 else IMAGENET_STD if channels == 3 else (0.5,) * channels,
+        mean=mean,
+        std=std,
         origin="design",
     )
 

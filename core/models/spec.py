@@ -96,9 +96,9 @@ class ModelSpec:
         return None
 
 
-def torchvision_figures(params: int, gmacs: float, top1: float, top5: float) -> tuple[Reference, ...]:
-    """The figures torchvision's weight metadata gives (its "GFLOPS" are MACs)."""
-    detail = "ImageNet-1k weights, IMAGENET1K_V1 metadata"
+def torchvision_figures(params: int, gmacs: float, top1: float, top5: float,
+                        detail: str = "ImageNet-1k weights, IMAGENET1K_V1 metadata") -> tuple[Reference, ...]:
+    """The figures torchvision's weight metadata gives (its "GFLOPS" are MACs); ``detail`` names the weights."""
     return (
         Reference("params", params, "torchvision", detail),
         Reference("macs", gmacs * 1e9, "torchvision", detail + " (_ops, reported as GFLOPS)"),
