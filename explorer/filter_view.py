@@ -28,14 +28,14 @@ def _computed() -> OrderedDict[tuple, list[np.ndarray]]:
     return OrderedDict()
 
 
-def _gallery(key: str, layer: str, first: int, count: int, progress: Callable[[float], None]) -> list[np.ndarray]:
-    """The images of channels ``first``…``first + count - 1`` of ``layer`` in classifier ``key`` (H × W × C
-    in [0, 1]), from the server's cache or computed now with ``progress``."""
-    cache, wanted = _computed(), (key, layer, first, count, STEPS)
+def _gallery(model: services.Classifier, layer: str, first: int, count: int,
+             progress: Callable[[float], None]) -> list[np.ndarray]:
+    """The images of channels ``first``…``first + count - 1`` of ``layer`` in ``model`` (H × W × C in [0, 1]),
+    from the server's cache or computed now with ``progress``."""
+    cache, wanted = _computed(), (model.key, layer, first, count, STEPS)
     with _LOCK:
         if wanted in cache:
             return cache[wanted]
-    model = services.classifier(key)
     size = min(model.crop, LARGEST)
     images = []
     for i, channel in enumerate(range(first, first + count)):
@@ -84,7 +84,7 @@ def show(key: str, random_weights: bool) -> None:
                    "for LeNet-5, about a minute for eight channels of an ImageNet network on a CPU.")
         return
     bar = st.progress(0.0, text="Optimising the images…")
-    images = widgets.attempt(_gallery, key, layer, first, count,
+    images = widgets.attempt(_gallery, model, layer, first, count,
                              lambda share: bar.progress(min(share, 1.0), text="Optimising the images…"))
     bar.empty()
     if images is None:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
+from playwright.sync_api import expect
 
 from tests.conftest import wait_until
 
@@ -317,3 +318,9 @@ def draw_a_one(page: Any, pad: Any, timeout_ms: int = 60_000) -> None:
     for step in range(1, 21):
         page.mouse.move(box["x"] + 140, box["y"] + 40 + step * 10)
     page.mouse.up()
+
+
+def no_exception(page: Any) -> None:
+    """The page shows no Streamlit exception box and no traceback."""
+    expect(page.locator('[data-testid="stException"]')).to_have_count(0)
+    expect(page.get_by_text("Traceback")).to_have_count(0)

@@ -9,7 +9,7 @@ import pytest
 
 import core.models as models
 from core.models import opened
-from tests.browser import App, draw_a_one, open_page, rerun
+from tests.browser import App, draw_a_one, no_exception, open_page, rerun
 from tests.conftest import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -17,11 +17,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 from playwright.sync_api import Page, expect  # noqa: E402
 
 DESIGN = "name mynet\ninput 1x28x28\nconv 8 k3 p1 bn\nmaxpool 2\nconv 16 k3 p1\nmaxpool 2\nfc 32\nfc 10"
-
-
-def _no_exception(page: Page) -> None:
-    expect(page.locator('[data-testid="stException"]')).to_have_count(0)
-    expect(page.get_by_text("Traceback")).to_have_count(0)
 
 
 def _parameters(text: str) -> str:
@@ -48,7 +43,7 @@ def test_a_design_is_typed_trained_on_digits_and_classifies_a_drawing(page: Page
     expect(page.get_by_text(f"Total: {_parameters(wider)} parameters")).to_be_visible()  # the last design stays
     _type_design(page, DESIGN)
     expect(page.get_by_text(f"Total: {_parameters(DESIGN)} parameters")).to_be_visible(timeout=60_000)
-    _no_exception(page)
+    no_exception(page)
 
     with rerun(page):  # within the session: the design opened here is offered on the Training page
         page.get_by_role("link", name="Training").first.click()
@@ -77,4 +72,4 @@ def test_a_design_is_typed_trained_on_digits_and_classifies_a_drawing(page: Page
     expect(page.get_by_text("Top predictions")).to_be_visible(timeout=60_000)
     # the model classifying is the design (the only model here, so the one Classify opens on)
     expect(page.get_by_role("combobox", name="Model")).to_have_value(re.compile("mynet"))
-    _no_exception(page)
+    no_exception(page)

@@ -9,18 +9,12 @@ import zipfile
 import pytest
 
 from explorer import live_curves
-from tests.browser import App, draw_a_one, open_page, rerun, wait_until_idle
+from tests.browser import App, draw_a_one, no_exception, open_page, rerun, wait_until_idle
 from tests.conftest import png, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 from playwright.sync_api import Page, expect  # noqa: E402
-
-
-def no_exception(page: Page) -> None:
-    """The page shows no Streamlit exception box and no traceback."""
-    expect(page.locator('[data-testid="stException"]')).to_have_count(0)
-    expect(page.get_by_text("Traceback")).to_have_count(0)
 
 
 @pytest.mark.parametrize(("path", "heading"), [
