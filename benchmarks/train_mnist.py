@@ -3,6 +3,7 @@
     python -m benchmarks.train_mnist --mnist ../shared/data          # folder holding MNIST/raw/*.gz (or idx files)
     python -m benchmarks.train_mnist --mnist ../shared/data --skip-baseline
     python -m benchmarks.train_mnist --mnist .data --seeds 3 --eager --recipe 512:10:0.01 --recipe 1024:8:0.02
+    python -m benchmarks.train_mnist --mnist ../shared/data --seeds 3 --cpu-levers   # bf16, channels-last: off/on
 
 Baselines, in the same run on the same device: the fastest published MNIST recipe (a smaller network to
 99.0 %, ``benchmarks.mnist_published``; ``--skip-published`` leaves it out), and the loop a user would write
@@ -11,7 +12,8 @@ torchvision ``MNIST`` + ``DataLoader`` (ToTensor, Normalize, batch 128, shuffle,
 SGD lr 0.01 momentum 0.9 weight decay 5e-4, evaluating the test set after each epoch.
 Ours: the trainer's device-resident fast path with the preset made for the device: on a GPU
 "Fast, large batch (GPU)" (a small model there is bound by kernel launches, so fewer, larger steps
-win), on a CPU "Fast" at batch 128 for 6 epochs (arithmetic-bound: fewer epochs win).
+win), on a CPU "Fast, few epochs (CPU)" (batch 256, 4 epochs, label smoothing 0.1: bound by arithmetic and
+memory traffic, fewer images win; channels-last, and bfloat16 where the CPU computes in it).
 Both clocks stop while the test set is evaluated (the target check), and run only while training
 and validating. On CUDA our training step and evaluation replay CUDA graphs (``--eager`` adds the same
 recipes without them); ``--recipe`` times variants of the preset, ``--seeds`` repeats each. ResNet-18 at
@@ -21,12 +23,15 @@ CIFAR-10 size is ``benchmarks.train_cifar``. Prints tables; asserts nothing.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gzip
+import os
 import shutil
 import statistics
 import struct
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -37,13 +42,13 @@ from torch.utils.data import DataLoader
 from benchmarks.mnist_published import TARGET as PUBLISHED_TARGET
 from benchmarks.mnist_published import published
 from core import data as datasets
-from core import devices, models, training
+from core import devices, models, paths, training
 
 TARGET = 0.992
 # The recipe per device type: (preset, overrides).
 RECIPES = {
     "cuda": ("Fast, large batch (GPU)", {}),
-    "cpu": ("Fast", {"batch_size": 128, "epochs": 6}),
+    "cpu": ("Fast, few epochs (CPU)", {}),
 }
 
 
@@ -90,9 +95,32 @@ def recipe(device: torch.device, epochs: int | None, seed: int = 0, cuda_graphs:
 
 
 def describe(config: training.TrainConfig) -> str:
-    """A recipe in one short line: batch, epochs, peak rate, and whether the step is a CUDA graph."""
-    mode = "graphs" if config.cuda_graphs and config.device == "cuda" else "eager"
+    """A recipe in one short line: batch, epochs, peak rate, and how the step runs (a CUDA graph or eagerly; on
+    a CPU, in which precision and memory format)."""
+    if config.device == "cpu":
+        cpu = torch.device("cpu")
+        mode = (f"{'bf16' if devices.cpu_bfloat16() else 'fp32'} "
+                f"{'channels-last' if devices.channels_last(cpu) else 'NCHW'}")
+    else:
+        mode = "graphs" if config.cuda_graphs and config.device == "cuda" else "eager"
     return f"b{config.batch_size} e{config.epochs} lr{config.lr:g} {mode}"
+
+
+@contextlib.contextmanager
+def cpu_path(bfloat16: bool, channels_last: bool) -> Iterator[None]:
+    """The trainer's CPU levers switched for a comparison row: bfloat16 through its setting, channels-last by
+    standing in for ``devices.channels_last`` (the trainer asks it once per run)."""
+    saved_setting, saved_policy = os.environ.get(paths.CPU_BFLOAT16_ENV), devices.channels_last
+    os.environ[paths.CPU_BFLOAT16_ENV] = "1" if bfloat16 else "0"
+    devices.channels_last = lambda device: channels_last and saved_policy(device)  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        devices.channels_last = saved_policy  # type: ignore[assignment]
+        if saved_setting is None:
+            os.environ.pop(paths.CPU_BFLOAT16_ENV, None)
+        else:
+            os.environ[paths.CPU_BFLOAT16_ENV] = saved_setting
 
 
 def ours(root: Path, config: training.TrainConfig) -> dict[str, float]:
@@ -190,6 +218,8 @@ def main() -> None:
                         help="variants of the device's preset to time (repeatable; default: the preset itself)")
     parser.add_argument("--seeds", type=int, default=1, help="runs of each recipe, seeds 0, 1, …")
     parser.add_argument("--eager", action="store_true", help="on CUDA, also time each recipe without CUDA graphs")
+    parser.add_argument("--cpu-levers", action="store_true",
+                        help="on a CPU, also time each recipe in float32, and in float32 without channels-last")
     parser.add_argument("--max-baseline-epochs", type=int, default=20)
     parser.add_argument("--skip-baseline", action="store_true")
     parser.add_argument("--skip-published", action="store_true",
@@ -200,19 +230,22 @@ def main() -> None:
     root = generated_root(args.generated) if args.generated else prepare_root(args.mnist)
     print(f"device: {devices.describe(device)} · torch {torch.__version__}")
     modes = [True, False] if args.eager and device.type == "cuda" else [True]
+    levers = [(True, True), (False, True), (False, False)] if args.cpu_levers and device.type == "cpu" else [None]
     results: dict[str, dict[str, float]] = {}
     for custom in args.recipe or [None]:
         for graphs in modes:
-            configs = [recipe(device, args.epochs, seed, graphs, custom) for seed in range(args.seeds)]
-            if device.type != "cpu":  # loading cuDNN and cuBLAS, cuDNN's search for this batch's kernels: not counted
-                training.fit(replace(configs[0], epochs=1), datasets.load("mnist", root, download=False))
-            results[describe(configs[0])] = summary([ours(root, config) for config in configs])
+            for lever in levers:
+                with cpu_path(*lever) if lever else contextlib.nullcontext():
+                    configs = [recipe(device, args.epochs, seed, graphs, custom) for seed in range(args.seeds)]
+                    if device.type != "cpu":  # loading cuDNN and cuBLAS, cuDNN's kernel search: not counted
+                        training.fit(replace(configs[0], epochs=1), datasets.load("mnist", root, download=False))
+                    results[describe(configs[0])] = summary([ours(root, config) for config in configs])
     if not args.skip_published:
         runs = [published(root, device, seed) for seed in range(args.seeds)]
         results[f"published recipe (to {PUBLISHED_TARGET:.1%})"] = summary(runs)
     theirs = {} if args.skip_baseline else baseline(root, device, args.max_baseline_epochs)
     print(f"\nLeNet-5 on MNIST to ≥ {TARGET:.1%} test accuracy ({args.seeds} seed{'s' * (args.seeds != 1)} each)")
-    print(f"{'loop':30s} {'met':>5s} {'epochs':>6s} {'seconds':>8s} {'images/s':>9s} {'test acc':>8s} {'speed-up':>8s}")
+    print(f"{'loop':36s} {'met':>5s} {'epochs':>6s} {'seconds':>8s} {'images/s':>9s} {'test acc':>8s} {'speed-up':>8s}")
     if theirs:
         results["tutorial DataLoader"] = {**theirs, "met": int("seconds" in theirs), "runs": 1}
     for name, row in results.items():
@@ -220,7 +253,7 @@ def main() -> None:
         speedup = (f"{theirs['seconds'] / row['seconds']:7.1f}×" if "seconds" in row and "seconds" in theirs
                    and name != "tutorial DataLoader" else f"{'—':>8s}")
         epochs = f"{row['epochs']:.1f}" if "epochs" in row else "—"
-        print(f"{name:30s} {row['met']:>2d}/{row['runs']:<2d} {epochs:>6s} {seconds:>8s} "
+        print(f"{name:36s} {row['met']:>2d}/{row['runs']:<2d} {epochs:>6s} {seconds:>8s} "
               f"{row['images_per_second']:9.0f} {row['accuracy']:8.4f} {speedup}")
     shutil.rmtree(root, ignore_errors=True)
 

@@ -9,6 +9,7 @@ from typing import Literal, TypeGuard, get_args
 
 import torch
 
+from core import paths
 from core.errors import InvalidArgumentError
 
 Device = Literal["auto", "cuda", "mps", "cpu"]  # "auto": the best this machine has
@@ -67,6 +68,31 @@ def autocast(device: torch.device, cache: bool = True) -> contextlib.AbstractCon
     if device.type != "cuda":
         return contextlib.nullcontext()
     return torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=cache)
+
+
+def cpu_bfloat16() -> bool:
+    """Whether this CPU computes in bfloat16 natively (AVX-512 BF16 or AMX) and the setting allows it
+    (``$CNN_EXPLORER_CPU_BFLOAT16``). Elsewhere bfloat16 is emulated and slower than float32."""
+    if not paths.cpu_bfloat16():
+        return False
+    native = getattr(torch.cpu, "_is_avx512_bf16_supported", None), getattr(torch.cpu, "_is_amx_tile_supported", None)
+    return any(check is not None and check() for check in native)
+
+
+def training_autocast(device: torch.device, cache: bool = True) -> contextlib.AbstractContextManager[object]:
+    """The mixed precision a training step computes in: bfloat16 autocast on CUDA, and on a CPU that has
+    bfloat16 arithmetic (``cpu_bfloat16``: LeNet-5's step is ~25 % faster in it on an AMX CPU,
+    ``benchmarks/train_mnist.py``); float32 elsewhere. Evaluation and inference keep ``autocast``'s choice."""
+    if device.type == "cpu" and cpu_bfloat16():
+        return torch.autocast("cpu", dtype=torch.bfloat16, cache_enabled=cache)
+    return autocast(device, cache)
+
+
+def channels_last(device: torch.device) -> bool:
+    """Whether convolutions train fastest here with their activations stored channels-last: on CUDA (cuDNN's
+    tensor-core kernels) and on the CPU (oneDNN's blocked kernels: LeNet-5's step is ~20 % faster on an AVX-512
+    CPU, ``benchmarks/train_mnist.py``), not on MPS."""
+    return device.type in ("cuda", "cpu")
 
 
 def synchronize(device: torch.device) -> None:

@@ -14,6 +14,7 @@ typed error (an executor kind, a worker count, a number of CPUs), so every messa
     CNN_EXPLORER_RAY_CPUS           CPUs a Ray run asks for on the CPU (1)
     CNN_EXPLORER_WORKERS            local worker processes
     CNN_EXPLORER_SHARE_IDLE_CORES   workers take the idle cores (on unless 0/false/no/off)
+    CNN_EXPLORER_CPU_BFLOAT16       CPU training in bfloat16 mixed precision where the CPU has it (on unless 0/…)
     CNN_EXPLORER_SESSION_UPLOAD_MB  MB one browser session may hold in uploads
     CNN_EXPLORER_UPLOADS_MB         MB of uploads the server keeps in all (2048)
     CNN_EXPLORER_WEIGHTS_URL        a mirror of the official pretrained weights
@@ -35,6 +36,7 @@ RAY_ADDRESS_ENV = "CNN_EXPLORER_RAY_ADDRESS"
 RAY_CPUS_ENV = "CNN_EXPLORER_RAY_CPUS"
 WORKERS_ENV = "CNN_EXPLORER_WORKERS"
 SHARE_ENV = "CNN_EXPLORER_SHARE_IDLE_CORES"
+CPU_BFLOAT16_ENV = "CNN_EXPLORER_CPU_BFLOAT16"
 SESSION_UPLOAD_ENV = "CNN_EXPLORER_SESSION_UPLOAD_MB"
 UPLOADS_ENV = "CNN_EXPLORER_UPLOADS_MB"
 WEIGHTS_URL_ENV = "CNN_EXPLORER_WEIGHTS_URL"
@@ -101,9 +103,20 @@ def dist_timeout() -> float:
     return float(os.environ.get(DIST_TIMEOUT_ENV, str(DEFAULT_DIST_TIMEOUT)))
 
 
+def _switch(name: str) -> bool:
+    """An on/off setting that is on unless set to "0", "false", "no" or "off"."""
+    return os.environ.get(name, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
 def share_idle_cores() -> bool:
     """Whether workers take the idle cores (``$CNN_EXPLORER_SHARE_IDLE_CORES``, on unless "0", "false" or "no")."""
-    return os.environ.get(SHARE_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+    return _switch(SHARE_ENV)
+
+
+def cpu_bfloat16() -> bool:
+    """Whether CPU training may use bfloat16 mixed precision (``$CNN_EXPLORER_CPU_BFLOAT16``, on unless "0", …);
+    it still needs a CPU with bfloat16 arithmetic (``core.devices.cpu_bfloat16``)."""
+    return _switch(CPU_BFLOAT16_ENV)
 
 
 def uploads_max_bytes() -> int:

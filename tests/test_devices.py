@@ -6,7 +6,7 @@ import typing
 
 import pytest
 
-from core import devices
+from core import devices, paths
 from core.errors import InvalidArgumentError
 
 
@@ -36,3 +36,27 @@ def test_a_cpu_is_described_in_plain_numbers(monkeypatch: pytest.MonkeyPatch, th
     monkeypatch.setattr(devices.torch, "get_num_threads", lambda: threads)
     monkeypatch.setattr(devices.os, "cpu_count", lambda: cores)
     assert devices.describe(devices.torch.device("cpu")).endswith(said)
+
+
+@pytest.mark.parametrize(("native", "setting", "expected"), [(True, None, True), (True, "0", False), (False, None, False)])
+def test_cpu_training_takes_bfloat16_only_where_the_cpu_computes_in_it(
+        monkeypatch: pytest.MonkeyPatch, native: bool, setting: str | None, expected: bool) -> None:
+    monkeypatch.setattr(devices.torch.cpu, "_is_avx512_bf16_supported", lambda: native)
+    monkeypatch.setattr(devices.torch.cpu, "_is_amx_tile_supported", lambda: native)
+    if setting is None:
+        monkeypatch.delenv(paths.CPU_BFLOAT16_ENV, raising=False)
+    else:
+        monkeypatch.setenv(paths.CPU_BFLOAT16_ENV, setting)
+    cpu = devices.torch.device("cpu")
+    assert devices.cpu_bfloat16() is expected
+    with devices.training_autocast(cpu):
+        product = devices.torch.ones(4, 4) @ devices.torch.ones(4, 4)
+    assert product.dtype == (devices.torch.bfloat16 if expected else devices.torch.float32)
+    with devices.autocast(cpu):  # evaluation and inference stay in float32 on a CPU
+        assert (devices.torch.ones(4, 4) @ devices.torch.ones(4, 4)).dtype == devices.torch.float32
+
+
+def test_convolutions_train_channels_last_on_cuda_and_the_cpu() -> None:
+    assert devices.channels_last(devices.torch.device("cpu"))
+    assert devices.channels_last(devices.torch.device("cuda"))
+    assert not devices.channels_last(devices.torch.device("mps"))

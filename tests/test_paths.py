@@ -33,18 +33,20 @@ def test_only_core_paths_names_a_setting() -> None:
 
 def test_settings_keep_their_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     for name in (paths.STATE_ENV, paths.DATA_ENV, paths.FOLDERS_ENV, paths.HEARTBEAT_TIMEOUT_ENV,
-                 paths.BUSY_TIMEOUT_ENV, paths.DIST_TIMEOUT_ENV, paths.SHARE_ENV, paths.UPLOADS_ENV):
+                 paths.BUSY_TIMEOUT_ENV, paths.DIST_TIMEOUT_ENV, paths.SHARE_ENV, paths.UPLOADS_ENV, paths.CPU_BFLOAT16_ENV):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
     assert paths.state_dir() == (tmp_path / "state").resolve()
     assert paths.data_dir() == tmp_path.resolve() / "state" / "data"
     assert paths.folders_dir() == (tmp_path / "state" / "folders").resolve()
     assert (paths.heartbeat_timeout(), paths.busy_timeout(), paths.dist_timeout()) == (30.0, 120.0, 300.0)
-    assert paths.share_idle_cores() and paths.uploads_max_bytes() == 2048 * 2**20
+    assert paths.share_idle_cores() and paths.cpu_bfloat16() and paths.uploads_max_bytes() == 2048 * 2**20
     monkeypatch.setenv(paths.BUSY_TIMEOUT_ENV, "-3")  # not positive: the default
     monkeypatch.setenv(paths.HEARTBEAT_TIMEOUT_ENV, "soon")  # not a number: the default
     monkeypatch.setenv(paths.SHARE_ENV, " No ")
+    monkeypatch.setenv(paths.CPU_BFLOAT16_ENV, "off")
     assert (paths.busy_timeout(), paths.heartbeat_timeout(), paths.share_idle_cores()) == (120.0, 30.0, False)
+    assert not paths.cpu_bfloat16()
 
 
 def test_the_state_folder_moves_everything(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -106,7 +106,7 @@ class Trainer:
         self.model: ExplorerModel = model if model is not None else build_model(config, len(data.classes),
                                                                                  data.channels)
         self.model.to(self.device)
-        channels_last = self.device.type == "cuda"
+        channels_last = devices.channels_last(self.device)
         if channels_last:
             self.model.to(memory_format=torch.channels_last)
         if resume is not None:  # before the feature cache: it runs the (restored) backbone
@@ -127,7 +127,10 @@ class Trainer:
             self.val_batches = feature_cache(self.model, self.val_batches)
             self.step_model = HeadView(self.model)
         self.trained = wrap(self.step_model) if wrap else self.step_model  # DistributedDataParallel, or as is
-        self.autocast = devices.autocast(self.device)
+        self.autocast = devices.training_autocast(self.device)
+        if self.device.type == "cpu" and devices.cpu_bfloat16():
+            self.say("This CPU has bfloat16 arithmetic: training steps compute in bfloat16 mixed precision "
+                     "(evaluation in float32; CNN_EXPLORER_CPU_BFLOAT16=0 turns it off).")
         # Optimiser and schedule, planned for the whole run.
         self.batch_size = config.batch_size
         self.eval_batch_size = 1024  # no gradients: larger batches fit
