@@ -9,7 +9,7 @@ import threading
 import pytest
 import torch
 
-from core import data, training
+from core import data, devices, paths, training
 from core.models.lenet import LeNet5
 from tests.conftest import FAST, Recorder, make_image_folder, tiny
 
@@ -191,3 +191,23 @@ def test_image_folder_trains_through_the_dataloader_path(tmp_path) -> None:
     result = training.fit(config, data.image_folder(folder, size=28))
     assert result.progress.status == "completed" and result.model.in_channels == 3
     assert result.test is not None and len(result.test.predictions) == len(loaded.test)
+
+
+@pytest.mark.parametrize("bfloat16", ["1", "0"])
+def test_cpu_training_runs_channels_last_and_in_bfloat16_where_the_cpu_has_it(
+        monkeypatch: pytest.MonkeyPatch, bfloat16: str) -> None:
+    monkeypatch.setenv(paths.CPU_BFLOAT16_ENV, bfloat16)
+    seen: list[torch.dtype] = []
+    config = training.TrainConfig(epochs=4, device="cpu", **FAST)
+    trainer = training.Trainer(config, tiny())
+    conv = trainer.model.features[0]
+    conv.register_forward_hook(lambda module, inputs, output: seen.append(output.dtype))
+    result = trainer.fit()
+    assert result.progress.status == "completed" and result.test is not None and result.test.accuracy > 0.9
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)  # the model, as its batches
+    assert all(p.dtype == torch.float32 for p in trainer.model.parameters())  # autocast: the weights stay float32
+    native = devices.cpu_bfloat16()
+    said = any("bfloat16" in message for message in result.progress.messages)
+    assert said is native and (native is False or bfloat16 == "1")
+    assert (torch.bfloat16 in seen) is native  # the training steps
+    assert torch.float32 in seen  # validation and test, in float32 on a CPU
