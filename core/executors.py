@@ -525,6 +525,11 @@ class RayExecutor:
             self._thread = threading.Thread(target=self._serve, name="ray-executor", daemon=True)
             self._thread.start()
 
+    @property
+    def serving(self) -> bool:
+        """Whether the thread that serves the queue is alive."""
+        return self._thread is not None and self._thread.is_alive()
+
     def start(self) -> None:
         """Connect to Ray (or start a local instance) and start the store actor on this node; idempotent."""
         ray = self.ray
@@ -737,6 +742,7 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--address", default=paths.raw(RAY_ADDRESS_ENV),
                        help=f"Ray cluster this machine has joined (auto, HEAD:6379; default ${RAY_ADDRESS_ENV}); "
                             "none: start a local Ray instance")
+    serve.add_argument("--parent", type=int, help="stop when this process (the web server) is gone")
     queue = commands.add_parser("queue", help="queue one run (python -m core.train's flags) for N processes",
                                 epilog="example: python -m core.executors queue --processes 2 --arch resnet18 "
                                        "--dataset cifar10 --epochs 30")
@@ -757,21 +763,13 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if rest:
             parser.error(f"unrecognized arguments: {' '.join(rest)}")
-        executor = RayExecutor(args.state if args.state else RunStore().root,
-                               configured_address(args.address) if args.address else None)
-        executor.start()
-        log.info("serving the queue of %s on Ray; Ctrl-C stops the running runs (checkpoints kept)",
-                 executor.store.root)
-        executor.ensure()
-        try:
-            threading.Event().wait()
-        except KeyboardInterrupt:
-            pass
-        executor.close()
+        from core import ray_serve
+
+        address = None if args.address in (None, "", "none") else configured_address(args.address)
+        return ray_serve.serve(args.state if args.state else RunStore().root, address, args.parent)
     except ExplorerError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    return 0
 
 
 if __name__ == "__main__":

@@ -52,7 +52,7 @@ from core import (
 )
 from core.errors import ExplorerError
 from core.runs import ACTIVE, RESUMABLE, RunStore, StoreUnreadableError, new_id, state_dir
-from explorer import workers
+from explorer import ray_process, workers
 
 # What pages may name without importing core (they reach core only through explorer/).
 model_names = models.names
@@ -135,9 +135,10 @@ def traits(name: str) -> structure.Traits:
 
 @st.cache_resource(show_spinner=False)
 def supervisor() -> executors.Executor:
-    """What trains the queue: local worker processes (explorer/workers.py), or Ray when chosen (core/executors.py)."""
+    """What trains the queue: local worker processes (explorer/workers.py), or, when chosen, a Ray executor process
+    (explorer/ray_process.py runs core/executors.py's driver outside the web server)."""
     if executors.configured_kind(_secret("executor")) == "ray":
-        return executors.RayExecutor(state_dir(), executors.configured_address(_secret("ray_address")))
+        return ray_process.RayProcess(state_dir(), executors.configured_address(_secret("ray_address")))
     return workers.Supervisor(state_dir(), workers.configured_count(_secret("workers")))
 
 
