@@ -66,12 +66,12 @@ class RunRecord:
         for name in JSON_COLUMNS:
             fields[name] = json.loads(values[name]) if values.get(name) else None
         fields["config"] = fields["config"] or {}  # NOT NULL: always a JSON object
-        for name in FLAG_COLUMNS:
-            if values.get(name) is not None:
-                fields[name] = bool(values[name])
-        for name in ("processes", "generation"):
+        for name in (*FLAG_COLUMNS, "processes", "generation"):
             if values.get(name) is None:
-                fields.pop(name, None)  # an older row: the column's default
+                fields.pop(name, None)  # a row from before the column: its default
+        for name in FLAG_COLUMNS:
+            if name in fields:
+                fields[name] = bool(fields[name])
         record = cls(**fields)
         now = time.time() if now is None else now
         if record.status == "running" and stale(record.heartbeat, heartbeat_timeout, now):

@@ -220,7 +220,7 @@ class RunStore:
 
     # Runs ---------------------------------------------------------------------------------------------------------
 
-    def create_run(self, config: Any, status: str = "queued", group: str | None = None,
+    def create_run(self, config: Any, status: Status = "queued", group: str | None = None,
                    worker: str | None = None, processes: int = 1) -> str:
         """Record a new run of ``config`` (a TrainConfig): queued for a worker, or running under ``worker``."""
         run_id = new_id()
