@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from core import training
-from core.runs import ACTIVE, RunStore
+from core.runs import RunStore
 
 MODES = ("local-1", "local-2", "ray")
 
@@ -55,14 +55,14 @@ def _drain(store: RunStore, run_ids: list[str], submitted: float, timeout: float
     while len(finished) < len(run_ids) and time.monotonic() < deadline:
         now = time.monotonic()
         for run in store.runs(limit=len(run_ids) + 10):
-            run_id = run["id"]
+            run_id = run.id
             if run_id not in run_ids or run_id in finished:
                 continue
-            if run["status"] != "queued":
+            if run.status != "queued":
                 started.setdefault(run_id, now)
-            if run["status"] not in ACTIVE:
+            if run.has_ended:
                 finished[run_id] = now
-                statuses[run_id] = run["status"]
+                statuses[run_id] = run.status
         time.sleep(0.1)
     last = max(finished.values(), default=submitted)
     return {"done": len(finished), "failed": sum(s != "completed" for s in statuses.values()),

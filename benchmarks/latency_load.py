@@ -34,16 +34,16 @@ def _wait_until_training(store: RunStore, run_id: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         run = store.run(run_id)
-        if run["status"] not in ("queued", "running"):
-            raise RuntimeError(f"the training run ended {run['status']}: {run.get('message')}")
-        if (run.get("progress") or {}).get("step", 0) >= 5:
+        if run.has_ended:
+            raise RuntimeError(f"the training run ended {run.status}: {run.message}")
+        if (run.progress or {}).get("step", 0) >= 5:
             return
         time.sleep(0.2)
     raise TimeoutError(f"the worker did not start training within {timeout:.0f} s")
 
 
 def _steps(store: RunStore, run_id: str) -> int:
-    return int((store.run(run_id).get("progress") or {}).get("step", 0))
+    return int((store.run(run_id).progress or {}).get("step", 0))
 
 
 def time_once(model: torch.nn.Module, name: str, setting: str, threads: int, store: RunStore,

@@ -44,8 +44,8 @@ def _finish(store: RunStore, run_id: str) -> float:
     """Wait for the run to end; its images per second."""
     status = store.wait(run_id, timeout=1800, poll=0.5)
     if status != "completed":
-        raise RuntimeError(f"run {run_id} ended {status}: {store.run(run_id)['message']}")
-    return float(store.run(run_id)["progress"]["images_per_second"])
+        raise RuntimeError(f"run {run_id} ended {status}: {store.run(run_id).message}")
+    return float((store.run(run_id).progress or {})["images_per_second"])
 
 
 def browser_cpu_seconds() -> float:

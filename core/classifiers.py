@@ -62,21 +62,20 @@ def choices(store: RunStore | None) -> list[Choice]:
     if store is None:
         return found
     for run in store.runs(limit=200):
-        saved = store.checkpoints(run["id"])
-        if not saved or not _opens(run["arch"]):
+        saved = store.checkpoints(run.id)
+        if not saved or not _opens(run.arch):
             continue
-        accuracy = (run["test"] or {}).get("accuracy")
+        accuracy = run.test_accuracy
         score = f" · test {accuracy:.1%}" if accuracy is not None else ""
-        kind = f" · {labels.strategy_title(run['config']['strategy']).lower()}" if (run["config"] or {}).get(
-            "strategy") else ""
-        status = "" if run["status"] == "completed" else f" · {run['status']}"
+        kind = f" · {labels.strategy_title(run.strategy).lower()}" if run.strategy else ""
+        status = "" if run.status == "completed" else f" · {run.status}"
         which = "" if "best" in saved else " · last checkpoint"
-        dataset = labels.dataset_title(run["dataset"])
-        random = transfer.random_start(run["config"] or {})
+        dataset = labels.dataset_title(run.dataset)
+        random = transfer.random_start(run.config)
         start = f" · {transfer.RANDOM_SHORT}" if random else ""
-        found.append(Choice(f"run:{run['id']}", f"{models.spec(run['arch']).display_name} · {dataset}{kind}{start}"
-                                                f"{score}{status}{which} · run {run['id']}",
-                            transfer.random_weights_note(run["arch"]) if random else ""))
+        found.append(Choice(f"run:{run.id}", f"{models.spec(run.arch).display_name} · {dataset}{kind}{start}"
+                                             f"{score}{status}{which} · run {run.id}",
+                            transfer.random_weights_note(run.arch) if random else ""))
     return found
 
 
@@ -95,7 +94,7 @@ def best_choice(found: list[Choice], store: RunStore) -> str | None:
         top1 = {name: info.top1 for name in imagenet if (info := weights.pretrained(name)) is not None}
         return f"imagenet:{max(imagenet, key=lambda name: top1.get(name, 0.0))}"
     offered = {c.key.partition(":")[2] for c in found if c.key.startswith("run:")}
-    scored = [((run["test"] or {}).get("accuracy"), run["id"]) for run in store.runs(limit=200) if run["id"] in offered]
+    scored = [(run.test_accuracy, run.id) for run in store.runs(limit=200) if run.id in offered]
     scored = [(accuracy, run_id) for accuracy, run_id in scored if accuracy is not None]
     if scored:
         return f"run:{max(scored)[1]}"

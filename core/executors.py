@@ -38,7 +38,7 @@ from typing import Any, Protocol
 from core import checkpoint_sets, paths
 from core.claims import StaleClaimError, StoreBusyError
 from core.errors import ExplorerError
-from core.runs import Heartbeat, RunStore, default_busy_timeout
+from core.runs import Heartbeat, RunRecord, RunStore, default_busy_timeout
 
 log = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[1]
@@ -238,11 +238,11 @@ class RemoteStore:
 
     # The trainer's calls (core.runs.Store), each one call of the store service.
 
-    def claim(self, worker: str, run_id: str | None = None) -> dict[str, Any] | None:
+    def claim(self, worker: str, run_id: str | None = None) -> RunRecord | None:
         """Take a queued run for ``worker`` (RunStore.claim)."""
         return self._call("claim")(worker, run_id)
 
-    def run(self, run_id: str) -> dict[str, Any]:
+    def run(self, run_id: str) -> RunRecord:
         """One run (RunStore.run)."""
         return self._call("run")(run_id)
 
@@ -327,8 +327,8 @@ def train_on_node(service: Any, run_id: str, heartbeat_timeout: float) -> str:
         return "not queued"
     device = "cuda" if ray.get_gpu_ids() else "cpu"
     with tempfile.TemporaryDirectory(prefix="cnn-explorer-run-") as scratch:
-        store = RemoteStore(service, Path(scratch), heartbeat_timeout, token=run["generation"])
-        if run.get("resume"):
+        store = RemoteStore(service, Path(scratch), heartbeat_timeout, token=run.generation)
+        if run.resume:
             store.fetch_checkpoints(run_id)
         Worker(store, device=device, name=name).train(run)
         return _send_last(store, run_id)
@@ -342,7 +342,7 @@ def _send_last(store: RemoteStore, run_id: str) -> str:
     except StaleClaimError as error:
         log.warning("%s", error)
         return "taken over"
-    return str(store.run(run_id)["status"])
+    return store.run(run_id).status
 
 
 # One run, several processes (a multi-GPU job) ---------------------------------------------------------------------
@@ -382,7 +382,7 @@ def free_address() -> tuple[str, int]:
         return ray.util.get_node_ip_address(), int(probe.getsockname()[1])
 
 
-def train_rank(service: Any, run: dict[str, Any], rank: int, world: int, address: tuple[str, int],
+def train_rank(service: Any, run: RunRecord, rank: int, world: int, address: tuple[str, int],
                heartbeat_timeout: float) -> str:
     """The body of one rank's Ray task: join the process group, train this rank's shard; rank 0 records the run."""
     from datetime import timedelta
@@ -410,20 +410,20 @@ def train_rank(service: Any, run: dict[str, Any], rank: int, world: int, address
     name = f"ray-{socket.gethostname()}-{os.getpid()}"
     try:
         with tempfile.TemporaryDirectory(prefix="cnn-explorer-run-") as scratch:
-            store = RemoteStore(service, Path(scratch), heartbeat_timeout, token=run["generation"])
-            if run.get("resume"):  # every rank continues from the same training state: the same steps follow
-                store.fetch_checkpoints(run["id"])
+            store = RemoteStore(service, Path(scratch), heartbeat_timeout, token=run.generation)
+            if run.resume:  # every rank continues from the same training state: the same steps follow
+                store.fetch_checkpoints(run.id)
             if rank == 0:
-                stop = AgreedStop(StopFlag(store, run["id"], token=run["generation"]), device)
+                stop = AgreedStop(StopFlag(store, run.id, token=run.generation), device)
                 Worker(store, device="cuda" if cuda else "cpu", name=name).train(
                     run, shard=(0, world), wrap=wrap, stop=stop)
-                return _send_last(store, run["id"])
-            config = training.config_from_dict(run["config"])
+                return _send_last(store, run.id)
+            config = run.train_config()
             if config.device == "auto":
                 config = dataclasses.replace(config, device="cuda" if cuda else "cpu")
             data = datasets.load(config.validate().dataset)  # as a worker loads it for rank 0
-            folder = store.checkpoint_dir(run["id"])
-            resume_from = folder if run.get("resume") and store.checkpoints(run["id"]).get("last") else None
+            folder = store.checkpoint_dir(run.id)
+            resume_from = folder if run.resume and store.checkpoints(run.id).get("last") else None
             training.fit(config, data, [], stop=AgreedStop(threading.Event(), device), shard=(rank, world),
                          wrap=wrap, resume_from=resume_from)
             return "trained"
@@ -451,7 +451,7 @@ def train_across(service: Any, run_id: str, processes: int, bundle: dict[str, fl
             return "not queued"
         with tempfile.TemporaryDirectory() as scratch, \
                 Heartbeat(RemoteStore(service, Path(scratch), heartbeat_timeout), run_id,
-                          token=run["generation"]):
+                          token=run.generation):
             # Heartbeats from here on cover the ranks' start; rank 0 sends its own once it trains.
             place = [PlacementGroupSchedulingStrategy(placement_group=group, placement_group_bundle_index=i)
                      for i in range(processes)]
@@ -567,7 +567,7 @@ class RayExecutor:
         running = []
         for run_id, task in list(self.tasks.items()):
             try:
-                if self.store.run(run_id)["status"] == "running":
+                if self.store.run(run_id).status == "running":
                     self.store.request_stop(run_id)
                     running.append(task)
                 else:  # still waiting for resources: it stays queued for the next server
@@ -652,7 +652,7 @@ class RayExecutor:
                 ray.get(task)
                 self.failures.pop(run_id, None)
             except Exception as error:  # noqa: BLE001 (the worker process or its node died: no status was written)
-                status = self.store.run(run_id)["status"]
+                status = self.store.run(run_id).status
                 if status == "queued":
                     self._failed_before_claim(run_id, error)
                     continue
@@ -686,35 +686,35 @@ class RayExecutor:
         log.warning("run %s: task %d of %d failed before it could start (%s); the next in %g s", run_id, count,
                     self.retry_most, reason, delay)
 
-    def resources(self, run: dict[str, Any]) -> dict[str, float] | None:
+    def resources(self, run: RunRecord) -> dict[str, float] | None:
         """What a run's task asks Ray for: a GPU for a CUDA run (``auto`` too, on a cluster with GPUs), else CPUs.
 
         None, with the run marked failed, when it asks for a GPU the cluster does not have.
         """
-        device = str((run.get("config") or {}).get("device", "auto"))
+        device = str(run.config.get("device", "auto"))
         gpus = float(self.ray.cluster_resources().get("GPU", 0))
         if device.startswith("cuda") and not gpus:
-            self.store.update_run(run["id"], status="failed",
+            self.store.update_run(run.id, status="failed",
                                   message="This run asks for a CUDA GPU, and no node of the Ray cluster has one.")
             return None
         if device.startswith("cuda") or (device == "auto" and gpus):
             return {"num_gpus": 1, "num_cpus": 1}
         return {"num_gpus": 0, "num_cpus": self.cpus_per_run}
 
-    def _submit(self, run: dict[str, Any]) -> Any:
+    def _submit(self, run: RunRecord) -> Any:
         resources = self.resources(run)
         if resources is None:
             return None
-        processes = int(run.get("processes") or 1)
+        processes = run.processes or 1
         if processes > 1:  # a coordinating task (no CPU of its own) reserves the ranks' resources together
             bundle = {"CPU": float(resources["num_cpus"]), "GPU": float(resources["num_gpus"])}
             job = self._job.options(num_cpus=0, max_retries=0, retry_exceptions=False,
                                     runtime_env=self._runtime_env())
-            return job.remote(self._service, run["id"], processes, {k: v for k, v in bundle.items() if v},
+            return job.remote(self._service, run.id, processes, {k: v for k, v in bundle.items() if v},
                               self.store.heartbeat_timeout)
         task = self._task.options(max_retries=0, retry_exceptions=False, runtime_env=self._runtime_env(),
                                   **resources)
-        return task.remote(self._service, run["id"], self.store.heartbeat_timeout)
+        return task.remote(self._service, run.id, self.store.heartbeat_timeout)
 
     def _runtime_env(self) -> dict[str, Any]:
         """This code on every node (uploaded when joining a cluster); data sets cached under the state folder."""

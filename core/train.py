@@ -103,11 +103,11 @@ def parse(argv: list[str] | None = None) -> tuple[argparse.Namespace, training.T
     if args.resume:
         try:
             run = _store(args).run(args.resume)
-            config = training.config_from_dict(run["config"])
+            config = run.train_config()
         except ExplorerError as error:
             parser.error(str(error))
-        if run["status"] in ("queued", "running"):
-            parser.error(f"Run {args.resume} is {run['status']}: stop it first.")
+        if run.is_active:
+            parser.error(f"Run {args.resume} is {run.status}: stop it first.")
         return args, config
     overrides = {k: v for k, v in vars(args).items()
                  if k in {f.name for f in dataclasses.fields(training.TrainConfig)} and v is not None}
@@ -142,7 +142,7 @@ def _claim(store: RunStore, args: argparse.Namespace, config: training.TrainConf
     if args.resume:
         return Claim(store, args.resume, store.attach(args.resume, trainer))
     run_id = store.create_run(config, status="running", worker=trainer)
-    return Claim(store, run_id, store.run(run_id)["generation"])
+    return Claim(store, run_id, store.run(run_id).generation)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -39,7 +39,7 @@ from core import devices, training
 from core.activity import PageActivity, ThreadShare
 from core.claims import Claim, StaleClaimError
 from core.errors import ExplorerError
-from core.runs import Heartbeat, RunStore, StopFlag, Store, StoreCallback
+from core.runs import Heartbeat, RunRecord, RunStore, StopFlag, Store, StoreCallback
 from core.training import lr_sweep
 
 log = logging.getLogger("core.worker")
@@ -97,7 +97,7 @@ class Worker:
             return False
         if run is None:
             return False
-        log.info("%s trains run %s", self.name, run["id"])
+        log.info("%s trains run %s", self.name, run.id)
         self.train(run)
         return True
 
@@ -110,14 +110,14 @@ class Worker:
             if not took:
                 time.sleep(poll)
 
-    def train(self, run: dict[str, Any], shard: tuple[int, int] = (0, 1), wrap: Any = None,
+    def train(self, run: RunRecord, shard: tuple[int, int] = (0, 1), wrap: Any = None,
               stop: threading.Event | None = None) -> None:
         """Train one claimed run; whatever goes wrong is recorded (or, failing that, logged), never raised.
 
         ``shard``, ``wrap`` and ``stop`` serve a run trained by several processes (rank 0 trains it here).
         """
-        run_id = run["id"]
-        claim = Claim(self.store, run_id, run.get("generation"))  # every write below carries its token
+        run_id = run.id
+        claim = Claim(self.store, run_id, run.generation)  # every write below carries its token
         self._current = stop = stop if stop is not None else StopFlag(self.store, run_id, also=self.exit_reason,
                                                                       token=claim.token)
         try:
@@ -126,7 +126,7 @@ class Worker:
                 data = self.load_data(config.dataset)
                 folder = self.store.checkpoint_dir(run_id)
                 resume_from = None
-                if run.get("resume"):
+                if run.resume:
                     if self.store.checkpoints(run_id).get("last"):
                         resume_from = folder  # model, optimiser, schedule, RNGs and counters continue
                     else:  # stopped before its first checkpoint: it starts again, and so do its curves
@@ -153,9 +153,9 @@ class Worker:
             self._current = None
             self.share = None
 
-    def _config(self, run: dict[str, Any]) -> training.TrainConfig:
+    def _config(self, run: RunRecord) -> training.TrainConfig:
         """The run's config, on this worker's device when the run leaves the choice to it."""
-        config = training.config_from_dict(run["config"])
+        config = run.train_config()
         if self.device != "auto" and config.device == "auto":
             device: Any = self.device.split(":")[0]  # checked by validate() below
             config = dataclasses.replace(config, device=device)

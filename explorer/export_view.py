@@ -16,6 +16,7 @@ import streamlit as st
 
 from core import checkpoints, export, export_code
 from core.errors import ExplorerError
+from core.runs import RunRecord
 from explorer import services, widgets
 
 _PREFIX = "export-made-"
@@ -64,9 +65,9 @@ _KINDS = {  # kind: (button label, download label, help)
 }
 
 
-def panel(run: dict[str, Any]) -> None:
+def panel(run: RunRecord) -> None:
     """Buttons that export the run's checkpoint, and each file made, with how it was checked."""
-    run_id = run["id"]
+    run_id = run.id
     folder = services.run_store().checkpoint_dir(run_id)
     if not any(checkpoints.exists(folder, which) for which in ("best", "last")):
         return
@@ -92,18 +93,18 @@ def panel(run: dict[str, Any]) -> None:
 FINAL = ("train_loss", "train_acc", "val_loss", "val_acc", "lr")  # the last epoch's figures, as the store keeps them
 
 
-def history_table(runs: list[dict[str, Any]], last_epoch: Callable[[str], dict[str, Any]]) -> pd.DataFrame:
+def history_table(runs: list[RunRecord], last_epoch: Callable[[str], dict[str, Any]]) -> pd.DataFrame:
     """One row per run: what it is, its final metrics (the last epoch's, the best validation accuracy, the test
     figures) and every hyperparameter of its config (columns ``config.NAME``)."""
     rows = []
     for run in runs:
-        final = last_epoch(run["id"])
-        test = run.get("test") or {}
-        rows.append({"run": run["id"], "model": run["arch"], "data": run["dataset"], "status": run["status"],
+        final = last_epoch(run.id)
+        test = run.test or {}
+        rows.append({"run": run.id, "model": run.arch, "data": run.dataset, "status": run.status,
                      "epochs_done": final.get("epoch"), **{f"final_{name}": final.get(name) for name in FINAL},
-                     "best_val_acc": run.get("best_val_acc"), "test_acc": test.get("accuracy"),
-                     "test_loss": test.get("loss"), "time_s": run.get("elapsed"),
-                     **{f"config.{key}": value for key, value in (run.get("config") or {}).items()}})
+                     "best_val_acc": run.best_val_acc, "test_acc": test.get("accuracy"),
+                     "test_loss": test.get("loss"), "time_s": run.elapsed,
+                     **{f"config.{key}": value for key, value in run.config.items()}})
     return pd.DataFrame(rows)
 
 

@@ -16,27 +16,28 @@ import torch
 
 from core import explain, mistakes
 from core.errors import ExplorerError
+from core.runs import RunRecord
 from explorer import chart_downloads, presenter, services, widgets
 
 ALL = "Highest-loss images (all test images)"
 MAX_POINTS = 2000
 
 
-def _scored(run: dict[str, Any]) -> mistakes.Scored | None:
+def _scored(run: RunRecord) -> mistakes.Scored | None:
     try:
         with st.spinner("Scoring the test set with the run's checkpoint…"):
-            return mistakes.for_run(services.run_store().checkpoint_dir(run["id"]), run["config"]["dataset"])
+            return mistakes.for_run(services.run_store().checkpoint_dir(run.id), run.config["dataset"])
     except ExplorerError as error:
         st.info(f"The mistakes and the embedding map cannot be shown: "
                 f"{widgets.literal(services.public_text(str(error)))}")
         return None
 
 
-def panel(run: dict[str, Any]) -> None:
+def panel(run: RunRecord) -> None:
     """The toggle, then (when on) the mistakes of a chosen confusion cell and the embedding map."""
-    if not run.get("test") or not run.get("config"):
+    if not run.test or not run.config:
         return
-    if not st.toggle("Mistakes, explained, and the embedding map", key=f"insight-{run['id']}",
+    if not st.toggle("Mistakes, explained, and the embedding map", key=f"insight-{run.id}",
                      help="Scores the test set with the run's checkpoint: the images of a confusion cell by loss, "
                           "with their top-3 and Grad-CAM, and the penultimate features in 2-D."):
         return
@@ -47,9 +48,9 @@ def panel(run: dict[str, Any]) -> None:
     _embedding(run, scored)
 
 
-def _clicked_cell(run: dict[str, Any], options: dict[str, tuple[int | None, int | None]], key: str) -> None:
+def _clicked_cell(run: RunRecord, options: dict[str, tuple[int | None, int | None]], key: str) -> None:
     """A click on the confusion matrix above (true on y, predicted on x) chooses that cell in the select box."""
-    state = st.session_state.get(f"confusion-{run['id']}")
+    state = st.session_state.get(f"confusion-{run.id}")
     points = (state or {}).get("selection", {}).get("points") or []
     if not points:
         return
@@ -63,7 +64,7 @@ def _clicked_cell(run: dict[str, Any], options: dict[str, tuple[int | None, int 
             st.session_state[key] = label
 
 
-def _mistakes(run: dict[str, Any], scored: mistakes.Scored) -> None:
+def _mistakes(run: RunRecord, scored: mistakes.Scored) -> None:
     scores = scored.scores
     names = scores.classes
     st.markdown("**Mistakes, explained**: the test images of a confusion cell, highest loss first, with their "
@@ -71,7 +72,7 @@ def _mistakes(run: dict[str, Any], scored: mistakes.Scored) -> None:
     options: dict[str, tuple[int | None, int | None]] = {ALL: (None, None)}
     for true, predicted, count in mistakes.cells(scores):
         options[f"{names[true]} → {names[predicted]} ({count} images)"] = (true, predicted)
-    key = f"insight-cell-{run['id']}"
+    key = f"insight-cell-{run.id}"
     _clicked_cell(run, options, key)
     if st.session_state.get(key) not in options:
         st.session_state.pop(key, None)
@@ -130,7 +131,7 @@ def _projection(run_id: str, features: torch.Tensor, sample: list[int], method: 
     return st.session_state[key]
 
 
-def _embedding(run: dict[str, Any], scored: mistakes.Scored) -> None:
+def _embedding(run: RunRecord, scored: mistakes.Scored) -> None:
     scores = scored.scores
     st.markdown("**The embedding map**: the penultimate features of a class-stratified sample of the test set")
     if scores.features is None:
@@ -138,10 +139,10 @@ def _embedding(run: dict[str, Any], scored: mistakes.Scored) -> None:
         return
     left, right = st.columns(2)
     limit = left.number_input("Points (at most)", 10, MAX_POINTS, min(500, MAX_POINTS), step=50,
-                              key=f"insight-points-{run['id']}")
-    method = right.segmented_control("Projection", ["PCA", "t-SNE"], default="PCA", key=f"insight-proj-{run['id']}")
+                              key=f"insight-points-{run.id}")
+    method = right.segmented_control("Projection", ["PCA", "t-SNE"], default="PCA", key=f"insight-proj-{run.id}")
     sample = mistakes.stratified_sample(scores.labels, int(limit))
-    points = _projection(run["id"], scores.features, sample, method or "PCA")
+    points = _projection(run.id, scores.features, sample, method or "PCA")
     if points is None:
         return
     figure = go.Figure()
@@ -157,7 +158,7 @@ def _embedding(run: dict[str, Any], scored: mistakes.Scored) -> None:
             hovertemplate=f"#%{{customdata[0]}} · true {name} · predicted %{{customdata[1]}}<extra></extra>"))
     figure.update_layout(height=460, margin=dict(l=10, r=10, t=30, b=10), legend_title_text="class",
                          title=f"{method or 'PCA'} of {len(sample)} test images")
-    event = st.plotly_chart(presenter.figure(figure), width="stretch", key=f"insight-map-{run['id']}",
+    event = st.plotly_chart(presenter.figure(figure), width="stretch", key=f"insight-map-{run.id}",
                             on_select="rerun", selection_mode="points", config=chart_downloads.config())
     clicked: list[Any] = dict(event or {}).get("selection", {}).get("points") or []
     if clicked and clicked[0].get("customdata"):

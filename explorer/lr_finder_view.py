@@ -9,12 +9,12 @@ suggestions are ``core.training.lr_finder``'s pure functions, recomputed here fr
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
 
 import plotly.graph_objects as go
 import streamlit as st
 
 from core.errors import ExplorerError
+from core.runs import RunRecord
 from core.training import lr_finder, lr_sweep
 from explorer import chart_downloads, services, widgets
 
@@ -75,7 +75,7 @@ def show(lr_key: str) -> None:
     st.caption("fastai's range test: one batch per rate, the rate growing exponentially from "
                f"{lr_finder.START_LR:g} to {lr_finder.END_LR:g} over at most {lr_finder.STEPS} batches, stopping "
                f"once the smoothed loss exceeds {lr_finder.DIVERGENCE:g}× its minimum. The weights are not kept.")
-    if run["status"] in services.RUN_ACTIVE:
+    if run.is_active:
         if st.button("Stop the range test", key=f"stop-lr-{run_id}", icon=":material/stop_circle:"):
             widgets.attempt(services.stop, run_id)
         _live(run_id)
@@ -91,7 +91,7 @@ def _live(run_id: str) -> None:
         now = widgets.attempt(services.run, run_id)
         if now is None:
             return
-        if now["status"] not in services.RUN_ACTIVE:
+        if now.has_ended:
             st.rerun()
         points = services.run_store().metrics(run_id, lr_sweep.KIND)
         st.progress(min(len(points) / lr_finder.STEPS, 1.0),
@@ -102,15 +102,15 @@ def _live(run_id: str) -> None:
     live()
 
 
-def _result(run: dict[str, Any], lr_key: str) -> None:
+def _result(run: RunRecord, lr_key: str) -> None:
     """The finished sweep's curve, both suggestions and the buttons that use them."""
-    points = services.run_store().metrics(run["id"], lr_sweep.KIND)
+    points = services.run_store().metrics(run.id, lr_sweep.KIND)
     suggestion = suggestions(points)
-    if run["status"] != "completed" or suggestion is None:
-        st.warning(widgets.literal(services.public_text(run.get("message") or f"The range test {run['status']}.")))
+    if run.status != "completed" or suggestion is None:
+        st.warning(widgets.literal(services.public_text(run.message or f"The range test {run.status}.")))
         if len(points) < 3:
             return
-    st.plotly_chart(figure(points, suggestion), key=f"lr-done-{run['id']}", config=chart_downloads.config())
+    st.plotly_chart(figure(points, suggestion), key=f"lr-done-{run.id}", config=chart_downloads.config())
     if suggestion is None:
         return
     st.markdown(f"Suggested rates: **{suggestion.steepest:.2g}** where the smoothed loss falls fastest (steepest "

@@ -16,10 +16,10 @@ import itertools
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
 
 import streamlit as st
 
+from core.runs import RunRecord
 from explorer import live_curves, presenter, services, training_view, widgets
 
 SHOWN_KEY = "replay-shown-run"  # the run the replay control was last drawn for
@@ -114,19 +114,19 @@ def speed_choice() -> int | None:
     return None if choice in (None, OFF) else int(choice)
 
 
-def view(run: dict[str, Any]) -> bool:
+def view(run: RunRecord) -> bool:
     """The replay control of an ended run; while a speed is chosen, the replay (True), drawn instead of the
     run's results; False when the replay is off. Another run opened from the history (or started) opens
     without a replay: the speed belongs to the run it was chosen for."""
     shown = st.session_state.get(SHOWN_KEY)
-    st.session_state[SHOWN_KEY] = run["id"]
-    if shown is not None and shown != run["id"]:
+    st.session_state[SHOWN_KEY] = run.id
+    if shown is not None and shown != run.id:
         st.session_state[PARAM] = OFF  # before the control is drawn: url_choice keeps it and clears the URL
     speed = speed_choice()
-    key = f"replay-clock-{run['id']}"
+    key = f"replay-clock-{run.id}"
     if speed is None:
         st.session_state.pop(key, None)  # opened again, a replay starts from the beginning
-        st.session_state.pop(f"replay-rows-{run['id']}", None)
+        st.session_state.pop(f"replay-rows-{run.id}", None)
         return False
     recording = _recording(run)
     if not recording.duration:
@@ -144,14 +144,14 @@ def view(run: dict[str, Any]) -> bool:
     return True
 
 
-def _recording(run: dict[str, Any]) -> Recording:
+def _recording(run: RunRecord) -> Recording:
     """The run's rows, read once per replay (and again if the run changed since, e.g. resumed)."""
-    key = f"replay-rows-{run['id']}"
+    key = f"replay-rows-{run.id}"
     kept = st.session_state.get(key)
-    version = (run.get("updated"), run.get("status"))
+    version = (run.updated, run.status)
     if kept is None or kept[0] != version:
         store = services.run_store()
-        kept = (version, Recording(store.metrics(run["id"], "step"), store.metrics(run["id"], "epoch")))
+        kept = (version, Recording(store.metrics(run.id, "step"), store.metrics(run.id, "epoch")))
         st.session_state[key] = kept
     return kept[1]
 
@@ -179,7 +179,7 @@ def _buttons(key: str, end: float) -> None:
                       args=("end",), disabled=shown >= end)
 
 
-def _screen(run: dict[str, Any], recording: Recording, key: str) -> None:
+def _screen(run: RunRecord, recording: Recording, key: str) -> None:
     """The live view at the replay's time, redrawn by a fragment while it plays; at the end, the run's figures."""
     end = recording.duration
     clock: Clock = st.session_state[key]
@@ -200,12 +200,12 @@ def _screen(run: dict[str, Any], recording: Recording, key: str) -> None:
     frame()
 
 
-def _frame(run: dict[str, Any], recording: Recording, seconds: float, speed: float) -> None:
+def _frame(run: RunRecord, recording: Recording, seconds: float, speed: float) -> None:
     """The progress line and the curves as the live view showed them ``seconds`` after the run started."""
     steps, epochs = recording.at(seconds)
-    progress = run.get("progress") or {}
+    progress = run.progress or {}
     total = progress.get("total_steps") or max([row["step"] for row in recording.steps + recording.epochs] + [1])
-    planned = progress.get("epochs") or run["config"]["epochs"]
+    planned = progress.get("epochs") or run.config["epochs"]
     latest = max(steps[-1:] + epochs[-1:], key=lambda row: row["step"], default=None)
     done = min(latest["step"] / total, 1.0) if latest else 0.0
     epoch = f"Epoch {int(latest['epoch'])}/{planned}" if latest else "Starting"

@@ -51,7 +51,7 @@ from core import (
     weights,
 )
 from core.errors import ExplorerError
-from core.runs import ACTIVE, RESUMABLE, RunStore, StoreUnreadableError, new_id, state_dir
+from core.runs import RunRecord, RunStore, StoreUnreadableError, new_id, state_dir
 from explorer import ray_process, workers
 
 # What pages may name without importing core (they reach core only through explorer/).
@@ -71,8 +71,6 @@ short_authors = labels.short_authors  # "He et al." for a table; the full list s
 names_with_weights = weights.names_with_weights
 Classifier = classifiers.Classifier
 Choice = classifiers.Choice
-RUN_ACTIVE = ACTIVE
-RUN_RESUMABLE = RESUMABLE
 StoreUnreadable = StoreUnreadableError
 _LOG = logging.getLogger("cnn_explorer")
 
@@ -205,7 +203,7 @@ def new_group() -> str:
     return new_id("group-")
 
 
-def run(run_id: str) -> dict[str, Any]:
+def run(run_id: str) -> RunRecord:
     """One run as the store reads it now (``interrupted`` when its trainer went quiet)."""
     return run_store().run(run_id)
 
@@ -215,7 +213,7 @@ def stop(run_id: str) -> str:
     return run_store().request_stop(run_id)
 
 
-def group_runs(group: str) -> list[dict[str, Any]]:
+def group_runs(group: str) -> list[RunRecord]:
     """The runs of a group, in the order they were started."""
     return run_store().runs(group=group)
 
@@ -410,8 +408,8 @@ def zip_dataset(upload: bytes | IO[bytes]) -> ExtractedZip:
 def prune_uploads(keep: set[Path] = frozenset()) -> list[Path]:  # type: ignore[assignment]
     """Remove extracted uploads beyond the cap, least recently used first; never one a stored run names as its
     data set (it may be training, or be trained again)."""
-    used = {Path(run["dataset"].removeprefix(data.FOLDER_PREFIX)) for run in run_store().runs(limit=1_000_000)
-            if str(run.get("dataset") or "").startswith(data.FOLDER_PREFIX)}
+    used = {Path(run.dataset.removeprefix(data.FOLDER_PREFIX)) for run in run_store().runs(limit=1_000_000)
+            if run.dataset.startswith(data.FOLDER_PREFIX)}
     return archives.prune(uploads_root(), UPLOADS_MAX_BYTES, keep=set(keep) | used)
 
 

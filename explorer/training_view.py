@@ -14,6 +14,7 @@ from plotly.subplots import make_subplots
 
 from core import labels, transfer
 from core.errors import ExplorerError
+from core.runs import RunRecord, Status
 from explorer import axes, chart_downloads, components, export_view, insight_view, live_curves, presenter, services, widgets
 
 STEP_POINTS = 2000  # the live curve keeps at most this many per-batch points
@@ -101,7 +102,7 @@ def curves(steps: list[dict[str, float]], epochs: list[dict[str, float]], steps_
     return presenter.figure(figure, height=360)
 
 
-def follow(run_id: str, replay: Callable[[dict[str, Any]], bool] | None = None) -> None:
+def follow(run_id: str, replay: Callable[[RunRecord], bool] | None = None) -> None:
     """The followed run: live while it is queued or running (polling the store), then its results, or what
     ``replay(run)`` draws instead of them when it returns True (``explorer.replay.view``).
 
@@ -111,13 +112,13 @@ def follow(run_id: str, replay: Callable[[dict[str, Any]], bool] | None = None) 
     if run is None:
         return
     _header(run)
-    if run["status"] not in services.RUN_ACTIVE:
+    if run.has_ended:
         if not (replay and replay(run)):
             _finished(run)
-        if run["status"] == "interrupted":  # a trainer that only paused (a gap in its heartbeats) may come back
-            _redraw_when_status_changes(run_id, run["status"])
+        if run.status == "interrupted":  # a trainer that only paused (a gap in its heartbeats) may come back
+            _redraw_when_status_changes(run_id, run.status)
         return
-    if run["status"] == "queued":
+    if run.status == "queued":
         widgets.attempt(services.serve_queue)  # e.g. runs queued before the server restarted
     _controls(run)
     drawn = _phase(run)
@@ -137,13 +138,13 @@ def follow(run_id: str, replay: Callable[[dict[str, Any]], bool] | None = None) 
     live()
 
 
-def _redraw_when_status_changes(run_id: str, status: str) -> None:
+def _redraw_when_status_changes(run_id: str, status: Status) -> None:
     """Poll the store while the page shows ``status``; redraw the page once the run has another."""
 
     @st.fragment(run_every=LIVE_EVERY)
     def watch() -> None:
         try:
-            now = services.run(run_id)["status"]
+            now = services.run(run_id).status
         except ExplorerError:  # a busy store: look again at the next poll
             return
         if now != status:
@@ -152,18 +153,18 @@ def _redraw_when_status_changes(run_id: str, status: str) -> None:
     watch()
 
 
-def _phase(run: dict[str, Any]) -> tuple[str, bool, bool]:
+def _phase(run: RunRecord) -> tuple[Status, bool, bool]:
     """What the page draws of an active run outside its polled fragment: when it changes, the page redraws."""
-    return run["status"], bool(run.get("stop_requested")), bool(run.get("device"))
+    return run.status, run.stop_requested, bool(run.device)
 
 
-def _header(run: dict[str, Any]) -> None:
-    config = run["config"]
+def _header(run: RunRecord) -> None:
+    config = run.config
     literal = widgets.literal  # a rebuilt run's fields come from sidecars on disk, which anyone with the folder edits
-    st.subheader(f"Run {literal(run['id'])}")
+    st.subheader(f"Run {literal(run.id)}")
     st.caption(f"{components.display_name(config['arch'])} on {literal(services.dataset_label(config['dataset']))} · "
                f"{literal(config['optimizer'])} lr {literal(config['lr'])} · batch {literal(config['batch_size'])} · "
-               f"{literal(config['epochs'])} epochs · {literal(run.get('device') or 'device pending')}")
+               f"{literal(config['epochs'])} epochs · {literal(run.device or 'device pending')}")
     random_weights_warning(note(config))
 
 
@@ -178,23 +179,23 @@ def random_weights_warning(text: str) -> None:
         st.warning(widgets.literal(text[:1].upper() + text[1:]), icon=":material/casino:")
 
 
-def _live_image(run: dict[str, Any]) -> str | None:
+def _live_image(run: RunRecord) -> str | None:
     """The live curves as an SVG: drawn anew when ``CURVES_EVERY`` has passed since the last drawing, or when an
     epoch has ended since; in between, the same image again."""
-    drawn = st.session_state.get(f"curves-image-{run['id']}")
-    progress = run.get("progress") or {}
+    drawn = st.session_state.get(f"curves-image-{run.id}")
+    progress = run.progress or {}
     scale = live_curves.PRESENTER_SCALE if presenter.active() else 1.0
     if (drawn and time.monotonic() - drawn["at"] < CURVES_EVERY and drawn["epoch"] == progress.get("epoch")
             and drawn.get("scale") == scale):
         return str(drawn["svg"])
-    seen = _curves_so_far(run["id"])
+    seen = _curves_so_far(run.id)
     if not (seen["steps"] or seen["epochs"]):
         return None
     epochs = progress.get("epochs") or 0
     steps_per_epoch = progress["total_steps"] / epochs if epochs and progress.get("total_steps") else 0
     image = live_curves.svg(thinned(seen["steps"]), seen["epochs"], steps_per_epoch, scale)
-    st.session_state[f"curves-image-{run['id']}"] = {"svg": image, "at": time.monotonic(),
-                                                      "epoch": progress.get("epoch"), "scale": scale}
+    st.session_state[f"curves-image-{run.id}"] = {"svg": image, "at": time.monotonic(),
+                                                  "epoch": progress.get("epoch"), "scale": scale}
     return image
 
 
@@ -209,25 +210,25 @@ def _curves_so_far(run_id: str) -> dict[str, Any]:
     return seen
 
 
-def _controls(run: dict[str, Any]) -> None:
+def _controls(run: RunRecord) -> None:
     """Cancel (queued) or Stop (running) an active run, or say that it is stopping."""
-    run_id = run["id"]
-    if run["status"] == "queued":
+    run_id = run.id
+    if run.status == "queued":
         if st.button("Cancel", key=f"cancel-{run_id}", icon=":material/cancel:"):
             widgets.attempt(services.stop, run_id)
             st.rerun()
-    elif run.get("stop_requested"):
+    elif run.stop_requested:
         st.caption("Stopping after the current batch; its checkpoint is saved.")
     elif st.button("Stop", key=f"stop-{run_id}", icon=":material/stop_circle:"):
         widgets.attempt(services.stop, run_id)
         st.rerun()  # redrawn with the stopping caption
 
 
-def _progress(run: dict[str, Any]) -> None:
+def _progress(run: RunRecord) -> None:
     """The progress line and messages of an active run (its place in the queue while it waits)."""
-    progress = run.get("progress") or {}
-    if run["status"] == "queued":
-        position = services.run_store().position(run["id"])
+    progress = run.progress or {}
+    if run.status == "queued":
+        position = services.run_store().position(run.id)
         st.info(f"Queued: place {position} — the workers are busy with other runs." if position and position > 1
                 else "Starting: a worker is taking this run…", icon=":material/schedule:")
         return
@@ -242,16 +243,16 @@ def _progress(run: dict[str, Any]) -> None:
         st.info("Loading the data and building the model…", icon=":material/hourglass_top:")
 
 
-def _finished(run: dict[str, Any]) -> None:
+def _finished(run: RunRecord) -> None:
     """Messages, Resume / Delete, the curves, the test figures and the checkpoints of an ended run."""
-    status = run["status"]
+    status = run.status
     store = services.run_store()
-    epochs = store.metrics(run["id"], "epoch")
-    steps = store.metrics(run["id"], "step")
-    message = run.get("message")
+    epochs = store.metrics(run.id, "epoch")
+    steps = store.metrics(run.id, "step")
+    message = run.message
     if status == "failed":
         st.error(f"The run failed. {widgets.literal(services.public_text(message or ''))}", icon=":material/error:")
-        if "digits" in (message or "") and run["config"]["dataset"] != "digits":
+        if "digits" in (message or "") and run.config["dataset"] != "digits":
             st.caption("Choose the **digits** data set above: it is bundled and works offline.")
     elif status == "interrupted":
         st.warning(widgets.literal(services.public_text(message or "Interrupted.")), icon=":material/heart_broken:")
@@ -261,24 +262,24 @@ def _finished(run: dict[str, Any]) -> None:
     if epochs:
         steps_per_epoch = max(e["step"] for e in epochs) / len(epochs)
         st.plotly_chart(curves(steps, epochs, steps_per_epoch),
-                        config=chart_downloads.config(), width="stretch", key=f"done-{run['id']}")
+                        config=chart_downloads.config(), width="stretch", key=f"done-{run.id}")
     show_test_figures(run)
     insight_view.panel(run)
     downloads(run)
     export_view.panel(run)
 
 
-def show_test_figures(run: dict[str, Any]) -> None:
+def show_test_figures(run: RunRecord) -> None:
     """The test figures of an ended run: accuracy, loss, the confusion matrix, per class, the misclassified."""
-    test = run.get("test")
+    test = run.test
     if not test:
         return
     columns = [*st.columns(2), *st.columns(2)] if presenter.active() else st.columns(4)  # whole labels at 1024 px
     columns[0].metric("Test accuracy", f"{test['accuracy']:.2%}")
     columns[1].metric("Test loss", f"{test['loss']:.4f}")
-    best = run["best_val_acc"]
+    best = run.best_val_acc
     columns[2].metric("Best validation accuracy", f"{best:.2%}" if best is not None and math.isfinite(best) else "–")
-    columns[3].metric("Training time", duration(run["elapsed"] or 0))
+    columns[3].metric("Training time", duration(run.elapsed or 0))
     if test.get("checkpoint"):
         where = f"epoch {test.get('epoch')}, step {test.get('step')}"
         kept = "saved, downloadable below" if test.get("saved") else "not saved"
@@ -288,13 +289,13 @@ def show_test_figures(run: dict[str, Any]) -> None:
     if presenter.active():  # cells large enough to read from the back of the room; the table below it
         st.plotly_chart(presenter.figure(components.confusion_heatmap(test, title, scale=False,
                                                                       cell=components.CELL_PX)),
-                        config=chart_downloads.config(), width="content", key=f"confusion-{run['id']}",
+                        config=chart_downloads.config(), width="content", key=f"confusion-{run.id}",
                         on_select="rerun", selection_mode="points")
         right = st.container()
     else:
         left, right = st.columns(2)
         left.plotly_chart(components.confusion_heatmap(test, title),
-                          config=chart_downloads.config(), width="stretch", key=f"confusion-{run['id']}",
+                          config=chart_downloads.config(), width="stretch", key=f"confusion-{run.id}",
                           on_select="rerun", selection_mode="points")
     per_class = pd.DataFrame(test["per_class"], index=classes).rename_axis("class").reset_index()
     right.dataframe(per_class, hide_index=True, column_config={
@@ -302,28 +303,28 @@ def show_test_figures(run: dict[str, Any]) -> None:
     _misclassified(run, test)
 
 
-def _misclassified(run: dict[str, Any], test: dict[str, Any]) -> None:
+def _misclassified(run: RunRecord, test: dict[str, Any]) -> None:
     wrong = test.get("misclassified") or []
     if not wrong:
         st.caption("No test image was misclassified.")
         return
     st.markdown(f"**Misclassified test images** (first {len(wrong)}): true → predicted")
     try:
-        images = services.test_images(run["config"]["dataset"], wrong)
+        images = services.test_images(run.config["dataset"], wrong)
     except ExplorerError as error:
         st.caption(f"The images cannot be shown: {widgets.literal(services.public_text(str(error)))}")
         return
     names = test["classes"]
     components.image_grid([(image, f"{names[truth]} → {names[predicted]}")  # escaped by image_grid
                            for (image, truth), predicted in zip(images, test["predicted"], strict=True)],
-                          key=f"misclassified-{run['id']}")
+                          key=f"misclassified-{run.id}")
 
 
-def _actions(run: dict[str, Any]) -> None:
+def _actions(run: RunRecord) -> None:
     """Resume (a stopped, failed or interrupted run) and delete (with its files, after a confirmation)."""
-    run_id = run["id"]
+    run_id = run.id
     left, right, _ = st.columns(3)  # wide enough for "Delete" and its menu arrow at 1024 px
-    if run["status"] in services.RUN_RESUMABLE and left.button(
+    if run.is_resumable and left.button(
             "Resume", key=f"resume-{run_id}", icon=":material/play_circle:",
             help="Continue from the last checkpoint (or from the start if none was saved)."):
         try:
@@ -347,10 +348,10 @@ def _actions(run: dict[str, Any]) -> None:
                 st.rerun()
 
 
-def downloads(run: dict[str, Any]) -> None:
+def downloads(run: RunRecord) -> None:
     """Every saved checkpoint of the run, whatever its status, with its JSON sidecar; a damaged one is not offered
     (its bytes no longer match the SHA-256 recorded when it was saved) and the page says so."""
-    files = widgets.attempt(services.checkpoint_downloads, run["id"])
+    files = widgets.attempt(services.checkpoint_downloads, run.id)
     if not files:
         st.caption("No checkpoint was saved for this run.")
         return
@@ -363,12 +364,12 @@ def downloads(run: dict[str, Any]) -> None:
             column.warning(widgets.literal(f"The {which} checkpoint is damaged and is not offered for download: "
                                            f"{offered.problem}"), icon=":material/warning:")
             continue
-        stem = f"{run['id']}-{run['arch']}-{which}"
+        stem = f"{run.id}-{run.arch}-{which}"
         column.download_button(labels[which], offered.weights, file_name=f"{stem}.safetensors", help=helps[which],
-                               key=f"weights-{which}-{run['id']}", icon=":material/download:")
+                               key=f"weights-{which}-{run.id}", icon=":material/download:")
         column.download_button("Its sidecar (JSON)", offered.sidecar, file_name=f"{stem}.json",
                                help="What the weights are: model, classes, preprocessing, figures.",
-                               key=f"sidecar-{which}-{run['id']}")
+                               key=f"sidecar-{which}-{run.id}")
 
 
 def history() -> None:
@@ -380,11 +381,10 @@ def history() -> None:
         st.caption("No runs yet. Start one above: LeNet-5 on the bundled digits takes a few seconds.")
         return
     table = pd.DataFrame([{
-        "run": r["id"], "model": components.display_name(r["arch"]), "data": services.dataset_label(r["dataset"]),
-        "strategy": labels.strategy_title((r["config"] or {}).get("strategy")),
-        "weights": transfer.start_label(r["config"] or {}), "status": r["status"],
-        "epochs": r["config"]["epochs"], "best val acc": r["best_val_acc"],
-        "test acc": (r["test"] or {}).get("accuracy"), "time (s)": r["elapsed"],
+        "run": r.id, "model": components.display_name(r.arch), "data": services.dataset_label(r.dataset),
+        "strategy": labels.strategy_title(r.strategy), "weights": transfer.start_label(r.config), "status": r.status,
+        "epochs": r.config["epochs"], "best val acc": r.best_val_acc, "test acc": r.test_accuracy,
+        "time (s)": r.elapsed,
     } for r in runs])
     for column in ("best val acc", "test acc", "time (s)"):  # a figure not there yet is blank, never "None"
         table[column] = pd.to_numeric(table[column], errors="coerce")
@@ -393,15 +393,15 @@ def history() -> None:
         "test acc": st.column_config.NumberColumn(format="%.4f"),
         "time (s)": st.column_config.NumberColumn(format="%.1f")})
     export_view.history_button()
-    for text in dict.fromkeys(note(r["config"]) for r in runs if r["config"]):
+    for text in dict.fromkeys(note(r.config) for r in runs if r.config):
         random_weights_warning(text)
     # While a run trains, the overlay waits to be asked for: its chart costs each opening tab ~0.8 s of CPU,
     # taken from the run where the browser shares the machine (benchmarks/watching.py).
-    training = any(r["status"] in services.RUN_ACTIVE for r in runs)
-    named = {r["id"]: run_label(r) for r in runs}
-    chosen = st.multiselect("Overlay validation accuracy of", [r["id"] for r in runs], key="overlay",
+    training = any(r.is_active for r in runs)
+    named = {r.id: run_label(r) for r in runs}
+    chosen = st.multiselect("Overlay validation accuracy of", [r.id for r in runs], key="overlay",
                             format_func=lambda run_id: named.get(run_id, run_id),
-                            default=[] if training else [r["id"] for r in runs[:3] if r["best_val_acc"] is not None],
+                            default=[] if training else [r.id for r in runs[:3] if r.best_val_acc is not None],
                             placeholder="choose runs to compare" if training else "choose runs")
     if chosen:
         figure, last = go.Figure(), 1
@@ -414,15 +414,14 @@ def history() -> None:
         figure.update_xaxes(axes.plotly_epochs(last))
         st.plotly_chart(presenter.figure(figure, height=340),
                         config=chart_downloads.config(), width="stretch", key="overlay-chart")
-    st.selectbox("Open a run", [None, *[r["id"] for r in runs]], key="open-run", on_change=_open_run,
+    st.selectbox("Open a run", [None, *[r.id for r in runs]], key="open-run", on_change=_open_run,
                  format_func=lambda run_id: "choose a run…" if run_id is None else named.get(run_id, run_id))
 
 
-def run_label(run: dict[str, Any]) -> str:
+def run_label(run: RunRecord) -> str:
     """A run as a list names it: "LeNet-5 on Digits · 20261204-185556-d5d06c" (the id tells two runs apart)."""
-    strategy = (run.get("config") or {}).get("strategy")
-    how = f" · {labels.strategy_title(strategy).lower()}" if strategy else ""
-    return f"{components.display_name(run['arch'])} on {services.dataset_label(run['dataset'])}{how} · {run['id']}"
+    how = f" · {labels.strategy_title(run.strategy).lower()}" if run.strategy else ""
+    return f"{components.display_name(run.arch)} on {services.dataset_label(run.dataset)}{how} · {run.id}"
 
 
 def _open_run() -> None:

@@ -77,12 +77,12 @@ def race(group: str) -> None:
         st.warning(f"The link names a strategy race {widgets.literal(quoted(group))} that is not in this app's run "
                    "store.")
         return
-    active = any(run["status"] in services.RUN_ACTIVE for run in runs)
+    active = any(run.is_active for run in runs)
 
     @st.fragment(run_every=1.0 if active else None)
     def panel() -> None:
         runs = widgets.attempt(services.group_runs, group) or []
-        running = [run for run in runs if run["status"] in services.RUN_ACTIVE]
+        running = [run for run in runs if run.is_active]
         st.subheader("Strategy race")
         st.caption(f"Race {widgets.literal(group)}: {len(runs)} runs, {len(running)} still queued or running.")
         if running and st.button("Stop the race", key=f"stop-{group}", icon=":material/stop_circle:"):
@@ -92,16 +92,15 @@ def race(group: str) -> None:
         figure = go.Figure()
         rows, last = [], 1
         for run in runs:
-            epochs = store.metrics(run["id"], "epoch")
-            name = labels.strategy_title(run["config"]["strategy"])
+            epochs = store.metrics(run.id, "epoch")
+            name = labels.strategy_title(run.strategy)
             figure.add_trace(go.Scatter(x=[e["epoch"] for e in epochs], y=[e["val_acc"] for e in epochs],
                                         name=widgets.chart_literal(name), mode="lines+markers"))
             last = max([last, *(int(e["epoch"]) for e in epochs)])
             per_epoch = (epochs[-1]["elapsed"] / len(epochs)) if epochs else None
-            rows.append({"strategy": name, "weights": transfer.start_label(run["config"]), "status": run["status"],
-                         "epochs": len(epochs),
-                         "best val acc": run["best_val_acc"], "test acc": (run["test"] or {}).get("accuracy"),
-                         "s / epoch": per_epoch, "run": run["id"]})
+            rows.append({"strategy": name, "weights": transfer.start_label(run.config), "status": run.status,
+                         "epochs": len(epochs), "best val acc": run.best_val_acc, "test acc": run.test_accuracy,
+                         "s / epoch": per_epoch, "run": run.id})
         table = pd.DataFrame(rows)
         for figure_name in ("best val acc", "test acc", "s / epoch"):  # not there yet: blank, never "None"
             table[figure_name] = pd.to_numeric(table[figure_name], errors="coerce")
@@ -109,19 +108,19 @@ def race(group: str) -> None:
             "best val acc": st.column_config.NumberColumn(format="%.4f"),
             "test acc": st.column_config.NumberColumn(format="%.4f"),
             "s / epoch": st.column_config.NumberColumn(format="%.2f")})
-        for text in dict.fromkeys(training_view.note(run["config"]) for run in runs):
+        for text in dict.fromkeys(training_view.note(run.config) for run in runs):
             training_view.random_weights_warning(text)
         figure.update_layout(yaxis_title="validation accuracy", height=340, margin=dict(t=20))
         figure.update_xaxes(axes.plotly_epochs(last))
         st.plotly_chart(figure, config=chart_downloads.config(), width="stretch", key="race-curves")
-        finished = [run for run in runs if run.get("test")]
+        finished = [(run, test) for run in runs if (test := run.test)]
         if finished:
             columns = st.columns(len(finished))
-            for column, run in zip(columns, finished, strict=True):
-                title = widgets.chart_literal(labels.strategy_title(run["config"]["strategy"]))
-                heatmap = components.confusion_heatmap(run["test"], title, 300, scale=False)
+            for column, (run, test) in zip(columns, finished, strict=True):
+                title = widgets.chart_literal(labels.strategy_title(run.strategy))
+                heatmap = components.confusion_heatmap(test, title, 300, scale=False)
                 column.plotly_chart(heatmap,
-                                    config=chart_downloads.config(), width="stretch", key=f"race-confusion-{run['id']}")
+                                    config=chart_downloads.config(), width="stretch", key=f"race-confusion-{run.id}")
         if active and not running:
             st.rerun()
 
@@ -147,7 +146,7 @@ def restore(group: str | None, run_id: str | None) -> str | None:
         runs = widgets.attempt(services.group_runs, group) or []
     else:
         runs = [run] if (run := widgets.attempt(services.run, run_id)) else []
-    configs = [run["config"] for run in runs if (run["config"] or {}).get("strategy")]
+    configs = [run.config for run in runs if run.strategy]
     dataset = configs[0]["dataset"] if configs else None
     remember(shown, dataset)
     if configs:

@@ -200,12 +200,12 @@ def stop_runs(state_dir: str | Path, timeout: float = 120) -> list[str]:
     from core.runs import RunStore
 
     store = RunStore(Path(state_dir))
-    active = [run["id"] for run in store.runs(10_000) if run["status"] in ACTIVE]
+    active = [run.id for run in store.runs(10_000) if run.status in ACTIVE]
     request_stop = getattr(store, "request_stop", None)
     if active and request_stop is not None:
         for run_id in active:
             request_stop(run_id)
-        wait_until(lambda: all(store.run(run_id)["status"] not in ACTIVE for run_id in active), timeout,
+        wait_until(lambda: all(store.run(run_id).status not in ACTIVE for run_id in active), timeout,
                    f"runs {', '.join(active)} to stop")
     return active
 

@@ -152,4 +152,4 @@ def test_a_cpu_run_takes_every_core_it_may_until_a_page_is_served(tmp_path: Path
     finally:
         store.request_stop(run_id)
         thread.join(120)
-    assert not thread.is_alive() and store.run(run_id)["status"] == "stopped"
+    assert not thread.is_alive() and store.run(run_id).status == "stopped"

@@ -149,7 +149,7 @@ def test_a_completed_run_keeps_best_and_last_each_with_its_own_figures(tmp_path:
     assert best["epoch"] == result.progress.best_epoch and best["metrics"]["val_loss"] == result.progress.best_val_loss
     for sidecar, path in ((best, folder / "best.safetensors"), (last, folder / "last.safetensors")):
         assert sidecar["test"]["accuracy"] == _test_accuracy_of(path)
-    shown = store.run(run_id)["test"]
+    shown = store.run(run_id).test
     assert shown["checkpoint"] == "best" and shown["epoch"] == best["epoch"] and shown["saved"]
     assert shown["accuracy"] == best["test"]["accuracy"]
 
@@ -169,20 +169,20 @@ def test_stop_in_epoch_one_keeps_a_last_checkpoint_whose_figures_are_shown(tmp_p
     last = checkpoints.read_sidecar(folder / "last.safetensors")
     assert (last["epoch"], last["step"], last["epoch_complete"], last["status"]) == (1, progress.step, False,
                                                                                       "stopped")
-    shown = store.run(run_id)["test"]
+    shown = store.run(run_id).test
     assert (shown["checkpoint"], shown["epoch"], shown["step"]) == ("last", 1, progress.step)
     assert shown["accuracy"] == last["test"]["accuracy"] == _test_accuracy_of(folder / "last.safetensors")
     assert checkpoints.preferred(folder) == folder / "last.safetensors"
-    assert "Kept: the last checkpoint (epoch 1, step" in store.run(run_id)["message"]
+    assert "Kept: the last checkpoint (epoch 1, step" in store.run(run_id).message
 
 
 def test_a_run_that_diverges_in_epoch_one_says_nothing_was_saved(tmp_path: Path) -> None:
     result, store, run_id = _train(tmp_path, optimizer="sgd", lr=1e30, momentum=0.0, batch_size=8)
     assert result.progress.status == "failed" and result.test is None
-    message = store.run(run_id)["message"]
+    message = store.run(run_id).message
     assert "diverged" in message and "No checkpoint was saved." in message and "last good" not in message
     assert checkpoints.preferred(store.checkpoint_dir(run_id)) is None
-    assert store.run(run_id)["test"] is None
+    assert store.run(run_id).test is None
 
 
 def test_a_run_that_diverges_later_keeps_its_last_good_checkpoints(tmp_path: Path) -> None:
@@ -194,13 +194,13 @@ def test_a_run_that_diverges_later_keeps_its_last_good_checkpoints(tmp_path: Pat
 
     result, store, run_id = _train(tmp_path, [Poison()])
     assert result.progress.status == "failed"
-    message = store.run(run_id)["message"]
+    message = store.run(run_id).message
     assert "Kept: the last checkpoint (end of epoch 1) and the best checkpoint (end of epoch 1)." in message
     folder = store.checkpoint_dir(run_id)
     last = checkpoints.read_sidecar(folder / "last.safetensors")
     assert last["epoch"] == 1 and last["status"] == "failed"
     checkpoints.load(folder / "last.safetensors")  # saved before the poison: finite, and its hash holds
-    shown = store.run(run_id)["test"]
+    shown = store.run(run_id).test
     assert shown["checkpoint"] == "best" and shown["accuracy"] == _test_accuracy_of(folder / "best.safetensors")
 
 

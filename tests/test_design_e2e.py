@@ -56,13 +56,13 @@ def test_a_design_is_typed_trained_on_digits_and_classifies_a_drawing(page: Page
     epochs.press("Enter")  # submits the form
     try:
         (run,) = wait_until(lambda: app.store().runs(), 120, "Start to queue the design's run")
-        wait_until(lambda: app.store().run(run["id"])["status"] in ("completed", "failed", "stopped"), 600,
+        wait_until(lambda: app.store().run(run.id).status in ("completed", "failed", "stopped"), 600,
                    "the design's run to end")
     finally:
         page.screenshot(path="/tmp/design-e2e.png", full_page=True)
-    run = app.store().run(run["id"])
-    assert run["status"] == "completed", (run["status"], run.get("message"), app.log_tail())
-    assert run["arch"] == opened.design_name(DESIGN)
+    run = app.store().run(run.id)
+    assert run.status == "completed", (run.status, run.message, app.log_tail())
+    assert run.arch == opened.design_name(DESIGN)
 
     with rerun(page):
         page.get_by_role("link", name="Classify").first.click()

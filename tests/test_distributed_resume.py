@@ -56,17 +56,17 @@ def test_a_torchrun_run_stopped_and_resumed_ends_as_an_uninterrupted_one(tmp_pat
     store = runs.RunStore(tmp_path / "stopped")
     torchrun("tests.stopping_rank", *TRAIN, "--state-dir", str(store.root), stop_at=60)  # epoch 2, mid-way
     (run,) = store.runs()
-    assert run["status"] == "stopped", run
-    last = checkpoints.read_sidecar(store.checkpoint_path(run["id"], "last"))
+    assert run.status == "stopped", run
+    last = checkpoints.read_sidecar(store.checkpoint_path(run.id, "last"))
     assert (last["epoch"], last["step"], last["epoch_complete"]) == (2, 60, False)
 
-    result = torchrun("core.train", "--resume", run["id"], "--state-dir", str(store.root))
+    result = torchrun("core.train", "--resume", run.id, "--state-dir", str(store.root))
     assert "Resumed from the last checkpoint (epoch 2, step 60)" in result.stderr
-    run = store.run(run["id"])
-    assert run["status"] == "completed", run
-    assert run["progress"]["step"] == expected["progress"]["step"] == 120
-    assert [row["epoch"] for row in store.metrics(run["id"], "epoch")] == [1, 2, 3]
-    weights, reference = final_weights(store, run["id"]), final_weights(whole, expected["id"])
+    run = store.run(run.id)
+    assert run.status == "completed", run
+    assert run.progress["step"] == expected.progress["step"] == 120
+    assert [row["epoch"] for row in store.metrics(run.id, "epoch")] == [1, 2, 3]
+    weights, reference = final_weights(store, run.id), final_weights(whole, expected.id)
     assert weights.keys() == reference.keys()
     for name, tensor in reference.items():
         torch.testing.assert_close(weights[name], tensor, rtol=0, atol=1e-6, msg=name)

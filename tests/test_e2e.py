@@ -78,7 +78,7 @@ RUN_ENDS = 600_000
 
 
 def _status(app: App, run_id: str) -> str:
-    return str(app.store().run(run_id)["status"])
+    return str(app.store().run(run_id).status)
 
 
 def test_training_run_survives_a_refresh_stops_resumes_and_its_checkpoint_downloads(page: Page, app: App,
@@ -142,7 +142,7 @@ def test_a_zip_of_class_folders_is_fine_tuned_in_the_browser(page: Page, app: Ap
     page.get_by_role("button", name="Start fine-tuning").click()
     expect(page.get_by_text("Test accuracy")).to_be_visible(timeout=RUN_ENDS)
     expect(page.get_by_text("feature cache")).to_be_visible()
-    wait_until(lambda: [run["status"] for run in app.store().runs()] == ["completed"], 60,
+    wait_until(lambda: [run.status for run in app.store().runs()] == ["completed"], 60,
                "the fine-tuning run to be completed in the store")
     no_exception(page)
 
@@ -154,7 +154,7 @@ def _open_classify_with_a_digits_model(page: Page, app: App) -> None:
     page.get_by_role("button", name="Train LeNet-5 on digits now").click()
     # the run streams on the page; once it ends, the page turns into the classifier
     expect(page.get_by_text("What the model sees")).to_be_visible(timeout=RUN_ENDS)
-    wait_until(lambda: [run["status"] for run in app.store().runs()] == ["completed"], 60,
+    wait_until(lambda: [run.status for run in app.store().runs()] == ["completed"], 60,
                "the one-click run to be completed in the store")
     wait_until_idle(page)
 

@@ -73,7 +73,7 @@ def test_a_bad_zip_then_a_good_one_with_markdown_class_names_trains(page: Page, 
     page.get_by_role("button", name="Start fine-tuning").click()
     expect(page.get_by_text("Test accuracy")).to_be_visible(timeout=600_000)  # a condition, not a pause
     wait_until_idle(page)
-    wait_until(lambda: [run["status"] for run in app.store().runs()] == ["completed"], 60,
+    wait_until(lambda: [run.status for run in app.store().runs()] == ["completed"], 60,
                "the fine-tuning run to be completed in the store")
     no_injection(page)
     page.screenshot(path=str(SHOTS / "trained.png"), full_page=True)

@@ -65,7 +65,7 @@ def test_a_run_on_ray_streams_stops_resumes_and_downloads_like_a_local_one(page:
     run_id = re.search(r"run=([\w-]+)", page.url)
     assert run_id, page.url
     store = runs.RunStore(state)
-    assert store.run(run_id.group(1))["worker"].startswith("ray-")
+    assert store.run(run_id.group(1)).worker.startswith("ray-")
     wait_until_drawn(page)
     page.screenshot(path=str(SHOTS / "training-on-ray.png"), full_page=True)
     page.get_by_role("button", name="Stop").click()
@@ -82,5 +82,5 @@ def test_a_run_on_ray_streams_stops_resumes_and_downloads_like_a_local_one(page:
     saved = tmp_path / download.value.suggested_filename
     download.value.save_as(saved)
     assert load_file(str(saved))  # the weights written on the Ray worker reached the server's state folder
-    assert store.run(run_id.group(1))["status"] == "stopped"
+    assert store.run(run_id.group(1)).status == "stopped"
     expect(page.locator('[data-testid="stException"]')).to_have_count(0)

@@ -24,6 +24,6 @@ def test_a_queue_left_by_a_stopped_server_trains_when_the_next_one_starts(page: 
         wait_until(lambda: store.metrics(waiting, "step"), 240, f"run {waiting} to train; log:\n{app.log_tail()}")
         os.kill(app.pid, signal.SIGTERM)  # the server shuts down (its workers stop their runs, checkpoints kept)
         assert store.wait(waiting, timeout=120) == "stopped"
-        message = store.run(waiting)["message"]
+        message = store.run(waiting).message
         assert "app server" in message and "by the user" not in message, message
         assert "last" in store.checkpoints(waiting)

@@ -100,7 +100,7 @@ def _local_run(root: Path, config: training.TrainConfig) -> str:
         Worker(store, device="cpu").train(run)
     finally:
         torch.set_num_threads(threads)
-    return str(run["id"])
+    return str(run.id)
 
 
 @pytest.mark.slow
@@ -109,10 +109,10 @@ def test_a_run_trains_on_ray_reports_to_the_store_and_equals_a_local_run(
     store = executor.store
     config = training.TrainConfig(epochs=2, seed=3, **DIGITS)
     run_id = store.create_run(config)
-    assert store.wait(run_id, timeout=300) == "completed", store.run(run_id)["message"]
+    assert store.wait(run_id, timeout=300) == "completed", store.run(run_id).message
     run = store.run(run_id)
-    assert run["worker"].startswith("ray-") and run["device"].startswith("CPU")
-    assert run["progress"]["epoch"] == 2 and run["test"]["accuracy"] > 0.5
+    assert run.worker.startswith("ray-") and run.device.startswith("CPU")
+    assert run.progress["epoch"] == 2 and run.test["accuracy"] > 0.5
     assert store.metrics(run_id, "step") and len(store.metrics(run_id, "epoch")) == 2
     # The checkpoints were written on the task's node and sent here as bytes.
     model, sidecar = checkpoints.load(store.checkpoint_path(run_id, "last"), expected_arch="lenet5")
@@ -121,11 +121,11 @@ def test_a_run_trains_on_ray_reports_to_the_store_and_equals_a_local_run(
     local_store = runs.RunStore(tmp_path / "local", HEARTBEAT_TIMEOUT)
     local_id = _local_run(local_store.root, config)
     local = local_store.run(local_id)
-    assert local["status"] == "completed"
+    assert local.status == "completed"
     for ours, theirs in zip(store.metrics(run_id, "epoch"), local_store.metrics(local_id, "epoch"), strict=True):
         for key in ("train_loss", "train_acc", "val_loss", "val_acc"):
             assert ours[key] == pytest.approx(theirs[key], rel=1e-5, abs=1e-6), key
-    assert run["test"]["accuracy"] == pytest.approx(local["test"]["accuracy"])
+    assert run.test["accuracy"] == pytest.approx(local.test["accuracy"])
     local_model, _ = checkpoints.load(local_store.checkpoint_path(local_id, "last"))
     for (name, ours_tensor), theirs_tensor in zip(model.state_dict().items(), local_model.state_dict().values(),
                                                   strict=True):
@@ -138,7 +138,7 @@ def test_stop_a_running_run_and_cancel_one_that_waits_for_a_cpu(executor: execut
     running = [store.create_run(training.TrainConfig(epochs=500, seed=i, **DIGITS)) for i in range(2)]
     waiting = store.create_run(training.TrainConfig(epochs=500, seed=2, **DIGITS))
     wait_until(lambda: all(store.metrics(r, "step") for r in running), 240, f"runs {running} to train on Ray")
-    assert store.run(waiting)["status"] == "queued"  # both CPUs are taken: its task waits in Ray, unclaimed
+    assert store.run(waiting).status == "queued"  # both CPUs are taken: its task waits in Ray, unclaimed
     assert waiting in executor.tasks
     assert store.request_stop(waiting) == "cancelled"
     assert [store.request_stop(r) for r in running] == ["stopping", "stopping"]
@@ -147,7 +147,7 @@ def test_stop_a_running_run_and_cancel_one_that_waits_for_a_cpu(executor: execut
         assert "last" in store.checkpoints(run_id)
         assert checkpoints.read_sidecar(store.checkpoint_path(run_id, "last"))["run_id"] == run_id
     wait_until(lambda: waiting not in executor.tasks, 120, "the cancelled run's task to end")  # nothing to claim
-    assert store.run(waiting)["status"] == "stopped" and store.run(waiting)["worker"] is None
+    assert store.run(waiting).status == "stopped" and store.run(waiting).worker is None
 
 
 @pytest.mark.slow
@@ -158,16 +158,16 @@ def test_a_killed_task_leaves_its_run_interrupted_and_resume_completes_it(execut
     # the row, which the run-layer issue's checkpoint commit is to cover).
     wait_until(lambda: (store.checkpoint_dir(run_id) / "last.json").exists() and store.metrics(run_id, "epoch"), 240,
                f"run {run_id}'s first checkpoint and epoch row")
-    pid = int(store.run(run_id)["worker"].rsplit("-", 1)[1])
+    pid = int(store.run(run_id).worker.rsplit("-", 1)[1])
     os.kill(pid, signal.SIGKILL)  # the task's process dies without a word: as if its node went away
-    wait_until(lambda: store.run(run_id)["status"] == "interrupted", HEARTBEAT_TIMEOUT + 60,
+    wait_until(lambda: store.run(run_id).status == "interrupted", HEARTBEAT_TIMEOUT + 60,
                f"run {run_id} to read as interrupted")
     done = checkpoints.read_sidecar(store.checkpoint_path(run_id, "last"))["epoch"]
     assert 1 <= done < 8
     store.resume(run_id)  # queued again: the executor sends it to whichever worker is free
-    assert store.wait(run_id, timeout=300) == "completed", store.run(run_id)["message"]
+    assert store.wait(run_id, timeout=300) == "completed", store.run(run_id).message
     run = store.run(run_id)
-    assert run["worker"] != f"ray-{os.uname().nodename}-{pid}"
+    assert run.worker != f"ray-{os.uname().nodename}-{pid}"
     assert checkpoints.read_sidecar(store.checkpoint_path(run_id, "last"))["epoch"] == 8
     assert {row["epoch"] for row in store.metrics(run_id, "epoch")} == set(range(1, 9))
 
@@ -180,19 +180,19 @@ def test_a_run_that_needs_a_gpu_the_cluster_lacks_fails_with_a_reason(executor: 
     store = executor.store
     run_id = store.create_run(training.TrainConfig(epochs=1, device="cuda", **DIGITS))
     assert store.wait(run_id, timeout=60) == "failed"
-    assert "no node of the Ray cluster" in store.run(run_id)["message"]
+    assert "no node of the Ray cluster" in store.run(run_id).message
 
 
 @pytest.mark.slow
 def test_a_run_of_two_processes_trains_half_of_each_epoch_in_each(executor: executors.RayExecutor) -> None:
     store = executor.store
     run_id = store.create_run(training.TrainConfig(epochs=2, batch_size=32, seed=4, **DIGITS), processes=2)
-    assert store.wait(run_id, timeout=300) == "completed", store.run(run_id)["message"]
+    assert store.wait(run_id, timeout=300) == "completed", store.run(run_id).message
     run = store.run(run_id)
-    assert run["processes"] == 2 and run["test"]["accuracy"] > 0.3
+    assert run.processes == 2 and run.test["accuracy"] > 0.3
     half = -(-len(datasets.load("digits").train) // 2)  # each rank's steps: its half of the epoch, in full batches
     per_rank = -(-half // 32)
-    assert run["progress"]["total_steps"] == 2 * per_rank
+    assert run.progress["total_steps"] == 2 * per_rank
     assert [row["epoch"] for row in store.metrics(run_id, "epoch")] == [1, 2]
     assert checkpoints.read_sidecar(store.checkpoint_path(run_id, "last"))["epoch"] == 2
 
@@ -217,18 +217,18 @@ def test_a_stopped_run_of_two_processes_resumes_to_the_weights_of_an_uninterrupt
     store = executor.store
     config = training.TrainConfig(epochs=3, batch_size=16, seed=6, schedule="onecycle", augment=True, **DIGITS)
     whole = store.create_run(config, processes=2)
-    assert store.wait(whole, timeout=300) == "completed", store.run(whole)["message"]
+    assert store.wait(whole, timeout=300) == "completed", store.run(whole).message
     run_id = store.create_run(config, processes=2)
     wait_until(lambda: store.metrics(run_id, "step"), 240, f"run {run_id} to train on Ray")
     assert store.request_stop(run_id) == "stopping"
     assert store.wait(run_id, timeout=120) == "stopped"
     wait_until(lambda: run_id not in executor.tasks, 60, f"run {run_id}'s task to end")
     stopped_at = checkpoints.read_sidecar(store.checkpoint_path(run_id, "last"))["step"]
-    assert 0 < stopped_at < store.run(whole)["progress"]["step"]
+    assert 0 < stopped_at < store.run(whole).progress["step"]
     store.resume(run_id)
-    assert store.wait(run_id, timeout=300) == "completed", store.run(run_id)["message"]
-    assert "Resumed from the last checkpoint" in store.run(run_id)["message"]
-    assert store.run(run_id)["progress"]["step"] == store.run(whole)["progress"]["step"]
+    assert store.wait(run_id, timeout=300) == "completed", store.run(run_id).message
+    assert "Resumed from the last checkpoint" in store.run(run_id).message
+    assert store.run(run_id).progress["step"] == store.run(whole).progress["step"]
     resumed = checkpoints.read_checkpoint(store.checkpoint_dir(run_id), "last").tensors
     reference = checkpoints.read_checkpoint(store.checkpoint_dir(whole), "last").tensors
     assert resumed.keys() == reference.keys()

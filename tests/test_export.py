@@ -199,9 +199,9 @@ def test_the_run_history_csv_holds_hyperparameters_and_final_metrics(digits_run:
     run = services.run_store().run(digits_run)
     last = services.run_store().metrics(digits_run, "epoch")[-1]
     assert (row["model"], row["status"], row["epochs_done"]) == ("lenet5", "completed", 3)
-    assert float(row["config.lr"]) == run["config"]["lr"] and row["config.optimizer"] == run["config"]["optimizer"]
+    assert float(row["config.lr"]) == run.config["lr"] and row["config.optimizer"] == run.config["optimizer"]
     assert row["final_val_acc"] == pytest.approx(last["val_acc"]) and row["test_acc"] == pytest.approx(
-        run["test"]["accuracy"])
+        run.test["accuracy"])
     at = open_page("training")
     assert any("history-csv" in element.proto.id for element in at.get("download_button"))
 

@@ -56,7 +56,7 @@ def _second_claim(store: runs.RunStore, run_id: str) -> tuple[int, int]:
     store.resume(run_id)
     second = store.claim("second", run_id)
     assert second is not None
-    return first["generation"], second["generation"]
+    return first.generation, second.generation
 
 
 # Fencing -------------------------------------------------------------------------------------------------------------
@@ -81,11 +81,11 @@ def test_the_older_of_two_claims_can_write_nothing(tmp_path: Path) -> None:
             write()
             pytest.fail(f"the old claim's {name} was accepted")
     run = store.run(run_id)
-    assert run["status"] == "running" and run["worker"] == "second" and run["message"] is None
+    assert run.status == "running" and run.worker == "second" and run.message is None
     assert [row["step"] for row in store.metrics(run_id, "step")] == [10]  # the new claim's row, and only it
     store.update_run(run_id, token=new, status="completed")  # the claim that holds the run writes as before
     store.heartbeat(run_id, token=new)
-    assert store.run(run_id)["status"] == "completed"
+    assert store.run(run_id).status == "completed"
 
 
 def test_the_older_claim_writes_no_checkpoint_and_its_trainer_stops_at_once(tmp_path: Path) -> None:
@@ -102,10 +102,10 @@ def test_the_older_claim_writes_no_checkpoint_and_its_trainer_stops_at_once(tmp_
                      stop=runs.StopFlag(store, run_id, every=0.0, token=old))
     with pytest.raises(claims.StaleClaimError):  # and so does the store callback's first write
         training.fit(training.TrainConfig(epochs=2, **FAST), tiny(), [runs.StoreCallback(store, run_id, old)])
-    assert store.metrics(run_id, "step") == [] and store.run(run_id)["progress"] is None
+    assert store.metrics(run_id, "step") == [] and store.run(run_id).progress is None
     result = training.fit(training.TrainConfig(epochs=2, **FAST), tiny(), [runs.StoreCallback(store, run_id, new)],
                           run_id=run_id, checkpoint_dir=folder, fence=claims.Claim(store, run_id, new).check)
-    assert result.progress.status == "completed" == store.run(run_id)["status"]
+    assert result.progress.status == "completed" == store.run(run_id).status
     assert checkpoints.read_sidecar(store.checkpoint_path(run_id, "last"))["status"] == "completed"
 
 
@@ -116,7 +116,7 @@ def test_a_heartbeat_of_a_lost_claim_stops_beating(tmp_path: Path) -> None:
     store.update_run(run_id, token=new, heartbeat=0.0)
     with runs.Heartbeat(store, run_id, interval=0.02, token=old) as beating:
         wait_until(lambda: not beating._thread.is_alive(), 60, "the refused heartbeat to stop")
-    assert store.run(run_id)["heartbeat"] == 0.0
+    assert store.run(run_id).heartbeat == 0.0
 
 
 def test_every_claim_raises_the_generation_and_old_stores_gain_it(tmp_path: Path) -> None:
@@ -130,12 +130,12 @@ def test_every_claim_raises_the_generation_and_old_stores_gain_it(tmp_path: Path
                    (json.dumps({"arch": "lenet5", "dataset": "digits", "epochs": 1}),))
         db.commit()
     store = runs.RunStore(tmp_path)
-    assert store.run("old")["generation"] == 0
-    assert store.attach("old", "cli") == 1 == store.run("old")["generation"]  # core.train --resume
+    assert store.run("old").generation == 0
+    assert store.attach("old", "cli") == 1 == store.run("old").generation  # core.train --resume
     store.update_run("old", status="stopped")
     store.resume("old")  # queued again: a trainer of the earlier claim can write nothing from here on
-    assert store.run("old")["generation"] == 2
-    assert store.claim("worker")["generation"] == 3
+    assert store.run("old").generation == 2
+    assert store.claim("worker").generation == 3
 
 
 # A paused worker (real processes) -------------------------------------------------------------------------------------
@@ -197,7 +197,7 @@ def test_a_paused_worker_whose_run_was_resumed_elsewhere_stops_without_writing(t
     try:
         wait_until(lambda: watch.poll() and store.metrics(run_id, "epoch"), 240, "the first worker's first epoch")
         _pause_between_writes(first, store.db_path)  # paused: no heartbeats, no writes, no exit
-        wait_until(lambda: watch.poll() and store.run(run_id)["status"] == "interrupted", HEARTBEAT_TIMEOUT + 60,
+        wait_until(lambda: watch.poll() and store.run(run_id).status == "interrupted", HEARTBEAT_TIMEOUT + 60,
                    "the paused worker's run to read as interrupted")
         furthest = store.metrics(run_id, "step")[-1]["step"]  # logged by the paused worker
         store.resume(run_id)
@@ -206,7 +206,7 @@ def test_a_paused_worker_whose_run_was_resumed_elsewhere_stops_without_writing(t
                    "the second worker to train the resumed run past where the first one was paused")
         os.kill(first.pid, signal.SIGCONT)  # the first wakes up, still believing it owns the run
         wait_until(lambda: watch.poll() and first.poll() is not None, 120, "the first worker to stop")
-        wait_until(lambda: watch.poll() and store.run(run_id)["status"] == "completed", 300,
+        wait_until(lambda: watch.poll() and store.run(run_id).status == "completed", 300,
                    "the second worker to complete the run")
         assert second.wait(120) == 0 and first.returncode == 0
         watch.poll()
@@ -217,10 +217,10 @@ def test_a_paused_worker_whose_run_was_resumed_elsewhere_stops_without_writing(t
                 process.kill()
                 process.wait(60)
     run = store.run(run_id)
-    assert run["worker"] == "second" and run["status"] == "completed"
+    assert run.worker == "second" and run.status == "completed"
     steps = [row["step"] for row in store.metrics(run_id, "step")]
     assert steps == sorted(set(steps)), "two trainers logged the same steps"
-    assert steps[-1] == run["progress"]["total_steps"]
+    assert steps[-1] == run.progress["total_steps"]
     assert [row["epoch"] for row in store.metrics(run_id, "epoch")] == list(range(1, epochs + 1))
     assert watch.steps == sorted(watch.steps), f"the last checkpoint went back: {watch.steps}"
     assert watch.steps[-1] == steps[-1]
@@ -253,9 +253,9 @@ def test_a_run_waits_out_a_database_locked_by_another_process(tmp_path: Path, mo
     thread.join(240)
     assert not thread.is_alive()
     run = store.run(run_id)
-    assert run["status"] == "completed", run["message"]
+    assert run.status == "completed", run.message
     steps = [row["step"] for row in store.metrics(run_id, "step")]
-    assert steps == sorted(set(steps)) and steps[-1] == run["progress"]["total_steps"]
+    assert steps == sorted(set(steps)) and steps[-1] == run.progress["total_steps"]
     assert [row["epoch"] for row in store.metrics(run_id, "epoch")] == [1, 2, 3]
 
 
@@ -266,7 +266,7 @@ def test_a_write_gives_up_after_the_bound_and_says_it(tmp_path: Path, monkeypatc
     assert store.busy_timeout == 0.5 and store.lock_wait == 0.5
     run_id = store.create_run(training.TrainConfig(epochs=1, **FAST))
     run = store.claim("test-worker", run_id)
-    claim = claims.Claim(store, run_id, run["generation"])
+    claim = claims.Claim(store, run_id, run.generation)
     with exclusive_lock(store.db_path):
         with pytest.raises(claims.StoreBusyError, match=r"more than 0\.5 s, the bound set by \$CNN_EXPLORER_BUSY"):
             claim.log("step", 1, 1, 0.0, {"train_loss": 1.0})

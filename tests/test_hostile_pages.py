@@ -357,7 +357,7 @@ def test_a_rebuilt_run_with_malformed_figures_shows_what_is_well_formed() -> Non
     checkpoints.save(models.build("lenet5"), checkpoints.weights_path(folder, "best"), sidecar)
     assert services.rebuild_store() >= 1
     stored = services.run_store().run(run_id)
-    assert stored["test"] is None and stored["best_val_acc"] == 0.5
+    assert stored.test is None and stored.best_val_acc == 0.5
     assert [row["epoch"] for row in services.run_store().metrics(run_id, "epoch")] == [1]
     training = open_page("training", run=run_id)
     assert not training.error, errors(training)

@@ -178,8 +178,8 @@ def test_the_load_is_the_runs_training_now(tmp_path: Path) -> None:
     config = training.TrainConfig(arch="lenet5", dataset="digits", epochs=1)
     first, second = store.create_run(config), store.create_run(config)
     assert store.training() == 0  # queued runs wait; they do not compute
-    assert store.claim("w0")["id"] == first and store.training() == 1
-    assert store.claim("w1")["id"] == second and store.training() == 2
+    assert store.claim("w0").id == first and store.training() == 1
+    assert store.claim("w1").id == second and store.training() == 2
     store.update_run(second, heartbeat=time.time() - 10 * store.heartbeat_timeout)  # its trainer went quiet
     assert store.training() == 1
     store.update_run(first, status="completed")

@@ -21,10 +21,10 @@ def test_the_rate_finder_fills_the_form_with_its_suggestion(page: Page, app: App
         page.get_by_role("button", name="Find a learning rate").click()
     expect(page.get_by_text("Suggested rates")).to_be_visible(timeout=300_000)
     store = app.store()
-    finished = [r for r in store.runs() if (r["config"] or {}).get("lr_find")]
-    assert len(finished) == 1 and finished[0]["status"] == "completed"
-    wait_until(lambda: store.metrics(finished[0]["id"], lr_sweep.KIND), 60, "the sweep's points")
-    points = store.metrics(finished[0]["id"], lr_sweep.KIND)
+    finished = [r for r in store.runs() if r.config.get("lr_find")]
+    assert len(finished) == 1 and finished[0].status == "completed"
+    wait_until(lambda: store.metrics(finished[0].id, lr_sweep.KIND), 60, "the sweep's points")
+    points = store.metrics(finished[0].id, lr_sweep.KIND)
     suggestion = lr_finder.suggest([p["lr"] for p in points], lr_finder.smooth([p["loss"] for p in points]))
     wait_until_idle(page)
     with rerun(page):

@@ -16,7 +16,7 @@ def test_the_finder_suggests_a_rate_and_fills_the_form_with_it() -> None:
     next(b for b in at.button if b.label == "Find a learning rate").click().run()
     assert not at.exception
     run_id = at.session_state[lr_finder_view.RUN_KEY]
-    assert services.run(run_id)["config"]["lr_find"]
+    assert services.run(run_id).config["lr_find"]
     assert services.run_store().wait(run_id, timeout=300) == "completed"
     at.run()
     assert not at.exception

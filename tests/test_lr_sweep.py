@@ -19,7 +19,7 @@ def test_a_worker_sweeps_the_rate_and_streams_its_points(tmp_path: Path) -> None
     run_id = store.create_run(training.TrainConfig(lr_find=True, **FAST))
     assert worker.Worker(store, load_data=lambda name: tiny()).take_one()
     run = store.run(run_id)
-    assert run["status"] == "completed", run["message"]
+    assert run.status == "completed", run.message
     points = store.metrics(run_id, lr_sweep.KIND)
     assert 3 <= len(points) <= lr_finder.STEPS
     assert not store.metrics(run_id, "epoch")  # nothing was trained
@@ -28,7 +28,7 @@ def test_a_worker_sweeps_the_rate_and_streams_its_points(tmp_path: Path) -> None
     assert rates == sorted(rates) and rates[0] == lr_finder.START_LR
     suggestion = lr_finder.suggest(rates, lr_finder.smooth([p["loss"] for p in points]))
     assert rates[0] < suggestion.steepest < rates[-1]
-    assert "Steepest descent" in run["message"]
+    assert "Steepest descent" in run.message
 
 
 def test_a_stop_request_stops_the_sweep(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -52,5 +52,5 @@ def test_a_stop_request_stops_the_sweep(tmp_path: Path, monkeypatch: pytest.Monk
         store.request_stop(run_id)
     finally:
         thread.join(300)
-    assert store.run(run_id)["status"] == "stopped"
+    assert store.run(run_id).status == "stopped"
     assert len(store.metrics(run_id, lr_sweep.KIND)) == 4

@@ -190,7 +190,7 @@ def test_transfer_page_fine_tunes_on_the_generated_shapes() -> None:
     assert not at.exception
     assert "Test accuracy" in {m.label for m in at.metric}
     run = services.run_store().run(run_id)
-    assert run["config"]["strategy"] == "feature_extraction" and "feature cache" in run["message"]
+    assert run.config["strategy"] == "feature_extraction" and "feature cache" in run.message
 
 
 def test_transfer_page_refuses_an_unsafe_zip_and_bad_weights() -> None:
@@ -352,8 +352,8 @@ def test_training_page_stops_resumes_downloads_and_deletes_a_run() -> None:
     downloads = {b.proto.label for b in at.get("download_button")}
     assert "Last checkpoint" in downloads  # whatever the status, a saved checkpoint is offered
     at.button(key=f"resume-{run_id}").click().run()
-    assert not at.exception and store.run(run_id)["status"] in ("queued", "running")
-    wait_until(lambda: store.run(run_id)["status"] == "running" and store.run(run_id)["progress"], 300,
+    assert not at.exception and store.run(run_id).status in ("queued", "running")
+    wait_until(lambda: store.run(run_id).status == "running" and store.run(run_id).progress, 300,
                f"run {run_id} to run again after Resume")
     at.run()
     at.button(key=f"stop-{run_id}").click().run()
@@ -378,7 +378,7 @@ def test_training_page_cancels_a_queued_run_at_once() -> None:
         assert any("Queued" in i.value or "Starting" in i.value for i in at.info)
         at.button(key=f"cancel-{waiting}").click().run()
         assert not at.exception
-        assert store.run(waiting)["status"] == "stopped" and store.run(busy)["status"] in ("queued", "running")
+        assert store.run(waiting).status == "stopped" and store.run(busy).status in ("queued", "running")
     finally:
         services.stop(busy)
         store.wait(busy, timeout=120)
@@ -415,13 +415,13 @@ def test_the_strategy_race_is_a_group_in_the_url_that_reattaches_and_stops_as_on
     assert not at.exception
     group = str(at.query_params["group"][0] if isinstance(at.query_params["group"], list) else at.query_params["group"])
     runs = services.group_runs(group)
-    assert len(runs) == 3 and {r["config"]["strategy"] for r in runs} == set(services.STRATEGIES)
+    assert len(runs) == 3 and {r.config["strategy"] for r in runs} == set(services.STRATEGIES)
     again = open_page("transfer", group=group)  # a refresh: the race is back, from the URL
     assert any(s.value == "Strategy race" for s in again.subheader)
     again.button(key=f"stop-{group}").click().run()
     assert not again.exception
     for run in runs:
-        assert services.run_store().wait(run["id"], timeout=300) == "stopped"
+        assert services.run_store().wait(run.id, timeout=300) == "stopped"
 
 
 def test_training_page_offers_cuda_graphs_only_where_cuda_is(monkeypatch: pytest.MonkeyPatch) -> None:

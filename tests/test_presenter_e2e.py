@@ -42,7 +42,7 @@ def _digits_model(state) -> None:
     run_id = store.create_run(training.preset("Fast", arch="lenet5", dataset="digits", epochs=2).validate())
     subprocess.run([sys.executable, "-m", "core.worker", "--state", str(state), "--device", "cpu", "--once"],
                    cwd=ROOT, check=True, timeout=900, env={**os.environ, "CNN_EXPLORER_STATE": str(state)})
-    assert store.run(run_id)["status"] == "completed"
+    assert store.run(run_id).status == "completed"
 
 
 def test_every_page_fits_a_projector_in_presenter_mode(tmp_path, browser) -> None:

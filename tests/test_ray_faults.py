@@ -34,8 +34,8 @@ def executor(tmp_path: Path, ray_instance: Any) -> Iterator[executors.RayExecuto
         yield serving
     finally:
         for run in serving.store.runs():
-            if run["status"] in ("queued", "running"):
-                serving.store.request_stop(run["id"])
+            if run.status in ("queued", "running"):
+                serving.store.request_stop(run.id)
         serving.close()
 
 
@@ -55,10 +55,10 @@ def test_a_store_actor_whose_process_dies_is_restarted_and_the_run_goes_on(execu
     steps = store.metrics(run_id, "step")[-1]["step"]
     wait_until(lambda: store.metrics(run_id, "step")[-1]["step"] > steps + 20, 240,
                "the run to log steps after the store actor was killed")
-    assert store.run(run_id)["status"] == "running"
+    assert store.run(run_id).status == "running"
     assert _actor_pid(executor) != first
     assert store.request_stop(run_id) == "stopping"
-    assert store.wait(run_id, timeout=120) == "stopped", store.run(run_id)["message"]
+    assert store.wait(run_id, timeout=120) == "stopped", store.run(run_id).message
     assert "last" in store.checkpoints(run_id)
 
 
@@ -71,7 +71,7 @@ def test_a_store_actor_killed_for_good_is_replaced_and_the_queue_trains(executor
     ray_instance.kill(dead)
     run_id = store.create_run(training.TrainConfig(epochs=1, seed=6, **DIGITS))
     executor.ensure()
-    assert store.wait(run_id, timeout=240) == "completed", store.run(run_id)["message"]
+    assert store.wait(run_id, timeout=240) == "completed", store.run(run_id).message
     assert executor._service is not dead
 
 
@@ -89,13 +89,13 @@ def test_a_task_that_keeps_failing_before_its_claim_is_sent_a_bounded_number_of_
     executor.retry_first, executor.retry_most = 0.05, 3
     sent: list[str] = []
     submit = executor._submit
-    executor._submit = lambda run: (sent.append(run["id"]), submit(run))[1]  # type: ignore[method-assign]
+    executor._submit = lambda run: (sent.append(run.id), submit(run))[1]  # type: ignore[method-assign]
     run_id = store.create_run(training.TrainConfig(epochs=1, seed=7, **DIGITS))
     with caplog.at_level("WARNING", logger="core.executors"):
         executor.ensure()
         assert store.wait(run_id, timeout=120) == "failed"
     assert sent == [run_id] * 3
-    message = store.run(run_id)["message"]
+    message = store.run(run_id).message
     assert message.startswith("Its Ray task failed 3 times in a row before it could start training (RuntimeError: "
                               "this node cannot import the trainer)"), message
     assert "task 1 of 3 failed before it could start" in caplog.text and "the next in 0.05 s" in caplog.text
@@ -104,4 +104,4 @@ def test_a_task_that_keeps_failing_before_its_claim_is_sent_a_bounded_number_of_
     wait_until(lambda: executor.problem is None, 30, "the executor to stop reporting the failed run")
     executor._task = trainer
     store.resume(run_id)
-    assert store.wait(run_id, timeout=240) == "completed", store.run(run_id)["message"]
+    assert store.wait(run_id, timeout=240) == "completed", store.run(run_id).message

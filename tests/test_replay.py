@@ -79,8 +79,8 @@ def _final(run_id: str) -> dict[str, str]:
     from explorer import services, training_view
 
     run = services.run(run_id)
-    return {"Test accuracy": f"{run['test']['accuracy']:.2%}", "Test loss": f"{run['test']['loss']:.4f}",
-            "Training time": training_view.duration(run["elapsed"])}
+    return {"Test accuracy": f"{run.test['accuracy']:.2%}", "Test loss": f"{run.test['loss']:.4f}",
+            "Training time": training_view.duration(run.elapsed)}
 
 
 @pytest.mark.parametrize("present", ["0", "1"])

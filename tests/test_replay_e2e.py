@@ -34,15 +34,15 @@ def slow_run(digits_run: str) -> str:
 
     store = services.run_store()
     run = store.run(digits_run)
-    copy = store.create_run(training.TrainConfig(**run["config"]), status="running", worker="test")
-    stretch = 8.0 / max(run["progress"]["elapsed"], 1e-3)
+    copy = store.create_run(training.TrainConfig(**run.config), status="running", worker="test")
+    stretch = 8.0 / max(run.progress["elapsed"], 1e-3)
     for kind in ("step", "epoch"):
         for row in store.metrics(digits_run, kind):
             values = {k: v for k, v in row.items() if k not in ("epoch", "step", "elapsed")}
             store.log(copy, kind, int(row["epoch"]), int(row["step"]), row["elapsed"] * stretch, values)
-    progress = {**run["progress"], "elapsed": run["progress"]["elapsed"] * stretch}
-    store.update_run(copy, status="completed", test=run["test"], progress=progress, elapsed=progress["elapsed"],
-                     best_val_acc=run["best_val_acc"], heartbeat=None)
+    progress = {**run.progress, "elapsed": run.progress["elapsed"] * stretch}
+    store.update_run(copy, status="completed", test=run.test, progress=progress, elapsed=progress["elapsed"],
+                     best_val_acc=run.best_val_acc, heartbeat=None)
     return copy
 
 
@@ -55,7 +55,7 @@ def test_a_replay_link_in_presenter_mode_plays_to_the_runs_final_test_accuracy(p
     from explorer import services
 
     run = services.run(digits_run)
-    accuracy = f"{run['test']['accuracy']:.2%}"
+    accuracy = f"{run.test['accuracy']:.2%}"
     open_page(page, f"{replay_url}/training?run={digits_run}&replay=60&present=1")
     expect(page.get_by_text(re.compile(r"^Replay at 60× · Epoch 3/3 · 100%"))).to_be_visible(timeout=120_000)
     shown = page.get_by_test_id("stMetric").filter(has_text="Test accuracy").get_by_test_id("stMetricValue")
@@ -97,7 +97,7 @@ def test_a_replay_at_1x_draws_the_run_as_it_went_then_its_figures(page: Page, re
     from explorer import services
 
     digits_run = slow_run  # recorded over 8 s
-    accuracy = f"{services.run(digits_run)['test']['accuracy']:.2%}"
+    accuracy = f"{services.run(digits_run).test['accuracy']:.2%}"
     open_page(page, f"{replay_url}/training?run={digits_run}&replay=1")
     button = f".st-key-replay-clock-{digits_run}-{{}} button"
     # Played out first (8 s at 1×), then "From the start" waits at the start: no race with a Pause button that

@@ -33,8 +33,8 @@ def keeper(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[workers.
         yield supervisor
     finally:
         for run in store.runs():
-            if run["status"] in runs.ACTIVE:
-                store.request_stop(run["id"])
+            if run.status in runs.ACTIVE:
+                store.request_stop(run.id)
         supervisor.close()
         services._queue_served_at_start.clear()
 
@@ -48,8 +48,8 @@ def test_runs_queued_before_a_restart_train_when_the_server_starts(tmp_path: Pat
     waiting = store.create_run(training.TrainConfig(epochs=500, **FAST))
     assert keeper.alive() == 0
     open_page()  # the Home page, through the real entry script
-    wait_until(lambda: store.run(waiting)["status"] != "queued", 240, f"run {waiting} to leave the queue")
-    assert store.run(waiting)["status"] == "running" and keeper.alive() == 1
+    wait_until(lambda: store.run(waiting).status != "queued", 240, f"run {waiting} to leave the queue")
+    assert store.run(waiting).status == "running" and keeper.alive() == 1
     store.request_stop(waiting)
     assert store.wait(waiting, timeout=120) == "stopped"
 
@@ -64,16 +64,16 @@ def test_a_run_whose_worker_was_lost_never_reads_a_silence_of_decades(tmp_path: 
     store = runs.RunStore(tmp_path)
     lost = store.create_run(training.TrainConfig(), status="running", worker="ray-task")
     store.update_run(lost, heartbeat=0.0)
-    message = store.run(lost)["message"]
-    assert store.run(lost)["status"] == "interrupted"
+    message = store.run(lost).message
+    assert store.run(lost).status == "interrupted"
     assert "was lost" in message, message
     assert not any(word.isdigit() and int(word) > 10**6 for word in message.split()), message
     silent = store.create_run(training.TrainConfig(), status="running", worker="w")
     store.update_run(silent, heartbeat=None)
-    assert "never sent a sign of life" in store.run(silent)["message"]
+    assert "never sent a sign of life" in store.run(silent).message
     quiet = store.create_run(training.TrainConfig(), status="running", worker="w")
     store.update_run(quiet, heartbeat=time.time() - 3600)
-    assert "for 3600 s" in store.run(quiet)["message"] or "for 3601 s" in store.run(quiet)["message"]
+    assert "for 3600 s" in store.run(quiet).message or "for 3601 s" in store.run(quiet).message
 
 
 @pytest.mark.parametrize("how", ["server gone", "told to exit"])
@@ -90,9 +90,9 @@ def test_a_run_stopped_by_its_worker_does_not_say_the_user_stopped_it(tmp_path: 
                                          trainer.request_exit()), daemon=True).start()
     assert trainer.take_one()
     run = store.run(run_id)
-    assert run["status"] == "stopped" and "by the user" not in run["message"], run["message"]
+    assert run.status == "stopped" and "by the user" not in run.message, run.message
     expected = worker.SERVER_GONE if how == "server gone" else worker.SIGNALLED
-    assert expected in run["message"]
+    assert expected in run.message
 
 
 def test_a_run_the_user_stopped_still_says_so(tmp_path: Path) -> None:
@@ -102,7 +102,7 @@ def test_a_run_the_user_stopped_still_says_so(tmp_path: Path) -> None:
     threading.Thread(target=lambda: (wait_until(lambda: store.metrics(run_id, "step"), 120, "a batch"),
                                      store.request_stop(run_id)), daemon=True).start()
     assert trainer.take_one()
-    assert store.run(run_id)["message"].startswith("Stopped by the user.")
+    assert store.run(run_id).message.startswith("Stopped by the user.")
 
 
 class _Rerun(Exception):  # noqa: N818 (a signal, as st.rerun's own)
@@ -135,7 +135,7 @@ def test_a_page_that_read_interrupted_comes_back_when_the_heartbeats_do(monkeypa
         assert any("sign of life" in w.value for w in at.warning), [w.value for w in at.warning]
         assert polled, "the Interrupted page polls nothing: it can never come back"
         store.heartbeat(run_id)  # the trainer goes on
-        assert store.run(run_id)["status"] == "running"
+        assert store.run(run_id).status == "running"
 
         def rerun(*_: object, **__: object) -> None:
             raise _Rerun

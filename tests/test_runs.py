@@ -61,9 +61,9 @@ def test_runs_round_trip(tmp_path: Path) -> None:
     run_id = store.create_run(training.TrainConfig(arch="resnet18", epochs=3))
     store.update_run(run_id, status="completed", test={"accuracy": 0.5})
     run = store.run(run_id)
-    assert run["config"]["arch"] == "resnet18" and run["test"] == {"accuracy": 0.5}
-    assert run["versions"]["torch"] == torch.__version__
-    assert store.runs()[0]["id"] == run_id
+    assert run.config["arch"] == "resnet18" and run.test == {"accuracy": 0.5}
+    assert run.versions["torch"] == torch.__version__
+    assert store.runs()[0].id == run_id
     with pytest.raises(runs.RunNotFoundError):
         store.run("nope")
     assert not hasattr(store, "mark_interrupted")  # nothing is marked failed because some process started
@@ -78,18 +78,18 @@ def test_a_queued_run_is_cancelled_at_once_and_a_running_one_asked_to_stop(tmp_p
     first, second, third = _queue(store, 3)
     assert [store.position(r) for r in (first, second, third)] == [1, 2, 3]
     assert store.request_stop(second) == "cancelled"
-    assert store.run(second)["status"] == "stopped" and "Cancelled" in store.run(second)["message"]
+    assert store.run(second).status == "stopped" and "Cancelled" in store.run(second).message
     assert store.position(third) == 2 and store.position(second) is None
-    assert store.claim("w")["id"] == first  # oldest first; the cancelled one is never claimed
+    assert store.claim("w").id == first  # oldest first; the cancelled one is never claimed
     assert store.request_stop(first) == "stopping" and store.stop_requested(first)
-    assert store.claim("w")["id"] == third and store.claim("w") is None
+    assert store.claim("w").id == third and store.claim("w") is None
 
 
 def _claim_all(root: str, name: str, out: str) -> None:
     store = runs.RunStore(Path(root))
     taken = []
     while (run := store.claim(name)) is not None:
-        taken.append(run["id"])
+        taken.append(run.id)
     Path(out).write_text(json.dumps(taken))
 
 
@@ -108,7 +108,7 @@ def test_two_workers_never_claim_the_same_run(tmp_path: Path) -> None:
     first, second = (json.loads(out.read_text()) for out in outs)
     assert not set(first) & set(second) and set(first) | set(second) == queued
     assert len(first) + len(second) == len(queued)
-    assert {store.run(r)["worker"] for r in first} <= {"w0"} and {store.run(r)["worker"] for r in second} <= {"w1"}
+    assert {store.run(r).worker for r in first} <= {"w0"} and {store.run(r).worker for r in second} <= {"w1"}
 
 
 def test_a_running_run_without_heartbeats_reads_as_interrupted(tmp_path: Path) -> None:
@@ -116,18 +116,18 @@ def test_a_running_run_without_heartbeats_reads_as_interrupted(tmp_path: Path) -
     # beside four test processes), never for three seconds.
     store = runs.RunStore(tmp_path, heartbeat_timeout=3.0)
     (run_id,) = _queue(store, 1)
-    assert store.claim("gone")["status"] == "running"
+    assert store.claim("gone").status == "running"
     with runs.Heartbeat(store, run_id, interval=0.05):
         deadline = time.monotonic() + 4
         while time.monotonic() < deadline:  # alive while it beats, whenever anyone looks
-            assert store.run(run_id)["status"] == "running"
+            assert store.run(run_id).status == "running"
             time.sleep(0.05)
-    wait_until(lambda: store.run(run_id)["status"] == "interrupted", 30, f"run {run_id} to read as interrupted")
+    wait_until(lambda: store.run(run_id).status == "interrupted", 30, f"run {run_id} to read as interrupted")
     interrupted = store.run(run_id)
-    assert "gone" in interrupted["message"] and store.runs()[0]["status"] == "interrupted"
-    assert runs.RunStore(tmp_path, heartbeat_timeout=3600).run(run_id)["status"] == "running"  # read-time rule
+    assert "gone" in interrupted.message and store.runs()[0].status == "interrupted"
+    assert runs.RunStore(tmp_path, heartbeat_timeout=3600).run(run_id).status == "running"  # read-time rule
     store.resume(run_id)
-    assert store.run(run_id)["status"] == "queued" and store.run(run_id)["resume"] == 1
+    assert store.run(run_id).status == "queued" and store.run(run_id).resume
     with pytest.raises(runs.RunStateError):
         store.resume(run_id)
 
@@ -149,7 +149,7 @@ def test_delete_removes_the_run_its_metrics_and_its_files(tmp_path: Path) -> Non
 def test_an_unreadable_database_is_a_clear_error_and_rebuilds_from_the_sidecars(tmp_path: Path, damage: str) -> None:
     store = runs.RunStore(tmp_path)
     finished = [finished_run(store, epochs=2), finished_run(store, epochs=1)]
-    figures = {r: (store.run(r)["best_val_acc"], store.run(r)["config"]) for r in finished}
+    figures = {r: (store.run(r).best_val_acc, store.run(r).config) for r in finished}
     for suffix in ("-wal", "-shm"):
         Path(f"{store.db_path}{suffix}").unlink(missing_ok=True)
     if damage == "garbage":
@@ -165,11 +165,11 @@ def test_an_unreadable_database_is_a_clear_error_and_rebuilds_from_the_sidecars(
     assert "runs.sqlite" in message and "rebuild" in message.lower() and "2 run folders" in message
     assert "Traceback" not in message
     assert store.rebuild() == 2
-    rebuilt = {r["id"]: r for r in runs.RunStore(tmp_path).runs()}
+    rebuilt = {r.id: r for r in runs.RunStore(tmp_path).runs()}
     assert set(rebuilt) == set(finished)
     for run_id in finished:
-        assert rebuilt[run_id]["best_val_acc"] == pytest.approx(figures[run_id][0])
-        assert rebuilt[run_id]["config"] == figures[run_id][1] and rebuilt[run_id]["status"] == "completed"
+        assert rebuilt[run_id].best_val_acc == pytest.approx(figures[run_id][0])
+        assert rebuilt[run_id].config == figures[run_id][1] and rebuilt[run_id].status == "completed"
         assert store.metrics(run_id)  # the epochs the sidecars record
     if damage == "garbage":
         assert list(tmp_path.glob("runs.sqlite.broken-*"))  # the damaged file is kept, not overwritten
@@ -184,7 +184,7 @@ def test_command_line_lists_shows_resumes_and_deletes_runs(tmp_path: Path, capsy
     listed = {row["id"]: row for row in json.loads(capsys.readouterr().out)}
     assert listed[done]["status"] == "completed" and listed[done]["architecture"] == "lenet5"
     assert listed[done]["data"] == "digits" and listed[done]["epochs"] == 1
-    assert listed[done]["test_acc"] == store.run(done)["test"]["accuracy"] and listed[done]["best_val_acc"] > 0
+    assert listed[done]["test_acc"] == store.run(done).test["accuracy"] and listed[done]["best_val_acc"] > 0
     assert listed[queued]["status"] == "queued" and listed[queued]["test_acc"] is None
     assert runs.main(["--state", str(tmp_path), "show", done]) == 0 and "best.safetensors" in capsys.readouterr().out
     assert runs.main(["--state", str(tmp_path), "resume", done]) == 1
@@ -205,7 +205,7 @@ def test_command_line_trains_into_the_store(tmp_path: Path, capsys: pytest.Captu
                      "--lr", "0.003", "--state-dir", str(tmp_path)])
     assert code == 0
     (run,) = runs.RunStore(tmp_path).runs()
-    assert run["status"] == "completed" and run["test"]["accuracy"] > 0.1
+    assert run.status == "completed" and run.test["accuracy"] > 0.1
     assert "test accuracy" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli.main(["--arch", "no_such_model"])
@@ -222,4 +222,4 @@ def test_distributed_data_parallel_with_two_processes(tmp_path: Path) -> None:
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     (run,) = runs.RunStore(tmp_path).runs()  # only rank 0 writes
-    assert run["status"] == "completed" and len(runs.RunStore(tmp_path).metrics(run["id"], "epoch")) == 2
+    assert run.status == "completed" and len(runs.RunStore(tmp_path).metrics(run.id, "epoch")) == 2

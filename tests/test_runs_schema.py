@@ -21,11 +21,11 @@ def test_an_unversioned_database_is_upgraded_in_place(tmp_path: Path) -> None:
         db.commit()
         assert db.execute("PRAGMA user_version").fetchone()[0] == 0
     store = RunStore(tmp_path)
-    assert store.run("old")["status"] == "completed"
+    assert store.run("old").status == "completed"
     with closing(sqlite3.connect(tmp_path / "runs.sqlite")) as db:
         assert db.execute("PRAGMA user_version").fetchone()[0] == schema.VERSION == 2
     run_id = store.create_run(TrainConfig(arch="lenet", dataset="mnist"))
-    assert [run["id"] for run in store.runs()] == [run_id, "old"]
+    assert [run.id for run in store.runs()] == [run_id, "old"]
 
 
 def test_a_new_database_records_its_version(tmp_path: Path) -> None:

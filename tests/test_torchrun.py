@@ -49,5 +49,5 @@ def test_two_nodes_train_one_run_that_only_the_first_node_records(tmp_path: Path
     stores = [runs.RunStore(tmp_path / f"node-{n}") for n in range(2)]
     (store,) = [store for store in stores if store.db_path.exists() and store.runs()]
     (run,) = store.runs()
-    assert run["status"] == "completed" and run["test"]["accuracy"] > 0.5
-    assert [row["epoch"] for row in store.metrics(run["id"], "epoch")] == [1, 2]
+    assert run.status == "completed" and run.test["accuracy"] > 0.5
+    assert [row["epoch"] for row in store.metrics(run.id, "epoch")] == [1, 2]

@@ -25,7 +25,7 @@ def stop_after_an_epoch(command: list[str], store: runs.RunStore,
     then, and the command's output once it has exited (killed if the test fails first)."""
     process = subprocess.Popen(command, cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        wait_until(lambda: store.db_path.exists() and store.runs() and store.metrics(store.runs()[0]["id"]), 240,
+        wait_until(lambda: store.db_path.exists() and store.runs() and store.metrics(store.runs()[0].id), 240,
                    f"the run of {command[2]} to finish an epoch")
         (run,) = store.runs()
         stop(process, run)
@@ -43,11 +43,11 @@ def test_sigterm_stops_a_command_line_run_and_keeps_its_checkpoint(tmp_path: Pat
     store = runs.RunStore(tmp_path, heartbeat_timeout=5)
     run, _ = stop_after_an_epoch([sys.executable, "-m", "core.train", *TRAIN, "--state-dir", str(tmp_path)], store,
                                  lambda process, run: process.send_signal(signal.SIGTERM))
-    assert run["status"] == "running" and run["worker"].startswith("cli-")
-    run = store.run(run["id"])
-    assert run["status"] == "stopped" and "Stopped" in (run["message"] or "")
-    assert "last" in store.checkpoints(run["id"])
-    assert checkpoints.read_sidecar(store.checkpoint_path(run["id"], "last"))["run_id"] == run["id"]
+    assert run.status == "running" and run.worker.startswith("cli-")
+    run = store.run(run.id)
+    assert run.status == "stopped" and "Stopped" in (run.message or "")
+    assert "last" in store.checkpoints(run.id)
+    assert checkpoints.read_sidecar(store.checkpoint_path(run.id, "last"))["run_id"] == run.id
 
 
 @pytest.mark.slow  # separate Python processes
@@ -59,8 +59,8 @@ def test_a_frozen_rank_ends_a_distributed_run_within_the_process_group_timeout(t
     result = subprocess.run(command, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=400)
     assert result.returncode != 0  # the run ended (here, or torchrun's deadline above would fail the test)
     (run,) = runs.RunStore(tmp_path).runs()
-    assert run["status"] == "failed", (run, result.stderr[-3000:])
-    assert run["message"]
+    assert run.status == "failed", (run, result.stderr[-3000:])
+    assert run.message
 
 
 @pytest.mark.slow  # separate Python processes
@@ -70,10 +70,10 @@ def test_a_stop_from_the_store_ends_every_rank_of_a_torchrun_run(tmp_path: Path)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
                "-m", "core.train", *TRAIN, "--batch-size", "32", "--dist-timeout", "600", "--state-dir", str(tmp_path)]
     store = runs.RunStore(tmp_path)
-    run, _ = stop_after_an_epoch(command, store, lambda process, run: store.request_stop(run["id"]))
-    run = store.run(run["id"])
-    assert run["status"] == "stopped", run
-    assert "last" in store.checkpoints(run["id"])
+    run, _ = stop_after_an_epoch(command, store, lambda process, run: store.request_stop(run.id))
+    run = store.run(run.id)
+    assert run.status == "stopped", run
+    assert "last" in store.checkpoints(run.id)
 
 
 @pytest.mark.slow  # separate Python processes
@@ -86,6 +86,6 @@ def test_a_loss_that_diverges_on_one_rank_ends_every_rank(tmp_path: Path) -> Non
                "--state-dir", str(tmp_path)]
     result = subprocess.run(command, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
     (run,) = runs.RunStore(tmp_path).runs()
-    assert run["status"] == "failed", (run, result.stderr[-3000:])
-    assert "non-finite in another process" in run["message"]  # rank 0 records; its own loss was finite
-    assert run["progress"]["epoch"] == 1 and run["progress"]["step"] < 50
+    assert run.status == "failed", (run, result.stderr[-3000:])
+    assert "non-finite in another process" in run.message  # rank 0 records; its own loss was finite
+    assert run.progress["epoch"] == 1 and run.progress["step"] < 50

@@ -63,7 +63,7 @@ def test_a_resumed_run_ends_where_an_uninterrupted_one_does(tmp_path: Path) -> N
     assert [row["epoch"] for row in store.metrics(run_id, "epoch")] == [1, 2, 3]
     steps = [row["step"] for row in store.metrics(run_id, "step")]
     assert steps == sorted(set(steps)) and steps[-1] == progress.step
-    assert store.run(run_id)["status"] == "completed"
+    assert store.run(run_id).status == "completed"
 
 
 def test_a_run_stopped_at_an_epoch_end_resumes_at_the_next_epoch(tmp_path: Path) -> None:
@@ -119,11 +119,11 @@ def test_the_command_line_resumes_a_stopped_run(tmp_path: Path, capsys: pytest.C
 
     training.fit(config, data.load("digits"), [runs.StoreCallback(store, run_id), StopAfterEpochOne()],
                  checkpoint_dir=store.checkpoint_dir(run_id), run_id=run_id)
-    assert store.run(run_id)["status"] == "stopped"
+    assert store.run(run_id).status == "stopped"
     assert cli.main(["--resume", run_id, "--state-dir", str(tmp_path)]) == 0
     assert "Resumed from the last checkpoint (end of epoch 1)" in capsys.readouterr().err
     run = store.run(run_id)
-    assert run["status"] == "completed" and len(store.runs()) == 1  # the same run, not a new one
+    assert run.status == "completed" and len(store.runs()) == 1  # the same run, not a new one
     assert [row["epoch"] for row in store.metrics(run_id, "epoch")] == [1, 2, 3]
     with pytest.raises(SystemExit):
         cli.main(["--resume", "no-such-run", "--state-dir", str(tmp_path)])

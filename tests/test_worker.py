@@ -48,12 +48,12 @@ def test_a_killed_worker_leaves_its_run_interrupted_and_the_next_run_completes(
     wait_until(lambda: store.metrics(doomed, "step"), 240, "the worker to start training")
     (pid,) = supervisor.pids()
     os.kill(pid, signal.SIGKILL)  # no handler, no goodbye: only the missing heartbeats tell
-    wait_until(lambda: store.run(doomed)["status"] == "interrupted", HEARTBEAT_TIMEOUT + 60,
+    wait_until(lambda: store.run(doomed).status == "interrupted", HEARTBEAT_TIMEOUT + 60,
                f"run {doomed} to read as interrupted")
-    assert "sign of life" in store.run(doomed)["message"]
+    assert "sign of life" in store.run(doomed).message
     assert store.wait(following, timeout=300) == "completed"  # the replacement worker took the queue on
-    assert supervisor.started == 2 and store.run(following)["worker"] != store.run(doomed)["worker"]
-    assert store.run(doomed)["status"] == "interrupted"  # nobody marked it anything else
+    assert supervisor.started == 2 and store.run(following).worker != store.run(doomed).worker
+    assert store.run(doomed).status == "interrupted"  # nobody marked it anything else
 
 
 def test_a_queued_run_is_cancelled_at_once_and_a_running_one_stops_with_a_checkpoint(
@@ -62,15 +62,15 @@ def test_a_queued_run_is_cancelled_at_once_and_a_running_one_stops_with_a_checkp
     running = store.create_run(training.TrainConfig(epochs=500, **FAST))
     queued = store.create_run(training.TrainConfig(epochs=1, **FAST))
     supervisor.ensure()
-    wait_until(lambda: store.run(running)["status"] == "running", 240, f"run {running} to be running")
+    wait_until(lambda: store.run(running).status == "running", 240, f"run {running} to be running")
     assert store.request_stop(queued) == "cancelled"
-    assert store.run(queued)["status"] == "stopped"  # at once, while the other run still trains
-    assert store.run(running)["status"] == "running"
+    assert store.run(queued).status == "stopped"  # at once, while the other run still trains
+    assert store.run(running).status == "running"
     wait_until(lambda: store.metrics(running, "epoch"), 240, f"run {running} to finish an epoch")
     assert store.request_stop(running) == "stopping"
     assert store.wait(running, timeout=120) == "stopped"
     assert "last" in store.checkpoints(running)
-    assert store.run(queued)["worker"] is None  # it never reached a worker
+    assert store.run(queued).worker is None  # it never reached a worker
 
 
 def test_a_failing_store_write_in_the_error_path_does_not_end_the_worker(
@@ -96,9 +96,9 @@ def test_a_failing_store_write_in_the_error_path_does_not_end_the_worker(
     monkeypatch.setattr(store, "update_run", update_run)
     trainer = worker.Worker(store, load_data=load)
     assert trainer.take_one() and trainer.take_one()  # the worker goes on with the next run
-    assert store.run(fine)["status"] == "completed"
+    assert store.run(fine).status == "completed"
     assert "could not record that run" in caplog.text and "No space left" in caplog.text
-    wait_until(lambda: store.run(broken)["status"] == "interrupted", 30,
+    wait_until(lambda: store.run(broken).status == "interrupted", 30,
                f"run {broken} to read as interrupted")  # honest, not "running"
     assert not trainer.take_one()
 
@@ -125,11 +125,11 @@ def test_a_resumed_run_continues_its_numbering_from_the_last_checkpoint(tmp_path
         store.request_stop(run_id)
     finally:
         thread.join(300)
-    assert store.run(run_id)["status"] == "stopped"
+    assert store.run(run_id).status == "stopped"
     first = store.metrics(run_id, "epoch")
     assert len(first) < 40, "the run ended before the stop request was read"
     store.resume(run_id)
-    assert trainer.take_one() and store.run(run_id)["status"] == "completed"
+    assert trainer.take_one() and store.run(run_id).status == "completed"
     epochs = store.metrics(run_id, "epoch")
     assert [e["epoch"] for e in epochs] == list(range(1, 41))  # the curves go on where they stopped
     assert epochs[: len(first)] == first and epochs[-1]["step"] > first[-1]["step"]
@@ -145,8 +145,8 @@ def test_worker_command_line_trains_one_queued_run(tmp_path: Path) -> None:
                              "--device", "cpu"], cwd=ROOT, capture_output=True, text=True, timeout=300,
                             env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr[-2000:]
-    assert store.run(run_id)["status"] == "completed" and "streamlit" not in result.stderr
-    assert store.run(run_id)["device"].lower().startswith("cpu")
+    assert store.run(run_id).status == "completed" and "streamlit" not in result.stderr
+    assert store.run(run_id).device.lower().startswith("cpu")
 
 
 def test_the_worker_count_setting() -> None:

@@ -1,5 +1,5 @@
-"""The run store (core.runs.store), its schema and migrations (schema), rebuilding it from checkpoint sidecars
-(recovery) and its command line (cli, ``python -m core.runs``).
+"""The run store (core.runs.store), the runs it reads (record), its schema and migrations (schema), rebuilding it
+from checkpoint sidecars (recovery) and its command line (cli, ``python -m core.runs``).
 
 The names callers use are re-exported here, so ``from core.runs import RunStore`` keeps working; the store
 callback, stop flag and heartbeat live in core.tracking (above both the store and the trainer) and are
@@ -8,13 +8,12 @@ re-exported here too.
 
 from core.paths import state_dir
 from core.runs.cli import main
+from core.runs.record import ACTIVE, RESUMABLE, RunRecord, Status
 from core.runs.schema import COLUMNS, SCHEMA
 from core.runs.store import (
-    ACTIVE,
     DEFAULT_BUSY_TIMEOUT,
     DEFAULT_HEARTBEAT_TIMEOUT,
     LOCK_WAIT,
-    RESUMABLE,
     RunNotFoundError,
     RunStateError,
     RunStore,
@@ -36,7 +35,7 @@ from core.tracking import Heartbeat, StopFlag, StoreCallback
 
 __all__ = [
     "ACTIVE", "COLUMNS", "DEFAULT_BUSY_TIMEOUT", "DEFAULT_HEARTBEAT_TIMEOUT", "LOCK_WAIT", "RESUMABLE", "SCHEMA",
-    "Heartbeat", "RunNotFoundError", "RunStateError", "RunStore", "StopFlag", "Store", "StoreCallback",
-    "StoreDamagedError", "StoreFullError", "StoreLockedError", "StoreReadOnlyError", "StoreUnreadableError",
+    "Heartbeat", "RunNotFoundError", "RunRecord", "RunStateError", "RunStore", "Status", "StopFlag", "Store",
+    "StoreCallback", "StoreDamagedError", "StoreFullError", "StoreLockedError", "StoreReadOnlyError", "StoreUnreadableError",
     "default_busy_timeout", "default_heartbeat_timeout", "main", "new_id", "state_dir", "unreadable", "versions",
 ]

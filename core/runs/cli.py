@@ -12,14 +12,15 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import ExplorerError
+from core.runs.record import RunRecord
 from core.runs.store import RunStore
 
 
-def _summary(run: dict[str, Any]) -> dict[str, Any]:
+def _summary(run: RunRecord) -> dict[str, Any]:
     """The fields ``list --json`` prints."""
-    return {"id": run["id"], "status": run["status"], "architecture": run["arch"], "data": run["dataset"],
-            "epochs": (run["config"] or {}).get("epochs"), "best_val_acc": run["best_val_acc"],
-            "test_acc": (run["test"] or {}).get("accuracy"), "group": run.get("group_id")}
+    return {"id": run.id, "status": run.status, "architecture": run.arch, "data": run.dataset,
+            "epochs": run.config.get("epochs"), "best_val_acc": run.best_val_acc, "test_acc": run.test_accuracy,
+            "group": run.group_id}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"{row['id']}  {row['status']:<11} {row['architecture']:<14} {row['data']:<14} "
                           f"{row['epochs']!s:>4} epochs  test {test}")
         elif args.command == "show":
-            print(json.dumps(store.run(args.run_id), indent=2, default=str))
+            print(json.dumps(store.run(args.run_id).as_dict(), indent=2, default=str))
             print(json.dumps({"checkpoints": {k: str(v) for k, v in store.checkpoints(args.run_id).items()}}))
         elif args.command == "stop":
             print(f"run {args.run_id}: {store.request_stop(args.run_id)}")

@@ -27,11 +27,10 @@ from core.claims import StaleClaimError
 from core.errors import ExplorerError
 from core.paths import state_dir
 from core.runs import recovery
+from core.runs.record import RunRecord, Status, stale
 from core.runs.schema import create_schema, use_wal
 from core.store_errors import StoreDamagedError, StoreLockedError, StoreUnreadableError, unreadable
 
-ACTIVE = ("queued", "running")
-RESUMABLE = ("stopped", "failed", "interrupted")
 DEFAULT_HEARTBEAT_TIMEOUT = paths.DEFAULT_HEARTBEAT_TIMEOUT
 DEFAULT_BUSY_TIMEOUT = paths.DEFAULT_BUSY_TIMEOUT
 LOCK_WAIT = 30.0  # seconds one call waits for another process's write lock (at most the busy timeout)
@@ -47,10 +46,6 @@ class RunStateError(ExplorerError):
     """An action the run's status does not allow (deleting a running run, resuming a completed one)."""
 
 
-default_heartbeat_timeout = paths.heartbeat_timeout
-default_busy_timeout = paths.busy_timeout
-
-
 def versions() -> dict[str, str]:
     """Library versions recorded with each run."""
     import torchvision
@@ -63,8 +58,6 @@ def new_id(prefix: str = "") -> str:
     return prefix + time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
 
 
-
-
 class Store(Protocol):
     """What a trainer needs of a run store: :class:`RunStore`, or the Ray executor's proxy of one
     (core.executors.RemoteStore). Writes take the claim's ``token`` (core.claims)."""
@@ -73,10 +66,10 @@ class Store(Protocol):
     heartbeat_timeout: float
     busy_timeout: float
 
-    def claim(self, worker: str, run_id: str | None = None) -> dict[str, Any] | None:
+    def claim(self, worker: str, run_id: str | None = None) -> RunRecord | None:
         """Take the oldest queued run (or ``run_id``) for ``worker``; None if none."""
 
-    def run(self, run_id: str) -> dict[str, Any]:
+    def run(self, run_id: str) -> RunRecord:
         """One run."""
 
     def update_run(self, run_id: str, *, token: int | None = None, **fields: Any) -> None:
@@ -227,7 +220,7 @@ class RunStore:
 
     # Runs ---------------------------------------------------------------------------------------------------------
 
-    def create_run(self, config: Any, status: str = "queued", group: str | None = None,
+    def create_run(self, config: Any, status: Status = "queued", group: str | None = None,
                    worker: str | None = None, processes: int = 1) -> str:
         """Record a new run of ``config`` (a TrainConfig): queued for a worker, or running under ``worker``."""
         run_id = new_id()
@@ -252,14 +245,14 @@ class RunStore:
         self._write(run_id, token, f"UPDATE runs SET {assignments}, updated = ? WHERE id = ?",
                     (*values, time.time(), run_id))
 
-    def run(self, run_id: str) -> dict[str, Any]:
-        """One run as a dict (config, test and progress decoded; status ``interrupted`` if its trainer went quiet)."""
+    def run(self, run_id: str) -> RunRecord:
+        """One run (status ``interrupted`` if its trainer went quiet: see RunRecord.from_row)."""
         rows = self._execute("SELECT * FROM runs WHERE id = ?", (run_id,))
         if not rows:
             raise RunNotFoundError(f"No run {run_id!r} in {self.db_path}.")
         return self._decode(rows[0])
 
-    def runs(self, limit: int = 100, group: str | None = None) -> list[dict[str, Any]]:
+    def runs(self, limit: int = 100, group: str | None = None) -> list[RunRecord]:
         """The latest runs (of one group, if given), newest first."""
         if group is not None:
             rows = self._execute("SELECT * FROM runs WHERE group_id = ? ORDER BY created, id", (group,))
@@ -267,26 +260,15 @@ class RunStore:
             rows = self._execute("SELECT * FROM runs ORDER BY created DESC LIMIT ?", (limit,))
         return [self._decode(row) for row in rows]
 
-    def _decode(self, row: sqlite3.Row) -> dict[str, Any]:
-        run = dict(row)
-        for key in ("config", "versions", "test", "progress"):
-            run[key] = json.loads(run[key]) if run.get(key) else None
-        if run["status"] == "running" and self._stale(run["heartbeat"]):
-            run["status"] = "interrupted"
-            beat = run["heartbeat"]
-            quiet = ("has never sent a sign of life" if beat is None
-                     else "was lost: its process ended before the run did" if beat <= 0  # an executor saw it die
-                     else f"has not sent a sign of life for {time.time() - beat:.0f} s")
-            run["message"] = (f"Interrupted: its trainer ({run.get('worker') or 'unknown'}) {quiet} (the process was "
-                              "killed, or its machine stopped). Resume continues from the last checkpoint.")
-        return run
+    def _decode(self, row: sqlite3.Row) -> RunRecord:
+        return RunRecord.from_row(row, self.heartbeat_timeout)
 
     def _stale(self, heartbeat: float | None) -> bool:
-        return heartbeat is None or time.time() - heartbeat > self.heartbeat_timeout
+        return stale(heartbeat, self.heartbeat_timeout, time.time())
 
     # The queue ----------------------------------------------------------------------------------------------------
 
-    def claim(self, worker: str, run_id: str | None = None) -> dict[str, Any] | None:
+    def claim(self, worker: str, run_id: str | None = None) -> RunRecord | None:
         """Take the oldest queued run (or ``run_id``, if still queued) for ``worker``, atomically; None if none.
 
         The run's ``generation`` is the claim's token: its trainer passes it with every write."""
@@ -338,7 +320,7 @@ class RunStore:
             return ""
 
         outcome = self._transaction(stop)
-        return outcome or self.run(run_id)["status"]
+        return outcome or self.run(run_id).status
 
     def stop_requested(self, run_id: str, token: int | None = None) -> bool:
         """Has someone asked this run to stop? With ``token``, a StaleClaimError if that claim is lost."""
@@ -349,7 +331,7 @@ class RunStore:
 
     def stop_group(self, group: str) -> int:
         """Stop or cancel every active run of a group; returns how many were asked."""
-        asked = [run["id"] for run in self.runs(group=group) if run["status"] in ACTIVE]
+        asked = [run.id for run in self.runs(group=group) if run.is_active]
         for run_id in asked:
             self.request_stop(run_id)
         return len(asked)
@@ -368,9 +350,9 @@ class RunStore:
         row = db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
         if row is None:
             raise RunNotFoundError(f"No run {run_id!r} in {self.db_path}.")
-        status = self._decode(row)["status"]
-        if status not in RESUMABLE:
-            raise RunStateError(f"Run {run_id} is {status}: only a stopped, failed or interrupted run resumes.")
+        run = self._decode(row)
+        if not run.is_resumable:
+            raise RunStateError(f"Run {run_id} is {run.status}: only a stopped, failed or interrupted run resumes.")
 
     def resume(self, run_id: str) -> None:
         """Queue a stopped, failed or interrupted run again, to continue from its last checkpoint.
@@ -399,13 +381,13 @@ class RunStore:
 
         return int(self._transaction(take))
 
-    def wait(self, run_id: str, timeout: float = 600, poll: float = 0.1) -> str:
+    def wait(self, run_id: str, timeout: float = 600, poll: float = 0.1) -> Status:
         """Block until the run is neither queued nor running (for tests and scripts); return that status."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            status = self.run(run_id)["status"]
-            if status not in ACTIVE:
-                return status
+            run = self.run(run_id)
+            if run.has_ended:
+                return run.status
             time.sleep(poll)
         raise TimeoutError(f"run {run_id} still active after {timeout} s")
 
@@ -416,7 +398,7 @@ class RunStore:
             row = db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
             if row is None:
                 raise RunNotFoundError(f"No run {run_id!r} in {self.db_path}.")
-            if self._decode(row)["status"] == "running":
+            if self._decode(row).status == "running":
                 raise RunStateError(f"Run {run_id} is running: stop it first, then delete it.")
             db.execute("DELETE FROM metrics WHERE run_id = ?", (run_id,))
             db.execute("DELETE FROM runs WHERE id = ?", (run_id,))
