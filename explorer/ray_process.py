@@ -16,6 +16,7 @@ import atexit
 import importlib.util
 import logging
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -104,9 +105,13 @@ class RayProcess:
             log.warning("the Ray executor (pid %d) did not stop in %.0f s; killing it", process.pid, timeout)
             process.kill()
             process.wait()
+        _end_group(process)
+
 
     def _note_exit(self, process: subprocess.Popen) -> None:
-        """Record how a child ended and when the next may start (caller holds the lock)."""
+        """Record how a child ended and when the next may start, and end what it left running (a child killed
+        outright leaves Ray's agents behind); the caller holds the lock."""
+        _end_group(process)
         lived = time.monotonic() - self._since
         self.pause = FIRST_PAUSE if lived >= STEADY else min(self.pause * 2, LONGEST_PAUSE)
         self.next_start = time.monotonic() + self.pause
@@ -133,7 +138,8 @@ class RayProcess:
         path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
         with open(logs / "ray-executor.log", "ab") as output:
             process = subprocess.Popen(command, cwd=ROOT, stdout=output, stderr=subprocess.STDOUT,
-                                       stdin=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": path})
+                                       stdin=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": path},
+                                       start_new_session=True)  # its group: Ray's processes, ended with it
         self.started += 1
         self._since = time.monotonic()
         log.info("started the Ray executor (pid %d)", process.pid)
@@ -145,3 +151,11 @@ class RayProcess:
                 self.ensure()
             except OSError as error:  # cannot start a process now (out of memory, no pids): try again later
                 log.error("cannot start the Ray executor: %s", error)
+
+
+def _end_group(process: subprocess.Popen) -> None:
+    """Kill whatever is left of the process group an exited executor led (Ray's processes under it)."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass  # nothing left

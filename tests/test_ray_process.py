@@ -98,8 +98,10 @@ def test_runs_train_on_a_child_executor_that_is_replaced_when_killed_and_leaves_
         wait_until(lambda: store.run(first).status == "completed", 300, "the first run trained on Ray")
         killed = executor.pid()
         assert killed is not None and json.loads(ray_serve.status_path(tmp_path).read_text())["problem"] is None
+        left = descendants(killed)
         os.kill(killed, signal.SIGKILL)  # as when Ray's head is lost and the driver exits
         wait_until(lambda: executor.pid() not in (None, killed), 60, "another executor process")
+        wait_until(lambda: not any(alive(pid) for pid in left), 60, "every Ray process of the killed executor gone")
         second = store.create_run(config)
         wait_until(lambda: store.run(second).status == "completed", 300, "the second run trained on Ray")
         serving = executor.pid()
