@@ -12,6 +12,7 @@ import pytest
 
 from core import runs
 from tests.browser import chromium_path, running_app, wait_until_drawn, wait_until_idle
+from tests.conftest import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 pytest.importorskip("ray", reason="Ray is not installed: pip install -r requirements-ray.txt")
@@ -83,4 +84,26 @@ def test_a_run_on_ray_streams_stops_resumes_and_downloads_like_a_local_one(page:
     download.value.save_as(saved)
     assert load_file(str(saved))  # the weights written on the Ray worker reached the server's state folder
     assert store.run(run_id.group(1)).status == "stopped"
+    expect(page.locator('[data-testid="stException"]')).to_have_count(0)
+
+
+def test_the_server_outlives_its_ray_executor(page: Page, app: tuple[str, Path]) -> None:
+    """Ray's driver runs in a child of the server: killed (as when Ray's head is lost), it is replaced and the
+    pages go on being served; the server never loaded Ray."""
+    import json
+    import signal
+
+    url, state = app
+    status = state / "logs" / "ray-executor.json"
+    page.goto(f"{url}/training")
+    wait_until_idle(page)
+    first = wait_until(lambda: json.loads(status.read_text()).get("pid") if status.exists() else None, 180,
+                       "the executor process reporting")
+    os.kill(first, signal.SIGKILL)
+    wait_until(lambda: json.loads(status.read_text()).get("pid") not in (None, first), 180,
+               "another executor process reporting")
+    assert json.loads(status.read_text())["problem"] is None
+    page.goto(f"{url}/training")
+    wait_until_idle(page)
+    expect(page.get_by_role("heading", name="Training")).to_be_visible()
     expect(page.locator('[data-testid="stException"]')).to_have_count(0)
