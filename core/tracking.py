@@ -49,8 +49,8 @@ class StoreCallback:
         epoch = progress.history[-1].as_dict()
         self.claim.log("epoch", progress.epoch, progress.step, progress.elapsed,
                        {k: v for k, v in epoch.items() if k not in ("epoch", "elapsed")})
-        self.claim.update(best_val_acc=progress.best_val_acc, elapsed=progress.elapsed,
-                          progress=self.progress(progress))
+        self.claim.update(best_val_acc=progress.best_val_acc, elapsed=progress.elapsed, device=progress.device,
+                          progress=self.progress(progress))  # the device: the threads it trains on now
 
     def on_fit_end(self, progress: Progress) -> None:
         test = progress.test.report(progress.classes) if progress.test is not None else None

@@ -144,6 +144,11 @@ def test_a_cpu_run_takes_every_core_it_may_until_a_page_is_served(tmp_path: Path
         wait_until(lambda: threads() == 2, 120, "the run to train on 2 threads while no page is served")
         marker.mark()
         wait_until(lambda: threads() == 1, 60, "the run to leave the server its core")
+        def says_one_thread() -> bool:
+            marker.mark()  # a page is still being served (written at most once a second)
+            return "1 thread of" in (store.run(run_id).device or "")
+
+        wait_until(says_one_thread, 120, "the run's device to say the threads it trains on now (at an epoch's end)")
         past = time.time() - 2 * activity.QUIET_SECONDS
         os.utime(marker.path, (past, past))  # the last page was served a while ago
         wait_until(lambda: threads() == 2, 60, "the run to take the core again")

@@ -128,9 +128,8 @@ class Trainer:
             self.step_model = HeadView(self.model)
         self.trained = wrap(self.step_model) if wrap else self.step_model  # DistributedDataParallel, or as is
         self.autocast = devices.training_autocast(self.device)
-        # Said wherever the device is (not in the run's messages, which say how it went).
-        self.device_text = devices.describe(self.device) + (
-            " · training steps in bfloat16" if self.device.type == "cpu" and devices.cpu_bfloat16() else "")
+        # Said with the device (not in the run's messages, which say how the run went).
+        self.precision = " · training steps in bfloat16" if self.device.type == "cpu" and devices.cpu_bfloat16() else ""
         # Optimiser and schedule, planned for the whole run.
         self.batch_size = config.batch_size
         self.eval_batch_size = 1024  # no gradients: larger batches fit
@@ -464,7 +463,7 @@ class Trainer:
     def progress(self) -> Progress:
         """A frozen snapshot of where the run is."""
         return Progress(
-            config=self.config, device=self.device_text, classes=tuple(self.data.classes),
+            config=self.config, device=devices.describe(self.device) + self.precision, classes=tuple(self.data.classes),
             input_size=self.input_size, epoch=self.epoch, step=self.step, steps_per_epoch=self.steps_per_epoch,
             total_steps=self.total_steps, batch_size=self.batch_size, lr=self.schedule.lr,
             train_loss=self.train_loss, train_acc=self.train_acc, val_loss=self.val_loss, val_acc=self.val_acc,
