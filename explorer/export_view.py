@@ -31,6 +31,7 @@ class Made:
     mime: str = "application/octet-stream"
     check: str = ""  # how it was verified, in words
     problem: str = ""
+    note: str = ""  # what a user must know of it (the best checkpoint damaged: the last one was exported)
 
 
 def _stem(sidecar: dict[str, Any]) -> str:
@@ -41,20 +42,21 @@ def _stem(sidecar: dict[str, Any]) -> str:
 def make(run_id: str, kind: str) -> Made:
     """The run's preferred checkpoint (best, else last) exported as ``kind``: "onnx", "pt2" or "code"."""
     try:
-        model, sidecar, _ = checkpoints.load_preferred(services.run_store().checkpoint_dir(run_id))
+        model, sidecar, note = checkpoints.load_preferred(services.run_store().checkpoint_dir(run_id))
+        note = services.public_text(note)
         stem = _stem(sidecar)
         if kind == "code":
             code = export_code.as_code(model, sidecar, f"{stem}.safetensors")
             return Made(code.encode(), f"{stem}.py", "text/x-python",
                         f"Run it beside {stem}.safetensors (the checkpoint above) with --check: it rebuilds the "
-                        "model, loads the weights and compares its outputs with the run's.")
+                        "model, loads the weights and compares its outputs with the run's.", note=note)
         made = export.export(model, sidecar, "onnx" if kind == "onnx" else "pt2")
     except ExplorerError as error:
         return Made(problem=services.public_text(str(error)))
     how = "onnxruntime" if kind == "onnx" else "torch.export.load"
     return Made(made.data, f"{stem}{made.suffix}", check=(
         f"Checked: reloaded with {how}, its outputs on a sample batch of {export.SAMPLE_BATCH} differ from the "
-        f"model's by at most {made.max_difference:.2g} (tolerance {export.describe(made.tolerance)})."))
+        f"model's by at most {made.max_difference:.2g} (tolerance {export.describe(made.tolerance)})."), note=note)
 
 
 _KINDS = {  # kind: (button label, download label, help)
@@ -85,6 +87,8 @@ def panel(run: RunRecord) -> None:
         if made.problem:
             column.error(widgets.literal(made.problem), icon=":material/error:")
             continue
+        if made.note:
+            column.warning(widgets.literal(made.note), icon=":material/warning:")
         column.download_button(download, made.data, file_name=made.file_name, mime=made.mime, on_click="ignore",
                                key=f"export-download-{kind}-{run_id}", icon=":material/download:")
         column.caption(widgets.literal(made.check))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import atexit
 import importlib.util
 import logging
+import math
 import os
 import signal
 import subprocess
@@ -24,9 +25,9 @@ import time
 from pathlib import Path
 
 from core import executors, ray_serve
+from explorer import workers
 
 log = logging.getLogger(__name__)
-ROOT = Path(__file__).resolve().parents[1]
 FIRST_PAUSE = 2.0  # seconds before a child that exited is started again; doubled after each quick exit
 LONGEST_PAUSE = 60.0
 STEADY = 120.0  # a child that lived this long resets the pause
@@ -55,7 +56,7 @@ class RayProcess:
     @property
     def threads_per_run(self) -> int:
         """CPU threads a run holds: the CPUs it asks Ray for."""
-        return max(int(executors.configured_cpus() + 0.999), 1)
+        return max(math.ceil(executors.configured_cpus()), 1)
 
     @property
     def problem(self) -> str | None:
@@ -134,23 +135,15 @@ class RayProcess:
     def _start(self) -> subprocess.Popen:
         logs = self.state / "logs"
         logs.mkdir(parents=True, exist_ok=True)
-        command = self._command()
-        path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-        with open(logs / "ray-executor.log", "ab") as output:
-            process = subprocess.Popen(command, cwd=ROOT, stdout=output, stderr=subprocess.STDOUT,
-                                       stdin=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": path},
-                                       start_new_session=True)  # its group: Ray's processes, ended with it
+        # In a session of its own: its process group holds Ray's processes, ended with it (_end_group).
+        process = workers.spawn(self._command(), logs / "ray-executor.log", own_session=True)
         self.started += 1
         self._since = time.monotonic()
         log.info("started the Ray executor (pid %d)", process.pid)
         return process
 
     def _watch(self) -> None:
-        while not self._closed.wait(self.check_every):
-            try:
-                self.ensure()
-            except OSError as error:  # cannot start a process now (out of memory, no pids): try again later
-                log.error("cannot start the Ray executor: %s", error)
+        workers.keep_ensuring(self.ensure, self._closed, self.check_every, "the Ray executor")
 
 
 def _end_group(process: subprocess.Popen) -> None:

@@ -17,6 +17,7 @@ import os
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -125,17 +126,28 @@ class Supervisor:
                    "--parent", str(os.getpid())]
         if self.threads and self.max_threads:
             command += ["--threads", str(self.max_threads), "--shared-threads", str(self.threads)]
-        path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-        with open(logs / f"worker-{slot}.log", "ab") as output:
-            process = subprocess.Popen(command, cwd=ROOT, stdout=output, stderr=subprocess.STDOUT,
-                                       stdin=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": path})
+        process = spawn(command, logs / f"worker-{slot}.log")
         self.started += 1
         log.info("started worker %d (pid %d) on %s", slot, process.pid, self.devices[slot])
         return process
 
     def _watch(self) -> None:
-        while not self._closed.wait(self.check_every):
-            try:
-                self.ensure()
-            except OSError as error:  # cannot start a process now (out of memory, no pids): try again later
-                log.error("cannot start a training worker: %s", error)
+        keep_ensuring(self.ensure, self._closed, self.check_every, "a training worker")
+
+
+def spawn(command: list[str], log_file: Path, own_session: bool = False) -> subprocess.Popen:
+    """Start ``command`` in the project's root (importable there), its output appended to ``log_file``; in a
+    session of its own if asked (its process group then holds what it starts)."""
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    with open(log_file, "ab") as output:
+        return subprocess.Popen(command, cwd=ROOT, stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env={**os.environ, "PYTHONPATH": path}, start_new_session=own_session)
+
+
+def keep_ensuring(ensure: Callable[[], None], closed: threading.Event, every: float, what: str) -> None:
+    """Call ``ensure`` every ``every`` seconds until ``closed`` is set (a supervisor's monitor thread)."""
+    while not closed.wait(every):
+        try:
+            ensure()
+        except OSError as error:  # cannot start a process now (out of memory, no pids): try again later
+            log.error("cannot start %s: %s", what, error)

@@ -233,7 +233,7 @@ def test_classify_falls_back_to_the_last_checkpoint_and_says_so(tmp_path: Path) 
 
 
 def test_the_pages_refuse_a_damaged_download_and_classify_with_the_last() -> None:
-    from explorer import services
+    from explorer import export_view, services
 
     run_id = finished_run(services.run_store())
     _flip_a_byte(checkpoints.weights_path(services.run_store().checkpoint_dir(run_id), "best"))
@@ -248,6 +248,9 @@ def test_the_pages_refuse_a_damaged_download_and_classify_with_the_last() -> Non
     warnings = " ".join(str(w.value) for w in classify.warning)
     assert "The best checkpoint is damaged" in warnings and "using the last one, epoch 2" in warnings, warnings
     assert "Prediction" in {metric.label for metric in classify.metric}
+    training_page.button(key=f"export-code-{run_id}").click().run()  # the export says so too
+    warnings = " ".join(str(w.value) for w in training_page.warning)
+    assert "using the last one, epoch 2" in warnings and "last" in export_view.make(run_id, "code").file_name
 
 
 def test_a_set_whose_files_do_not_match_its_record_is_ignored(tmp_path: Path) -> None:

@@ -22,7 +22,7 @@ def test_the_device_check_runs_every_step_on_the_cpu(tmp_path) -> None:
     tables = {path.stem: path.read_text() for path in tmp_path.glob("*.txt")}
     assert set(tables) == {"machine", "tests", "train_mnist", "inference", "train_cifar"}
     assert "tests collected" in tables["tests"] and "test_training_graphs.py::" in tables["tests"]
-    assert "tutorial DataLoader" in tables["train_mnist"] and "eager" in tables["train_mnist"]
+    assert "tutorial DataLoader" in tables["train_mnist"] and "channels-last" in tables["train_mnist"]  # CPU rows
     assert "published recipe" in tables["train_mnist"]
     assert "xception" in tables["inference"] and "resnet18" in tables["inference"]
     assert "torchvision, plain loop" in tables["train_cifar"]

@@ -7,6 +7,7 @@ import hashlib
 import io
 import threading
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -141,10 +142,10 @@ def test_classify_opens_on_the_most_accurate_run_not_the_newest() -> None:
 
     good = classifiers.Choice("run:good", "good")
     bad = classifiers.Choice("run:bad", "bad")
-    store_runs = [{"id": "bad", "test": {"accuracy": 0.348}}, {"id": "good", "test": {"accuracy": 0.97}}]
+    store_runs = [SimpleNamespace(id="bad", test_accuracy=0.348), SimpleNamespace(id="good", test_accuracy=0.97)]
 
     class Store:
-        def runs(self, limit: int = 100) -> list[dict]:
+        def runs(self, limit: int = 100) -> list[SimpleNamespace]:
             return store_runs
 
     assert classifiers.best_choice([bad, good], Store()) == "run:good"  # the newest (first) is worse
