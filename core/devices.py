@@ -79,11 +79,17 @@ def cpu_bfloat16() -> bool:
     return any(check is not None and check() for check in native)
 
 
+def trains_cpu_in_bfloat16(device: torch.device) -> bool:
+    """Whether training steps on ``device`` are a CPU's in bfloat16 (``cpu_bfloat16``): the one case where
+    training and evaluation compute in different precisions."""
+    return device.type == "cpu" and cpu_bfloat16()
+
+
 def training_autocast(device: torch.device, cache: bool = True) -> contextlib.AbstractContextManager[object]:
     """The mixed precision a training step computes in: bfloat16 autocast on CUDA, and on a CPU that has
     bfloat16 arithmetic (``cpu_bfloat16``: LeNet-5's step is ~25 % faster in it on an AMX CPU,
     ``benchmarks/train_mnist.py``); float32 elsewhere. Evaluation and inference keep ``autocast``'s choice."""
-    if device.type == "cpu" and cpu_bfloat16():
+    if trains_cpu_in_bfloat16(device):
         return torch.autocast("cpu", dtype=torch.bfloat16, cache_enabled=cache)
     return autocast(device, cache)
 

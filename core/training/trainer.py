@@ -129,7 +129,7 @@ class Trainer:
         self.trained = wrap(self.step_model) if wrap else self.step_model  # DistributedDataParallel, or as is
         self.autocast = devices.training_autocast(self.device)
         # Said with the device (not in the run's messages, which say how the run went).
-        self.precision = " · training steps in bfloat16" if self.device.type == "cpu" and devices.cpu_bfloat16() else ""
+        self.precision = " · training steps in bfloat16" if devices.trains_cpu_in_bfloat16(self.device) else ""
         # Optimiser and schedule, planned for the whole run.
         self.batch_size = config.batch_size
         self.eval_batch_size = 1024  # no gradients: larger batches fit
