@@ -67,6 +67,7 @@ def serve(state: Path, address: str | None, parent: int | None = None, check_eve
     log.info("serving the queue of %s on Ray; SIGTERM or Ctrl-C stops the running runs (checkpoints kept)",
              executor.store.root)
     executor.ensure()
+    code = 0
     try:
         while not stop.wait(check_every):
             if parent is not None and os.getppid() != parent:
@@ -74,9 +75,9 @@ def serve(state: Path, address: str | None, parent: int | None = None, check_eve
                 break
             if not executor.serving:
                 log.error("the thread serving the queue ended: exiting, to be started again")
-                executor.close()
-                return 1
+                code = 1
+                break
     except KeyboardInterrupt:
         pass
     executor.close()
-    return 0
+    return code

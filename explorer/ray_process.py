@@ -12,7 +12,6 @@ logs to ``<state>/logs/ray-executor.log``, and exits, shutting down the Ray inst
 
 from __future__ import annotations
 
-import atexit
 import importlib.util
 import logging
 import math
@@ -20,7 +19,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -33,7 +31,7 @@ LONGEST_PAUSE = 60.0
 STEADY = 120.0  # a child that lived this long resets the pause
 
 
-class RayProcess:
+class RayProcess(workers.Watching):
     """Keeps one ``python -m core.executors serve`` process serving the store in ``state`` (an Executor)."""
 
     def __init__(self, state: Path, address: str | None = None, check_every: float = 1.0) -> None:
@@ -41,17 +39,12 @@ class RayProcess:
             executors.import_ray()  # raises RayNotInstalledError, saying how to install it
         self.state = Path(state)
         self.address = address
-        self.check_every = check_every
         self.process: subprocess.Popen | None = None
-        self.started = 0  # processes started so far (restarts included)
         self.exited: str | None = None  # how the last child ended, while the next one waits to start
         self.pause = FIRST_PAUSE
         self.next_start = 0.0  # time.monotonic() before which no child is started
         self._since = 0.0  # when the current child started
-        self._lock = threading.Lock()
-        self._closed = threading.Event()
-        self._monitor: threading.Thread | None = None
-        atexit.register(self.close)
+        super().__init__(check_every, "the Ray executor")
 
     @property
     def threads_per_run(self) -> int:
@@ -87,9 +80,7 @@ class RayProcess:
                 self.process = None
             if self.process is None and time.monotonic() >= self.next_start:
                 self.process = self._start()
-            if self._monitor is None:
-                self._monitor = threading.Thread(target=self._watch, name="ray-executor-supervisor", daemon=True)
-                self._monitor.start()
+            self._watch_from_now()
 
     def close(self, timeout: float = 30) -> None:
         """Ask the executor process to stop (its running runs stop, keeping their checkpoints, and the Ray instance
@@ -97,17 +88,9 @@ class RayProcess:
         with self._lock:
             self._closed.set()
             process = self.process
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            log.warning("the Ray executor (pid %d) did not stop in %.0f s; killing it", process.pid, timeout)
-            process.kill()
-            process.wait()
-        _end_group(process)
-
+        if process is not None:
+            workers.stop([process], timeout)
+            _end_group(process)  # also when it had exited unnoticed: what it left is ended
 
     def _note_exit(self, process: subprocess.Popen) -> None:
         """Record how a child ended and when the next may start, and end what it left running (a child killed
@@ -141,9 +124,6 @@ class RayProcess:
         self._since = time.monotonic()
         log.info("started the Ray executor (pid %d)", process.pid)
         return process
-
-    def _watch(self) -> None:
-        workers.keep_ensuring(self.ensure, self._closed, self.check_every, "the Ray executor")
 
 
 def _end_group(process: subprocess.Popen) -> None:

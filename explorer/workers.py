@@ -50,13 +50,41 @@ def configured_count(secret: object = None) -> int:
     return default_count()
 
 
-class Supervisor:
+class Watching:
+    """What a supervisor of child processes shares: a lock, a closed flag, a count of processes started, a monitor
+    thread that calls ``ensure`` every ``check_every`` seconds once it is first called, and ``close`` at exit."""
+
+    def __init__(self, check_every: float, what: str) -> None:
+        self.check_every = check_every
+        self.what = what  # what it starts, in words for its log ("a training worker")
+        self.started = 0  # processes started so far (replacements included)
+        self._lock = threading.Lock()
+        self._closed = threading.Event()
+        self._monitor: threading.Thread | None = None
+        atexit.register(self.close)
+
+    def ensure(self) -> None:
+        """Start what is missing; then watch (``_watch_from_now``)."""
+        raise NotImplementedError
+
+    def close(self, timeout: float = 20) -> None:
+        """Stop what was started."""
+        raise NotImplementedError
+
+    def _watch_from_now(self) -> None:
+        """Start the monitor thread unless it runs (the caller holds the lock)."""
+        if self._monitor is None:
+            self._monitor = threading.Thread(target=keep_ensuring, name=f"supervisor of {self.what}", daemon=True,
+                                             args=(self.ensure, self._closed, self.check_every, self.what))
+            self._monitor.start()
+
+
+class Supervisor(Watching):
     """Keeps ``count`` worker processes serving the run store in ``state``."""
 
     def __init__(self, state: Path, count: int, check_every: float = 2.0) -> None:
         self.state = Path(state)
         self.count = count
-        self.check_every = check_every
         gpus = torch.cuda.device_count()
         self.devices = [f"cuda:{i % gpus}" if gpus else "auto" for i in range(count)]
         # CPU workers share the cores and leave one to the web server while it serves pages. With PyTorch's
@@ -68,11 +96,7 @@ class Supervisor:
         self.threads = None if gpus else shared  # what a run holds while the server computes too
         self.max_threads = None if gpus else (maximum if activity.share_enabled() else shared)
         self.processes: list[subprocess.Popen | None] = [None] * count
-        self.started = 0  # processes started so far (replacements included)
-        self._lock = threading.Lock()
-        self._closed = threading.Event()
-        self._monitor: threading.Thread | None = None
-        atexit.register(self.close)
+        super().__init__(check_every, "a training worker")
 
     @property
     def threads_per_run(self) -> int:
@@ -90,9 +114,7 @@ class Supervisor:
                     if process is not None:
                         log.warning("worker %d exited with %s; starting another", slot, process.returncode)
                     self.processes[slot] = self._start(slot)
-            if self._monitor is None:
-                self._monitor = threading.Thread(target=self._watch, name="worker-supervisor", daemon=True)
-                self._monitor.start()
+            self._watch_from_now()
 
     def alive(self) -> int:
         """How many workers are running now."""
@@ -109,15 +131,7 @@ class Supervisor:
         with self._lock:
             self._closed.set()
             processes = [p for p in self.processes if p is not None]
-        for process in processes:
-            if process.poll() is None:
-                process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop(processes, timeout)
 
     def _start(self, slot: int) -> subprocess.Popen:
         logs = self.state / "logs"
@@ -131,8 +145,20 @@ class Supervisor:
         log.info("started worker %d (pid %d) on %s", slot, process.pid, self.devices[slot])
         return process
 
-    def _watch(self) -> None:
-        keep_ensuring(self.ensure, self._closed, self.check_every, "a training worker")
+
+
+def stop(processes: list[subprocess.Popen], timeout: float) -> None:
+    """SIGTERM every process still running, wait up to ``timeout`` seconds for each, then kill the slow."""
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            log.warning("pid %d did not stop in %.0f s; killing it", process.pid, timeout)
+            process.kill()
+            process.wait()
 
 
 def spawn(command: list[str], log_file: Path, own_session: bool = False) -> subprocess.Popen:
